@@ -1,0 +1,37 @@
+# ftorch — `make help` lists the targets.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+RECIPE ?= quickstart
+ARGS   ?=
+STAMP  := $(VENV)/.installed
+
+.PHONY: help install train plan test bench clean
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt torch==2.13.0
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install ftorch (CPU torch) with dev extras
+
+train: $(STAMP)  ## train a recipe: make train RECIPE=quickstart ARGS="train.lr=1e-4"
+	$(BIN)/ftorch train recipe=$(RECIPE) $(ARGS)
+
+plan: $(STAMP)  ## show the resolved config and what would run: make plan RECIPE=quickstart
+	$(BIN)/ftorch plan recipe=$(RECIPE) $(ARGS)
+
+test: $(STAMP)  ## run the test suite
+	$(BIN)/python -m pytest $(ARGS)
+
+bench: $(STAMP)  ## run the benchmarks in bench/ and print their figures
+	$(BIN)/python bench/cli_startup.py
+	$(BIN)/python bench/peft_throughput.py
+
+clean:  ## remove the virtual environment and caches (runs/ is kept)
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,29 @@
+"""Registry: provider.name -> backend class, imported only when asked for (keeps the CLI fast)."""
+
+from __future__ import annotations
+
+import importlib
+
+from ..errors import ConfigError, MissingExtra, Problem, did_you_mean
+from .base import Backend, Plan, Result
+
+REGISTRY: dict[str, str] = {
+    "peft": "ftorch.backends.peft:PeftBackend",
+}
+
+
+def get_backend(name: str) -> Backend:
+    if name not in REGISTRY:
+        hint = did_you_mean(name, REGISTRY)
+        raise ConfigError(Problem("provider.name", f"unknown provider '{name}'",
+                                  f"{hint + ' ' if hint else ''}available: {', '.join(REGISTRY)}"))
+    module_name, _, class_name = REGISTRY[name].partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise MissingExtra(Problem(f"provider={name}", f"cannot import {exc.name}",
+                                   f"install it: pip install 'ftorch[{name}]'")) from None
+    return getattr(module, class_name)()
+
+
+__all__ = ["Backend", "Plan", "Result", "REGISTRY", "get_backend"]

@@ -1,0 +1,47 @@
+"""The one interface every provider implements. No base class: shared code lives in plain functions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from ..data.report import DataReport
+    from ..rundir import RunDir
+    from ..schema import RunConfig
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a backend would do, decided before anything is spent; saved as plan.json."""
+
+    provider: str
+    config: "RunConfig"
+    inputs: dict[str, Any]  # the exact backend input (trainer kwargs, job body, generated config)
+    estimates: dict[str, Any] = field(default_factory=dict)  # steps, tokens, cost, memory
+    notes: list[str] = field(default_factory=list)  # choices made and why
+    data: "DataReport | None" = field(default=None, compare=False, repr=False)  # the checked examples, not saved
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"provider": self.provider, "inputs": self.inputs, "estimates": self.estimates, "notes": self.notes}
+
+
+@dataclass
+class Result:
+    status: str  # succeeded | failed | interrupted
+    metrics: dict[str, Any] = field(default_factory=dict)
+    artifacts: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # more fields for run.json
+
+
+class Backend(Protocol):
+    name: str
+
+    def plan(self, cfg: "RunConfig", data: "DataReport") -> Plan:
+        """Pure and fast: no GPU, no network, no heavy imports. Raises ConfigError for impossible settings."""
+
+    def run(self, plan: Plan, run: "RunDir") -> Result:
+        """Do the work, recording checkpoints and remote ids in the run dir as soon as they exist."""
+
+    def resume(self, plan: Plan, run: "RunDir") -> Result:
+        """Continue the run recorded in `run` (latest checkpoint, or the remote job); never start a second paid job."""

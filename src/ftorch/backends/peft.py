@@ -1,0 +1,197 @@
+"""provider=peft: transformers + PEFT LoRA/QLoRA through TRL's SFTTrainer, on CPU or one GPU."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from ..errors import BackendError, ConfigError, Problem
+from . import _hf
+from .base import Plan, Result
+
+if TYPE_CHECKING:
+    from ..data.report import DataReport
+    from ..rundir import RunDir
+    from ..schema import RunConfig
+
+
+def _sft_args(cfg: "RunConfig") -> dict[str, Any]:
+    """The one place ftorch's train.* names become SFTConfig names."""
+    t = cfg.train
+    return {
+        "learning_rate": t.lr,
+        "num_train_epochs": t.epochs,
+        "max_steps": t.max_steps or -1,
+        "per_device_train_batch_size": t.batch_size,
+        "per_device_eval_batch_size": t.batch_size,
+        "gradient_accumulation_steps": t.grad_accum,
+        "max_length": t.max_length,
+        "warmup_steps": t.warmup_ratio,  # a float in [0, 1) is a ratio of total steps in transformers 5
+        "lr_scheduler_type": t.scheduler,
+        "weight_decay": t.weight_decay,
+        "optim": t.optimizer,
+        "max_grad_norm": t.max_grad_norm,
+        "seed": t.seed,
+        "data_seed": t.seed,
+        "packing": t.packing,
+        "activation_checkpointing": t.gradient_checkpointing,
+        "assistant_only_loss": t.assistant_only_loss,
+        "logging_steps": t.logging_steps,
+        "save_strategy": "steps",
+        "save_steps": t.save_steps,
+        "save_total_limit": t.save_total_limit,
+        "eval_strategy": "epoch" if cfg.data.validation else "no",
+        "report_to": [],
+        "dataset_num_proc": None,
+    }
+
+
+def _lora_args(cfg: "RunConfig") -> dict[str, Any]:
+    lora = cfg.train.lora
+    return {"r": lora.r, "lora_alpha": lora.alpha, "lora_dropout": lora.dropout,
+            "target_modules": list(lora.target_modules), "task_type": "CAUSAL_LM", "bias": "none"}
+
+
+class PeftBackend:
+    name = "peft"
+
+    def plan(self, cfg: "RunConfig", data: "DataReport") -> Plan:
+        if cfg.train.quantization == "4bit" and cfg.provider.device == "cpu":
+            raise ConfigError(Problem("train.quantization", "4bit (QLoRA) cannot run with provider.device=cpu",
+                                      "use train.quantization=none, or a CUDA GPU"))
+        examples = data.count("train")
+        batches_per_epoch = math.ceil(examples / cfg.train.batch_size)
+        steps_per_epoch = max(1, math.ceil(batches_per_epoch / cfg.train.grad_accum))
+        steps = cfg.train.max_steps or math.ceil(steps_per_epoch * cfg.train.epochs)
+        source = "built locally (model.tiny) and cached" if cfg.model.tiny else "local folder or hub id"
+        notes = [f"model: {cfg.model.name} ({source})",
+                 f"device: {cfg.provider.device} (auto = cuda when available, else cpu)",
+                 f"loss on assistant tokens only: {cfg.train.assistant_only_loss}"]
+        if any(m.get("weight") == 0 for e in data.splits["train"].examples for m in e["messages"]):
+            notes.append("warning: 'weight: 0' on assistant messages is not honoured by provider=peft; "
+                         "those turns are trained on")
+        return Plan(
+            provider=self.name, config=cfg, data=data,
+            inputs={"model": {"name": cfg.model.name, "tiny": cfg.model.tiny is not None, "dtype": cfg.model.dtype,
+                              "revision": cfg.model.revision, "quantization": cfg.train.quantization},
+                    "sft": _sft_args(cfg), "lora": _lora_args(cfg)},
+            estimates={"train_examples": examples, "steps_per_epoch": steps_per_epoch, "total_steps": steps},
+            notes=notes,
+        )
+
+    def run(self, plan: Plan, run: "RunDir") -> Result:
+        return self._train(plan, run, resume_from=None)
+
+    def resume(self, plan: Plan, run: "RunDir") -> Result:
+        checkpoint = _hf.latest_checkpoint(run)
+        run.append_log(f"resuming from {checkpoint}" if checkpoint else "no checkpoint found: starting from step 0")
+        return self._train(plan, run, resume_from=checkpoint)
+
+    def _train(self, plan: Plan, run: "RunDir", resume_from: str | None) -> Result:
+        handler = _hf.attach_log_file(run)
+        try:
+            return self._train_logged(plan, run, resume_from)
+        finally:
+            _hf.detach_log_file(handler)
+
+    def _train_logged(self, plan: Plan, run: "RunDir", resume_from: str | None) -> Result:
+        from datasets import Dataset
+        from peft import LoraConfig
+        from trl import SFTConfig, SFTTrainer
+
+        cfg = plan.config
+        device = cfg.provider.device if cfg.provider.device != "auto" else ("cuda" if _hf.cuda_available() else "cpu")
+        if cfg.train.quantization == "4bit":
+            _hf.require_cuda_for_4bit(device)
+        precision = _precision(cfg.train.precision, device)
+        path = _hf.model_path(cfg.model)
+        run.append_log(f"model {path} on {device}, precision {precision}")
+        tokenizer = _load_tokenizer(path, cfg)
+        model = _load_model(path, cfg, precision)
+
+        splits = plan.data.splits
+        train_ds = Dataset.from_list([{"messages": e["messages"]} for e in splits["train"].examples])
+        eval_ds = (Dataset.from_list([{"messages": e["messages"]} for e in splits["validation"].examples])
+                   if "validation" in splits else None)
+        args = SFTConfig(output_dir=str(run.checkpoints), use_cpu=device == "cpu", bf16=precision == "bf16",
+                         fp16=precision == "fp16", **plan.inputs["sft"])
+        trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                             processing_class=tokenizer, peft_config=LoraConfig(**plan.inputs["lora"]),
+                             callbacks=[_hf.metrics_callback(run)])
+        trainable, total = trainer.model.get_nb_trainable_parameters()
+        share = f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.3f}%)"
+        run.append_log(share)
+        print(share, flush=True)
+        output = trainer.train(resume_from_checkpoint=resume_from)
+
+        trainer.save_model(str(run.adapter))
+        tokenizer.save_pretrained(str(run.adapter))
+        check = _hf.reload_check(trainer.model, path, run.adapter, tokenizer)
+        run.append_log(f"reload check: {check}")
+        metrics = {k: v for k, v in output.metrics.items() if isinstance(v, (int, float))}
+        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+        if losses:
+            metrics["final_loss"] = losses[-1]
+        evals = [h["eval_loss"] for h in trainer.state.log_history if "eval_loss" in h]
+        if evals:
+            metrics["final_eval_loss"] = evals[-1]
+        metrics["global_step"] = trainer.state.global_step
+        return Result(status="succeeded", metrics=metrics,
+                      artifacts={"adapter": str(run.adapter), "checkpoints": str(run.checkpoints)},
+                      extra={"trainable_params": trainable, "total_params": total, "device": device,
+                             "precision": precision, "reload_check": check})
+
+
+def _precision(requested: str, device: str) -> str:
+    if requested != "auto":
+        if requested == "fp16" and device == "cpu":
+            raise BackendError(Problem("train.precision", "fp16 training needs a GPU", "use fp32 or bf16 on CPU"))
+        return requested
+    if device == "cuda":
+        import torch
+
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
+def _load_tokenizer(path: str, cfg: "RunConfig"):
+    from transformers import AutoTokenizer
+    from trl.chat_template_utils import get_training_chat_template, has_generation_markers
+
+    tokenizer = AutoTokenizer.from_pretrained(path, revision=cfg.model.revision,
+                                              trust_remote_code=cfg.model.trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if cfg.train.assistant_only_loss and not has_generation_markers(tokenizer.chat_template or ""):
+        template = get_training_chat_template(tokenizer)
+        if template is None:
+            raise BackendError(Problem("train.assistant_only_loss", f"the chat template of {path} does not mark "
+                                       "assistant turns ({% generation %}), so the loss cannot be limited to them",
+                                       "set train.assistant_only_loss=false, or use a model whose template TRL knows"))
+        tokenizer.chat_template = template
+    return tokenizer
+
+
+def _load_model(path: str, cfg: "RunConfig", precision: str):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+    dtype = dtypes[precision] if cfg.model.dtype == "auto" else getattr(torch, cfg.model.dtype)
+    kwargs: dict[str, Any] = {"dtype": dtype, "revision": cfg.model.revision,
+                              "trust_remote_code": cfg.model.trust_remote_code}
+    if cfg.train.quantization == "4bit":
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                                           bnb_4bit_compute_dtype=dtype, bnb_4bit_use_double_quant=True)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except OSError as exc:
+        raise BackendError(Problem("model.name", f"cannot load a model from '{path}': {str(exc).splitlines()[0]}",
+                                   "give a local model folder or a hub id (with network access)")) from None
+    if cfg.train.quantization == "4bit":
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.train.gradient_checkpointing)
+    return model

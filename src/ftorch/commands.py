@@ -1,0 +1,96 @@
+"""The CLI's subcommands: thin glue between argparse, the runner and rich output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from .compose import expand_sweep, find_project
+from .errors import EXIT_INTERRUPTED, FtorchError
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def print_error(exc: FtorchError) -> None:
+    err.print(f"[bold red]ftorch: {exc.title}[/]")
+    err.print(exc.render(), markup=False)
+
+
+def plan(args) -> int:
+    from omegaconf import OmegaConf
+
+    from . import runner
+
+    project = find_project()
+    prepared = runner.prepare(project, args.overrides)
+    resolved = prepared.config.model_dump(mode="json")
+    if args.json:
+        print(json.dumps({"recipe": prepared.recipe, "config": resolved, "plan": prepared.plan.to_dict()}, indent=2))
+        return 0
+    out.rule(f"ftorch plan · recipe={prepared.recipe} · provider={prepared.plan.provider}")
+    out.print(OmegaConf.to_yaml(resolved).rstrip(), markup=False)
+    out.rule("what would run")
+    table = Table(show_header=False, box=None)
+    for split, chat in prepared.data.splits.items():
+        table.add_row(f"data.{split}", f"{len(chat.examples)} examples  {chat.path}")
+    for key, value in prepared.plan.estimates.items():
+        table.add_row(key, str(value))
+    out.print(table)
+    for note in prepared.plan.notes:
+        out.print(f"- {note}", markup=False)
+    for warning in prepared.data.warnings:
+        out.print(f"[yellow]data warning[/] {warning.render()}")
+    out.print("nothing was written; run it with: ftorch train " + " ".join(args.overrides or ["recipe=quickstart"]))
+    return 0
+
+
+def train(args) -> int:
+    from . import runner
+    from .launch import launch
+
+    project = find_project()
+    trials = expand_sweep(args.overrides) if args.multirun else [args.overrides]
+    for overrides in trials:  # every trial's config and data are checked before the first one starts
+        runner.prepare(project, overrides)
+    if args.multirun:
+        out.print(f"sweep: {len(trials)} trials")
+    outcomes, sweep_dir = launch(project, args.overrides, args.multirun)
+    return _report(outcomes, sweep_dir)
+
+
+def resume(args) -> int:
+    from . import runner
+
+    result = runner.resume(args.run_dir)
+    out.print(f"[green]{result.status}[/] {args.run_dir}")
+    return 0
+
+
+def _report(outcomes, sweep_dir: Path | None) -> int:
+    for outcome in outcomes:
+        if outcome.error is not None and isinstance(outcome.error, FtorchError):
+            print_error(outcome.error)
+    if sweep_dir is not None:
+        table = Table(title=f"sweep {sweep_dir}")
+        for column in ("run dir", "status", "final loss"):
+            table.add_column(column)
+        for outcome in outcomes:
+            loss = (outcome.metrics or {}).get("final_loss")
+            table.add_row(str(outcome.run_dir), outcome.status, f"{loss:.4f}" if loss is not None else "-")
+        out.print(table)
+    else:
+        for outcome in outcomes:
+            color = "green" if outcome.status == "succeeded" else "red"
+            out.print(f"[{color}]{outcome.status}[/] run dir: {outcome.run_dir}")
+    if any(o.status == "interrupted" for o in outcomes):
+        return EXIT_INTERRUPTED
+    failed = [o for o in outcomes if o.status != "succeeded"]
+    if failed:
+        codes = [o.error.exit_code for o in failed if isinstance(o.error, FtorchError)]
+        return max(codes) if codes else 1
+    return 0
+

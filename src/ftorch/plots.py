@@ -1,0 +1,44 @@
+"""Plots a person would rather see than read."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """metrics.jsonl rows; after a resume a step may appear twice, and the later row wins."""
+    if not path.exists():
+        return []
+    by_step: dict[tuple[str, int], dict] = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            by_step[(row.get("kind", "train"), row["step"])] = row
+    return sorted(by_step.values(), key=lambda r: r["step"])
+
+
+def loss_plot(metrics: Path, out: Path, title: str) -> Path | None:
+    rows = read_metrics(metrics)
+    train = [(r["step"], r["loss"]) for r in rows if r.get("kind", "train") == "train" and "loss" in r]
+    evals = [(r["step"], r["eval_loss"]) for r in rows if "eval_loss" in r]
+    if not train:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    ax.plot(*zip(*train), label="train loss", linewidth=1.4)
+    if evals:
+        ax.plot(*zip(*evals), "o-", label="validation loss")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out

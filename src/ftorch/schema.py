@@ -1,0 +1,128 @@
+"""The one typed schema of a composed ftorch config, and the only home of defaults.
+
+Config files in conf/ and recipes/ hold only what differs from here. Every model
+forbids unknown keys, so a typo is an error rather than a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PeftProvider(Strict):
+    """transformers + PEFT through TRL's SFTTrainer, on this machine."""
+
+    name: Literal["peft"] = "peft"
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where to train; auto picks cuda when present")
+
+
+Provider = Annotated[PeftProvider, Field(discriminator="name")]
+PROVIDER_NAMES = ("peft",)
+
+
+class TinyModel(Strict):
+    """Shape of a small Llama built locally (no hub) and cached."""
+
+    hidden_size: PositiveInt = 128
+    num_layers: PositiveInt = 2
+    num_heads: PositiveInt = 4
+    intermediate_size: PositiveInt = 344
+    vocab_size: Annotated[int, Field(ge=300)] = 1024
+    max_position_embeddings: PositiveInt = 512
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _heads_divide_hidden(self) -> "TinyModel":
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size ({self.hidden_size}) must be a multiple of num_heads ({self.num_heads})")
+        return self
+
+
+class ModelConfig(Strict):
+    name: str = Field(..., description="a hub id, a local directory, or a label when `tiny` is set")
+    tiny: TinyModel | None = Field(None, description="build this small Llama locally instead of loading `name`")
+    revision: str | None = None
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    trust_remote_code: bool = False
+
+
+class DataConfig(Strict):
+    format: Literal["chat"] = "chat"
+    train: str = Field(..., description="chat JSONL: one {\"messages\": [...]} object per line")
+    validation: str | None = None
+    test: str | None = None
+
+
+class LoraSettings(Strict):
+    r: PositiveInt = 16
+    alpha: PositiveInt = 32
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.05
+    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "v_proj"])
+
+
+class TrainConfig(Strict):
+    method: Literal["lora"] = "lora"
+    quantization: Literal["none", "4bit"] = "none"
+    lr: PositiveFloat = 2.0e-4
+    epochs: PositiveFloat = 3.0
+    max_steps: PositiveInt | None = Field(None, description="stop after this many optimizer steps (overrides epochs)")
+    batch_size: PositiveInt = 8
+    grad_accum: PositiveInt = 1
+    max_length: PositiveInt = 1024
+    warmup_ratio: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.03
+    scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
+    weight_decay: Annotated[float, Field(ge=0.0)] = 0.0
+    optimizer: Literal["adamw_torch", "adamw_torch_fused", "sgd", "adafactor"] = "adamw_torch"
+    max_grad_norm: PositiveFloat = 1.0
+    seed: int = 42
+    packing: bool = False
+    gradient_checkpointing: bool = False
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    assistant_only_loss: bool = True
+    logging_steps: PositiveInt = 1
+    save_steps: PositiveInt = 100
+    save_total_limit: PositiveInt = 2
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+
+
+class PathsConfig(Strict):
+    runs: str = "runs"
+
+
+class RunConfig(Strict):
+    provider: Provider
+    model: ModelConfig
+    data: DataConfig
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    paths: PathsConfig = Field(default_factory=PathsConfig)
+
+
+PROVIDER_MODELS: dict[str, type[Strict]] = {"peft": PeftProvider}
+
+
+def defaults_tree(model: type[BaseModel]) -> dict:
+    """The schema's defaults as a plain tree ('???' where a value is required), so that Hydra
+    knows every key: `train.scheduler=linear` works without a '+', and plan shows every value."""
+    from pydantic_core import PydanticUndefined
+
+    tree: dict = {}
+    for name, info in model.model_fields.items():
+        if info.default_factory is not None:
+            value = info.default_factory()
+            tree[name] = value.model_dump() if isinstance(value, BaseModel) else value
+        elif info.default is PydanticUndefined:
+            annotation = info.annotation
+            tree[name] = defaults_tree(annotation) if _is_model(annotation) and name != "provider" else "???"
+        else:
+            tree[name] = info.default
+    return tree
+
+
+def _is_model(annotation: object) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
