@@ -11,8 +11,8 @@ from rich.table import Table
 from .compose import expand_sweep, find_project
 from .errors import EXIT_INTERRUPTED, FtorchError
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def print_error(exc: FtorchError) -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..errors import BackendError, Problem
+from ..errors import BackendError, ConfigError, Problem
 from ..rundir import RunDir
 from ..schema import ModelConfig
 
@@ -22,6 +24,23 @@ def model_path(cfg: ModelConfig) -> str:
 
         return str(ensure_tiny_model(cfg.tiny))
     return cfg.name
+
+
+def check_model_reference(cfg: ModelConfig) -> None:
+    """A name that looks like a local path must exist (cheap, so plan can tell before a run starts)."""
+    if cfg.tiny is None and cfg.name.startswith(("/", "./", "../", "~")) and not Path(cfg.name).expanduser().is_dir():
+        raise ConfigError(Problem("model.name", f"no model folder at '{cfg.name}'",
+                                  "give an existing local folder or a hub id"))
+
+
+@contextmanager
+def loading(path: str, what: str) -> Iterator[None]:
+    """Turn a failed from_pretrained into a message that names the model and what to do."""
+    try:
+        yield
+    except (OSError, ValueError) as exc:
+        raise BackendError(Problem("model.name", f"cannot load a {what} from '{path}': {str(exc).splitlines()[0]}",
+                                   "give a local model folder or a hub id (hub ids need network access)")) from None
 
 
 def cuda_available() -> bool:

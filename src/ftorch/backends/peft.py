@@ -59,6 +59,7 @@ class PeftBackend:
         if cfg.train.quantization == "4bit" and cfg.provider.device == "cpu":
             raise ConfigError(Problem("train.quantization", "4bit (QLoRA) cannot run with provider.device=cpu",
                                       "use train.quantization=none, or a CUDA GPU"))
+        _hf.check_model_reference(cfg.model)
         examples = data.count("train")
         batches_per_epoch = math.ceil(examples / cfg.train.batch_size)
         steps_per_epoch = max(1, math.ceil(batches_per_epoch / cfg.train.grad_accum))
@@ -158,8 +159,9 @@ def _load_tokenizer(path: str, cfg: "RunConfig"):
     from transformers import AutoTokenizer
     from trl.chat_template_utils import get_training_chat_template, has_generation_markers
 
-    tokenizer = AutoTokenizer.from_pretrained(path, revision=cfg.model.revision,
-                                              trust_remote_code=cfg.model.trust_remote_code)
+    with _hf.loading(path, "tokenizer"):
+        tokenizer = AutoTokenizer.from_pretrained(path, revision=cfg.model.revision,
+                                                  trust_remote_code=cfg.model.trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if cfg.train.assistant_only_loss and not has_generation_markers(tokenizer.chat_template or ""):
@@ -185,11 +187,8 @@ def _load_model(path: str, cfg: "RunConfig", precision: str):
 
         kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
                                                            bnb_4bit_compute_dtype=dtype, bnb_4bit_use_double_quant=True)
-    try:
+    with _hf.loading(path, "model"):
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    except OSError as exc:
-        raise BackendError(Problem("model.name", f"cannot load a model from '{path}': {str(exc).splitlines()[0]}",
-                                   "give a local model folder or a hub id (with network access)")) from None
     if cfg.train.quantization == "4bit":
         from peft import prepare_model_for_kbit_training
 

@@ -1,0 +1,76 @@
+"""Shared fixtures. No network: hub access is switched off and non-loopback sockets are refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# A smaller tiny model than the quickstart's, so the suite trains in seconds.
+TINY = ["model.tiny.hidden_size=64", "model.tiny.intermediate_size=128", "model.tiny.num_heads=2"]
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+               "TOKENIZERS_PARALLELISM": "false", "WANDB_MODE": "disabled"}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def offline_env(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("ftorch-cache")
+    patch = {**OFFLINE_ENV, "FTORCH_CACHE": str(cache), "FTORCH_ROOT": str(ROOT)}
+    saved = {k: os.environ.get(k) for k in patch}
+    os.environ.update(patch)
+    yield cache
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    real_connect = socket.socket.connect
+
+    def guarded(self, address):
+        host = address[0] if isinstance(address, tuple) else address
+        if isinstance(host, str) and host not in ("127.0.0.1", "::1", "localhost") and self.family != socket.AF_UNIX:
+            raise OSError(f"network access refused in tests: {address}")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600, **popen) -> subprocess.CompletedProcess:
+    """Run `python -m ftorch ARGS` as a user would, in a separate process."""
+    return subprocess.run([sys.executable, "-m", "ftorch", *args], cwd=cwd or ROOT, capture_output=True,
+                          text=True, timeout=timeout, env=os.environ.copy(), **popen)
+
+
+def run_dirs(runs: Path) -> list[Path]:
+    return sorted(p.parent for p in runs.rglob("run.json"))
+
+
+def read_run(run_dir: Path) -> dict:
+    return json.loads((run_dir / "run.json").read_text())
+
+
+@pytest.fixture
+def chat_jsonl(tmp_path):
+    """Factory: write chat examples (dicts or raw strings) to a JSONL file."""
+
+    def make(rows, name="data.jsonl") -> Path:
+        path = tmp_path / name
+        path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+        return path
+
+    return make
+
+
+def chat(user: str, answer: str, system: str | None = None) -> dict:
+    messages = [{"role": "system", "content": system}] if system else []
+    return {"messages": messages + [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]}

@@ -1,0 +1,57 @@
+"""Composition: groups, recipes and command-line overrides, and every shipped config validates."""
+
+import pytest
+
+from ftorch.compose import find_project
+from ftorch.runner import prepare
+
+PROJECT = find_project()
+
+
+def config_for(*overrides):
+    return prepare(PROJECT, list(overrides)).config
+
+
+def test_default_recipe_is_quickstart_with_schema_defaults():
+    prepared = prepare(PROJECT, [])
+    assert prepared.recipe == "quickstart"
+    cfg = prepared.config
+    assert cfg.provider.name == "peft"
+    assert cfg.model.tiny is not None
+    assert cfg.train.scheduler == "cosine"  # from the schema: not set in any file
+    assert cfg.train.lora.alpha == 32
+
+
+def test_one_parameter_three_hops():
+    # conf/train/lora.yaml sets 2e-4, the quickstart recipe 1e-2, the command line wins over both
+    assert config_for("recipe=quickstart").train.lr == pytest.approx(1e-2)
+    assert config_for("recipe=quickstart", "train.lr=5e-5").train.lr == pytest.approx(5e-5)
+
+
+def test_keys_missing_from_group_files_can_be_overridden_without_plus():
+    assert config_for("train.scheduler=linear").train.scheduler == "linear"
+    assert config_for("train.lora.r=4").train.lora.r == 4
+
+
+def test_group_choice_override():
+    cfg = config_for("train=qlora")
+    assert cfg.train.quantization == "4bit"
+
+
+def test_plan_estimates_steps_from_data():
+    prepared = prepare(PROJECT, ["train.batch_size=10", "train.epochs=2", "train.grad_accum=2"])
+    assert prepared.plan.estimates["train_examples"] == 240
+    assert prepared.plan.estimates["steps_per_epoch"] == 12
+    assert prepared.plan.estimates["total_steps"] == 24
+    assert prepared.plan.inputs["sft"]["learning_rate"] == prepared.config.train.lr
+
+
+@pytest.mark.parametrize("recipe", PROJECT.recipe_names())
+def test_every_recipe_validates(recipe):
+    assert prepare(PROJECT, [f"recipe={recipe}"]).recipe == recipe
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in ("provider", "model", "data", "train")
+                                          for o in PROJECT.group_options(g)])
+def test_every_group_option_validates(group, option):
+    prepare(PROJECT, [f"{group}={option}"])

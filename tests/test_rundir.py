@@ -1,0 +1,80 @@
+"""run.json is atomic and truthful; secrets never reach the run directory."""
+
+import json
+
+import pytest
+from omegaconf import OmegaConf
+
+from ftorch.backends import Result
+from ftorch.errors import BackendError, RunInterrupted
+from ftorch.rundir import REDACTED, RunDir, redact, redact_hydra_dir, redact_override, write_json_atomic
+from ftorch.runner import supervise
+
+
+def started(tmp_path) -> RunDir:
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    run.start(recipe="r", provider="peft", project_root=tmp_path, overrides=["train.lr=1"])
+    return run
+
+
+def test_atomic_write_leaves_no_temp_files(tmp_path):
+    target = tmp_path / "x.json"
+    write_json_atomic(target, {"a": 1})
+    write_json_atomic(target, {"a": 2})
+    assert json.loads(target.read_text()) == {"a": 2}
+    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+
+
+def test_start_records_provenance_and_refuses_to_overwrite(tmp_path):
+    run = started(tmp_path)
+    record = run.read()
+    assert record["status"] == "running" and record["provider"] == "peft"
+    assert "torch" in record["packages"] and record["host"]
+    with pytest.raises(FileExistsError):
+        run.start(recipe="r", provider="peft", project_root=tmp_path, overrides=[])
+
+
+@pytest.mark.parametrize("failure,status", [(KeyboardInterrupt, "interrupted"), (RunInterrupted, "interrupted"),
+                                            (BackendError("boom"), "failed"), (RuntimeError("bug"), "failed")])
+def test_status_is_never_left_running(tmp_path, failure, status):
+    run = started(tmp_path)
+
+    def work():
+        raise failure
+
+    with pytest.raises(BaseException):
+        supervise(run, work, title="t")
+    record = run.read()
+    assert record["status"] == status
+    assert record["ended"] and record["error"]
+
+
+def test_success_records_metrics(tmp_path):
+    run = started(tmp_path)
+    supervise(run, lambda: Result("succeeded", metrics={"final_loss": 1.5}, extra={"device": "cpu"}), title="t")
+    record = run.read()
+    assert record["status"] == "succeeded" and record["metrics"]["final_loss"] == 1.5 and record["device"] == "cpu"
+
+
+def test_env_secrets_and_secret_looking_values_are_redacted(monkeypatch):
+    monkeypatch.setenv("MY_API_TOKEN", "abc123")
+    raw = {"provider": {"api_key": "${oc.env:MY_API_TOKEN}", "org": "${oc.env:MY_API_TOKEN}", "base": "http://x"},
+           "note": "sk-abcdefghijklmnop", "lr": 0.1}
+    resolved = OmegaConf.to_container(OmegaConf.create(raw), resolve=True)
+    clean = redact(resolved, raw)
+    assert clean["provider"] == {"api_key": REDACTED, "org": REDACTED, "base": "http://x"}
+    assert clean["note"] == REDACTED and clean["lr"] == 0.1
+    assert "abc123" not in json.dumps(clean)
+
+
+def test_secrets_in_hydra_overrides_are_redacted(tmp_path):
+    hydra_dir = tmp_path / ".hydra"
+    hydra_dir.mkdir()
+    (hydra_dir / "overrides.yaml").write_text("- train.lr=1\n- +provider.api_key=sk-secretsecretsecret\n")
+    (hydra_dir / "hydra.yaml").write_text("hydra:\n  overrides:\n    task:\n    - +provider.api_key=sk-secretsecretsecret\n")
+    redact_hydra_dir(hydra_dir)
+    for path in hydra_dir.iterdir():
+        assert "sk-secret" not in path.read_text()
+    assert "train.lr=1" in (hydra_dir / "overrides.yaml").read_text()
+    assert redact_override("hub.token=hf_abcdefghijklmnopqrstu") == f"hub.token={REDACTED}"
