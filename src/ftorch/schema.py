@@ -85,6 +85,9 @@ class TrainConfig(Strict):
     gradient_checkpointing: bool = False
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     assistant_only_loss: bool = True
+    fused_loss: Literal["auto", "on", "off"] = Field(
+        "auto", description="TRL's tiled LM-head loss that never materialises the logits; auto = on for CUDA "
+        "(saves memory), off on CPU (there the model's own cross-entropy is faster)")
     logging_steps: PositiveInt = 1
     save_steps: PositiveInt = 100
     save_total_limit: PositiveInt = 2

@@ -80,7 +80,7 @@ def metrics_callback(run: RunDir):
             row: dict[str, Any] = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4), "time": time.time()}
             if "loss" in logs:
                 row.update(kind="train", loss=logs["loss"], lr=logs.get("learning_rate"), grad_norm=logs.get("grad_norm"))
-                tokens = logs.get("num_tokens")
+                tokens = state.num_input_tokens_seen or None
                 then, then_tokens = self.last
                 moment = time.perf_counter()
                 if tokens is not None:
@@ -88,7 +88,7 @@ def metrics_callback(run: RunDir):
                     if then_tokens is not None and moment > then:
                         row["tokens_per_s"] = round((tokens - then_tokens) / (moment - then), 1)
                     self.last = (moment, tokens)
-                if "mean_token_accuracy" in logs:
+                if "mean_token_accuracy" in logs:  # only with TRL's fused loss
                     row["token_accuracy"] = logs["mean_token_accuracy"]
             elif "eval_loss" in logs:
                 row.update(kind="eval", eval_loss=logs["eval_loss"])

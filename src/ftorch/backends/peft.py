@@ -42,6 +42,7 @@ def _sft_args(cfg: "RunConfig") -> dict[str, Any]:
         "save_total_limit": t.save_total_limit,
         "eval_strategy": "epoch" if cfg.data.validation else "no",
         "report_to": [],
+        "include_num_input_tokens_seen": "non_padding",
         "dataset_num_proc": None,
     }
 
@@ -116,7 +117,10 @@ class PeftBackend:
                    if "validation" in splits else None)
         args = SFTConfig(output_dir=str(run.checkpoints), use_cpu=device == "cpu", bf16=precision == "bf16",
                          fp16=precision == "fp16", **plan.inputs["sft"])
-        trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+        fused = cfg.train.fused_loss == "on" or (cfg.train.fused_loss == "auto" and device == "cuda")
+        trainer_cls = SFTTrainer if fused else _plain_loss_trainer(SFTTrainer)
+        run.append_log(f"loss: {'TRL tiled LM head (logits never materialised)' if fused else 'model cross-entropy'}")
+        trainer = trainer_cls(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                              processing_class=tokenizer, peft_config=LoraConfig(**plan.inputs["lora"]),
                              callbacks=[_hf.metrics_callback(run)])
         trainable, total = trainer.model.get_nb_trainable_parameters()
@@ -141,6 +145,19 @@ class PeftBackend:
                       artifacts={"adapter": str(run.adapter), "checkpoints": str(run.checkpoints)},
                       extra={"trainable_params": trainable, "total_params": total, "device": device,
                              "precision": precision, "reload_check": check})
+
+
+def _plain_loss_trainer(sft_trainer: type) -> type:
+    """SFTTrainer with the model's own cross-entropy on the prebuilt (assistant-only) labels instead of TRL's
+    tiled log-prob head: on CPU and small vocabularies the tiles cost more than the logits they avoid."""
+    from transformers import Trainer
+
+    class PlainLossSFTTrainer(sft_trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            return Trainer.compute_loss(self, model, inputs, return_outputs=return_outputs,
+                                        num_items_in_batch=num_items_in_batch)
+
+    return PlainLossSFTTrainer
 
 
 def _precision(requested: str, device: str) -> str:
