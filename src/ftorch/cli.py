@@ -15,6 +15,9 @@ EPILOG = """examples:
   ftorch train -m recipe=quickstart train.lr=1e-4,2e-4
   ftorch plan recipe=quickstart
   ftorch resume runs/quickstart/2026-11-25_15-04-05_123456
+  ftorch data check data/train.jsonl --model gpt-4.1-mini-2025-04-14
+  ftorch data split data/all.jsonl --ratios 0.8,0.1,0.1 --seed 0
+  ftorch data convert alpaca.json --from alpaca
 """
 
 
@@ -36,14 +39,44 @@ def build_parser() -> argparse.ArgumentParser:
 
     resume = sub.add_parser("resume", help="continue an interrupted or failed run from its last checkpoint")
     resume.add_argument("run_dir", type=Path)
+
+    data = sub.add_parser("data", help="check, profile, split and convert datasets")
+    data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    check = data_sub.add_parser("check", help="validate every line, profile tokens and duplicates, estimate cost; "
+                                "exit 1 on errors")
+    check.add_argument("path", type=Path)
+    check.add_argument("--format", choices=("auto", "chat", "preference"), default="auto")
+    check.add_argument("--model", help="tokenizer to count with: an OpenAI model id or a local model folder")
+    check.add_argument("--epochs", default="auto", help="epochs for the OpenAI cost estimate (default: auto)")
+    check.add_argument("--prices", type=Path, help="price table (default: conf/prices/openai.yaml)")
+    check.add_argument("--json", action="store_true")
+    split = data_sub.add_parser("split", help="deterministic train/validation/test split by seed and content hash")
+    split.add_argument("path", type=Path)
+    split.add_argument("--ratios", default="0.8,0.1,0.1", help="train,validation,test (default 0.8,0.1,0.1)")
+    split.add_argument("--seed", type=int, default=0)
+    split.add_argument("--out", type=Path, help="output folder (default: PATH's folder / STEM_split)")
+    split.add_argument("--format", choices=("auto", "chat", "preference"), default="auto")
+    split.add_argument("--json", action="store_true")
+    convert = data_sub.add_parser("convert", help="Alpaca, ShareGPT or CSV -> chat JSONL")
+    convert.add_argument("path", type=Path)
+    convert.add_argument("--from", dest="source", choices=("alpaca", "sharegpt", "csv"), required=True)
+    convert.add_argument("--out", type=Path, help="output file (default: STEM.chat.jsonl beside the input)")
+    convert.add_argument("--system", help="a system prompt added to every example that has none")
+    convert.add_argument("--prompt-column", default="prompt")
+    convert.add_argument("--completion-column", default="completion")
+    convert.add_argument("--skip-invalid", action="store_true", help="leave out bad records instead of stopping")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from . import commands  # the commands module imports Hydra, never torch
+    from . import commands  # imports rich; Hydra and torch only where a command needs them
 
     try:
+        if args.command == "data":
+            from . import data_commands
+
+            return getattr(data_commands, args.data_command)(args)
         return getattr(commands, args.command)(args)
     except FtorchError as exc:
         commands.print_error(exc)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import traceback
@@ -62,6 +63,7 @@ def execute(project: Project, prepared: Prepared, run_path: Path) -> Result:
     run.write_config(prepared.config.model_dump(mode="json"), raw)
     write_json_atomic(run.path / "plan.json", prepared.plan.to_dict())
     write_json_atomic(run.manifest, prepared.data.manifest())
+    _copy_split_manifests(prepared.data, run)
     from .rundir import redact_hydra_dir
 
     redact_hydra_dir(run.path / ".hydra")
@@ -115,6 +117,17 @@ def supervise(run: RunDir, work: Callable[[], Result], title: str) -> Result:
     run.finish(result.status, metrics=result.metrics, artifacts=result.artifacts,
                loss_plot=str(plot) if plot else None, **result.extra)
     return result
+
+
+def _copy_split_manifests(data: DataReport, run: RunDir) -> None:
+    """Data made by `ftorch data split` carries its split manifest: keep it with the run."""
+    from .data.split import MANIFEST
+
+    folders = {chat.path.resolve().parent for chat in data.splits.values()}
+    for index, folder in enumerate(sorted(folders)):
+        if (folder / MANIFEST).is_file():
+            name = MANIFEST if len(folders) == 1 else f"{index}_{MANIFEST}"
+            shutil.copyfile(folder / MANIFEST, run.manifest.parent / name)
 
 
 def _plot(run: RunDir, title: str) -> Path | None:

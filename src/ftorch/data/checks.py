@@ -1,16 +1,49 @@
-"""Line-by-line checks of chat JSONL (OpenAI's fine-tuning format). Every problem is reported,
-each with its line number and a stable code; the input file is only read."""
+"""Line-by-line checks of chat JSONL (OpenAI's fine-tuning format) and preference JSONL (OpenAI's DPO
+format: how users give negative examples). Every problem is reported, each with its line number and a
+stable code; files are streamed (memory bounded) and only ever read."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from .fastpath import chat_line_ok, preference_line_ok
+
+FORMATS = ("chat", "preference")
 ROLES = ("system", "developer", "user", "assistant", "tool")
 MESSAGE_KEYS = {"role", "content", "name", "weight", "tool_calls", "tool_call_id", "refusal", "function_call"}
-EXAMPLE_KEYS = {"messages", "tools", "parallel_tool_calls", "functions"}
+CHAT_KEYS = {"messages", "tools", "parallel_tool_calls", "functions"}
+PREFERENCE_KEYS = {"input", "preferred_output", "non_preferred_output"}
+INPUT_KEYS = {"messages", "tools", "parallel_tool_calls"}
+
+# Every code the checker emits, with what it means; tests cover each one.
+CODES = {
+    "bom": "file starts with a UTF-8 byte-order mark",
+    "bad_utf8": "line is not valid UTF-8",
+    "blank_line": "blank line (warning)",
+    "invalid_json": "line is not valid JSON",
+    "not_object": "line is JSON but not an object",
+    "empty_file": "no examples in the file",
+    "unknown_key": "unknown top-level key",
+    "missing_messages": "'messages' missing, not a list, or empty",
+    "message_not_object": "a message is not an object",
+    "unknown_message_key": "a message has an unknown key",
+    "unknown_role": "a message's role is not system/developer/user/assistant/tool",
+    "missing_content": "a message has no (or only blank) content",
+    "no_assistant": "no assistant message to learn from",
+    "bad_weight": "'weight' is not 0/1 or is on a non-assistant message",
+    "bad_tool_calls": "malformed assistant tool_calls",
+    "bad_tool_message": "a tool message without tool_call_id",
+    "bad_tools": "'tools' is not a list",
+    "missing_input": "preference example without input.messages",
+    "input_not_ending_with_user": "preference input does not end with a user message (warning)",
+    "bad_output": "preferred_output/non_preferred_output is not a list of one assistant message",
+    "identical_outputs": "preferred and non-preferred outputs are the same",
+    "too_long": "example longer than the model's context or the provider's per-example limit",
+}
 
 
 @dataclass(frozen=True)
@@ -29,49 +62,71 @@ class Issue:
 
 
 @dataclass
-class ChatFile:
-    path: Path
-    examples: list[dict]
-    lines: list[int]  # source line of each example
+class Line:
+    number: int
+    raw: bytes
     issues: list[Issue]
 
     @property
-    def errors(self) -> list[Issue]:
-        return [i for i in self.issues if i.severity == "error"]
+    def ok(self) -> bool:
+        return not any(i.severity == "error" for i in self.issues)
+
+    def example(self) -> dict:
+        return json.loads(self.raw)
 
 
-def read_chat_jsonl(path: Path) -> ChatFile:
-    """Parse and check every line; examples with errors are left out of `examples`."""
+def scan(path: Path, fmt: str) -> Iterator[Line]:
+    """Every non-blank line with its issues (file-level issues ride on line 1 or the blank line)."""
     name = str(path)
-    raw = path.read_bytes()
-    issues: list[Issue] = []
-    if raw.startswith(b"\xef\xbb\xbf"):
-        issues.append(Issue(name, 1, "bom", "file starts with a UTF-8 byte-order mark; save it without BOM"))
-        raw = raw[3:]
-    examples, lines = [], []
-    for number, line_bytes in enumerate(raw.split(b"\n"), start=1):
-        if not line_bytes.strip():
-            if number < raw.count(b"\n") + 1 or line_bytes:
-                issues.append(Issue(name, number, "blank_line", "blank line", "warning"))
-            continue
-        try:
-            text = line_bytes.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            issues.append(Issue(name, number, "bad_utf8", f"not valid UTF-8 at byte {exc.start}"))
-            continue
-        try:
-            example = json.loads(text)
-        except json.JSONDecodeError as exc:
-            issues.append(Issue(name, number, "invalid_json", f"invalid JSON: {exc.msg} (column {exc.colno})"))
-            continue
-        found = check_chat_example(example, name, number)
-        issues += found
-        if not any(i.severity == "error" for i in found):
-            examples.append(example)
-            lines.append(number)
-    if not examples and not any(i.severity == "error" for i in issues):
-        issues.append(Issue(name, 1, "empty_file", "no examples in file"))
-    return ChatFile(path, examples, lines, issues)
+    line_ok = chat_line_ok if fmt == "chat" else preference_line_ok
+    check = check_chat_example if fmt == "chat" else check_preference_example
+    seen_any = False
+    pending_blank: list[int] = []
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            issues: list[Issue] = []
+            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                issues.append(Issue(name, 1, "bom", "file starts with a UTF-8 byte-order mark; save it without BOM"))
+                raw = raw[3:]
+            body = raw.rstrip(b"\r\n")
+            if not body.strip():
+                pending_blank.append(number)
+                continue
+            for blank in pending_blank:  # blank lines at the very end are harmless; inside, they are reported
+                yield Line(blank, b"", [Issue(name, blank, "blank_line", "blank line", "warning")])
+            pending_blank = []
+            seen_any = True
+            if not issues and line_ok(body):
+                yield Line(number, body, issues)
+                continue
+            yield Line(number, body, issues + _check_line(body, name, number, check))
+    if not seen_any:
+        yield Line(1, b"", [Issue(name, 1, "empty_file", "no examples in file")])
+
+
+def _check_line(body: bytes, name: str, number: int, check) -> list[Issue]:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return [Issue(name, number, "bad_utf8", f"not valid UTF-8 at byte {exc.start}")]
+    try:
+        example = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return [Issue(name, number, "invalid_json", f"invalid JSON: {exc.msg} (column {exc.colno})")]
+    return check(example, name, number)
+
+
+def detect_format(path: Path) -> str:
+    """'chat' or 'preference', from the first line that parses; chat when nothing does."""
+    with path.open("rb") as handle:
+        for raw in handle:
+            try:
+                example = json.loads(raw.lstrip(b"\xef\xbb\xbf"))
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                continue
+            if isinstance(example, dict):
+                return "preference" if PREFERENCE_KEYS & example.keys() else "chat"
+    return "chat"
 
 
 def check_chat_example(example: Any, file: str, line: int) -> list[Issue]:
@@ -80,59 +135,97 @@ def check_chat_example(example: Any, file: str, line: int) -> list[Issue]:
 
     if not isinstance(example, dict):
         return [issue("not_object", f"expected a JSON object, got {type(example).__name__}")]
-    found = [issue("unknown_key", f"unknown top-level key '{k}'") for k in example if k not in EXAMPLE_KEYS]
+    found = [issue("unknown_key", f"unknown top-level key '{k}'") for k in example if k not in CHAT_KEYS]
+    return found + _check_messages(example, issue, require_assistant=True)
+
+
+def check_preference_example(example: Any, file: str, line: int) -> list[Issue]:
+    def issue(code: str, message: str, severity: str = "error") -> Issue:
+        return Issue(file, line, code, message, severity)
+
+    if not isinstance(example, dict):
+        return [issue("not_object", f"expected a JSON object, got {type(example).__name__}")]
+    found = [issue("unknown_key", f"unknown top-level key '{k}'") for k in example if k not in PREFERENCE_KEYS]
+    given = example.get("input")
+    if not isinstance(given, dict) or not isinstance(given.get("messages"), list) or not given["messages"]:
+        found.append(issue("missing_input", "'input.messages' must be a non-empty list"))
+    else:
+        found += [issue("unknown_key", f"unknown key 'input.{k}'") for k in given if k not in INPUT_KEYS]
+        found += _check_messages(given, issue, require_assistant=False)
+        last = given["messages"][-1]
+        if isinstance(last, dict) and last.get("role") != "user":
+            found.append(issue("input_not_ending_with_user", "input.messages should end with the user turn "
+                               "that the outputs answer", "warning"))
+    outputs = []
+    for key in ("preferred_output", "non_preferred_output"):
+        value = example.get(key)
+        ok = (isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict)
+              and value[0].get("role") == "assistant")
+        if not ok:
+            found.append(issue("bad_output", f"'{key}' must be a list of exactly one assistant message"))
+            continue
+        found += _check_messages({"messages": value}, issue, require_assistant=True, where=key)
+        outputs.append(value[0])
+    if len(outputs) == 2 and _content_text(outputs[0].get("content")) == _content_text(outputs[1].get("content")) \
+            and outputs[0].get("tool_calls") == outputs[1].get("tool_calls"):
+        found.append(issue("identical_outputs", "preferred and non-preferred outputs are identical; "
+                           "the pair teaches nothing"))
+    return found
+
+
+def _check_messages(example: dict, issue, require_assistant: bool, where: str = "messages") -> list[Issue]:
     messages = example.get("messages")
     if not isinstance(messages, list) or not messages:
-        return found + [issue("missing_messages", "'messages' must be a non-empty list")]
+        return [issue("missing_messages", f"'{where}' must be a non-empty list")]
+    found = []
     if "tools" in example and not isinstance(example["tools"], list):
         found.append(issue("bad_tools", "'tools' must be a list"))
     has_assistant = False
     for index, message in enumerate(messages):
-        where = f"messages[{index}]"
+        at = f"{where}[{index}]"
         if not isinstance(message, dict):
-            found.append(issue("message_not_object", f"{where} is not an object"))
+            found.append(issue("message_not_object", f"{at} is not an object"))
             continue
-        found += [issue("unknown_message_key", f"{where} has unknown key '{k}'") for k in message if k not in MESSAGE_KEYS]
+        found += [issue("unknown_message_key", f"{at} has unknown key '{k}'") for k in message if k not in MESSAGE_KEYS]
         role = message.get("role")
         if role not in ROLES:
-            found.append(issue("unknown_role", f"{where}.role is {role!r}; expected one of {', '.join(ROLES)}"))
+            found.append(issue("unknown_role", f"{at}.role is {role!r}; expected one of {', '.join(ROLES)}"))
             continue
-        content = message.get("content")
         if role == "assistant":
             has_assistant = True
-            found += _check_assistant(message, where, issue)
+            found += _check_assistant(message, at, issue)
         elif role == "tool" and not isinstance(message.get("tool_call_id"), str):
-            found.append(issue("bad_tool_message", f"{where}: a tool message needs a 'tool_call_id' string"))
-        if role != "assistant" or not message.get("tool_calls"):
-            if not _content_text(content).strip():
-                found.append(issue("missing_content", f"{where} ({role}) has no content"))
+            found.append(issue("bad_tool_message", f"{at}: a tool message needs a 'tool_call_id' string"))
         if "weight" in message and role != "assistant":
-            found.append(issue("bad_weight", f"{where}: 'weight' is only allowed on assistant messages"))
-    if not has_assistant:
+            found.append(issue("bad_weight", f"{at}: 'weight' is only allowed on assistant messages"))
+        if (role != "assistant" or not message.get("tool_calls")) and not _content_text(message.get("content")).strip():
+            found.append(issue("missing_content", f"{at} ({role}) has no content"))
+    if require_assistant and not has_assistant:
         found.append(issue("no_assistant", "no assistant message to learn from"))
     return found
 
 
-def _check_assistant(message: dict, where: str, issue) -> list[Issue]:
+def _check_assistant(message: dict, at: str, issue) -> list[Issue]:
     found = []
-    if "weight" in message and message["weight"] not in (0, 1) or isinstance(message.get("weight"), bool):
-        found.append(issue("bad_weight", f"{where}.weight must be 0 or 1, got {message['weight']!r}"))
+    weight = message.get("weight", 0)
+    if isinstance(weight, bool) or weight not in (0, 1):
+        found.append(issue("bad_weight", f"{at}.weight must be 0 or 1, got {message['weight']!r}"))
     calls = message.get("tool_calls")
-    if calls is not None:
-        if not isinstance(calls, list) or not calls:
-            found.append(issue("bad_tool_calls", f"{where}.tool_calls must be a non-empty list"))
+    if calls is None:
+        return found
+    if not isinstance(calls, list) or not calls:
+        return found + [issue("bad_tool_calls", f"{at}.tool_calls must be a non-empty list")]
+    for n, call in enumerate(calls):
+        fn = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not isinstance(call.get("id"), str):
+            found.append(issue("bad_tool_calls", f"{at}.tool_calls[{n}] needs 'id' and 'function.name'"))
+        elif not isinstance(fn.get("arguments"), str):
+            found.append(issue("bad_tool_calls", f"{at}.tool_calls[{n}].function.arguments must be a JSON string"))
         else:
-            for n, call in enumerate(calls):
-                fn = call.get("function") if isinstance(call, dict) else None
-                if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not isinstance(call.get("id"), str):
-                    found.append(issue("bad_tool_calls", f"{where}.tool_calls[{n}] needs 'id' and 'function.name'"))
-                elif not isinstance(fn.get("arguments"), str):
-                    found.append(issue("bad_tool_calls", f"{where}.tool_calls[{n}].function.arguments must be a JSON string"))
-                else:
-                    try:
-                        json.loads(fn["arguments"])
-                    except json.JSONDecodeError:
-                        found.append(issue("bad_tool_calls", f"{where}.tool_calls[{n}].function.arguments is not valid JSON"))
+            try:
+                json.loads(fn["arguments"])
+            except json.JSONDecodeError:
+                found.append(issue("bad_tool_calls", f"{at}.tool_calls[{n}].function.arguments is not valid JSON"))
     return found
 
 
@@ -147,3 +240,31 @@ def _content_text(content: Any) -> str:
 
 def content_text(message: dict) -> str:
     return _content_text(message.get("content"))
+
+
+@dataclass
+class ChatFile:
+    """A whole file in memory, for training: the examples that passed, their lines, and every issue."""
+
+    path: Path
+    examples: list[dict]
+    lines: list[int]
+    issues: list[Issue]
+
+    @property
+    def errors(self) -> list[Issue]:
+        return [i for i in self.issues if i.severity == "error"]
+
+
+def read_jsonl(path: Path, fmt: str = "chat") -> ChatFile:
+    examples, lines, issues = [], [], []
+    for line in scan(path, fmt):
+        issues += line.issues
+        if line.ok and line.raw:
+            examples.append(line.example())
+            lines.append(line.number)
+    return ChatFile(path, examples, lines, issues)
+
+
+def read_chat_jsonl(path: Path) -> ChatFile:
+    return read_jsonl(path, "chat")

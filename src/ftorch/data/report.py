@@ -1,29 +1,62 @@
-"""Check every data file a run names, before anything is spent; the result feeds plan and manifest."""
+"""Checking whole files: `inspect_file` streams one file for `ftorch data check`; `check_data` checks
+every file a run names (and leakage between them) before anything is spent."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DataError, Problem
 from ..schema import DataConfig
-from .checks import ChatFile, Issue, read_chat_jsonl
+from .checks import ChatFile, Issue, read_jsonl, scan
 from .manifest import file_entry
+from .profile import Profile, exact_key, normalized_key
+from .tokens import TokenCounter
 
 
-def example_hash(example: dict) -> str:
-    return hashlib.sha256(json.dumps(example, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+@dataclass
+class FileReport:
+    path: Path
+    fmt: str
+    issues: list[Issue]
+    profile: Profile
+    counter: TokenCounter | None = None
+
+    @property
+    def errors(self) -> list[Issue]:
+        return [i for i in self.issues if i.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Issue]:
+        return [i for i in self.issues if i.severity == "warning"]
+
+
+def inspect_file(path: Path, fmt: str, counter: TokenCounter | None = None) -> FileReport:
+    """Check and profile one file in a single streaming pass (memory grows only with per-example numbers)."""
+    profile = Profile(str(path), fmt)
+    issues: list[Issue] = []
+    limit = counter.max_tokens if counter else None
+    for line in scan(path, fmt):
+        issues += line.issues
+        if line.ok and line.raw:
+            example = line.example()
+            profile.add(example, line.number, counter.count(example, fmt) if counter else None, limit)
+    issues += profile.too_long + profile.warnings()
+    issues.sort(key=lambda i: (i.line, i.severity != "error"))
+    return FileReport(path, fmt, issues, profile, counter)
 
 
 @dataclass
 class DataReport:
+    """The checked files of a run, in memory (training needs the examples)."""
+
     splits: dict[str, ChatFile]
+    profiles: dict[str, Profile] = field(default_factory=dict)
 
     @property
     def warnings(self) -> list[Issue]:
-        return [i for f in self.splits.values() for i in f.issues if i.severity == "warning"]
+        found = [i for f in self.splits.values() for i in f.issues if i.severity == "warning"]
+        return found + [i for p in self.profiles.values() for i in p.warnings()]
 
     def count(self, split: str) -> int:
         return len(self.splits[split].examples) if split in self.splits else 0
@@ -33,6 +66,7 @@ class DataReport:
             "format": "chat",
             "files": [file_entry(split, f.path, len(f.examples), sum(i.severity == "warning" for i in f.issues))
                       for split, f in self.splits.items()],
+            "profiles": {split: p.to_dict() for split, p in self.profiles.items()},
             "warnings": [i.to_dict() for i in self.warnings],
         }
 
@@ -41,6 +75,7 @@ def check_data(cfg: DataConfig) -> DataReport:
     """Read and check train/validation/test; raise one DataError listing every problem."""
     problems: list[Problem] = []
     splits: dict[str, ChatFile] = {}
+    profiles: dict[str, Profile] = {}
     for split in ("train", "validation", "test"):
         value = getattr(cfg, split)
         if value is None:
@@ -49,26 +84,35 @@ def check_data(cfg: DataConfig) -> DataReport:
         if not path.is_file():
             problems.append(Problem(f"data.{split}", f"file not found: {path}"))
             continue
-        chat = read_chat_jsonl(path)
+        chat = read_jsonl(path, cfg.format)
         splits[split] = chat
+        profile = Profile(str(path), cfg.format)
+        for example, line in zip(chat.examples, chat.lines):
+            profile.add(example, line)
+        profiles[split] = profile
         problems += [Problem(f"{i.file}:{i.line}", f"[{i.code}] {i.message}") for i in chat.errors]
-    problems += _leakage(splits)
+    problems += leakage(splits)
     if problems:
         raise DataError(problems, hint="fix the data, then run again (`ftorch data check FILE` lists every problem)")
-    return DataReport(splits)
+    return DataReport(splits, profiles)
 
 
-def _leakage(splits: dict[str, ChatFile]) -> list[Problem]:
+def leakage(splits: dict[str, ChatFile]) -> list[Problem]:
+    """A held-out example whose text (up to case and whitespace) is also in train is an error."""
     if "train" not in splits:
         return []
-    seen = {example_hash(e): line for e, line in zip(splits["train"].examples, splits["train"].lines)}
+    seen: dict[str, int] = {}
+    for example, line in zip(splits["train"].examples, splits["train"].lines):
+        seen.setdefault(exact_key(example), line)
+        seen.setdefault(normalized_key(example), line)
     problems = []
     for split in ("validation", "test"):
         if split not in splits:
             continue
         held_out = splits[split]
         for example, line in zip(held_out.examples, held_out.lines):
-            if (train_line := seen.get(example_hash(example))) is not None:
+            train_line = seen.get(exact_key(example), seen.get(normalized_key(example)))
+            if train_line is not None:
                 problems.append(Problem(f"{held_out.path}:{line}", f"[leakage] the same example is in train "
                                         f"({splits['train'].path}:{train_line}); held-out data must be unseen"))
     return problems
