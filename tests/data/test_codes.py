@@ -6,7 +6,7 @@ import pytest
 
 from conftest import chat
 from ftorch.data.checks import CODES, check_chat_example, check_preference_example, scan
-from ftorch.data.fastpath import chat_line_ok, preference_line_ok
+from ftorch.data.fastpath import accepts
 
 GOOD = chat("q", "a")
 U = {"role": "user", "content": "q"}
@@ -73,16 +73,19 @@ PAIRS = [PAIR, {**PAIR, "input": {"messages": [U, A, U]}}, {**PAIR, "non_preferr
 @pytest.mark.parametrize("example", SAMPLES)
 def test_fast_path_never_accepts_what_the_detailed_checker_rejects(example):
     clean = not check_chat_example(example, "f", 1)
-    fast = chat_line_ok(json.dumps(example).encode())
-    assert fast <= clean  # the fast path may defer, never wave through
+    line = json.dumps(example).encode()
+    for fast in (accepts("chat", [line])[0], accepts("chat", [line, b'{"content": " "}'])[0]):
+        assert fast <= clean  # the fast path may defer, never wave through
 
 
 @pytest.mark.parametrize("pair", PAIRS)
 def test_preference_fast_path_agrees(pair):
     clean = not check_preference_example(pair, "f", 1)
-    assert preference_line_ok(json.dumps(pair).encode()) <= clean
+    line = json.dumps(pair).encode()
+    for fast in (accepts("preference", [line])[0], accepts("preference", [line, b'{"content": " "}'])[0]):
+        assert fast <= clean
 
 
 def test_fast_path_accepts_the_common_case():
-    assert chat_line_ok(json.dumps(chat("q", "a", system="s")).encode())
-    assert preference_line_ok(json.dumps(PAIR).encode())
+    assert accepts("chat", [json.dumps(chat("q", "a", system="s")).encode()]) == [True]
+    assert accepts("preference", [json.dumps(PAIR).encode()]) == [True]

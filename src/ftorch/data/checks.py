@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .fastpath import chat_line_ok, preference_line_ok
+from .fastpath import accepts
 
 FORMATS = ("chat", "preference")
 ROLES = ("system", "developer", "user", "assistant", "tool")
@@ -18,6 +18,7 @@ MESSAGE_KEYS = {"role", "content", "name", "weight", "tool_calls", "tool_call_id
 CHAT_KEYS = {"messages", "tools", "parallel_tool_calls", "functions"}
 PREFERENCE_KEYS = {"input", "preferred_output", "non_preferred_output"}
 INPUT_KEYS = {"messages", "tools", "parallel_tool_calls"}
+BLOCK_BYTES = 1 << 20
 
 # Every code the checker emits, with what it means; tests cover each one.
 CODES = {
@@ -75,33 +76,58 @@ class Line:
         return json.loads(self.raw)
 
 
-def scan(path: Path, fmt: str) -> Iterator[Line]:
-    """Every non-blank line with its issues (file-level issues ride on line 1 or the blank line)."""
+def scan(path: Path, fmt: str, keep_ok: bool = True) -> Iterator[Line]:
+    """Every non-blank line with its issues (file-level issues ride on line 1 or the blank line).
+    With keep_ok=False, lines without any issue are not yielded (the format-check hot loop).
+    The file is read in blocks of about 1 MiB: memory stays bounded whatever the file's size."""
     name = str(path)
-    line_ok = chat_line_ok if fmt == "chat" else preference_line_ok
     check = check_chat_example if fmt == "chat" else check_preference_example
     seen_any = False
     pending_blank: list[int] = []
+    number = 0
     with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            issues: list[Issue] = []
-            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                issues.append(Issue(name, 1, "bom", "file starts with a UTF-8 byte-order mark; save it without BOM"))
-                raw = raw[3:]
-            body = raw.rstrip(b"\r\n")
-            if not body.strip():
-                pending_blank.append(number)
+        while block := handle.readlines(BLOCK_BYTES):
+            verdicts = accepts(fmt, block)
+            if not pending_blank and all(verdicts):  # a clean block: no per-line work here
+                if keep_ok:
+                    yield from (Line(number + i, raw.rstrip(b"\r\n"), []) for i, raw in enumerate(block, 1))
+                number += len(block)
+                seen_any = True
                 continue
-            for blank in pending_blank:  # blank lines at the very end are harmless; inside, they are reported
-                yield Line(blank, b"", [Issue(name, blank, "blank_line", "blank line", "warning")])
-            pending_blank = []
-            seen_any = True
-            if not issues and line_ok(body):
-                yield Line(number, body, issues)
-                continue
-            yield Line(number, body, issues + _check_line(body, name, number, check))
+            for raw, ok in zip(block, verdicts):
+                number += 1
+                if ok:  # the common case: JSON allows the trailing newline, so the decoder saw the raw line
+                    for blank in pending_blank:
+                        yield _blank(name, blank)
+                    pending_blank = []
+                    seen_any = True
+                    if keep_ok:
+                        yield Line(number, raw.rstrip(b"\r\n"), [])
+                    continue
+                issues: list[Issue] = []
+                if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                    issues.append(Issue(name, 1, "bom", "file starts with a UTF-8 byte-order mark; save it without BOM"))
+                    raw = raw[3:]
+                body = raw.rstrip(b"\r\n")
+                if not body.strip():
+                    pending_blank.append(number)
+                    continue
+                for blank in pending_blank:  # blank lines at the very end are harmless; inside, they are reported
+                    yield _blank(name, blank)
+                pending_blank = []
+                seen_any = True
+                yield Line(number, body, issues + _check_line(body, name, number, check))
     if not seen_any:
         yield Line(1, b"", [Issue(name, 1, "empty_file", "no examples in file")])
+
+
+def _blank(name: str, number: int) -> Line:
+    return Line(number, b"", [Issue(name, number, "blank_line", "blank line", "warning")])
+
+
+def format_issues(path: Path, fmt: str) -> list[Issue]:
+    """Only the format check, streaming: every issue in the file, nothing else kept."""
+    return [issue for line in scan(path, fmt, keep_ok=False) for issue in line.issues]
 
 
 def _check_line(body: bytes, name: str, number: int, check) -> list[Issue]:
