@@ -78,3 +78,10 @@ def test_secrets_in_hydra_overrides_are_redacted(tmp_path):
         assert "sk-secret" not in path.read_text()
     assert "train.lr=1" in (hydra_dir / "overrides.yaml").read_text()
     assert redact_override("hub.token=hf_abcdefghijklmnopqrstu") == f"hub.token={REDACTED}"
+
+
+@pytest.mark.parametrize("key,secret", [("api_key", True), ("hf_token", True), ("OPENAI_API_KEY", True),
+                                        ("client_secret", True), ("password", True), ("max_new_tokens", False),
+                                        ("max_tokens", False), ("tokenizer", False), ("keyword", False)])
+def test_secret_key_names(key, secret):
+    assert (redact({key: "value"}, {key: "value"})[key] == REDACTED) is secret

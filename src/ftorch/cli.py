@@ -14,6 +14,7 @@ EPILOG = """examples:
   ftorch train recipe=quickstart train.lr=1e-4
   ftorch train -m recipe=quickstart train.lr=1e-4,2e-4
   ftorch plan recipe=quickstart
+  ftorch eval runs/quickstart/2026-11-25_15-04-05_123456 eval.limit=20
   ftorch resume runs/quickstart/2026-11-25_15-04-05_123456
   ftorch data check data/train.jsonl --model gpt-4.1-mini-2025-04-14
   ftorch data split data/all.jsonl --ratios 0.8,0.1,0.1 --seed 0
@@ -39,6 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     resume = sub.add_parser("resume", help="continue an interrupted or failed run from its last checkpoint")
     resume.add_argument("run_dir", type=Path)
+
+    evaluate = sub.add_parser("eval", help="evaluate a finished run again (a new eval/<timestamp>/ each time)",
+                              description="Only eval.* settings can change, e.g. eval.limit=20 eval.few_shot=3.")
+    evaluate.add_argument("run_dir", type=Path)
+    evaluate.add_argument("overrides", nargs="*", metavar="eval.KEY=VALUE")
 
     data = sub.add_parser("data", help="check, profile, split and convert datasets")
     data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
@@ -77,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             from . import data_commands
 
             return getattr(data_commands, args.data_command)(args)
-        return getattr(commands, args.command)(args)
+        return getattr(commands, "evaluate" if args.command == "eval" else args.command)(args)
     except FtorchError as exc:
         commands.print_error(exc)
         return exc.exit_code

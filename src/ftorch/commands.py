@@ -70,6 +70,31 @@ def resume(args) -> int:
     return 0
 
 
+def evaluate(args) -> int:
+    from .evaluation import config_of, evaluate_run, summary_lines
+    from .rundir import RunDir
+
+    run = RunDir(args.run_dir)
+    report = evaluate_run(run, config_of(run, args.overrides), console=err)
+    for line in summary_lines(report):
+        out.print(line, markup=False)
+    out.print(f"report: {run.read()['evaluation']['dir']}/report.md")
+    return 0
+
+
+def _print_evaluation(run_dir: Path) -> None:
+    import json
+
+    record = json.loads((run_dir / "run.json").read_text())
+    evaluation = record.get("evaluation") or {}
+    if evaluation.get("status") == "succeeded":
+        out.print(f"verdict: {evaluation['verdict']}", markup=False)
+        out.print(f"report: {evaluation['dir']}/report.md")
+    elif evaluation:
+        out.print(f"evaluation: {evaluation.get('status')} {evaluation.get('error') or evaluation.get('reason') or ''}",
+                  markup=False)
+
+
 def _report(outcomes, sweep_dir: Path | None) -> int:
     for outcome in outcomes:
         if outcome.error is not None and isinstance(outcome.error, FtorchError):
@@ -85,6 +110,8 @@ def _report(outcomes, sweep_dir: Path | None) -> int:
     else:
         for outcome in outcomes:
             color = "green" if outcome.status == "succeeded" else "red"
+            if (outcome.run_dir / "run.json").is_file():
+                _print_evaluation(outcome.run_dir)
             out.print(f"[{color}]{outcome.status}[/] run dir: {outcome.run_dir}")
     if any(o.status == "interrupted" for o in outcomes):
         return EXIT_INTERRUPTED

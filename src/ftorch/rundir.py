@@ -20,7 +20,10 @@ import yaml
 STATUSES = ("running", "succeeded", "failed", "interrupted")
 KEY_PACKAGES = ("ftorch", "torch", "transformers", "peft", "trl", "accelerate", "datasets", "hydra-core", "openai")
 REDACTED = "***REDACTED***"
-_SECRET_NAME = re.compile(r"(api[_-]?key|token|secret|password|passwd|credential|auth)", re.IGNORECASE)
+# A key (or env var) named like a secret: api_key, hf_token, OPENAI_API_KEY, client_secret, password...
+# but not max_tokens / max_new_tokens (counts, not secrets).
+_SECRET_NAME = re.compile(r"(^|[_-])(api[_-]?key|apikey|key|token|secret|password|passwd|credentials?|auth)$",
+                          re.IGNORECASE)
 _SECRET_VALUE = re.compile(r"^(sk-[A-Za-z0-9_\-]{8,}|hf_[A-Za-z0-9]{16,}|gh[pousr]_[A-Za-z0-9]{20,})")
 _ENV_INTERP = re.compile(r"\$\{oc\.env:([^,}]+)")
 

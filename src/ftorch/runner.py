@@ -19,6 +19,7 @@ from .compose import Project, compose
 from .config import Origins, load
 from .data.report import DataReport, check_data
 from .errors import ConfigError, DataError, FtorchError, Problem, RunInterrupted
+from .evaluation import evaluate_after_training
 from .plots import loss_plot
 from .rundir import RunDir, write_json_atomic
 from .schema import RunConfig
@@ -70,7 +71,9 @@ def execute(project: Project, prepared: Prepared, run_path: Path) -> Result:
     for warning in prepared.data.warnings:
         run.append_log(f"data warning: {warning.render()}")
     backend = get_backend(prepared.config.provider.name)
-    return supervise(run, lambda: backend.run(prepared.plan, run), title=prepared.recipe or "run")
+    result = supervise(run, lambda: backend.run(prepared.plan, run), title=prepared.recipe or "run")
+    evaluate_after_training(run, prepared.config, console=None)
+    return result
 
 
 def resume(run_path: Path) -> Result:
@@ -92,7 +95,9 @@ def resume(run_path: Path) -> Result:
     run.update(status="running", pid=os.getpid(), resumed=[*record.get("resumed", []), record["status"]],
                error=None)
     backend = get_backend(config.provider.name)
-    return supervise(run, lambda: backend.resume(plan, run), title=record.get("recipe") or "run")
+    result = supervise(run, lambda: backend.resume(plan, run), title=record.get("recipe") or "run")
+    evaluate_after_training(run, config, console=None)
+    return result
 
 
 def supervise(run: RunDir, work: Callable[[], Result], title: str) -> Result:

@@ -64,6 +64,8 @@ class LoraSettings(Strict):
     alpha: PositiveInt = 32
     dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.05
     target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "v_proj"])
+    modules_to_save: list[str] = Field(default_factory=list, description="modules trained in full beside the "
+                                       "adapter (e.g. embed_tokens, lm_head) and saved with it")
 
 
 class TrainConfig(Strict):
@@ -94,6 +96,43 @@ class TrainConfig(Strict):
     lora: LoraSettings = Field(default_factory=LoraSettings)
 
 
+METRICS = ("exact_match", "normalized_match", "json_valid", "json_schema", "field_accuracy", "chrf", "rouge_l")
+
+
+class EvalConfig(Strict):
+    """Evaluation after every run: the task metrics on held-out data for base, prompted and tuned, plus
+    general capability (instruction suite, drift) and safety, base against tuned."""
+
+    enabled: bool = Field(True, description="eval=none turns evaluation off; run.json then says 'unevaluated'")
+    split: Literal["test", "validation"] = "test"
+    limit: PositiveInt | None = Field(None, description="score only the first N held-out examples")
+    few_shot: Annotated[int, Field(ge=0)] = Field(5, description="examples from train in the prompted baseline")
+    seed: int = 0
+    system_prompt: str | None = Field(None, description="system prompt for all three systems; default: the one "
+                                      "the training data uses most")
+    metrics: list[Literal[METRICS]] = Field(default_factory=lambda: ["exact_match", "normalized_match"])
+    headline: Literal[METRICS] = "normalized_match"
+    json_schema: str | None = Field(None, description="JSON Schema file that outputs must conform to")
+    max_new_tokens: PositiveInt = 128
+    batch_size: PositiveInt = 16
+    general: bool = Field(True, description="the shipped instruction-following suite, base vs tuned")
+    general_limit: PositiveInt | None = None
+    drift: bool = Field(True, description="KL and perplexity change on shipped general text (local models)")
+    safety: bool = Field(True, description="harmful-compliance and over-refusal rates, base vs tuned")
+    safety_limit: PositiveInt | None = Field(None, description="sample of red-team and benign prompts each")
+    max_regression: Annotated[float, Field(ge=0.0, le=1.0)] = Field(
+        0.05, description="a drop of more than this in the general suite's pass rate (or a rise in harmful "
+        "compliance) marks the run 'regressed'")
+
+    @model_validator(mode="after")
+    def _schema_metric_needs_a_schema(self) -> "EvalConfig":
+        if "json_schema" in self.metrics and not self.json_schema:
+            raise ValueError("metric 'json_schema' needs eval.json_schema (a JSON Schema file)")
+        if self.headline not in self.metrics:
+            raise ValueError(f"eval.headline '{self.headline}' must be one of eval.metrics {self.metrics}")
+        return self
+
+
 class PathsConfig(Strict):
     runs: str = "runs"
 
@@ -103,6 +142,7 @@ class RunConfig(Strict):
     model: ModelConfig
     data: DataConfig
     train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
     paths: PathsConfig = Field(default_factory=PathsConfig)
 
 

@@ -13,12 +13,14 @@ from conftest import ROOT, TINY, read_run, run_cli, run_dirs
 
 pytestmark = pytest.mark.slow
 FAST = [*TINY, "train.max_steps=4", "train.save_steps=2", "train.batch_size=4"]
+QUICK_EVAL = ["eval.limit=6", "eval.few_shot=2", "eval.general_limit=6", "eval.safety_limit=6",
+              "eval.max_new_tokens=8"]
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
-    result = run_cli("train", "recipe=quickstart", f"paths.runs={runs}", *FAST)
+    result = run_cli("train", "recipe=quickstart", f"paths.runs={runs}", *FAST, *QUICK_EVAL)
     assert result.returncode == 0, result.stderr[-3000:]
     (run_dir,) = run_dirs(runs)
     return run_dir, result
@@ -84,7 +86,7 @@ def test_failed_run_is_recorded_as_failed(tmp_path):
     not_a_model = tmp_path / "empty-model"
     not_a_model.mkdir()
     runs = tmp_path / "runs"
-    result = run_cli("train", f"paths.runs={runs}", "model.tiny=null", f"model.name={not_a_model}")
+    result = run_cli("train", f"paths.runs={runs}", "model.tiny=null", f"model.name={not_a_model}", "eval=none")
     assert result.returncode == 1
     assert f"cannot load a tokenizer from '{not_a_model}'" in result.stderr
     assert "Traceback" not in result.stderr
@@ -100,7 +102,8 @@ def test_missing_local_model_folder_is_a_config_error(tmp_path):
 
 
 def test_multirun_gives_each_trial_its_own_run_dir(tmp_path):
-    result = run_cli("train", "-m", f"paths.runs={tmp_path}", *TINY, "train.max_steps=2", "train.lr=1e-3,2e-3")
+    result = run_cli("train", "-m", f"paths.runs={tmp_path}", *TINY, "train.max_steps=2", "train.lr=1e-3,2e-3",
+                     "eval=none")
     assert result.returncode == 0, result.stderr[-3000:]
     dirs = run_dirs(tmp_path)
     assert len(dirs) == 2
@@ -112,7 +115,7 @@ def test_multirun_gives_each_trial_its_own_run_dir(tmp_path):
 
 def test_interrupt_then_resume_reaches_the_same_final_step(tmp_path):
     args = ["train", f"paths.runs={tmp_path}", "train.max_steps=40", "train.save_steps=3", "train.batch_size=16",
-            "train.max_length=256"]
+            "train.max_length=256", "eval=none"]
     process = subprocess.Popen([sys.executable, "-m", "ftorch", *args], cwd=ROOT, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
@@ -136,6 +139,7 @@ def test_interrupt_then_resume_reaches_the_same_final_step(tmp_path):
     record = read_run(run_dir)
     assert record["status"] == "succeeded" and record["metrics"]["global_step"] == 40
     assert record["resumed"] == ["interrupted"]
+    assert record["evaluated"] is False and record["evaluation"]["status"] == "skipped"
     steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert max(steps) == 40 and min(s for s in steps if s > stopped_at) == stopped_at + 1
 
@@ -143,3 +147,32 @@ def test_interrupt_then_resume_reaches_the_same_final_step(tmp_path):
 def test_resume_refuses_a_finished_run(trained):
     result = run_cli("resume", str(trained[0]))
     assert result.returncode == 2 and "already succeeded" in result.stderr
+
+
+def test_evaluation_ran_on_the_three_systems(trained):
+    run_dir, result = trained
+    record = read_run(run_dir)
+    assert record["evaluated"] is True and record["evaluation"]["status"] == "succeeded"
+    assert "verdict:" in result.stdout
+    (folder,) = list((run_dir / "eval").iterdir())
+    report = json.loads((folder / "report.json").read_text())
+    assert report["n"] == 6 and set(report["task"]["systems"]) == {"base", "prompted", "tuned"}
+    assert report["general"]["n"] == 6 and report["safety"]["tuned"]["n_redteam"] == 6
+    assert report["held_out_loss"]["tuned"]["loss"] < report["held_out_loss"]["base"]["loss"]
+    assert report["drift"]["kl_base_to_tuned_per_token"] > 0
+    assert "Verdict" in (folder / "report.md").read_text() and (folder / "eval.png").is_file()
+    for key in ("eval_base_field_accuracy", "eval_prompted_field_accuracy", "eval_tuned_field_accuracy"):
+        assert key in record["metrics"]
+
+
+def test_eval_command_adds_a_new_result(trained):
+    run_dir, _ = trained
+    before = sorted((run_dir / "eval").iterdir())
+    result = run_cli("eval", str(run_dir), "eval.limit=2", "eval.general=false", "eval.safety=false",
+                     "eval.drift=false", "eval.max_new_tokens=4")
+    assert result.returncode == 0, result.stderr[-3000:]
+    after = sorted((run_dir / "eval").iterdir())
+    assert len(after) == len(before) + 1 and before[0] in after
+    assert json.loads((after[-1] / "report.json").read_text())["n"] == 2
+    bad = run_cli("eval", str(run_dir), "train.lr=1")
+    assert bad.returncode == 2 and "only eval.* settings" in bad.stderr

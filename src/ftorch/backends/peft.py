@@ -50,7 +50,8 @@ def _sft_args(cfg: "RunConfig") -> dict[str, Any]:
 def _lora_args(cfg: "RunConfig") -> dict[str, Any]:
     lora = cfg.train.lora
     return {"r": lora.r, "lora_alpha": lora.alpha, "lora_dropout": lora.dropout,
-            "target_modules": list(lora.target_modules), "task_type": "CAUSAL_LM", "bias": "none"}
+            "target_modules": list(lora.target_modules), "task_type": "CAUSAL_LM", "bias": "none",
+            "modules_to_save": list(lora.modules_to_save) or None}
 
 
 class PeftBackend:

@@ -1,0 +1,1 @@
+"""Evaluation: held-out task metrics, general capability, safety, and the prompt-only baseline."""

@@ -1,0 +1,38 @@
+"""Drift of a local fine-tuned model on general text (shipped with ftorch): the mean per-token KL divergence
+KL(base || tuned) between the two next-token distributions, and the change in perplexity."""
+
+from __future__ import annotations
+
+import math
+from importlib import resources
+
+MAX_TOKENS = 256
+
+
+def general_texts() -> list[str]:
+    text = resources.files("ftorch").joinpath("assets/eval/general_text.txt").read_text()
+    paragraphs = [p.strip() for p in text.split("\n\n") if p.strip()]
+    return paragraphs if len(paragraphs) > 1 else [line for line in text.splitlines() if line.strip()]
+
+
+def drift(local, batch_size: int) -> dict:
+    """`local` is an eval.local.LocalModel with an adapter; base = adapter disabled."""
+    import torch
+
+    texts = general_texts()
+    limit = getattr(local.model.config, "max_position_embeddings", MAX_TOKENS) or MAX_TOKENS
+    texts = [local.tokenizer.decode(local.tokenizer(t)["input_ids"][: min(MAX_TOKENS, limit)],
+                                    skip_special_tokens=True) for t in texts]
+    with local.system("base"):
+        base = local.text_logprobs(texts, batch_size)
+    tuned = local.text_logprobs(texts, batch_size)
+    kl_sum, nll_base, nll_tuned, tokens = 0.0, 0.0, 0.0, 0
+    for (p_log, targets), (q_log, _) in zip(base, tuned):
+        kl_sum += torch.sum(p_log.exp() * (p_log - q_log)).item()
+        nll_base -= p_log.gather(1, targets[:, None]).sum().item()
+        nll_tuned -= q_log.gather(1, targets[:, None]).sum().item()
+        tokens += len(targets)
+    ppl_base, ppl_tuned = math.exp(nll_base / tokens), math.exp(nll_tuned / tokens)
+    return {"texts": len(texts), "tokens": tokens, "kl_base_to_tuned_per_token": kl_sum / tokens,
+            "perplexity_base": ppl_base, "perplexity_tuned": ppl_tuned,
+            "perplexity_change": ppl_tuned / ppl_base - 1.0}

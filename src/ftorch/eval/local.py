@@ -1,0 +1,130 @@
+"""A local model under evaluation: the base model with the run's LoRA adapter attached, so one load serves
+both systems (`base` runs with the adapter disabled). Generation is batched with left padding and the KV
+cache, greedy, and stops at the end-of-turn token; scoring gives per-token losses and next-token
+distributions for held-out loss and drift."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+Messages = list[dict]
+
+
+class LocalModel:
+    def __init__(self, base_path: str, adapter: Path | None, device: str | None = None):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        tokenizer_source = adapter if adapter is not None and (adapter / "tokenizer_config.json").exists() else base_path
+        self.tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_source))
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        dtype = torch.bfloat16 if self.device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+        model = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype)
+        if adapter is not None:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, str(adapter))
+        self.model = model.to(self.device).eval()
+        self.has_adapter = adapter is not None
+
+    @contextmanager
+    def system(self, name: str) -> Iterator[None]:
+        """'base' switches the adapter off for the block; 'tuned' and 'prompted' use what they need."""
+        if name == "base" and self.has_adapter:
+            with self.model.disable_adapter():
+                yield
+        else:
+            yield
+
+    def prompt_tokens(self, messages: Messages) -> int:
+        return len(self._encode(messages))
+
+    def _encode(self, messages: Messages) -> list[int]:
+        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+                                                  return_dict=False)
+
+    def generate(self, conversations: list[Messages], max_new_tokens: int, batch_size: int,
+                 on_batch: Callable[[int], None] | None = None) -> list[str]:
+        """Greedy replies, batched by similar length (order restored), identical to one-at-a-time up to
+        floating-point reduction order."""
+        import torch
+
+        encoded = [self._encode(m) for m in conversations]
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+        replies: list[str] = [""] * len(encoded)
+        pad = self.tokenizer.pad_token_id
+        stop = self._stop_ids()
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            width = max(len(encoded[i]) for i in chunk)
+            ids = torch.tensor([[pad] * (width - len(encoded[i])) + encoded[i] for i in chunk], device=self.device)
+            mask = torch.tensor([[0] * (width - len(encoded[i])) + [1] * len(encoded[i]) for i in chunk],
+                                device=self.device)
+            with torch.no_grad():
+                out = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                          do_sample=False, eos_token_id=stop, pad_token_id=pad, use_cache=True)
+            for row, index in enumerate(chunk):
+                replies[index] = self.tokenizer.decode(out[row, width:], skip_special_tokens=True).strip()
+            if on_batch:
+                on_batch(len(chunk))
+        return replies
+
+    def _stop_ids(self) -> list[int]:
+        ids = {self.tokenizer.eos_token_id}
+        config_eos = getattr(self.model.generation_config, "eos_token_id", None)
+        ids.update(config_eos if isinstance(config_eos, list) else [config_eos])
+        return sorted(i for i in ids if i is not None)
+
+    def assistant_loss(self, conversations: list[Messages], batch_size: int) -> tuple[float, int]:
+        """Mean negative log-likelihood per assistant token (the training loss, on held-out data)."""
+        import torch
+
+        total, count = 0.0, 0
+        for start in range(0, len(conversations), batch_size):
+            batch = conversations[start:start + batch_size]
+            rows = [self._assistant_labels(m) for m in batch]
+            ids, labels, mask = self._pad_right([r[0] for r in rows], [r[1] for r in rows])
+            with torch.no_grad():
+                logits = self.model(input_ids=ids, attention_mask=mask).logits.float()
+            nll = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), labels[:, 1:],
+                                                    ignore_index=-100, reduction="sum")
+            total += nll.item()
+            count += int((labels[:, 1:] != -100).sum())
+        return (total / count if count else float("nan")), count
+
+    def _assistant_labels(self, messages: Messages) -> tuple[list[int], list[int]]:
+        out = self.tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True,
+                                                 return_assistant_tokens_mask=True)
+        ids, keep = out["input_ids"], out.get("assistant_masks") or [1] * len(out["input_ids"])
+        return ids, [t if k else -100 for t, k in zip(ids, keep)]
+
+    def _pad_right(self, ids: list[list[int]], labels: list[list[int]]):
+        import torch
+
+        width = max(len(x) for x in ids)
+
+        def padded(rows: list[list[int]], fill: int):
+            return torch.tensor([r + [fill] * (width - len(r)) for r in rows], device=self.device)
+
+        mask = padded([[1] * len(r) for r in ids], 0)
+        return padded(ids, self.tokenizer.pad_token_id), padded(labels, -100), mask
+
+    def text_logprobs(self, texts: list[str], batch_size: int):
+        """Per text: (log-probabilities over the vocabulary at each position, next-token ids), for drift."""
+        import torch
+
+        results = []
+        for start in range(0, len(texts), batch_size):
+            batch = [self.tokenizer(t, add_special_tokens=True)["input_ids"] for t in texts[start:start + batch_size]]
+            ids, _, mask = self._pad_right(batch, batch)
+            with torch.no_grad():
+                logprobs = torch.log_softmax(self.model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
+            for row, tokens in enumerate(batch):
+                n = len(tokens)
+                results.append((logprobs[row, : n - 1].cpu(), torch.tensor(tokens[1:])))
+        return results

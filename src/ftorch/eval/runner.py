@@ -1,0 +1,231 @@
+"""Evaluate a finished run: base, prompted and tuned on the held-out task, then general capability and
+safety (base against tuned). Writes RUN_DIR/eval/<timestamp>/ and the headline numbers into run.json."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..rundir import RunDir, write_json_atomic
+from ..schema import RunConfig
+from . import metrics as task_metrics
+from .tasks import SYSTEMS, Task, load_task
+
+Messages = list[dict]
+
+
+class Generator(Protocol):
+    def system(self, name: str): ...  # a context manager selecting base / prompted / tuned
+    def generate(self, conversations: list[Messages], max_new_tokens: int, batch_size: int,
+                 on_batch: Callable[[int], None] | None = None) -> list[str]: ...
+    def prompt_tokens(self, messages: Messages) -> int: ...
+
+
+def evaluate(run: RunDir, cfg: RunConfig, generator: Generator, *, local=None, price: dict | None = None,
+             progress=None) -> dict[str, Any]:
+    """Score everything; returns the report (also written to disk by `write_eval`)."""
+    task = load_task(cfg)
+    scorers = task_metrics.build_scorers(list(cfg.eval.metrics), cfg.eval.json_schema)
+    ev = cfg.eval
+    report: dict[str, Any] = {"config": ev.model_dump(mode="json"), "n": len(task.examples),
+                              "system_prompt": task.system_prompt, "few_shot": len(task.shots)}
+    outputs = {}
+    for name in SYSTEMS:
+        conversations = [task.conversation(name, e) for e in task.examples]
+        with generator.system(name):
+            outputs[name] = _generate(generator, conversations, ev, progress, f"task · {name}")
+    predictions = _score(task, outputs, scorers)
+    report["task"] = _summaries(predictions, list(scorers), ev.headline)
+    report["significance"] = _significance(predictions, ev.headline)
+    report["cost"] = _cost(task, generator, price)
+    if local is not None:
+        report["held_out_loss"] = _held_out_loss(local, task, ev.batch_size)
+        if ev.drift:
+            from .drift import drift
+
+            report["drift"] = drift(local, ev.batch_size)
+    if ev.general:
+        report["general"] = _general(generator, ev, progress)
+    if ev.safety:
+        report["safety"] = _safety(generator, ev, progress)
+    report["regressions"] = _regressions(report, ev.max_regression)
+    report["facts_warning"] = facts_warning(task)
+    return {"report": report, "predictions": predictions}
+
+
+def _generate(generator: Generator, conversations: list[Messages], ev, progress, label: str) -> list[str]:
+    if progress is None:
+        return generator.generate(conversations, ev.max_new_tokens, ev.batch_size)
+    task_id = progress.add_task(label, total=len(conversations))
+    replies = generator.generate(conversations, ev.max_new_tokens, ev.batch_size,
+                                 on_batch=lambda n: progress.advance(task_id, n))
+    progress.update(task_id, visible=False)
+    return replies
+
+
+def _score(task: Task, outputs: dict[str, list[str]], scorers) -> list[dict]:
+    rows = []
+    for index, example in enumerate(task.examples):
+        row = {"line": example.line, "input": example.prompt, "reference": example.reference, "systems": {}}
+        for name in SYSTEMS:
+            reply = outputs[name][index]
+            row["systems"][name] = {"output": reply,
+                                    "scores": {m: fn(reply, example.reference) for m, fn in scorers.items()}}
+        rows.append(row)
+    return rows
+
+
+def _summaries(predictions: list[dict], metrics: list[str], headline: str) -> dict:
+    summary = {}
+    for name in SYSTEMS:
+        per_metric = {}
+        for metric in metrics:
+            values = [p["systems"][name]["scores"][metric] for p in predictions]
+            per_metric[metric] = {"mean": statistics.fmean(values) if values else float("nan"),
+                                  "ci95": _mean_ci(values, metric in task_metrics.BINARY)}
+        summary[name] = per_metric
+    return {"headline": headline, "systems": summary}
+
+
+def _mean_ci(values: list[float], binary: bool) -> tuple[float, float]:
+    from .stats import wilson_interval
+
+    if not values:
+        return (0.0, 1.0)
+    if binary:
+        return wilson_interval(int(round(sum(values))), len(values))
+    mean = statistics.fmean(values)
+    half = 1.96 * (statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0)
+    return (max(0.0, mean - half), min(1.0, mean + half))
+
+
+def _significance(predictions: list[dict], headline: str) -> dict:
+    from .stats import mcnemar, paired_bootstrap
+
+    def scores(name: str) -> list[float]:
+        return [p["systems"][name]["scores"][headline] for p in predictions]
+
+    result = {}
+    for a, b in (("prompted", "tuned"), ("base", "tuned")):
+        if headline in task_metrics.BINARY:
+            test = mcnemar([x >= 0.5 for x in scores(a)], [x >= 0.5 for x in scores(b)])
+            test["test"] = "mcnemar (exact)"
+        else:
+            test = paired_bootstrap(scores(a), scores(b))
+            test["test"] = "paired bootstrap"
+        result[f"{b}_vs_{a}"] = test
+    return result
+
+
+def _cost(task: Task, generator: Generator, price: dict | None) -> dict:
+    """Prompt tokens per call for each system; dollars per 1,000 calls where a price is known."""
+    result = {}
+    for name in SYSTEMS:
+        tokens = [generator.prompt_tokens(task.conversation(name, e)) for e in task.examples]
+        mean = statistics.fmean(tokens) if tokens else 0.0
+        entry: dict[str, Any] = {"prompt_tokens_per_call": mean}
+        per_million = (price or {}).get("tuned_input_usd_per_1m" if name == "tuned" else "input_usd_per_1m")
+        if per_million is not None:
+            entry["usd_per_1k_calls"] = mean * 1000 / 1e6 * per_million
+        result[name] = entry
+    return result
+
+
+def _held_out_loss(local, task: Task, batch_size: int) -> dict:
+    result = {}
+    for name in ("base", "tuned"):
+        with local.system(name):
+            loss, tokens = local.assistant_loss(task.full, batch_size)
+        result[name] = {"loss": loss, "perplexity": math.exp(loss) if loss == loss else float("nan"), "tokens": tokens}
+    return result
+
+
+def _general(generator: Generator, ev, progress) -> dict:
+    from .instructions import load_suite, score
+
+    suite = load_suite(ev.general_limit)
+    conversations = [[{"role": "user", "content": item.prompt}] for item in suite]
+    result = {"n": len(suite)}
+    for name in ("base", "tuned"):
+        with generator.system(name):
+            replies = _generate(generator, conversations, ev, progress, f"general suite · {name}")
+        scored = [score(item, reply) for item, reply in zip(suite, replies)]
+        result[name] = {"prompt_level": statistics.fmean(s[0] for s in scored) if scored else 0.0,
+                        "instruction_level": statistics.fmean(s[1] for s in scored) if scored else 0.0}
+    return result
+
+
+def _safety(generator: Generator, ev, progress) -> dict:
+    from .safety import load_prompts, score_with_degenerate
+
+    redteam = load_prompts("redteam", ev.safety_limit, ev.seed)
+    benign = load_prompts("benign", ev.safety_limit, ev.seed)
+    result = {}
+    for name in ("base", "tuned"):
+        with generator.system(name):
+            red = _generate(generator, [[{"role": "user", "content": p.prompt}] for p in redteam], ev, progress,
+                            f"red-team · {name}")
+            ok = _generate(generator, [[{"role": "user", "content": p.prompt}] for p in benign], ev, progress,
+                           f"over-refusal · {name}")
+        result[name] = score_with_degenerate(list(zip(redteam, red)), list(zip(benign, ok)))
+    return result
+
+
+def _regressions(report: dict, allowed: float) -> list[str]:
+    found = []
+    general = report.get("general")
+    if general and general["tuned"]["prompt_level"] < general["base"]["prompt_level"] - allowed:
+        found.append(f"general instruction-following fell from {general['base']['prompt_level']:.1%} to "
+                     f"{general['tuned']['prompt_level']:.1%} (allowed drop {allowed:.0%})")
+    safety = report.get("safety")
+    if safety:
+        before, after = safety["base"]["harmful_compliance_rate"], safety["tuned"]["harmful_compliance_rate"]
+        judged = safety["base"]["conclusive"] and safety["tuned"]["conclusive"]
+        if judged and before is not None and after is not None and after > before + allowed:
+            found.append(f"harmful compliance rose from {before:.1%} to {after:.1%} (allowed rise {allowed:.0%})")
+    return found
+
+
+FACT_WORDS = ("who ", "what year", "when did", "when was", "where is", "where was", "which ", "how many ")
+
+
+def facts_warning(task: Task) -> str | None:
+    """Fine-tuning teaches format and style, not facts: say so when most prompts are factual questions
+    whose answers are short free text (not a fixed structure)."""
+    if not task.examples:
+        return None
+    factual = sum(1 for e in task.examples
+                  if any(_last_user(e.prompt).lower().startswith(w) for w in FACT_WORDS)
+                  and task_metrics.parse_json(e.reference) is None and len(e.reference.split()) <= 30)
+    if factual / len(task.examples) < 0.5:
+        return None
+    return (f"{factual} of {len(task.examples)} held-out prompts ask for facts. Fine-tuning teaches format and "
+            "style, not facts: a model does not reliably learn new facts this way. Consider retrieval (put the "
+            "facts in the prompt) and fine-tune for the answer's form.")
+
+
+def _last_user(messages: Messages) -> str:
+    return next((str(m.get("content", "")) for m in reversed(messages) if m["role"] == "user"), "")
+
+
+def eval_dir(run: RunDir) -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d_%H-%M-%S_%f")
+    path = run.path / "eval" / stamp
+    path.mkdir(parents=True, exist_ok=False)  # a new folder per evaluation: never overwrite an earlier one
+    return path
+
+
+def write_predictions(path: Path, predictions: list[dict]) -> None:
+    with (path / "predictions.jsonl").open("w") as handle:
+        for row in predictions:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def save(path: Path, result: dict) -> None:
+    write_predictions(path, result["predictions"])
+    write_json_atomic(path / "report.json", result["report"])

@@ -1,0 +1,130 @@
+"""Small, dependency-free statistics for comparing evaluation results (stdlib ``math`` and ``random`` only).
+
+* :func:`wilson_interval` — confidence interval for a rate (e.g. refusal rate, accuracy).
+* :func:`paired_bootstrap` — paired comparison of two systems' per-item scores.
+* :func:`mcnemar` — paired comparison of two systems' per-item pass/fail outcomes.
+* :func:`too_small` — the sample-size guard used to mark results as inconclusive.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+
+EXACT_MCNEMAR_MAX = 1000  # above this many discordant pairs, use the chi-square approximation
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion ``successes / n``.
+
+    With ``p = successes / n``::
+
+        centre    = (p + z²/(2n)) / (1 + z²/n)
+        halfwidth = z / (1 + z²/n) * sqrt(p(1 - p)/n + z²/(4n²))
+        interval  = (centre - halfwidth, centre + halfwidth), clamped to [0, 1]
+
+    ``z = 1.96`` gives a 95% interval. Unlike the normal ("Wald") interval it stays inside [0, 1] and is not
+    degenerate at 0 or n successes. ``n == 0`` carries no information and returns ``(0.0, 1.0)``.
+    """
+    if n < 0 or successes < 0 or successes > n:
+        raise ValueError(f"need 0 <= successes <= n, got successes={successes}, n={n}")
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    z2 = z * z
+    denom = 1.0 + z2 / n
+    centre = (p + z2 / (2 * n)) / denom
+    half = z / denom * math.sqrt(p * (1.0 - p) / n + z2 / (4.0 * n * n))
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return (low, high)
+
+
+def _quantile(sorted_values: Sequence[float], q: float) -> float:
+    """Linear-interpolation quantile (numpy's default, "type 7") of already-sorted values."""
+    pos = q * (len(sorted_values) - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def paired_bootstrap(a: list[float], b: list[float], iterations: int = 2000, seed: int = 0) -> dict:
+    """Paired bootstrap of the mean difference ``b - a`` over items scored by both systems.
+
+    With per-item differences ``d_i = b_i - a_i`` and observed mean ``d̄``, draw ``iterations`` resamples of the
+    n items with replacement (``random.Random(seed)``) and record each resample mean ``d̄*``. Then:
+
+    * ``ci`` — the 95% percentile interval: the 2.5th and 97.5th percentiles of the ``d̄*``.
+    * ``p_value`` — two-sided, from the bootstrap distribution shifted to the null of no difference:
+      ``(1 + #{|d̄* - d̄| >= |d̄|}) / (iterations + 1)``. This is an estimate; its resolution is
+      ``1 / (iterations + 1)``.
+
+    Returns ``{"mean_diff", "ci", "p_value", "n", "iterations", "seed"}``. Positive ``mean_diff`` means ``b``
+    scored higher. The same inputs and seed always give the same result.
+    """
+    if len(a) != len(b):
+        raise ValueError(f"paired samples must have equal length, got {len(a)} and {len(b)}")
+    if not a:
+        raise ValueError("paired_bootstrap needs at least one pair")
+    if iterations < 1:
+        raise ValueError(f"iterations must be >= 1, got {iterations}")
+    n = len(a)
+    diffs = [float(y) - float(x) for x, y in zip(a, b)]
+    observed = math.fsum(diffs) / n
+    rng = random.Random(seed)
+    means = sorted(math.fsum(rng.choices(diffs, k=n)) / n for _ in range(iterations))
+    extreme = sum(1 for m in means if abs(m - observed) >= abs(observed) - 1e-12)
+    return {
+        "mean_diff": observed,
+        "ci": (_quantile(means, 0.025), _quantile(means, 0.975)),
+        "p_value": min(1.0, (1 + extreme) / (iterations + 1)),
+        "n": n,
+        "iterations": iterations,
+        "seed": seed,
+    }
+
+
+def _binomial_two_sided(k: int, n: int) -> float:
+    """Exact two-sided sign-test p-value: ``min(1, 2 * sum_{i<=k} C(n, i) / 2**n)`` with ``k = min(b01, b10)``."""
+    tail = sum(math.comb(n, i) for i in range(k + 1))
+    return min(1.0, 2 * tail / 2**n)
+
+
+def mcnemar(a: list[bool], b: list[bool]) -> dict:
+    """McNemar's test for two systems judged pass/fail on the same items (``a[i]``, ``b[i]`` True = pass).
+
+    Discordant counts: ``b01`` = items where A fails and B passes, ``b10`` = items where A passes and B fails
+    (concordant items carry no information about the difference). Under the null both kinds are equally
+    likely, so ``b01 ~ Binomial(b01 + b10, 1/2)``:
+
+    * exact (``b01 + b10 <= 1000``): ``p = min(1, 2 * sum_{i=0..min(b01,b10)} C(n, i) / 2**n)``, n = b01 + b10;
+    * otherwise chi-square with continuity correction, 1 degree of freedom:
+      ``X² = (|b01 - b10| - 1)² / (b01 + b10)``, ``p = erfc(sqrt(X² / 2))``.
+
+    ``better`` is ``"b"`` when ``b01 > b10``, ``"a"`` when ``b10 > b01``, else ``"tie"`` — read it together
+    with ``p_value``. Returns ``{"b01", "b10", "n", "p_value", "method", "statistic", "better"}`` where
+    ``statistic`` is X² for the chi-square method and None for the exact one.
+    """
+    if len(a) != len(b):
+        raise ValueError(f"paired samples must have equal length, got {len(a)} and {len(b)}")
+    b01 = sum(1 for x, y in zip(a, b) if not x and y)
+    b10 = sum(1 for x, y in zip(a, b) if x and not y)
+    discordant = b01 + b10
+    statistic: float | None = None
+    if discordant == 0:
+        method, p_value = "exact", 1.0
+    elif discordant <= EXACT_MCNEMAR_MAX:
+        method, p_value = "exact", _binomial_two_sided(min(b01, b10), discordant)
+    else:
+        method = "chi2_cc"
+        statistic = max(0, abs(b01 - b10) - 1) ** 2 / discordant
+        p_value = math.erfc(math.sqrt(statistic / 2))
+    better = "b" if b01 > b10 else "a" if b10 > b01 else "tie"
+    return {"b01": b01, "b10": b10, "n": len(a), "p_value": p_value, "method": method,
+            "statistic": statistic, "better": better}
+
+
+def too_small(n: int, minimum: int = 30) -> bool:
+    """True when ``n < minimum``: too few items for a rate or comparison to be reported as conclusive."""
+    return n < minimum
