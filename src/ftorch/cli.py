@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     resume = sub.add_parser("resume", help="continue an interrupted or failed run from its last checkpoint")
     resume.add_argument("run_dir", type=Path)
 
+    cancel = sub.add_parser("cancel", help="cancel a run's remote job (provider=openai)")
+    cancel.add_argument("run_dir", type=Path)
+
     evaluate = sub.add_parser("eval", help="evaluate a finished run again (a new eval/<timestamp>/ each time)",
                               description="Only eval.* settings can change, e.g. eval.limit=20 eval.few_shot=3.")
     evaluate.add_argument("run_dir", type=Path)

@@ -38,10 +38,12 @@ def plan(args) -> int:
     for split, chat in prepared.data.splits.items():
         table.add_row(f"data.{split}", f"{len(chat.examples)} examples  {chat.path}")
     for key, value in prepared.plan.estimates.items():
-        table.add_row(key, str(value))
+        table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
     out.print(table)
     for note in prepared.plan.notes:
         out.print(f"- {note}", markup=False)
+    out.rule(f"backend input ({prepared.plan.provider})")
+    out.print(OmegaConf.to_yaml(prepared.plan.inputs).rstrip(), markup=False)
     for warning in prepared.data.warnings:
         out.print(f"[yellow]data warning[/] {warning.render()}")
     out.print("nothing was written; run it with: ftorch train " + " ".join(args.overrides or ["recipe=quickstart"]))
@@ -54,8 +56,11 @@ def train(args) -> int:
 
     project = find_project()
     trials = expand_sweep(args.overrides) if args.multirun else [args.overrides]
+    from .backends import get_backend
+
     for overrides in trials:  # every trial's config and data are checked before the first one starts
-        runner.prepare(project, overrides)
+        prepared = runner.prepare(project, overrides)
+        get_backend(prepared.config.provider.name).preflight(prepared.config)
     if args.multirun:
         out.print(f"sweep: {len(trials)} trials")
     outcomes, sweep_dir = launch(project, args.overrides, args.multirun)
@@ -79,6 +84,17 @@ def evaluate(args) -> int:
     for line in summary_lines(report):
         out.print(line, markup=False)
     out.print(f"report: {run.read()['evaluation']['dir']}/report.md")
+    return 0
+
+
+def cancel(args) -> int:
+    from .backends.openai import cancel as cancel_job
+    from .evaluation import config_of
+    from .rundir import RunDir
+
+    run = RunDir(args.run_dir)
+    status = cancel_job(run, config_of(run, []))
+    out.print(f"job {run.read()['job_id']}: {status}")
     return 0
 
 

@@ -69,9 +69,69 @@ def _generator_for(run: RunDir, cfg: RunConfig):
                                       "evaluate a run whose training succeeded"))
         local = LocalModel(model_path(cfg.model), run.adapter)
         return local, local, None
+    if cfg.provider.name == "openai":
+        return _openai_models(run, cfg)
     raise ConfigError(Problem("provider.name", f"evaluation is not available for provider={cfg.provider.name} yet"))
 
 
+def _openai_models(run: RunDir, cfg: RunConfig):
+    """Chat completions for base and fine-tuned model ids, after checking the run's cost guard."""
+    from .backends.openai_client import make_client
+    from .data.cost import PriceTable
+    from .data.tokens import counter_for
+    from .eval.openai_chat import OpenAIChat
+
+    tuned = run.read().get("fine_tuned_model")
+    if not tuned:
+        raise ConfigError(Problem(str(run.path), "no fine-tuned model id in run.json to evaluate",
+                                  "evaluate a run whose job succeeded"))
+    prices = PriceTable.load(Path(cfg.provider.prices))
+    family = prices.family(cfg.model.name)
+    price = family[1] if family else None
+    counter = counter_for(cfg.model.name, price)
+    _check_eval_budget(run, cfg, counter, price)
+    return OpenAIChat(make_client(cfg.provider), cfg.model.name, tuned, counter, cfg.eval.seed), None, price
+
+
+def _check_eval_budget(run: RunDir, cfg: RunConfig, counter, price: dict | None) -> None:
+    """Estimate what the evaluation's calls cost (prompt tokens by the tokenizer, every reply at its maximum
+    length) and refuse above provider.max_cost_usd, counting what training already cost."""
+    from .backends.openai import _check_budget
+    from .eval.tasks import SYSTEMS, load_task
+
+    if cfg.provider.max_cost_usd is None:
+        return
+    if price is None:
+        _check_budget(cfg.provider.max_cost_usd, None, "the evaluation", cfg.model.name)
+    ev = cfg.eval
+    task = load_task(cfg)
+    calls = {name: [task.conversation(name, e) for e in task.examples] for name in SYSTEMS}
+    extra = _general_and_safety_prompts(ev)
+    calls["base"] += extra
+    calls["tuned"] += extra
+    usd = 0.0
+    for name, conversations in calls.items():
+        prefix = "tuned_" if name == "tuned" else ""
+        prompt = sum(counter.count_messages(c) for c in conversations)
+        usd += (prompt * price[f"{prefix}input_usd_per_1m"]
+                + len(conversations) * ev.max_new_tokens * price[f"{prefix}output_usd_per_1m"]) / 1e6
+    spent = ((run.read().get("metrics") or {}).get("trained_tokens") or 0) / 1e6 * price["train_usd_per_1m"]
+    _check_budget(cfg.provider.max_cost_usd, spent + usd, f"training (${spent:.2f}) plus this evaluation",
+                  cfg.model.name)
+
+
+def _general_and_safety_prompts(ev) -> list[list[dict]]:
+    prompts: list[str] = []
+    if ev.general:
+        from .eval.instructions import load_suite
+
+        prompts += [item.prompt for item in load_suite(ev.general_limit)]
+    if ev.safety:
+        from .eval.safety import load_prompts
+
+        for kind in ("redteam", "benign"):
+            prompts += [p.prompt for p in load_prompts(kind, ev.safety_limit, ev.seed)]
+    return [[{"role": "user", "content": prompt}] for prompt in prompts]
 def _record(run: RunDir, path: Path, report: dict) -> None:
     headline = report["task"]["headline"]
     metrics = dict(run.read().get("metrics") or {})

@@ -22,8 +22,49 @@ class PeftProvider(Strict):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where to train; auto picks cuda when present")
 
 
-Provider = Annotated[PeftProvider, Field(discriminator="name")]
-PROVIDER_NAMES = ("peft",)
+Auto = Literal["auto"]
+
+
+class OpenAIProvider(Strict):
+    """OpenAI's fine-tuning API (or Azure OpenAI's) through the official openai SDK."""
+
+    name: Literal["openai"] = "openai"
+    api: Literal["openai", "azure"] = "openai"
+    base_url: str | None = Field(None, description="default: $OPENAI_BASE_URL, else the SDK's default")
+    api_key_env: str = Field("OPENAI_API_KEY", description="the NAME of the variable holding the key; the key "
+                             "itself never goes into a config (azure: AZURE_OPENAI_API_KEY)")
+    azure_endpoint: str | None = Field(None, description="api=azure: https://RESOURCE.openai.azure.com")
+    api_version: str | None = Field(None, description="api=azure: e.g. 2025-04-01-preview")
+    organization: str | None = None
+    project: str | None = None
+    method: Literal["supervised", "dpo"] = "supervised"
+    n_epochs: PositiveInt | Auto = "auto"
+    batch_size: PositiveInt | Auto = "auto"
+    learning_rate_multiplier: PositiveFloat | Auto = "auto"
+    beta: PositiveFloat | Auto = Field("auto", description="method=dpo only")
+    suffix: Annotated[str, Field(max_length=64)] | None = None
+    seed: int | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+    max_cost_usd: PositiveFloat | None = Field(None, description="refuse to start a job (or an evaluation) "
+                                               "whose estimated cost is above this")
+    prices: str = Field("conf/prices/openai.yaml", description="price table (relative to the project folder)")
+    poll_interval_s: PositiveFloat = 5.0
+    max_poll_interval_s: PositiveFloat = 60.0
+    max_retries: Annotated[int, Field(ge=0)] = 2
+    timeout_s: PositiveFloat = 600.0
+    cancel_on_interrupt: bool = Field(False, description="Ctrl-C cancels the job instead of leaving it running")
+
+    @model_validator(mode="after")
+    def _azure_needs_endpoint(self) -> "OpenAIProvider":
+        if self.api == "azure" and not (self.azure_endpoint and self.api_version):
+            raise ValueError("api=azure needs provider.azure_endpoint and provider.api_version")
+        if self.beta != "auto" and self.method != "dpo":
+            raise ValueError("provider.beta only applies to method=dpo")
+        return self
+
+
+Provider = Annotated[PeftProvider | OpenAIProvider, Field(discriminator="name")]
+PROVIDER_NAMES = ("peft", "openai")
 
 
 class TinyModel(Strict):
@@ -53,7 +94,7 @@ class ModelConfig(Strict):
 
 
 class DataConfig(Strict):
-    format: Literal["chat"] = "chat"
+    format: Literal["chat", "preference"] = Field("chat", description="preference = OpenAI's DPO pairs")
     train: str = Field(..., description="chat JSONL: one {\"messages\": [...]} object per line")
     validation: str | None = None
     test: str | None = None
@@ -146,7 +187,7 @@ class RunConfig(Strict):
     paths: PathsConfig = Field(default_factory=PathsConfig)
 
 
-PROVIDER_MODELS: dict[str, type[Strict]] = {"peft": PeftProvider}
+PROVIDER_MODELS: dict[str, type[Strict]] = {"peft": PeftProvider, "openai": OpenAIProvider}
 
 
 def defaults_tree(model: type[BaseModel]) -> dict:

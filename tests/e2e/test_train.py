@@ -157,7 +157,8 @@ def test_evaluation_ran_on_the_three_systems(trained):
     (folder,) = list((run_dir / "eval").iterdir())
     report = json.loads((folder / "report.json").read_text())
     assert report["n"] == 6 and set(report["task"]["systems"]) == {"base", "prompted", "tuned"}
-    assert report["general"]["n"] == 6 and report["safety"]["tuned"]["n_redteam"] == 6
+    safety = report["safety"]["tuned"]
+    assert report["general"]["n"] == 6 and safety["n_redteam"] + safety["n_benign"] + safety["degenerate"] == 12
     assert report["held_out_loss"]["tuned"]["loss"] < report["held_out_loss"]["base"]["loss"]
     assert report["drift"]["kl_base_to_tuned_per_token"] > 0
     assert "Verdict" in (folder / "report.md").read_text() and (folder / "eval.png").is_file()

@@ -9,6 +9,7 @@ from .base import Backend, Plan, Result
 
 REGISTRY: dict[str, str] = {
     "peft": "ftorch.backends.peft:PeftBackend",
+    "openai": "ftorch.backends.openai:OpenAIBackend",
 }
 
 

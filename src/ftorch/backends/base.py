@@ -40,6 +40,9 @@ class Backend(Protocol):
     def plan(self, cfg: "RunConfig", data: "DataReport") -> Plan:
         """Pure and fast: no GPU, no network, no heavy imports. Raises ConfigError for impossible settings."""
 
+    def preflight(self, cfg: "RunConfig") -> None:
+        """Cheap local checks before a run directory is made (credentials present, extras installed)."""
+
     def run(self, plan: Plan, run: "RunDir") -> Result:
         """Do the work, recording checkpoints and remote ids in the run dir as soon as they exist."""
 

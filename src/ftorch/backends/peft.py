@@ -58,6 +58,9 @@ class PeftBackend:
     name = "peft"
 
     def plan(self, cfg: "RunConfig", data: "DataReport") -> Plan:
+        if cfg.data.format != "chat":
+            raise ConfigError(Problem("data.format", f"provider=peft trains on chat data (SFT); "
+                                      f"{cfg.data.format} (DPO) training is not available locally yet"))
         if cfg.train.quantization == "4bit" and cfg.provider.device == "cpu":
             raise ConfigError(Problem("train.quantization", "4bit (QLoRA) cannot run with provider.device=cpu",
                                       "use train.quantization=none, or a CUDA GPU"))
@@ -81,6 +84,9 @@ class PeftBackend:
             estimates={"train_examples": examples, "steps_per_epoch": steps_per_epoch, "total_steps": steps},
             notes=notes,
         )
+
+    def preflight(self, cfg: "RunConfig") -> None:
+        """Nothing to check before the run: models load (or are built) inside it."""
 
     def run(self, plan: Plan, run: "RunDir") -> Result:
         return self._train(plan, run, resume_from=None)

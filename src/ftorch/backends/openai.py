@@ -1,0 +1,320 @@
+"""provider=openai: a recipe becomes an OpenAI (or Azure OpenAI) fine-tuning job, followed to its end, with
+the run directory as its record. Never a second paid job by accident: the job id is recorded the moment it
+exists, every job carries the run's id in its metadata, and a create that may have reached the server is
+looked up before it is tried again."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import BackendError, ConfigError, Problem
+from . import openai_client as api
+from .base import Plan, Result
+
+if TYPE_CHECKING:
+    from ..data.report import DataReport
+    from ..rundir import RunDir
+    from ..schema import RunConfig
+
+TERMINAL = ("succeeded", "failed", "cancelled")
+RETRYABLE_CREATE_ATTEMPTS = 3
+MAX_POLL_FAILURES = 30
+LOCAL_ONLY = ("quantization", "packing", "gradient_checkpointing", "lora", "max_length", "precision")
+
+
+def _job_body(cfg: "RunConfig") -> dict[str, Any]:
+    """The one place ftorch's provider.* names become the fine-tuning API's job body."""
+    p = cfg.provider
+    hyper: dict[str, Any] = {"n_epochs": p.n_epochs, "batch_size": p.batch_size,
+                             "learning_rate_multiplier": p.learning_rate_multiplier}
+    if p.method == "dpo":
+        hyper["beta"] = p.beta
+    body: dict[str, Any] = {"model": cfg.model.name, "method": {"type": p.method, p.method: {"hyperparameters": hyper}},
+                            "metadata": dict(p.metadata)}
+    if p.suffix:
+        body["suffix"] = p.suffix
+    if p.seed is not None:
+        body["seed"] = p.seed
+    return body
+
+
+class OpenAIBackend:
+    name = "openai"
+
+    def plan(self, cfg: "RunConfig", data: "DataReport") -> Plan:
+        from ..data.cost import MIN_EXAMPLES, PriceTable, estimate
+        from ..data.tokens import counter_for
+
+        p = cfg.provider
+        wanted = "preference" if p.method == "dpo" else "chat"
+        if cfg.data.format != wanted:
+            raise ConfigError(Problem("data.format", f"method={p.method} needs {wanted} data, got {cfg.data.format}"))
+        if cfg.model.tiny is not None:
+            raise ConfigError(Problem("model.tiny", "provider=openai trains OpenAI models: set model.tiny=null and "
+                                      "model.name to a fine-tunable model id, e.g. gpt-4o-mini-2024-07-18"))
+        examples = data.count("train")
+        if examples < MIN_EXAMPLES:
+            raise ConfigError(Problem("data.train", f"{examples} examples: OpenAI needs at least {MIN_EXAMPLES}"))
+        prices = PriceTable.load(Path(p.prices))
+        family = prices.family(cfg.model.name)
+        if family and p.method not in family[1].get("methods", []):
+            raise ConfigError(Problem("provider.method", f"{cfg.model.name} does not support method={p.method}"))
+        counter = counter_for(cfg.model.name, family[1] if family else None)
+        train = data.splits["train"].examples
+        tokens = sum(counter.count(e, cfg.data.format) for e in train)
+        cost = estimate(cfg.model.name, examples, tokens, p.n_epochs, prices)
+        _check_budget(p.max_cost_usd, cost.usd, "the training job", cfg.model.name)
+        notes = [f"cost estimate: {cost.billed_tokens:,} billed tokens ({cost.epochs} epochs"
+                 f"{', auto' if cost.epochs_auto else ''}) = " + (f"${cost.usd:.2f}" if cost.usd is not None
+                                                                  else "unknown (model not in the price table)"),
+                 f"token counts: {counter.note}",
+                 "train.* settings are for local training and are ignored by provider=openai; "
+                 "set provider.n_epochs / batch_size / learning_rate_multiplier instead",
+                 "OpenAI is winding down self-serve fine-tuning: an organisation that may no longer create jobs "
+                 f"gets HTTP 403 training_not_available; {api.LOCAL_PROVIDERS} run the same recipe"]
+        files = {split: str(chat.path) for split, chat in data.splits.items() if split in ("train", "validation")}
+        return Plan(self.name, cfg, inputs={"job": _job_body(cfg), "files": files},
+                    estimates={"train_examples": examples, "cost": cost.to_dict()}, notes=notes, data=data)
+
+    def preflight(self, cfg: "RunConfig") -> None:
+        """Before any run directory exists: the SDK is installed and the key variable is set (no network)."""
+        api.make_client(cfg.provider)
+
+    def run(self, plan: Plan, run: "RunDir") -> Result:
+        return self._attach_or_start(plan, run)
+
+    def resume(self, plan: Plan, run: "RunDir") -> Result:
+        return self._attach_or_start(plan, run)
+
+    def _attach_or_start(self, plan: Plan, run: "RunDir") -> Result:
+        cfg = plan.config.provider
+        client = api.make_client(cfg)
+        job_id = run.read().get("job_id") or self._find_job(client, _run_key(run))
+        if job_id is None:
+            files = self._upload(client, plan, run)
+            job_id = self._create(client, plan, run, files)
+        else:
+            run.append_log(f"reattaching to job {job_id}")
+            print(f"reattaching to job {job_id}", flush=True)
+        run.update(job_id=job_id)
+        return self._follow(client, job_id, plan, run)
+
+    def _upload(self, client, plan: Plan, run: "RunDir") -> dict[str, dict]:
+        from ..tiny import cache_root
+
+        record = api.UploadRecord(cache_root() / "openai_files.json", api.endpoint_of(client))
+        files = {split: api.upload(client, Path(path), record) for split, path in plan.inputs["files"].items()}
+        run.update(openai_files=files)
+        for split, entry in files.items():
+            run.append_log(f"{split} file {entry['file_id']} ({'reused' if entry['reused'] else 'uploaded'})")
+        return files
+
+    def _create(self, client, plan: Plan, run: "RunDir", files: dict[str, dict]) -> str:
+        import openai
+
+        key = _run_key(run)
+        body = dict(plan.inputs["job"], training_file=files["train"]["file_id"],
+                    metadata={**plan.inputs["job"]["metadata"], "ftorch_run": key})
+        if "validation" in files:
+            body["validation_file"] = files["validation"]["file_id"]
+        once = client.with_options(max_retries=0)  # a retried create must first look for the job it may have made
+        for attempt in range(1, RETRYABLE_CREATE_ATTEMPTS + 1):
+            try:
+                with api.api_errors("create the fine-tuning job"):
+                    job = once.fine_tuning.jobs.create(**body, extra_headers={"Idempotency-Key": key})
+            except openai.PermissionDeniedError as exc:
+                raise _wind_down(exc, files) from None
+            except BackendError:
+                if attempt == RETRYABLE_CREATE_ATTEMPTS:
+                    raise
+                time.sleep(plan.config.provider.poll_interval_s * attempt)
+                found = self._find_job(client, key)
+                if found:
+                    return found
+                continue
+            run.update(job_id=job.id, job_status=job.status)
+            (run.path / "job.json").write_text(job.model_dump_json(indent=2))
+            run.append_log(f"created job {job.id} ({job.status})")
+            print(f"created fine-tuning job {job.id}", flush=True)
+            return job.id
+        raise AssertionError("unreachable")
+
+    def _find_job(self, client, key: str) -> str | None:
+        with api.api_errors("look for this run's job"):
+            jobs = client.fine_tuning.jobs.list(metadata={"ftorch_run": key}, limit=10)
+        matching = [j for j in jobs.data if (j.metadata or {}).get("ftorch_run") == key]
+        return matching[0].id if matching else None
+
+    def _follow(self, client, job_id: str, plan: Plan, run: "RunDir") -> Result:
+        cfg = plan.config.provider
+        try:
+            job = _Follower(client, job_id, run, cfg.poll_interval_s, cfg.max_poll_interval_s).until_done()
+        except KeyboardInterrupt:
+            if cfg.cancel_on_interrupt:
+                with api.api_errors("cancel the job", job_id):
+                    client.fine_tuning.jobs.cancel(job_id)
+                print(f"\njob {job_id} cancelled (provider.cancel_on_interrupt=true)", flush=True)
+            else:
+                print(f"\nstopped following; job {job_id} keeps running. Reattach: ftorch resume {run.path}\n"
+                      f"cancel it: ftorch cancel {run.path}", flush=True)
+            raise
+        if job.status == "failed":
+            error = job.error
+            detail = f"{error.code}: {error.message}" if error else "no error detail from the API"
+            raise BackendError(Problem(f"job {job_id}", f"the fine-tuning job failed: {detail}"))
+        if job.status == "cancelled":
+            raise BackendError(Problem(f"job {job_id}", "the fine-tuning job was cancelled"))
+        metrics = _download_metrics(client, job, run)
+        metrics["trained_tokens"] = job.trained_tokens
+        return Result("succeeded", metrics=metrics, artifacts={"fine_tuned_model": job.fine_tuned_model},
+                      extra={"fine_tuned_model": job.fine_tuned_model, "trained_tokens": job.trained_tokens,
+                             "job_status": job.status, "job_id": job_id})
+
+
+class _Follower:
+    """Poll a job with backoff; stream its events to the console and events.jsonl; record checkpoints."""
+
+    def __init__(self, client, job_id: str, run: "RunDir", interval: float, longest: float):
+        self.client, self.job_id, self.run = client, job_id, run
+        self.interval, self.longest = interval, longest
+        self.events = run.path / "events.jsonl"
+        self.seen = {json.loads(line)["id"] for line in self.events.read_text().splitlines()} \
+            if self.events.is_file() else set()
+        self.checkpoints: dict[str, dict] = {}
+
+    def until_done(self):
+        import openai
+
+        delay, status, failures = self.interval, None, 0
+        while True:
+            try:
+                job = self.client.fine_tuning.jobs.retrieve(self.job_id)
+                self._events()
+                if job.status in ("running", "succeeded"):
+                    self._checkpoints()
+            except (openai.APIConnectionError, openai.APITimeoutError, openai.InternalServerError,
+                    openai.RateLimitError) as exc:
+                failures += 1
+                self.run.append_log(f"poll failed ({type(exc).__name__}); retrying ({failures}/{MAX_POLL_FAILURES})")
+                if failures >= MAX_POLL_FAILURES:
+                    raise BackendError(Problem(f"job {self.job_id}", f"lost contact with the API: {exc}. The job is "
+                                               f"kept: `ftorch resume {self.run.path}` reattaches")) from None
+                time.sleep(delay)
+                continue
+            failures = 0
+            if job.status != status:
+                status, delay = job.status, self.interval
+                self.run.update(job_status=status)
+                self.run.append_log(f"job {self.job_id}: {status}")
+                print(f"job {self.job_id}: {status}", flush=True)
+            else:
+                delay = min(delay * 1.5, self.longest)
+            if status in TERMINAL:
+                return job
+            time.sleep(delay)
+
+    def _events(self) -> None:
+        page = self.client.fine_tuning.jobs.list_events(self.job_id, limit=100)
+        fresh = [e for e in page.data if e.id not in self.seen]
+        with self.events.open("a") as handle:
+            for event in reversed(fresh):  # the API lists newest first
+                self.seen.add(event.id)
+                handle.write(event.model_dump_json() + "\n")
+                print(f"  {event.message}", flush=True)
+
+    def _checkpoints(self) -> None:
+        page = self.client.fine_tuning.jobs.checkpoints.list(self.job_id, limit=100)
+        new = {c.id: c.model_dump(mode="json") for c in page.data if c.id not in self.checkpoints}
+        if new:
+            self.checkpoints.update(new)
+            from ..rundir import write_json_atomic
+
+            write_json_atomic(self.run.path / "checkpoints.json", sorted(self.checkpoints.values(),
+                                                                          key=lambda c: c["step_number"]))
+
+
+def _download_metrics(client, job, run: "RunDir") -> dict[str, Any]:
+    """The job's result file (step metrics CSV, served base64-encoded) -> metrics.jsonl rows."""
+    if not job.result_files:
+        return {}
+    with api.api_errors("download the result file", job.id):
+        raw = client.files.content(job.result_files[0]).read()
+    (run.path / "result_file.csv").write_bytes(_decode_result(raw))
+    rows = list(csv.DictReader(io.StringIO(_decode_result(raw).decode("utf-8"))))
+    final: dict[str, Any] = {}
+    with run.metrics.open("a") as handle:
+        for row in rows:
+            step = int(float(row["step"]))
+            entry = {"step": step, "kind": "train", "loss": _number(row.get("train_loss")),
+                     "token_accuracy": _number(row.get("train_accuracy"))}
+            handle.write(json.dumps(entry) + "\n")
+            if _number(row.get("valid_loss")) is not None:
+                handle.write(json.dumps({"step": step, "kind": "eval", "eval_loss": _number(row["valid_loss"])}) + "\n")
+                final["final_eval_loss"] = _number(row["valid_loss"])
+            final["final_loss"], final["global_step"] = entry["loss"], step
+    return final
+
+
+def _decode_result(raw: bytes) -> bytes:
+    text = raw.strip()
+    if text.startswith(b"step"):
+        return raw
+    try:
+        return base64.b64decode(text, validate=True)
+    except ValueError:
+        return raw
+
+
+def _number(value: str | None) -> float | None:
+    try:
+        return float(value) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def _run_key(run: "RunDir") -> str:
+    """A stable id for this run (its folder), carried in the job's metadata and as the idempotency key."""
+    import hashlib
+
+    return "ftorch-" + hashlib.sha256(str(run.path.resolve()).encode()).hexdigest()[:24]
+
+
+def _check_budget(limit: float | None, usd: float | None, what: str, model: str) -> None:
+    if limit is None:
+        return
+    if usd is None:
+        raise ConfigError(Problem("provider.max_cost_usd", f"cannot check the budget: no price known for {model}",
+                                  "add the model to the price table (provider.prices) or unset max_cost_usd"))
+    if usd > limit:
+        raise ConfigError(Problem("provider.max_cost_usd", f"{what} is estimated at ${usd:.2f}, above the limit "
+                                  f"of ${limit:.2f}", "raise provider.max_cost_usd, use fewer examples or epochs"))
+
+
+def _wind_down(exc, files: dict[str, dict]) -> BackendError:
+    kept = ", ".join(f"{split}: {entry['file_id']}" for split, entry in files.items())
+    return BackendError(Problem(
+        "OpenAI fine-tuning", "OpenAI is winding down its self-serve fine-tuning platform, and this organisation can "
+        f"no longer create training jobs (HTTP 403 training_not_available: {api.error_message(exc)}). Nothing was "
+        f"trained or billed. The uploaded files are kept ({kept}).",
+        f"Run the same recipe locally: {api.LOCAL_PROVIDERS}, e.g. `ftorch train recipe=... provider=peft`. "
+        "Models you already fine-tuned stay usable for inference and evaluation."))
+
+
+def cancel(run: "RunDir", cfg: "RunConfig") -> str:
+    """`ftorch cancel RUN_DIR`: cancel the run's job; returns its new status."""
+    job_id = run.read().get("job_id")
+    if not job_id:
+        raise ConfigError(Problem(str(run.path), "this run has no OpenAI job to cancel"))
+    client = api.make_client(cfg.provider)
+    with api.api_errors("cancel the job", job_id):
+        job = client.fine_tuning.jobs.cancel(job_id)
+    record = run.read()
+    if record["status"] != "succeeded":
+        run.finish("failed", error=f"job {job_id} cancelled by `ftorch cancel`", job_status=job.status)
+    return job.status
