@@ -2,7 +2,8 @@
 
 import pytest
 
-from ftorch.compose import find_project
+from ftorch.compose import compose, find_project
+from ftorch.config import Origins, load
 from ftorch.runner import prepare
 
 PROJECT = find_project()
@@ -54,4 +55,6 @@ def test_every_recipe_validates(recipe):
 @pytest.mark.parametrize("group,option", [(g, o) for g in ("provider", "model", "data", "train")
                                           for o in PROJECT.group_options(g)])
 def test_every_group_option_validates(group, option):
-    prepare(PROJECT, [f"{group}={option}"])
+    """Each preset composes and passes the schema (a provider may still need a matching model: recipes)."""
+    composed = compose(PROJECT, [f"{group}={option}"])
+    load(composed, Origins(PROJECT, [], dict(composed.hydra.runtime.choices)))

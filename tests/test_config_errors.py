@@ -12,7 +12,7 @@ CASES = [
     (["train.lr=fast"], ["train.lr", "valid number", "'fast'"]),
     (["train.scheduler=cosin"], ["train.scheduler", "did you mean 'cosine'?"]),
     (["recipe=quickstrt"], ["recipe=quickstrt", "no recipe named 'quickstrt'", "did you mean 'quickstart'?"]),
-    (["provider=openia"], ["provider=openia", "no provider named 'openia'", "available: openai, peft"]),
+    (["provider=openia"], ["provider=openia", "no provider named 'openia'", "did you mean 'openai'?"]),
     (["provider.name=pef"], ["provider.name", "unknown provider 'pef'", "did you mean 'peft'?"]),
     (["model.name=???"], ["model.name", "missing required value"]),
     (["train.lora.r=0"], ["train.lora.r", "greater than 0"]),

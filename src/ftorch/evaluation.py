@@ -60,7 +60,7 @@ def evaluate_run(run: RunDir, cfg: RunConfig, console, models=None) -> dict:
 
 
 def _generator_for(run: RunDir, cfg: RunConfig):
-    if cfg.provider.name == "peft":
+    if cfg.provider.name in ("peft", "unsloth", "axolotl"):  # a PEFT adapter in the run dir
         from .backends._hf import model_path
         from .eval.local import LocalModel
 

@@ -6,7 +6,7 @@ forbids unknown keys, so a typo is an error rather than a silently ignored setti
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 
@@ -63,8 +63,40 @@ class OpenAIProvider(Strict):
         return self
 
 
-Provider = Annotated[PeftProvider | OpenAIProvider, Field(discriminator="name")]
-PROVIDER_NAMES = ("peft", "openai")
+class AxolotlProvider(Strict):
+    """Axolotl, run as a child process in an environment of its own (it cannot share one with Hydra)."""
+
+    name: Literal["axolotl"] = "axolotl"
+    python: str | None = Field(None, description="python of an Axolotl environment; default: the one "
+                               "`ftorch setup axolotl` creates in .venv-axolotl/")
+    distributed: Literal["none", "deepspeed_zero1", "deepspeed_zero2", "deepspeed_zero3", "fsdp"] = Field(
+        "none", description="multi-GPU preset, used when train.num_gpus > 1")
+    liger: bool = Field(False, description="Axolotl's Liger plugin (fused kernels; GPU)")
+    axolotl: dict[str, Any] = Field(default_factory=dict, description="passthrough: any Axolotl key ftorch does "
+                                    "not model, written as is into axolotl.yaml (`python` here = provider.python)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _python_inside_passthrough(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("axolotl"), dict) and "python" in data["axolotl"]:
+            passthrough = dict(data["axolotl"])
+            data = {**data, "python": passthrough.pop("python"), "axolotl": passthrough}
+        return data
+
+
+class UnslothProvider(Strict):
+    """Unsloth's single-GPU fast path: FastLanguageModel, its LoRA wrapper, TRL's SFT trainer."""
+
+    name: Literal["unsloth"] = "unsloth"
+    load_in_4bit: bool = True
+    allow_cpu: bool = Field(False, description="let Unsloth fall back to the CPU (slow; for tests) instead of "
+                            "refusing on a machine without a supported GPU")
+    export_merged_16bit: bool = Field(False, description="also save merged 16-bit weights in merged/")
+    export_gguf: str | None = Field(None, description="also export GGUF with this quantization, e.g. q4_k_m")
+
+
+Provider = Annotated[PeftProvider | OpenAIProvider | AxolotlProvider | UnslothProvider, Field(discriminator="name")]
+PROVIDER_NAMES = ("peft", "openai", "axolotl", "unsloth")
 
 
 class TinyModel(Strict):
@@ -117,6 +149,7 @@ class TrainConfig(Strict):
     max_steps: PositiveInt | None = Field(None, description="stop after this many optimizer steps (overrides epochs)")
     batch_size: PositiveInt = 8
     grad_accum: PositiveInt = 1
+    num_gpus: PositiveInt = Field(1, description="GPUs for one run (provider=axolotl launches through accelerate)")
     max_length: PositiveInt = 1024
     warmup_ratio: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.03
     scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
@@ -187,7 +220,8 @@ class RunConfig(Strict):
     paths: PathsConfig = Field(default_factory=PathsConfig)
 
 
-PROVIDER_MODELS: dict[str, type[Strict]] = {"peft": PeftProvider, "openai": OpenAIProvider}
+PROVIDER_MODELS: dict[str, type[Strict]] = {"peft": PeftProvider, "openai": OpenAIProvider,
+                                            "axolotl": AxolotlProvider, "unsloth": UnslothProvider}
 
 
 def defaults_tree(model: type[BaseModel]) -> dict:

@@ -10,6 +10,8 @@ from .base import Backend, Plan, Result
 REGISTRY: dict[str, str] = {
     "peft": "ftorch.backends.peft:PeftBackend",
     "openai": "ftorch.backends.openai:OpenAIBackend",
+    "axolotl": "ftorch.backends.axolotl:AxolotlBackend",
+    "unsloth": "ftorch.backends.unsloth:UnslothBackend",
 }
 
 
