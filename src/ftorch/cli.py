@@ -13,6 +13,7 @@ from .errors import EXIT_INTERRUPTED, FtorchError
 EPILOG = """examples:
   ftorch train recipe=quickstart train.lr=1e-4
   ftorch train -m recipe=quickstart train.lr=1e-4,2e-4
+  ftorch train recipe=quickstart sweep=optuna       (then: ftorch sweep report runs/quickstart/sweeps/<ts>)
   ftorch plan recipe=quickstart
   ftorch eval runs/quickstart/2026-11-25_15-04-05_123456 eval.limit=20
   ftorch resume runs/quickstart/2026-11-25_15-04-05_123456
@@ -48,6 +49,18 @@ def build_parser() -> argparse.ArgumentParser:
                               description="Only eval.* settings can change, e.g. eval.limit=20 eval.few_shot=3.")
     evaluate.add_argument("run_dir", type=Path)
     evaluate.add_argument("overrides", nargs="*", metavar="eval.KEY=VALUE")
+
+    runs = sub.add_parser("runs", help="list runs and sweeps")
+    runs_sub = runs.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
+    ls = runs_sub.add_parser("ls", help="runs and sweeps under a folder, with status and headline numbers")
+    ls.add_argument("dir", type=Path, nargs="?", default=Path("runs"))
+
+    sweep = sub.add_parser("sweep", help="leaderboard of a sweep, or resume it")
+    sweep_sub = sweep.add_subparsers(dest="sweep_command", metavar="ACTION", required=True)
+    report = sweep_sub.add_parser("report", help="leaderboard.csv/.md, sweep.png and best.yaml in the sweep folder")
+    report.add_argument("sweep_dir", type=Path)
+    resume_sweep = sweep_sub.add_parser("resume", help="continue an interrupted sweep in its own folder")
+    resume_sweep.add_argument("sweep_dir", type=Path)
 
     data = sub.add_parser("data", help="check, profile, split and convert datasets")
     data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
@@ -86,6 +99,11 @@ def main(argv: list[str] | None = None) -> int:
             from . import data_commands
 
             return getattr(data_commands, args.data_command)(args)
+        if args.command in ("runs", "sweep"):
+            from . import runs_commands
+
+            action = args.runs_command if args.command == "runs" else args.sweep_command
+            return getattr(runs_commands, f"{args.command}_{action}")(args)
         return getattr(commands, "evaluate" if args.command == "eval" else args.command)(args)
     except FtorchError as exc:
         commands.print_error(exc)

@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from .compose import expand_sweep, find_project
+from .compose import find_project
 from .errors import EXIT_INTERRUPTED, FtorchError
 
 out = Console(highlight=False, soft_wrap=True)
@@ -25,7 +25,10 @@ def plan(args) -> int:
 
     from . import runner
 
+    from .compose import recipe_files
+
     project = find_project()
+    args.overrides = recipe_files(project, args.overrides)
     prepared = runner.prepare(project, args.overrides)
     resolved = prepared.config.model_dump(mode="json")
     if args.json:
@@ -54,16 +57,19 @@ def train(args) -> int:
     from . import runner
     from .launch import launch
 
-    project = find_project()
-    trials = expand_sweep(args.overrides) if args.multirun else [args.overrides]
     from .backends import get_backend
+    from .compose import plan_trials, recipe_files
+
+    project = find_project()
+    args.overrides = recipe_files(project, args.overrides)
+    multirun, trials = plan_trials(project, args.overrides, args.multirun)
 
     for overrides in trials:  # every trial's config and data are checked before the first one starts
         prepared = runner.prepare(project, overrides)
         get_backend(prepared.config.provider.name).preflight(prepared.config)
-    if args.multirun:
-        out.print(f"sweep: {len(trials)} trials")
-    outcomes, sweep_dir = launch(project, args.overrides, args.multirun)
+    if multirun:
+        out.print(f"sweep: {len(trials)} trials checked" if len(trials) > 1 else "sweep: base config checked")
+    outcomes, sweep_dir = launch(project, args.overrides, multirun)
     return _report(outcomes, sweep_dir)
 
 

@@ -63,6 +63,7 @@ def _register(project: Project) -> None:
 
     OmegaConf.register_new_resolver("ftorch_root", lambda: str(project.root), replace=True)
     from .schema import PROVIDER_MODELS, RunConfig, defaults_tree
+    from hydra_plugins.ftorch_optuna import optuna_sweeper  # noqa: F401  registers hydra/sweeper=ftorch_optuna
 
     store = ConfigStore.instance()
     base = defaults_tree(RunConfig)
@@ -80,6 +81,27 @@ def _register(project: Project) -> None:
 
 def prepare(project: Project) -> None:
     _register(project)
+
+
+def recipe_files(project: Project, overrides: list[str]) -> list[str]:
+    """`recipe=path/to/file.yaml` (e.g. a sweep's best.yaml) -> registered as a recipe named after the file."""
+    from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
+
+    prepare(project)
+    result = []
+    for item in overrides:
+        key, _, value = item.partition("=")
+        path = Path(value).expanduser()
+        if key == RECIPE_GROUP and value.endswith((".yaml", ".yml")) and path.is_file():
+            if path.stem in project.recipe_names() and path.resolve() != (project.recipes_dir / path.name).resolve():
+                raise ConfigError(Problem(item, f"a recipe named '{path.stem}' already exists in recipes/",
+                                          "rename the file"))
+            ConfigStore.instance().store(group=RECIPE_GROUP, name=path.stem, node=OmegaConf.load(path),
+                                         package="_global_")
+            item = f"{RECIPE_GROUP}={path.stem}"
+        result.append(item)
+    return result
 
 
 def compose(project: Project, overrides: list[str]):
@@ -115,6 +137,31 @@ def expand_sweep(overrides: list[str]) -> list[list[str]]:
         else:
             axes.append([f"{key}={override.get_value_element_as_str()}"])
     return [list(combo) for combo in itertools.product(*axes)]
+
+
+def plan_trials(project: Project, overrides: list[str], multirun: bool) -> tuple[bool, list[list[str]]]:
+    """Whether this is a multirun (-m, or hydra.mode=MULTIRUN in a sweep config) and the override lists of the
+    trials to check before anything starts: every grid point for Hydra's basic sweeper; for a sampling
+    sweeper (Optuna), the fixed part only (each sampled trial is checked when it runs)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception as exc:
+        raise ConfigError(Problem("command line", str(exc).strip().splitlines()[0])) from None
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    composed = compose(project, fixed)
+    hydra = composed.hydra
+    multirun = multirun or str(hydra.mode) == "RunMode.MULTIRUN" or str(hydra.mode) == "MULTIRUN"
+    if not multirun:
+        if len(fixed) != len(overrides):
+            raise ConfigError(Problem("command line", "comma-separated values sweep only in a multirun",
+                                      "add -m (ftorch train -m ...)"))
+        return False, [overrides]
+    if "basic_sweeper" not in str(hydra.sweeper.get("_target_", "")):
+        return True, [fixed]
+    params = [f"{k}={v}" for k, v in (hydra.sweeper.get("params") or {}).items()]
+    return True, expand_sweep(params + overrides)
 
 
 _MISSING_OPTION = re.compile(r"Could not find '([^']+)/([^']+)'")

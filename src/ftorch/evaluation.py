@@ -146,7 +146,7 @@ def _record(run: RunDir, path: Path, report: dict) -> None:
     record = run.read()
     history = [*record.get("evaluations", []), str(path)]
     run.update(metrics=metrics, evaluated=True, regressed=bool(report["regressions"]),
-               evaluation={"status": "succeeded", "dir": str(path), "verdict": report["verdict"],
+               evaluation={"status": "succeeded", "dir": str(path), "verdict": report["verdict"], "headline": headline,
                            "regressions": report["regressions"]}, evaluations=history)
 
 

@@ -35,9 +35,13 @@ def launch(project: Project, overrides: list[str], multirun: bool) -> tuple[list
         run_dir = Path(hc.runtime.output_dir)
         if multirun and not sweep_dir:
             sweep_dir.append(Path(hc.sweep.dir))
+        prepared = None
         try:
             prepared = runner.prepare_composed(project, cfg, list(hc.overrides.task), dict(hc.runtime.choices))
-            result = runner.execute(project, prepared, run_dir)
+            if multirun and (run_dir / "run.json").is_file():  # a resumed sweep: finish or keep this trial
+                result = _continue_trial(run_dir)
+            else:
+                result = runner.execute(project, prepared, run_dir)
         except (KeyboardInterrupt, RunInterrupted) as exc:
             outcomes.append(Outcome(run_dir, "interrupted", exc))
             raise KeyboardInterrupt from None  # stops a sweep too
@@ -45,10 +49,12 @@ def launch(project: Project, overrides: list[str], multirun: bool) -> tuple[list
             _discard_if_not_started(run_dir)
             if not isinstance(exc, FtorchError):
                 traceback.print_exc()
-            outcomes.append(Outcome(run_dir, "failed", exc))
+            outcomes.append(Outcome(run_dir, _status(run_dir, "failed"), exc))
+            if multirun and prepared is not None and prepared.config.sweep.fail_fast:
+                raise
             return None
         outcomes.append(Outcome(run_dir, result.status, None, result.metrics))
-        return result.metrics.get("final_eval_loss", result.metrics.get("final_loss"))
+        return _objective(run_dir, prepared.config)
 
     prepare(project)
     GlobalHydra.instance().clear()
@@ -63,6 +69,35 @@ def launch(project: Project, overrides: list[str], multirun: bool) -> tuple[list
         sys.argv = argv
         GlobalHydra.instance().clear()
     return outcomes, (sweep_dir[0] if sweep_dir else None)
+
+
+def _objective(run_dir: Path, config) -> float | list[float] | None:
+    """What the sweeper optimises, from the finished run's record (also kept in run.json)."""
+    from .rundir import RunDir
+    from .sweep.objective import objectives
+
+    run = RunDir(run_dir)
+    found = objectives(run.read(), config.sweep.objective, config.sweep.direction)
+    run.update(objective=found)
+    values = [item["value"] for item in found]
+    return values[0] if len(values) == 1 else values
+
+
+def _continue_trial(run_dir: Path):
+    from .backends import Result
+    from .rundir import RunDir
+
+    record = RunDir(run_dir).read()
+    if record["status"] == "succeeded":
+        return Result("succeeded", metrics=record.get("metrics") or {})
+    return runner.resume(run_dir)
+
+
+def _status(run_dir: Path, default: str) -> str:
+    import json
+
+    path = run_dir / "run.json"
+    return json.loads(path.read_text())["status"] if path.is_file() else default
 
 
 def _discard_if_not_started(run_dir: Path) -> None:

@@ -58,7 +58,7 @@ def execute(project: Project, prepared: Prepared, run_path: Path) -> Result:
     run = RunDir(run_path)
     run.start(recipe=prepared.recipe, provider=prepared.config.provider.name, project_root=project.root,
               overrides=prepared.overrides)
-    run.update(pid=os.getpid())
+    run.update(pid=os.getpid(), plan_estimates=prepared.plan.estimates)
     raw = OmegaConf.to_container(prepared.cfg, resolve=False)
     raw.pop("hydra", None)
     run.write_config(prepared.config.model_dump(mode="json"), raw)

@@ -207,6 +207,20 @@ class EvalConfig(Strict):
         return self
 
 
+Direction = Literal["auto", "minimize", "maximize"]
+
+
+class SweepSettings(Strict):
+    """What a sweep optimises. Trials report it to the sweeper and the leaderboard sorts by it."""
+
+    objective: str | list[str] = Field("auto", description="auto = the evaluation's headline metric for the "
+                                       "tuned model, else final_eval_loss, else final_loss; or any run.json metric; "
+                                       "general_change = tuned minus base on the general suite; a list = "
+                                       "multi-objective (Optuna)")
+    direction: Direction | list[Direction] = Field("auto", description="auto: minimize losses, maximize the rest")
+    fail_fast: bool = Field(False, description="stop the sweep at the first failed trial")
+
+
 class PathsConfig(Strict):
     runs: str = "runs"
 
@@ -217,6 +231,7 @@ class RunConfig(Strict):
     data: DataConfig
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    sweep: SweepSettings = Field(default_factory=SweepSettings)
     paths: PathsConfig = Field(default_factory=PathsConfig)
 
 

@@ -43,6 +43,22 @@ def loading(path: str, what: str) -> Iterator[None]:
                                    "give a local model folder or a hub id (hub ids need network access)")) from None
 
 
+@contextmanager
+def lora_targets_checked(model, targets: list[str]) -> Iterator[None]:
+    """PEFT's error for target modules the model lacks, rewritten to name the key and the model's layers."""
+    try:
+        yield
+    except ValueError as exc:
+        if "target" not in str(exc).lower():
+            raise
+        import torch
+
+        names = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                        if isinstance(module, torch.nn.Linear)})
+        raise BackendError(Problem("train.lora.target_modules", f"no module of this model matches {targets}",
+                                   f"this model's linear layers: {', '.join(names)}")) from None
+
+
 def cuda_available() -> bool:
     import torch
 
@@ -144,3 +160,70 @@ def require_cuda_for_4bit(device: str) -> None:
         raise BackendError(Problem("train.quantization", "QLoRA (4bit) needs a CUDA GPU and bitsandbytes; "
                                    "this machine has no CUDA device",
                                    "use train.quantization=none (plain LoRA) on CPU"))
+
+
+def ensure_training_chat_template(tokenizer, path: str, assistant_only_loss: bool) -> None:
+    """With the loss on assistant turns only, TRL needs a chat template that marks them ({% generation %}):
+    keep the model's own when it does, else take TRL's training version of it, else say what to do."""
+    if not assistant_only_loss:
+        return
+    from trl.chat_template_utils import get_training_chat_template, has_generation_markers
+
+    if has_generation_markers(tokenizer.chat_template or ""):
+        return
+    template = get_training_chat_template(tokenizer)
+    if template is None:
+        raise BackendError(Problem("train.assistant_only_loss", f"the chat template of {path} does not mark "
+                                   "assistant turns ({% generation %}), so the loss cannot be limited to them",
+                                   "set train.assistant_only_loss=false, or use a model whose template TRL knows"))
+    tokenizer.chat_template = template
+
+
+def probe_logits(model, tokenizer) -> tuple[dict[str, Any], Any]:
+    """The PROBE conversation's input ids (on CPU) and the model's logits for it (float32, on CPU)."""
+    import torch
+
+    device = next(model.parameters()).device
+    inputs = tokenizer.apply_chat_template(PROBE, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    inputs = {k: v.cpu() for k, v in inputs.items()}
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        logits = model(**{k: v.to(device) for k, v in inputs.items()}).logits.float().cpu()
+    model.train(was_training)
+    return inputs, logits
+
+
+def compare_reload(expected, got, base, atol: float | None) -> dict[str, Any]:
+    """reload_check's verdict from three sets of logits. atol=None records the differences without judging
+    them (a reload in another precision or without 4-bit cannot match exactly)."""
+    reload_diff = (got - expected).abs().max().item()
+    base_diff = (got - base).abs().max().item()
+    result: dict[str, Any] = {"max_abs_diff_vs_trained": reload_diff, "max_abs_diff_vs_base": base_diff,
+                              "same_top_token": bool((got.argmax(-1) == expected.argmax(-1)).all()),
+                              "tolerance": atol}
+    if atol is not None:
+        result.update(matches_trained=reload_diff < atol, changes_base_output=base_diff > atol / 10)
+    return result
+
+
+def peft_reload_check(expected, inputs: dict[str, Any], base_path: str, adapter_dir: Path, dtype: str,
+                      atol: float | None, device: str = "cpu") -> dict[str, Any]:
+    """Load the base model with plain transformers and the adapter with plain PEFT, as `ftorch eval` does, and
+    compare with logits recorded from the trained model (possibly in another process or library)."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    inputs = {k: v.to(device) for k, v in inputs.items()}
+    with torch.no_grad():
+        base = AutoModelForCausalLM.from_pretrained(base_path, dtype=getattr(torch, dtype)).to(device).eval()
+        base_logits = base(**inputs).logits.float().cpu()
+        reloaded = PeftModel.from_pretrained(base, str(adapter_dir)).eval()
+        got = reloaded(**inputs).logits.float().cpu()
+    result = compare_reload(expected, got, base_logits, atol)
+    if atol is not None and not result["matches_trained"]:
+        raise BackendError(Problem(str(adapter_dir), "the saved adapter, loaded with plain transformers + PEFT, "
+                                   f"does not reproduce the trained model (max logit difference "
+                                   f"{result['max_abs_diff_vs_trained']:.3g})"))
+    return result

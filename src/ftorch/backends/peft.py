@@ -127,9 +127,10 @@ class PeftBackend:
         fused = cfg.train.fused_loss == "on" or (cfg.train.fused_loss == "auto" and device == "cuda")
         trainer_cls = SFTTrainer if fused else _plain_loss_trainer(SFTTrainer)
         run.append_log(f"loss: {'TRL tiled LM head (logits never materialised)' if fused else 'model cross-entropy'}")
-        trainer = trainer_cls(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                             processing_class=tokenizer, peft_config=LoraConfig(**plan.inputs["lora"]),
-                             callbacks=[_hf.metrics_callback(run)])
+        with _hf.lora_targets_checked(model, plan.inputs["lora"]["target_modules"]):
+            trainer = trainer_cls(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                                  processing_class=tokenizer, peft_config=LoraConfig(**plan.inputs["lora"]),
+                                  callbacks=[_hf.metrics_callback(run)])
         trainable, total = trainer.model.get_nb_trainable_parameters()
         share = f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.3f}%)"
         run.append_log(share)

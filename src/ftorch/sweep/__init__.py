@@ -1,0 +1,1 @@
+"""Sweeps: the objective each trial reports, ftorch's Optuna sweeper for Hydra, and the leaderboard."""

@@ -1,0 +1,66 @@
+"""The number a trial reports to the sweeper, read from its run.json, and which way is better."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+MAXIMIZE_HINTS = ("accuracy", "match", "valid", "schema", "chrf", "rouge", "eval_tuned_", "general_change")
+
+
+def resolve(record: dict[str, Any], name: str) -> tuple[str, float | None]:
+    """(the metric's concrete name, its value or None when the run has no such number)."""
+    metrics = record.get("metrics") or {}
+    if name == "auto":
+        headline = (record.get("evaluation") or {}).get("headline")
+        for candidate in ([f"eval_tuned_{headline}"] if headline else []) + ["final_eval_loss", "final_loss"]:
+            if _finite(metrics.get(candidate)) is not None:
+                return candidate, metrics[candidate]
+        return "final_loss", None
+    if name == "general_change":
+        base, tuned = metrics.get("eval_general_base"), metrics.get("eval_general_tuned")
+        return name, None if base is None or tuned is None else tuned - base
+    return name, _finite(metrics.get(name))
+
+
+def direction_of(name: str, requested: str = "auto") -> str:
+    if requested != "auto":
+        return requested
+    if "loss" in name or "perplexity" in name or name.startswith("eval_harmful"):
+        return "minimize"
+    return "maximize" if any(hint in name for hint in MAXIMIZE_HINTS) else "minimize"
+
+
+def objectives(record: dict[str, Any], names: str | list[str], directions: str | list[str]) -> list[dict]:
+    """[{name, value, direction}] for each objective of the sweep."""
+    names = [names] if isinstance(names, str) else list(names)
+    directions = [directions] * len(names) if isinstance(directions, str) else list(directions)
+    result = []
+    for name, requested in zip(names, directions):
+        concrete, value = resolve(record, name)
+        result.append({"name": concrete, "value": value, "direction": direction_of(concrete, requested)})
+    return result
+
+
+def _finite(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def planned(config: dict[str, Any]) -> list[dict]:
+    """The objectives a sweep over this (composed, resolved) config will report, known before any trial runs:
+    what 'auto' will mean, and each direction."""
+    sweep = config.get("sweep") or {}
+    names = sweep.get("objective", "auto")
+    names = [names] if isinstance(names, str) else list(names)
+    requested = sweep.get("direction", "auto")
+    requested = [requested] * len(names) if isinstance(requested, str) else list(requested)
+    evaluation = config.get("eval") or {}
+    result = []
+    for name, direction in zip(names, requested):
+        if name == "auto":
+            if evaluation.get("enabled", True):
+                name = f"eval_tuned_{evaluation.get('headline', 'normalized_match')}"
+            else:
+                name = "final_eval_loss" if (config.get("data") or {}).get("validation") else "final_loss"
+        result.append({"name": name, "direction": direction_of(name, direction)})
+    return result

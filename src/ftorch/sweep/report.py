@@ -1,0 +1,179 @@
+"""A sweep's leaderboard: every trial's swept parameters, objective and key numbers, sorted best first;
+leaderboard.csv / .md, sweep.png, and best.yaml (the winner's configuration as a recipe)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import ConfigError, Problem
+from ..plots import read_metrics
+
+KEY_METRICS = ("final_loss", "final_eval_loss", "trained_tokens")
+
+
+@dataclass
+class Trial:
+    path: Path
+    record: dict
+    config: dict
+    overrides: dict[str, str]
+
+    @property
+    def objective(self) -> dict | None:
+        found = self.record.get("objective") or []
+        return found[0] if found else None
+
+    @property
+    def duration_s(self) -> float | None:
+        start, end = self.record.get("started"), self.record.get("ended")
+        if not start or not end:
+            return None
+        return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+
+
+def load_trials(sweep_dir: Path) -> list[Trial]:
+    if not sweep_dir.is_dir():
+        raise ConfigError(Problem(str(sweep_dir), "no such sweep directory"))
+    trials = []
+    for run_json in sorted(sweep_dir.glob("*/run.json"), key=lambda p: _trial_number(p.parent)):
+        folder = run_json.parent
+        overrides_file = folder / ".hydra" / "overrides.yaml"
+        items = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
+        config_file = folder / "config.yaml"
+        trials.append(Trial(folder, json.loads(run_json.read_text()),
+                            yaml.safe_load(config_file.read_text()) if config_file.is_file() else {},
+                            dict(item.split("=", 1) for item in items if "=" in item)))
+    if not trials:
+        raise ConfigError(Problem(str(sweep_dir), "no trials (no */run.json) in this folder"))
+    return trials
+
+
+def swept_keys(trials: list[Trial]) -> list[str]:
+    """The override keys whose values differ between trials."""
+    keys = sorted({k for t in trials for k in t.overrides})
+    return [k for k in keys if len({t.overrides.get(k) for t in trials}) > 1]
+
+
+def ranked(trials: list[Trial]) -> list[Trial]:
+    """Best first by the (first) objective; trials without a value last."""
+    scored = [t for t in trials if t.objective and t.objective["value"] is not None]
+    maximize = bool(scored) and scored[0].objective["direction"] == "maximize"
+    scored.sort(key=lambda t: t.objective["value"], reverse=maximize)
+    return scored + [t for t in trials if t not in scored]
+
+
+def rows(trials: list[Trial]) -> tuple[list[str], list[list[Any]]]:
+    keys = swept_keys(trials)
+    objective = next((t.objective["name"] for t in trials if t.objective), "objective")
+    metrics = [m for m in KEY_METRICS if any((t.record.get("metrics") or {}).get(m) is not None for t in trials)]
+    costs = any(_cost(t) is not None for t in trials)
+    errors = any(t.record.get("error") for t in trials)
+    header = ["rank", "trial", *keys, objective, *metrics, "status", "duration_s"]
+    header += ["cost_usd"] * costs + ["error"] * errors
+    table = []
+    for rank, trial in enumerate(ranked(trials), start=1):
+        numbers = trial.record.get("metrics") or {}
+        value = trial.objective["value"] if trial.objective else None
+        row = [rank, trial.path.name, *[trial.overrides.get(k, "") for k in keys], value,
+               *[numbers.get(m) for m in metrics], trial.record.get("status"),
+               round(trial.duration_s, 1) if trial.duration_s is not None else None]
+        row += [_cost(trial)] * costs
+        row += [(trial.record.get("error") or "").splitlines()[0][:120] if trial.record.get("error") else ""] * errors
+        table.append(row)
+    return header, table
+
+
+def _cost(trial: Trial) -> float | None:
+    return ((trial.record.get("plan_estimates") or {}).get("cost") or {}).get("usd")
+
+
+def write_report(sweep_dir: Path) -> dict[str, Path]:
+    trials = load_trials(sweep_dir)
+    header, table = rows(trials)
+    outputs = {"csv": sweep_dir / "leaderboard.csv", "md": sweep_dir / "leaderboard.md",
+               "png": sweep_dir / "sweep.png", "best": sweep_dir / "best.yaml"}
+    with outputs["csv"].open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(table)
+    lines = [f"# Sweep {sweep_dir}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in table]
+    outputs["md"].write_text("\n".join(lines) + "\n")
+    plot(trials, outputs["png"])
+    best = ranked(trials)[0]
+    if best.objective and best.objective["value"] is not None:
+        write_best(best, outputs["best"])
+    else:
+        outputs.pop("best")
+    return outputs
+
+
+def write_best(trial: Trial, path: Path) -> None:
+    """The winner's whole resolved configuration as a recipe: `ftorch train recipe=<this file>` reruns it."""
+    config = {k: v for k, v in trial.config.items() if k not in ("paths", "sweep")}
+    header = (f"# @package _global_\n# Best trial of the sweep: {trial.path}\n"
+              f"# {trial.objective['name']} = {trial.objective['value']}\n"
+              f"# Re-run it: ftorch train recipe={path}\n")
+    path.write_text(header + yaml.safe_dump(config, sort_keys=False))
+
+
+def plot(trials: list[Trial], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = swept_keys(trials) or ["trial"]
+    fig, axes = plt.subplots(1, len(keys) + 1, figsize=(4.2 * (len(keys) + 1), 3.6), dpi=110, squeeze=False)
+    name = next((t.objective["name"] for t in trials if t.objective), "objective")
+    for ax, key in zip(axes[0], keys):
+        points = [(_number(t.overrides.get(key, t.path.name)), t.objective["value"]) for t in trials
+                  if t.objective and t.objective["value"] is not None]
+        if points:
+            xs, ys = zip(*points)
+            ax.scatter(xs, ys)
+            if key == "train.lr" and all(isinstance(x, float) and x > 0 for x in xs):
+                ax.set_xscale("log")
+        ax.set_xlabel(key)
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+    curves = axes[0][-1]
+    for trial in trials:
+        train = [(r["step"], r["loss"]) for r in read_metrics(trial.path / "metrics.jsonl")
+                 if r.get("kind", "train") == "train" and r.get("loss") is not None]
+        if train:
+            curves.plot(*zip(*train), label=trial.path.name, linewidth=1)
+    curves.set_xlabel("step")
+    curves.set_ylabel("train loss")
+    curves.legend(fontsize=7)
+    curves.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+
+
+def _number(value: Any) -> Any:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value).replace("|", "\\|")
+
+
+def _trial_number(folder: Path) -> tuple[int, str]:
+    digits = "".join(ch for ch in folder.name if ch.isdigit())
+    return (int(digits) if digits else 0, folder.name)
