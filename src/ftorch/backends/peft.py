@@ -104,7 +104,6 @@ class PeftBackend:
             _hf.detach_log_file(handler)
 
     def _train_logged(self, plan: Plan, run: "RunDir", resume_from: str | None) -> Result:
-        from datasets import Dataset
         from peft import LoraConfig
         from trl import SFTConfig, SFTTrainer
 
@@ -118,12 +117,11 @@ class PeftBackend:
         tokenizer = _load_tokenizer(path, cfg)
         model = _load_model(path, cfg, precision)
 
-        splits = plan.data.splits
-        train_ds = Dataset.from_list([{"messages": e["messages"]} for e in splits["train"].examples])
-        eval_ds = (Dataset.from_list([{"messages": e["messages"]} for e in splits["validation"].examples])
-                   if "validation" in splits else None)
+        train_ds, eval_ds, ready = _datasets(plan, tokenizer, run)
+        # the assistant-only mask is already in the tokenized rows (labels, or assistant_masks that TRL folds in)
+        sft = {**plan.inputs["sft"], "assistant_only_loss": False}
         args = SFTConfig(output_dir=str(run.checkpoints), use_cpu=device == "cpu", bf16=precision == "bf16",
-                         fp16=precision == "fp16", **plan.inputs["sft"])
+                         fp16=precision == "fp16", dataset_kwargs={"skip_prepare_dataset": ready}, **sft)
         fused = cfg.train.fused_loss == "on" or (cfg.train.fused_loss == "auto" and device == "cuda")
         trainer_cls = SFTTrainer if fused else _plain_loss_trainer(SFTTrainer)
         run.append_log(f"loss: {'TRL tiled LM head (logits never materialised)' if fused else 'model cross-entropy'}")
@@ -153,6 +151,25 @@ class PeftBackend:
                       artifacts={"adapter": str(run.adapter), "checkpoints": str(run.checkpoints)},
                       extra={"trainable_params": trainable, "total_params": total, "device": device,
                              "precision": precision, "reload_check": check})
+
+
+def _datasets(plan: Plan, tokenizer, run: "RunDir"):
+    """Train (and validation) data tokenized once per content key and reused by every run that shares it."""
+    from ..tiny import cache_root
+    from . import _preprocess
+
+    t = plan.config.train
+    splits = plan.data.splits
+    prepared = {}
+    for split in ("train", "validation"):
+        if split in splits:
+            prepared[split] = _preprocess.prepare(splits[split].examples, tokenizer, t.max_length,
+                                                  t.assistant_only_loss, t.packing, cache_root() / "preprocessed")
+    train = prepared["train"]
+    run.update(preprocessing={"key": train.key, "cache_hit": train.hit, "seconds": round(train.seconds, 3)})
+    run.append_log(f"preprocessing: {'cache hit' if train.hit else 'tokenized'} {train.key} in {train.seconds:.2f} s")
+    validation = prepared.get("validation")
+    return train.dataset, validation.dataset if validation else None, train.trainer_ready
 
 
 def _plain_loss_trainer(sft_trainer: type) -> type:
