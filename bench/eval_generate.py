@@ -35,6 +35,8 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=32)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--fixed-length", action="store_true",
+                        help="every reply exactly max-new-tokens long: the engine's throughput, not the model's EOS")
     args = parser.parse_args()
     import torch
 
@@ -46,14 +48,16 @@ def main() -> None:
         lines = (ROOT / "datasets/quickstart/test.jsonl").read_text().splitlines()[: args.examples]
         prompts = [json.loads(line)["messages"][:2] for line in lines]
         model.generate(prompts[:2], 4, 2)  # warm-up
+        fixed = args.max_new_tokens if args.fixed_length else 0
         start = time.perf_counter()
-        single = model.generate(prompts, args.max_new_tokens, 1)
+        single = model.generate(prompts, args.max_new_tokens, 1, min_new_tokens=fixed)
         one_at_a_time = time.perf_counter() - start
         start = time.perf_counter()
-        batched = model.generate(prompts, args.max_new_tokens, args.batch)
+        batched = model.generate(prompts, args.max_new_tokens, args.batch, min_new_tokens=fixed)
         batched_s = time.perf_counter() - start
     same = sum(a == b for a, b in zip(single, batched))
-    print(f"threads: {torch.get_num_threads()}, {len(prompts)} prompts, max_new_tokens {args.max_new_tokens}")
+    print(f"threads: {torch.get_num_threads()}, {len(prompts)} prompts, max_new_tokens {args.max_new_tokens}"
+          + (" (fixed length)" if args.fixed_length else " (stopping at end of turn)"))
     print("| generation | examples/s | ratio |")
     print("|---|---|---|")
     print(f"| one at a time | {len(prompts) / one_at_a_time:.2f} | 1.00× |")

@@ -49,7 +49,7 @@ class LocalModel:
                                                   return_dict=False)
 
     def generate(self, conversations: list[Messages], max_new_tokens: int, batch_size: int,
-                 on_batch: Callable[[int], None] | None = None) -> list[str]:
+                 on_batch: Callable[[int], None] | None = None, min_new_tokens: int = 0) -> list[str]:
         """Greedy replies, batched by similar length (order restored), identical to one-at-a-time up to
         floating-point reduction order."""
         import torch
@@ -67,7 +67,8 @@ class LocalModel:
                                 device=self.device)
             with torch.no_grad():
                 out = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                                          do_sample=False, eos_token_id=stop, pad_token_id=pad, use_cache=True)
+                                          min_new_tokens=min_new_tokens, do_sample=False, eos_token_id=stop,
+                                          pad_token_id=pad, use_cache=True)
             for row, index in enumerate(chunk):
                 replies[index] = self.tokenizer.decode(out[row, width:], skip_special_tokens=True).strip()
             if on_batch:
