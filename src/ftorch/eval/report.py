@@ -34,10 +34,19 @@ def verdict(report: dict) -> str:
         return (f"Fine-tuning beat prompting: {headline} {tuned:.1%} against {prompted:.1%} "
                 f"(+{tuned - prompted:.1%}, p={p:.3g}) {tokens}.".replace(" .", "."))
     if prompted >= tuned:
-        return (f"Prompting is as good or better ({headline} {prompted:.1%} prompted against {tuned:.1%} tuned): "
-                "fine-tuning is not worth it here; improve the prompt instead.")
+        verdict = (f"Prompting is as good or better ({headline} {prompted:.1%} prompted against {tuned:.1%} tuned): "
+                   "for quality, fine-tuning is not worth it here; improve the prompt instead.")
+        if saved > 0:
+            verdict += (f" Fine-tuning would only pay off through shorter prompts ({saved:.0f} fewer prompt tokens "
+                        f"per call{_dollars_saved(cost)}).")
+        return verdict
     return (f"Fine-tuning scored higher ({headline} {tuned:.1%} against {prompted:.1%} prompted) but the difference "
             f"is not significant on {report['n']} examples (p={p:.3g}): not enough evidence that it beat prompting.")
+
+
+def _dollars_saved(cost: dict) -> str:
+    prompted, tuned = cost["prompted"].get("usd_per_1k_calls"), cost["tuned"].get("usd_per_1k_calls")
+    return f", ${prompted - tuned:.4f} per 1,000 calls" if prompted is not None and tuned is not None else ""
 
 
 def markdown(report: dict, run_dir: Path) -> str:
