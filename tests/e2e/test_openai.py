@@ -202,3 +202,11 @@ def test_plan_shows_the_request_without_network(tmp_path, monkeypatch):
     result = run_cli("plan", "recipe=openai-quickstart")
     assert result.returncode == 0 and "supervised" in result.stdout and "cost estimate" in result.stdout
     assert chat("a", "b")  # conftest helper stays importable here
+
+
+def test_bad_request_shows_the_servers_message(standin, tmp_path):
+    standin.scenario.models = {"gpt-4.1-mini-2025-04-14"}
+    result = train(tmp_path, *NO_EVAL)
+    assert result.returncode == 1 and "rejected by the API (HTTP 400)" in result.stderr
+    assert "gpt-4o-mini-2024-07-18" in result.stderr and "Traceback" not in result.stderr
+    assert the_run(tmp_path)[1]["status"] == "failed"

@@ -124,20 +124,28 @@ class OpenAIBackend:
         if "validation" in files:
             body["validation_file"] = files["validation"]["file_id"]
         once = client.with_options(max_retries=0)  # a retried create must first look for the job it may have made
+        retryable = (openai.APIConnectionError, openai.APITimeoutError, openai.InternalServerError,
+                     openai.RateLimitError)
         for attempt in range(1, RETRYABLE_CREATE_ATTEMPTS + 1):
             try:
-                with api.api_errors("create the fine-tuning job"):
-                    job = once.fine_tuning.jobs.create(**body, extra_headers={"Idempotency-Key": key})
+                job = once.fine_tuning.jobs.create(**body, extra_headers={"Idempotency-Key": key})
             except openai.PermissionDeniedError as exc:
-                raise _wind_down(exc, files) from None
-            except BackendError:
-                if attempt == RETRYABLE_CREATE_ATTEMPTS:
+                if getattr(exc, "code", None) == "training_not_available":
+                    raise _wind_down(exc, files) from None
+                with api.api_errors("create the fine-tuning job"):
                     raise
+            except retryable:
+                if attempt == RETRYABLE_CREATE_ATTEMPTS:
+                    with api.api_errors("create the fine-tuning job"):
+                        raise
                 time.sleep(plan.config.provider.poll_interval_s * attempt)
                 found = self._find_job(client, key)
                 if found:
                     return found
                 continue
+            except openai.APIError:
+                with api.api_errors("create the fine-tuning job"):
+                    raise
             run.update(job_id=job.id, job_status=job.status)
             (run.path / "job.json").write_text(job.model_dump_json(indent=2))
             run.append_log(f"created job {job.id} ({job.status})")
