@@ -3,7 +3,6 @@ messages a person can act on (in one place), and uploads that are never repeated
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -72,14 +71,6 @@ def error_message(exc: Any) -> str:
     return str(exc)
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class UploadRecord:
     """sha256 of uploaded bytes -> file id, per API endpoint, kept under ~/.cache/ftorch/openai_files.json and
     checked against the API before reuse (a deleted or failed file is uploaded again)."""
@@ -105,7 +96,9 @@ def upload(client, path: Path, record: UploadRecord) -> dict:
     """The file id for these bytes: reused when the API still has them, uploaded otherwise."""
     import openai
 
-    digest = sha256(path)
+    from ..data.manifest import sha256_file
+
+    digest = sha256_file(path)
     known = record.get(digest)
     if known:
         try:

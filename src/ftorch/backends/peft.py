@@ -199,20 +199,13 @@ def _precision(requested: str, device: str) -> str:
 
 def _load_tokenizer(path: str, cfg: "RunConfig"):
     from transformers import AutoTokenizer
-    from trl.chat_template_utils import get_training_chat_template, has_generation_markers
 
     with _hf.loading(path, "tokenizer"):
         tokenizer = AutoTokenizer.from_pretrained(path, revision=cfg.model.revision,
                                                   trust_remote_code=cfg.model.trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    if cfg.train.assistant_only_loss and not has_generation_markers(tokenizer.chat_template or ""):
-        template = get_training_chat_template(tokenizer)
-        if template is None:
-            raise BackendError(Problem("train.assistant_only_loss", f"the chat template of {path} does not mark "
-                                       "assistant turns ({% generation %}), so the loss cannot be limited to them",
-                                       "set train.assistant_only_loss=false, or use a model whose template TRL knows"))
-        tokenizer.chat_template = template
+    _hf.ensure_training_chat_template(tokenizer, path, cfg.train.assistant_only_loss)
     return tokenizer
 
 

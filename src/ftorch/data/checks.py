@@ -155,10 +155,15 @@ def detect_format(path: Path) -> str:
     return "chat"
 
 
-def check_chat_example(example: Any, file: str, line: int) -> list[Issue]:
+def _issue_at(file: str, line: int):
     def issue(code: str, message: str, severity: str = "error") -> Issue:
         return Issue(file, line, code, message, severity)
 
+    return issue
+
+
+def check_chat_example(example: Any, file: str, line: int) -> list[Issue]:
+    issue = _issue_at(file, line)
     if not isinstance(example, dict):
         return [issue("not_object", f"expected a JSON object, got {type(example).__name__}")]
     found = [issue("unknown_key", f"unknown top-level key '{k}'") for k in example if k not in CHAT_KEYS]
@@ -166,9 +171,7 @@ def check_chat_example(example: Any, file: str, line: int) -> list[Issue]:
 
 
 def check_preference_example(example: Any, file: str, line: int) -> list[Issue]:
-    def issue(code: str, message: str, severity: str = "error") -> Issue:
-        return Issue(file, line, code, message, severity)
-
+    issue = _issue_at(file, line)
     if not isinstance(example, dict):
         return [issue("not_object", f"expected a JSON object, got {type(example).__name__}")]
     found = [issue("unknown_key", f"unknown top-level key '{k}'") for k in example if k not in PREFERENCE_KEYS]
