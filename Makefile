@@ -6,7 +6,7 @@ RECIPE ?= quickstart
 ARGS   ?=
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install train plan test bench clean
+.PHONY: help install train plan test bench clean axolotl-env test-axolotl install-unsloth test-unsloth
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -28,6 +28,22 @@ plan: $(STAMP)  ## show the resolved config and what would run: make plan RECIPE
 
 test: $(STAMP)  ## run the test suite
 	$(BIN)/python -m pytest $(ARGS)
+
+axolotl-env: $(STAMP)  ## build .venv-axolotl for provider=axolotl (Axolotl 0.19 + CPU torch; ~2-3.5 min, 4.3 GB)
+	$(BIN)/ftorch setup axolotl
+
+test-axolotl: axolotl-env  ## provider=axolotl tests, with a real tiny Axolotl training on CPU
+	$(BIN)/python -m pytest tests/backends/test_axolotl_translate.py tests/e2e/test_axolotl.py $(ARGS)
+
+UNSLOTH_VENV ?= .venv-unsloth
+$(UNSLOTH_VENV)/.installed: pyproject.toml constraints.txt scripts/setup_unsloth_env.sh
+	VENV=$(UNSLOTH_VENV) bash scripts/setup_unsloth_env.sh
+	touch $@
+
+install-unsloth: $(UNSLOTH_VENV)/.installed  ## build .venv-unsloth for provider=unsloth (~1.5-2 min, 3 GB)
+
+test-unsloth: $(UNSLOTH_VENV)/.installed  ## provider=unsloth tests, with a real tiny Unsloth training on CPU
+	$(UNSLOTH_VENV)/bin/python -m pytest tests/backends/test_unsloth_plan.py tests/e2e/test_unsloth.py $(ARGS)
 
 bench: $(STAMP)  ## run the benchmarks in bench/ and print their figures
 	$(BIN)/python bench/cli_startup.py

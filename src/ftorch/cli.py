@@ -20,6 +20,7 @@ EPILOG = """examples:
   ftorch data check data/train.jsonl --model gpt-4.1-mini-2025-04-14
   ftorch data split data/all.jsonl --ratios 0.8,0.1,0.1 --seed 0
   ftorch data convert alpaca.json --from alpaca
+  ftorch setup axolotl                              (then: ftorch train provider=axolotl ...)
 """
 
 
@@ -41,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     resume = sub.add_parser("resume", help="continue an interrupted or failed run from its last checkpoint")
     resume.add_argument("run_dir", type=Path)
+
+    setup = sub.add_parser("setup", help="build a provider's own environment (axolotl: .venv-axolotl, ~2-3 min, 4.3 GB)")
+    setup.add_argument("target", choices=("axolotl",))
+    setup.add_argument("--force", action="store_true", help="delete the environment and build it again")
+    setup.add_argument("--python", help="interpreter to make the venv with (default: the one behind ftorch's venv)")
 
     cancel = sub.add_parser("cancel", help="cancel a run's remote job (provider=openai)")
     cancel.add_argument("run_dir", type=Path)

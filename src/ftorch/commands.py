@@ -93,6 +93,15 @@ def evaluate(args) -> int:
     return 0
 
 
+def setup(args) -> int:
+    from .setup_envs import setup_axolotl
+
+    python = setup_axolotl(find_project().root, python=args.python, force=args.force)
+    out.print(f"[green]Axolotl environment ready[/] {python}")
+    out.print("train with it: ftorch train provider=axolotl")
+    return 0
+
+
 def cancel(args) -> int:
     from .backends.openai import cancel as cancel_job
     from .evaluation import config_of

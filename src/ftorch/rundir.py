@@ -18,7 +18,8 @@ from typing import Any
 import yaml
 
 STATUSES = ("running", "succeeded", "failed", "interrupted")
-KEY_PACKAGES = ("ftorch", "torch", "transformers", "peft", "trl", "accelerate", "datasets", "hydra-core", "openai")
+KEY_PACKAGES = ("ftorch", "torch", "transformers", "peft", "trl", "accelerate", "datasets", "hydra-core", "openai",
+                "unsloth", "unsloth_zoo", "optuna")
 REDACTED = "***REDACTED***"
 # A key (or env var) named like a secret: api_key, hf_token, OPENAI_API_KEY, client_secret, password...
 # but not max_tokens / max_new_tokens (counts, not secrets).

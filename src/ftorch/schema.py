@@ -157,8 +157,10 @@ class TrainConfig(Strict):
     optimizer: Literal["adamw_torch", "adamw_torch_fused", "sgd", "adafactor"] = "adamw_torch"
     max_grad_norm: PositiveFloat = 1.0
     seed: int = 42
-    packing: bool = False
-    gradient_checkpointing: bool = False
+    packing: bool | Literal["auto"] = Field("auto", description="padding-free packing; auto: on for CUDA with a "
+                                            "varlen attention kernel (flash-attn), off on CPU (provider=peft)")
+    gradient_checkpointing: bool | Literal["auto"] = Field("auto", description="auto: on only when the memory "
+                                                           "estimate does not fit the card without it")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     assistant_only_loss: bool = True
     fused_loss: Literal["auto", "on", "off"] = Field(
@@ -219,6 +221,11 @@ class SweepSettings(Strict):
                                        "multi-objective (Optuna)")
     direction: Direction | list[Direction] = Field("auto", description="auto: minimize losses, maximize the rest")
     fail_fast: bool = Field(False, description="stop the sweep at the first failed trial")
+
+
+def resolved(value: bool | str, auto: bool) -> bool:
+    """A bool setting that may be 'auto': the user's value, or `auto` (the backend's choice)."""
+    return auto if value == "auto" else bool(value)
 
 
 class PathsConfig(Strict):

@@ -2,11 +2,14 @@
 
 `ftorch setup axolotl` builds `<project>/.venv-axolotl` once: a plain venv, the pinned torch first (pip takes
 the CPU file on a machine that has one, a CUDA build elsewhere), then Axolotl with the same pin as a constraint,
-so nothing can swap torch behind our back. A stamp file makes a second call instant.
+so nothing can swap torch behind our back. When the project has `constraints-axolotl.txt` (a `pip freeze` of a
+working environment, torch left out), every other package is pinned too, so a new upstream release cannot
+break a build. A stamp file makes a second call instant.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -20,6 +23,7 @@ AXOLOTL_ENV = ".venv-axolotl"
 AXOLOTL_VERSION = "0.19.0"  # the newest release that supports Python 3.11
 TORCH_VERSION = "2.13.0"
 STAMP = ".ftorch-setup.json"
+LOCK = "constraints-axolotl.txt"  # optional, at the project root
 SETUP_COMMAND = "ftorch setup axolotl"
 
 
@@ -40,7 +44,9 @@ def setup_axolotl(project_root: Path, python: str | None = None, force: bool = F
     once. `force=True` deletes the folder and builds it again. Raises BackendError when a step fails."""
     env = project_root / AXOLOTL_ENV
     target = axolotl_python(project_root)
-    wanted = {"axolotl": AXOLOTL_VERSION, "torch": TORCH_VERSION}
+    lock = project_root / LOCK
+    wanted = {"axolotl": AXOLOTL_VERSION, "torch": TORCH_VERSION,
+              "lock": hashlib.sha256(lock.read_bytes()).hexdigest() if lock.is_file() else None}
     stamp = env / STAMP
     if force and env.exists():
         _say(f"removing {env} (--force)")
@@ -53,21 +59,23 @@ def setup_axolotl(project_root: Path, python: str | None = None, force: bool = F
     if not target.exists():
         _step(1, f"creating the environment {env}", [python or base_python(), "-m", "venv", str(env)])
     else:
-        _say(f"[1/4] reusing the unfinished environment {env}")
+        _say(f"[1/4] reusing {env} (unfinished, or its pins changed)")
     pip = [str(target), "-m", "pip", "install", "--progress-bar", "on"]
     _step(2, "updating pip", [*pip, "--upgrade", "pip"])
     constraints = env / "ftorch-constraints.txt"
     constraints.write_text(f"torch=={TORCH_VERSION}\n")
     _step(3, f"installing torch=={TORCH_VERSION} (the CPU build where one lies on this machine)",
           [*pip, f"torch=={TORCH_VERSION}"])
-    _step(4, f"installing axolotl=={AXOLOTL_VERSION} (several GB; a few minutes)",
-          [*pip, "-c", str(constraints), f"axolotl=={AXOLOTL_VERSION}"])
+    locked = ["-c", str(lock)] if lock.is_file() else []
+    _step(4, f"installing axolotl=={AXOLOTL_VERSION} (several GB; a few minutes)"
+          + (f", other packages pinned by {LOCK}" if locked else ""),
+          [*pip, "-c", str(constraints), *locked, f"axolotl=={AXOLOTL_VERSION}"])
     stamp.write_text(json.dumps({**wanted, "seconds": round(time.perf_counter() - started, 1)}) + "\n")
     _say(f"Axolotl environment ready in {time.perf_counter() - started:.0f} s: {target}")
     return target
 
 
-def _stamp_matches(stamp: Path, wanted: dict[str, str]) -> bool:
+def _stamp_matches(stamp: Path, wanted: dict[str, str | None]) -> bool:
     try:
         recorded = json.loads(stamp.read_text())
     except (OSError, ValueError):

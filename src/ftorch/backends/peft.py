@@ -15,16 +15,22 @@ if TYPE_CHECKING:
     from ..schema import RunConfig
 
 
-def _sft_args(cfg: "RunConfig") -> dict[str, Any]:
-    """The one place ftorch's train.* names become SFTConfig names."""
+def _sft_args(cfg: "RunConfig", settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The one place ftorch's train.* names become SFTConfig names. `settings` are memory.choose()'s picks for
+    what the config leaves on 'auto' (micro-batch, packing, checkpointing, kernels); without them, CPU defaults."""
+    from ..schema import resolved
+
     t = cfg.train
+    s = settings or {"micro_batch_size": t.batch_size, "grad_accum": t.grad_accum, "kernels": "none",
+                     "packing": resolved(t.packing, False),
+                     "gradient_checkpointing": resolved(t.gradient_checkpointing, False)}
     return {
         "learning_rate": t.lr,
         "num_train_epochs": t.epochs,
         "max_steps": t.max_steps or -1,
-        "per_device_train_batch_size": t.batch_size,
-        "per_device_eval_batch_size": t.batch_size,
-        "gradient_accumulation_steps": t.grad_accum,
+        "per_device_train_batch_size": s["micro_batch_size"],
+        "per_device_eval_batch_size": s["micro_batch_size"],
+        "gradient_accumulation_steps": s["grad_accum"],
         "max_length": t.max_length,
         "warmup_steps": t.warmup_ratio,  # a float in [0, 1) is a ratio of total steps in transformers 5
         "lr_scheduler_type": t.scheduler,
@@ -33,8 +39,10 @@ def _sft_args(cfg: "RunConfig") -> dict[str, Any]:
         "max_grad_norm": t.max_grad_norm,
         "seed": t.seed,
         "data_seed": t.seed,
-        "packing": t.packing,
-        "activation_checkpointing": t.gradient_checkpointing,
+        "packing": s["packing"],
+        "padding_free": s["packing"],
+        "activation_checkpointing": s["gradient_checkpointing"],
+        "use_liger_kernel": s["kernels"] == "liger",
         "assistant_only_loss": t.assistant_only_loss,
         "logging_steps": t.logging_steps,
         "save_strategy": "steps",
@@ -76,13 +84,17 @@ class PeftBackend:
         if any(m.get("weight") == 0 for e in data.splits["train"].examples for m in e["messages"]):
             notes.append("warning: 'weight: 0' on assistant messages is not honoured by provider=peft; "
                          "those turns are trained on")
+        choice = _choose(cfg, _gpu_bytes(cfg.provider.device))
+        notes += choice.reasons
+        estimates = {"train_examples": examples, "steps_per_epoch": steps_per_epoch, "total_steps": steps}
+        if choice.estimate is not None:
+            estimates["memory_gib"] = round(choice.estimate.total / 2**30, 3)
         return Plan(
             provider=self.name, config=cfg, data=data,
             inputs={"model": {"name": cfg.model.name, "tiny": cfg.model.tiny is not None, "dtype": cfg.model.dtype,
                               "revision": cfg.model.revision, "quantization": cfg.train.quantization},
-                    "sft": _sft_args(cfg), "lora": _lora_args(cfg)},
-            estimates={"train_examples": examples, "steps_per_epoch": steps_per_epoch, "total_steps": steps},
-            notes=notes,
+                    "settings": choice.settings, "sft": _sft_args(cfg, choice.settings), "lora": _lora_args(cfg)},
+            estimates=estimates, notes=notes,
         )
 
     def preflight(self, cfg: "RunConfig") -> None:
@@ -115,20 +127,22 @@ class PeftBackend:
         path = _hf.model_path(cfg.model)
         run.append_log(f"model {path} on {device}, precision {precision}")
         tokenizer = _load_tokenizer(path, cfg)
-        model = _load_model(path, cfg, precision)
+        model = _load_model(path, cfg, precision, plan.inputs["settings"])
 
         train_ds, eval_ds, ready = _datasets(plan, tokenizer, run)
         # the assistant-only mask is already in the tokenized rows (labels, or assistant_masks that TRL folds in)
         sft = {**plan.inputs["sft"], "assistant_only_loss": False}
         args = SFTConfig(output_dir=str(run.checkpoints), use_cpu=device == "cpu", bf16=precision == "bf16",
                          fp16=precision == "fp16", dataset_kwargs={"skip_prepare_dataset": ready}, **sft)
-        fused = cfg.train.fused_loss == "on" or (cfg.train.fused_loss == "auto" and device == "cuda")
+        fused = plan.inputs["settings"]["fused_loss"]
         trainer_cls = SFTTrainer if fused else _plain_loss_trainer(SFTTrainer)
         run.append_log(f"loss: {'TRL tiled LM head (logits never materialised)' if fused else 'model cross-entropy'}")
         with _hf.lora_targets_checked(model, plan.inputs["lora"]["target_modules"]):
             trainer = trainer_cls(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                                   processing_class=tokenizer, peft_config=LoraConfig(**plan.inputs["lora"]),
                                   callbacks=[_hf.metrics_callback(run)])
+        if plan.inputs["settings"]["adapter_dtype"] == "bf16" and precision == "bf16":
+            _adapters_to_bf16(trainer.model)
         trainable, total = trainer.model.get_nb_trainable_parameters()
         share = f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.3f}%)"
         run.append_log(share)
@@ -164,12 +178,53 @@ def _datasets(plan: Plan, tokenizer, run: "RunDir"):
     for split in ("train", "validation"):
         if split in splits:
             prepared[split] = _preprocess.prepare(splits[split].examples, tokenizer, t.max_length,
-                                                  t.assistant_only_loss, t.packing, cache_root() / "preprocessed")
+                                                  t.assistant_only_loss, plan.inputs["settings"]["packing"],
+                                                  cache_root() / "preprocessed")
     train = prepared["train"]
     run.update(preprocessing={"key": train.key, "cache_hit": train.hit, "seconds": round(train.seconds, 3)})
     run.append_log(f"preprocessing: {'cache hit' if train.hit else 'tokenized'} {train.key} in {train.seconds:.2f} s")
     validation = prepared.get("validation")
     return train.dataset, validation.dataset if validation else None, train.trainer_ready
+
+
+def _choose(cfg: "RunConfig", gpu_bytes: int | None):
+    """memory.choose() for this config: the settings left on 'auto', each with its reason (torch-free)."""
+    from importlib.util import find_spec
+
+    from . import memory
+
+    t = cfg.model.tiny
+    shape = ({"hidden_size": t.hidden_size, "num_hidden_layers": t.num_layers, "num_attention_heads": t.num_heads,
+              "num_key_value_heads": t.num_heads, "intermediate_size": t.intermediate_size,
+              "vocab_size": t.vocab_size, "tie_word_embeddings": True} if t else memory.load_model_config(cfg.model.name))
+    return memory.choose(shape, cfg.train, gpu_bytes, fused_available=True,
+                         liger_available=find_spec("liger_kernel") is not None,
+                         varlen_available=find_spec("flash_attn") is not None,
+                         device="cuda" if gpu_bytes else "cpu")
+
+
+def _gpu_bytes(device: str) -> int | None:
+    """The first GPU's memory from nvidia-smi (no torch import in plan); None on CPU or with device=cpu."""
+    import shutil
+    import subprocess
+
+    if device == "cpu" or not shutil.which("nvidia-smi"):
+        return None
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits", "-i", "0"],
+                             capture_output=True, text=True, timeout=10)
+        return int(out.stdout.split()[0]) * 2**20 if out.returncode == 0 else None
+    except (OSError, ValueError, IndexError, subprocess.SubprocessError):
+        return None
+
+
+def _adapters_to_bf16(model) -> None:
+    """LoRA weights in the compute dtype: no fp32 copies of their inputs under autocast."""
+    import torch
+
+    for parameter in model.parameters():
+        if parameter.requires_grad:
+            parameter.data = parameter.data.to(torch.bfloat16)
 
 
 def _plain_loss_trainer(sft_trainer: type) -> type:
@@ -209,7 +264,7 @@ def _load_tokenizer(path: str, cfg: "RunConfig"):
     return tokenizer
 
 
-def _load_model(path: str, cfg: "RunConfig", precision: str):
+def _load_model(path: str, cfg: "RunConfig", precision: str, settings: dict[str, Any] | None = None):
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -222,10 +277,13 @@ def _load_model(path: str, cfg: "RunConfig", precision: str):
 
         kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
                                                            bnb_4bit_compute_dtype=dtype, bnb_4bit_use_double_quant=True)
+    if settings and settings.get("attention") == "varlen":
+        kwargs["attn_implementation"] = "flash_attention_2"  # padding-free packed rows, no dense mask
     with _hf.loading(path, "model"):
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     if cfg.train.quantization == "4bit":
         from peft import prepare_model_for_kbit_training
 
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.train.gradient_checkpointing)
+        checkpointing = bool((settings or {}).get("gradient_checkpointing"))
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
     return model
