@@ -128,6 +128,13 @@ def latest_checkpoint(run: RunDir) -> str | None:
     return get_last_checkpoint(str(run.checkpoints)) if run.checkpoints.is_dir() else None
 
 
+def resume_point(run: RunDir) -> str | None:
+    """The latest checkpoint to continue from (None: start again at step 0), noted in train.log."""
+    checkpoint = latest_checkpoint(run)
+    run.append_log(f"resuming from {checkpoint}" if checkpoint else "no checkpoint found: starting from step 0")
+    return checkpoint
+
+
 def reload_check(trained, base_path: str, adapter_dir: Path, tokenizer) -> dict[str, Any]:
     """Load base + saved adapter from disk and compare logits with the in-memory trained model,
     and with the plain base model: the adapter must reload exactly and must change the output."""

@@ -104,9 +104,7 @@ class PeftBackend:
         return self._train(plan, run, resume_from=None)
 
     def resume(self, plan: Plan, run: "RunDir") -> Result:
-        checkpoint = _hf.latest_checkpoint(run)
-        run.append_log(f"resuming from {checkpoint}" if checkpoint else "no checkpoint found: starting from step 0")
-        return self._train(plan, run, resume_from=checkpoint)
+        return self._train(plan, run, resume_from=_hf.resume_point(run))
 
     def _train(self, plan: Plan, run: "RunDir", resume_from: str | None) -> Result:
         handler = _hf.attach_log_file(run)
