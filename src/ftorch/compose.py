@@ -164,6 +164,10 @@ def plan_trials(project: Project, overrides: list[str], multirun: bool) -> tuple
     return True, expand_sweep(params + overrides)
 
 
+HYDRA_PLUGINS = {("hydra/launcher", "joblib"): "hydra-joblib-launcher",
+                 ("hydra/launcher", "submitit_local"): "hydra-submitit-launcher",
+                 ("hydra/launcher", "submitit_slurm"): "hydra-submitit-launcher",
+                 ("hydra/launcher", "ray"): "hydra-ray-launcher"}
 _MISSING_OPTION = re.compile(r"Could not find '([^']+)/([^']+)'")
 _MISSING_KEY = re.compile(r"Key '([^']+)' is not in struct|Could not override '([^']+)'")
 
@@ -172,6 +176,11 @@ def translate_hydra_error(project: Project, exc: Exception, overrides: list[str]
     text = str(exc).strip()
     if match := _MISSING_OPTION.search(text):
         group, name = match.groups()
+        if group.startswith("hydra/"):
+            package = HYDRA_PLUGINS.get((group, name))
+            hint = f"pip install {package}" if package else "is the Hydra plugin that provides it installed?"
+            return ConfigError(Problem(f"{group}={name}", f"the Hydra plugin for {group}={name} is not installed",
+                                       hint))
         if group == RECIPE_GROUP:
             options = project.recipe_names()
             where = f"recipe={name}"

@@ -31,6 +31,7 @@ def launch(project: Project, overrides: list[str], multirun: bool) -> tuple[list
     sweep_dir: list[Path] = []
 
     def task(cfg) -> float | None:
+        prepare(project)  # resolvers and recipes, also in a launcher's worker process
         hc = HydraConfig.get()
         run_dir = Path(hc.runtime.output_dir)
         if multirun and not sweep_dir:
@@ -57,6 +58,8 @@ def launch(project: Project, overrides: list[str], multirun: bool) -> tuple[list
         return _objective(run_dir, prepared.config)
 
     prepare(project)
+    if multirun and not any(o.startswith("hydra.sweep.dir=") for o in overrides):
+        overrides = [*overrides, f"hydra.sweep.dir={_sweep_dir(project, overrides)}"]  # known here, whatever runs trials
     GlobalHydra.instance().clear()
     argv = sys.argv
     sys.argv = ["ftorch", *(["--multirun"] if multirun else []), *overrides]
@@ -68,7 +71,37 @@ def launch(project: Project, overrides: list[str], multirun: bool) -> tuple[list
     finally:
         sys.argv = argv
         GlobalHydra.instance().clear()
-    return outcomes, (sweep_dir[0] if sweep_dir else None)
+    if multirun:
+        folder = Path(next(o for o in overrides if o.startswith("hydra.sweep.dir=")).partition("=")[2])
+        return outcomes + _outcomes_of_other_processes(folder, outcomes), folder
+    return outcomes, None
+
+
+def _sweep_dir(project: Project, overrides: list[str]) -> str:
+    """The sweep folder the config names (its timestamp resolved now), so that the trials of a launcher that
+    runs them in other processes (joblib, submitit, ray) can be found and reported here."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from .compose import compose
+
+    fixed = [o.input_line for o in OverridesParser.create().parse_overrides(overrides) if not o.is_sweep_override()]
+    return str(Path(compose(project, fixed).hydra.sweep.dir).resolve())
+
+
+def _outcomes_of_other_processes(folder: Path, known: list[Outcome]) -> list[Outcome]:
+    import json
+
+    from .errors import BackendError, Problem
+
+    seen = {o.run_dir.resolve() for o in known}
+    found = []
+    for path in sorted(folder.glob("*/run.json")):
+        if path.parent.resolve() in seen:
+            continue
+        record = json.loads(path.read_text())
+        error = BackendError(Problem(str(path.parent), record["error"])) if record.get("error") else None
+        found.append(Outcome(path.parent, record["status"], error, record.get("metrics")))
+    return found
 
 
 def _objective(run_dir: Path, config) -> float | list[float] | None:

@@ -87,3 +87,14 @@ def test_optuna_sweep_resumes_where_it_stopped(tmp_path):
     results = yaml.safe_load((folder / "optimization_results.yaml").read_text())
     assert results["objectives"][0]["name"] == "final_loss" and results["objectives"][0]["direction"] == "minimize"
     assert json.loads((folder / "trial_0" / "run.json").read_text())["objective"][0]["value"] is not None
+
+
+@pytest.mark.parametrize("launcher", ["submitit_local", "joblib"])
+def test_the_same_sweep_through_another_launcher(tmp_path, launcher):
+    """One config key moves the trials into separate processes; the report still sees every trial."""
+    result = run_cli("train", "-m", f"paths.runs={tmp_path}", f"launcher={launcher}", *QUICK, "train.lr=1e-3,2e-3")
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = [read_run(d) for d in run_dirs(tmp_path)]
+    assert [r["status"] for r in records] == ["succeeded", "succeeded"]
+    assert len({r["pid"] for r in records}) == 2  # each trial in its own process
+    assert result.stdout.count("succeeded") == 2
