@@ -122,6 +122,20 @@ def metrics_callback(run: RunDir):
     return MetricsRecorder()
 
 
+def quiet_progress(trainer) -> None:
+    """Keep the trainer's progress bar but show loss and lr on it instead of printing a dict every step
+    (the numbers are in metrics.jsonl)."""
+    from transformers.trainer_callback import ProgressCallback
+
+    class BarWithLoss(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if state.is_world_process_zero and self.training_bar is not None and logs and "loss" in logs:
+                self.training_bar.set_postfix(loss=f"{logs['loss']:.4g}", lr=f"{logs.get('learning_rate', 0):.3g}")
+
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(BarWithLoss())
+
+
 def latest_checkpoint(run: RunDir) -> str | None:
     from transformers.trainer_utils import get_last_checkpoint
 

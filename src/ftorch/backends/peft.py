@@ -139,6 +139,7 @@ class PeftBackend:
             trainer = trainer_cls(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                                   processing_class=tokenizer, peft_config=LoraConfig(**plan.inputs["lora"]),
                                   callbacks=[_hf.metrics_callback(run)])
+        _hf.quiet_progress(trainer)
         if plan.inputs["settings"]["adapter_dtype"] == "bf16" and precision == "bf16":
             _adapters_to_bf16(trainer.model)
         trainable, total = trainer.model.get_nb_trainable_parameters()
