@@ -57,6 +57,7 @@ def train(args) -> int:
     from . import runner
     from .launch import launch
 
+    from . import tracking
     from .backends import get_backend
     from .compose import plan_trials, recipe_files
 
@@ -67,6 +68,7 @@ def train(args) -> int:
     for overrides in trials:  # every trial's config and data are checked before the first one starts
         prepared = runner.prepare(project, overrides)
         get_backend(prepared.config.provider.name).preflight(prepared.config)
+        tracking.check_installed(prepared.config)
     if multirun:
         out.print(f"sweep: {len(trials)} trials checked" if len(trials) > 1 else "sweep: base config checked")
     outcomes, sweep_dir = launch(project, args.overrides, multirun)

@@ -72,7 +72,10 @@ def execute(project: Project, prepared: Prepared, run_path: Path) -> Result:
         run.append_log(f"data warning: {warning.render()}")
     backend = get_backend(prepared.config.provider.name)
     result = supervise(run, lambda: backend.run(prepared.plan, run), title=prepared.recipe or "run")
-    evaluate_after_training(run, prepared.config, console=None)
+    try:
+        evaluate_after_training(run, prepared.config, console=None)
+    finally:
+        _track(run, prepared.config, project.root)
     return result
 
 
@@ -96,7 +99,10 @@ def resume(run_path: Path) -> Result:
                error=None)
     backend = get_backend(config.provider.name)
     result = supervise(run, lambda: backend.resume(plan, run), title=record.get("recipe") or "run")
-    evaluate_after_training(run, config, console=None)
+    try:
+        evaluate_after_training(run, config, console=None)
+    finally:
+        _track(run, config, _project_root())
     return result
 
 
@@ -122,6 +128,25 @@ def supervise(run: RunDir, work: Callable[[], Result], title: str) -> Result:
     run.finish(result.status, metrics=result.metrics, artifacts=result.artifacts,
                loss_plot=str(plot) if plot else None, **result.extra)
     return result
+
+
+def _track(run: RunDir, config: RunConfig, root: Path) -> None:
+    """Experiment tracking after the run (and its evaluation); a tracker's failure never changes the run."""
+    from . import tracking
+
+    try:
+        noted = tracking.record(run, config, root)
+    except Exception as exc:
+        run.append_log("tracking failed:\n" + "".join(traceback.format_exception(exc)))
+        noted = {"backend": config.tracking.backend, "error": f"{type(exc).__name__}: {exc}"}
+    if noted:
+        run.update(tracking=noted)
+
+
+def _project_root() -> Path:
+    from .compose import find_project
+
+    return find_project().root
 
 
 def _copy_split_manifests(data: DataReport, run: RunDir) -> None:

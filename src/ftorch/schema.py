@@ -223,6 +223,15 @@ class SweepSettings(Strict):
     fail_fast: bool = Field(False, description="stop the sweep at the first failed trial")
 
 
+class TrackingConfig(Strict):
+    """Experiment tracking, written from the run directory when a run ends (any provider)."""
+
+    backend: Literal["none", "tensorboard", "mlflow"] = "none"
+    mlflow_uri: str | None = Field(None, description="default: $MLFLOW_TRACKING_URI, else a local store in "
+                                   "<project>/mlruns")
+    experiment: str | None = Field(None, description="default: the recipe's name")
+
+
 def resolved(value: bool | str, auto: bool) -> bool:
     """A bool setting that may be 'auto': the user's value, or `auto` (the backend's choice)."""
     return auto if value == "auto" else bool(value)
@@ -239,6 +248,7 @@ class RunConfig(Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     sweep: SweepSettings = Field(default_factory=SweepSettings)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     paths: PathsConfig = Field(default_factory=PathsConfig)
 
 
