@@ -132,6 +132,12 @@ def _report(outcomes, sweep_dir: Path | None) -> int:
     for outcome in outcomes:
         if outcome.error is not None and isinstance(outcome.error, FtorchError):
             print_error(outcome.error)
+    if sweep_dir is not None and any((sweep_dir / o.run_dir.name / "run.json").is_file() for o in outcomes):
+        from .sweep.report import write_report
+
+        written = write_report(sweep_dir)
+        out.print(f"leaderboard: {written['md']}  plot: {written['png']}"
+                  + (f"  best: {written['best']}" if "best" in written else ""))
     if sweep_dir is not None:
         table = Table(title=f"sweep {sweep_dir}")
         for column in ("run dir", "status", "final loss"):

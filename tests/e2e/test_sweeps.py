@@ -26,7 +26,7 @@ def test_grid_sweep_config_leaderboard_and_best_round_trip(tmp_path, monkeypatch
     runs = tmp_path / "runs"
     result = run_cli("train", "-m", f"paths.runs={runs}", "sweep=lr_rank", *QUICK)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "sweep: 4 trials checked" in result.stdout
+    assert "sweep: 4 trials checked" in result.stdout and "leaderboard:" in result.stdout
     folder = sweep_dir_of(runs)
     trials = run_dirs(folder)
     assert len(trials) == 4 and all(read_run(t)["objective"][0]["name"] == "final_loss" for t in trials)
