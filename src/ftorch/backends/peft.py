@@ -150,7 +150,8 @@ class PeftBackend:
 
         trainer.save_model(str(run.adapter))
         tokenizer.save_pretrained(str(run.adapter))
-        check = _hf.reload_check(trainer.model, path, run.adapter, tokenizer)
+        check = _hf.reload_check(trainer.model, path, run.adapter, tokenizer,
+                                 quantized=cfg.train.quantization == "4bit")
         run.append_log(f"reload check: {check}")
         metrics = {k: v for k, v in output.metrics.items() if isinstance(v, (int, float))}
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
