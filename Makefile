@@ -45,9 +45,13 @@ install-unsloth: $(UNSLOTH_VENV)/.installed  ## build .venv-unsloth for provider
 test-unsloth: $(UNSLOTH_VENV)/.installed  ## provider=unsloth tests, with a real tiny Unsloth training on CPU
 	$(UNSLOTH_VENV)/bin/python -m pytest tests/backends/test_unsloth_plan.py tests/e2e/test_unsloth.py $(ARGS)
 
-bench: $(STAMP)  ## run the benchmarks in bench/ and print their figures
+bench: $(STAMP)  ## run the CPU benchmarks in bench/ and print their figures (bench/gpu_lora.py needs a GPU)
 	$(BIN)/python bench/cli_startup.py
 	$(BIN)/python bench/peft_throughput.py
+	$(BIN)/python bench/data_check.py
+	$(BIN)/python bench/eval_generate.py --fixed-length
+	$(BIN)/python bench/eval_generate.py
+	$(BIN)/python bench/sweep_preprocessing.py
 
 clean:  ## remove the virtual environment and caches (runs/ is kept)
 	rm -rf $(VENV) .pytest_cache
