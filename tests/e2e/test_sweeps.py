@@ -3,6 +3,7 @@ a failing trial that does not stop the sweep, the leaderboard, and best.yaml run
 
 import json
 import signal
+from importlib.util import find_spec
 import subprocess
 import sys
 import time
@@ -89,12 +90,19 @@ def test_optuna_sweep_resumes_where_it_stopped(tmp_path):
     assert json.loads((folder / "trial_0" / "run.json").read_text())["objective"][0]["value"] is not None
 
 
-@pytest.mark.parametrize("launcher", ["submitit_local", "joblib"])
-def test_the_same_sweep_through_another_launcher(tmp_path, launcher):
+RAY = pytest.mark.skipif(find_spec("ray") is None or find_spec("hydra_plugins.hydra_ray_launcher") is None,
+                         reason="hydra-ray-launcher is not installed (not in the dev extras: it pins cloudpickle<3)")
+
+
+@pytest.mark.parametrize("launcher,extra,processes", [
+    ("submitit_local", [], 2), ("joblib", [], 2),
+    pytest.param("ray", ["+hydra.launcher.ray.init.num_cpus=2"], 1, marks=RAY)])  # a Ray worker runs both in turn
+def test_the_same_sweep_through_another_launcher(tmp_path, launcher, extra, processes):
     """One config key moves the trials into separate processes; the report still sees every trial."""
-    result = run_cli("train", "-m", f"paths.runs={tmp_path}", f"launcher={launcher}", *QUICK, "train.lr=1e-3,2e-3")
+    result = run_cli("train", "-m", f"paths.runs={tmp_path}", f"launcher={launcher}", *extra, *QUICK,
+                     "train.lr=1e-3,2e-3")
     assert result.returncode == 0, result.stderr[-3000:]
     records = [read_run(d) for d in run_dirs(tmp_path)]
     assert [r["status"] for r in records] == ["succeeded", "succeeded"]
-    assert len({r["pid"] for r in records}) == 2  # each trial in its own process
+    assert len({r["pid"] for r in records}) == processes
     assert result.stdout.count("succeeded") == 2
