@@ -106,3 +106,25 @@ def test_the_same_sweep_through_another_launcher(tmp_path, launcher, extra, proc
     assert [r["status"] for r in records] == ["succeeded", "succeeded"]
     assert len({r["pid"] for r in records}) == processes
     assert result.stdout.count("succeeded") == 2
+
+
+def _slurm_up() -> bool:
+    import shutil
+    import subprocess
+
+    if not shutil.which("sinfo"):
+        return False
+    states = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True).stdout.split()
+    return any(state in ("idle", "mixed") for state in states)
+
+
+@pytest.mark.skipif(not _slurm_up(), reason="no Slurm here (scripts/start_single_node_slurm.sh starts a one-node one)")
+def test_sweep_as_slurm_jobs(tmp_path):
+    result = run_cli("train", "-m", f"paths.runs={tmp_path}", "launcher=slurm", "hydra.launcher.partition=debug",
+                     "hydra.launcher.gpus_per_node=0", "hydra.launcher.mem_gb=2", "hydra.launcher.cpus_per_task=1",
+                     "hydra.launcher.timeout_min=10", *QUICK, "train.lr=1e-3,2e-3")
+    assert result.returncode == 0, result.stderr[-3000:]
+    folder = sweep_dir_of(tmp_path)
+    assert [read_run(d)["status"] for d in run_dirs(folder)] == ["succeeded", "succeeded"]
+    jobs = [p.name for p in (folder / ".submitit").iterdir()]
+    assert any(name.isdigit() for name in jobs)  # submitted through sbatch: Slurm job ids
