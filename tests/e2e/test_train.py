@@ -177,3 +177,17 @@ def test_eval_command_adds_a_new_result(trained):
     assert json.loads((after[-1] / "report.json").read_text())["n"] == 2
     bad = run_cli("eval", str(run_dir), "train.lr=1")
     assert bad.returncode == 2 and "only eval.* settings" in bad.stderr
+
+
+def test_two_processes_through_torchrun(tmp_path):
+    """train.num_gpus=2 runs DDP through torchrun (gloo on CPU); only rank 0 writes the run directory."""
+    result = run_cli("train", f"paths.runs={tmp_path}", *TINY, "train.num_gpus=2", "provider.device=cpu",
+                     "train.max_steps=4", "train.save_steps=2", "eval=none")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = run_dirs(tmp_path)
+    record = read_run(run_dir)
+    assert record["status"] == "succeeded" and record["processes"] == 2 and record["metrics"]["global_step"] == 4
+    steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+             if json.loads(line)["kind"] == "train"]
+    assert steps == [1, 2, 3, 4]  # one writer
+    assert record["reload_check"]["matches_trained"] and not (run_dir / "worker_result.json").exists()

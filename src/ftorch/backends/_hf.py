@@ -92,6 +92,8 @@ def metrics_callback(run: RunDir):
             self.last = (time.perf_counter(), None)
 
         def on_log(self, args, state, control, logs=None, **kwargs):
+            if not state.is_world_process_zero:
+                return
             logs = dict(logs or {})
             row: dict[str, Any] = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4), "time": time.time()}
             if "loss" in logs:
@@ -116,6 +118,8 @@ def metrics_callback(run: RunDir):
                 handle.write(json.dumps(row) + "\n")
 
         def on_save(self, args, state, control, **kwargs):
+            if not state.is_world_process_zero:
+                return
             run.append_log(f"checkpoint saved at step {state.global_step}")
             run.update(last_checkpoint_step=state.global_step)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BackendError, ConfigError, Problem
@@ -101,10 +102,18 @@ class PeftBackend:
         """Nothing to check before the run: models load (or are built) inside it."""
 
     def run(self, plan: Plan, run: "RunDir") -> Result:
-        return self._train(plan, run, resume_from=None)
+        return self._launch(plan, run, resume_from=None)
 
     def resume(self, plan: Plan, run: "RunDir") -> Result:
-        return self._train(plan, run, resume_from=_hf.resume_point(run))
+        return self._launch(plan, run, resume_from=_hf.resume_point(run))
+
+    def _launch(self, plan: Plan, run: "RunDir", resume_from: str | None) -> Result:
+        """One process, or train.num_gpus processes through torchrun (DDP: NCCL on GPUs, gloo on CPU)."""
+        if plan.config.train.num_gpus > 1:
+            from .peft_worker import launch_distributed
+
+            return launch_distributed(plan, run, resume_from)
+        return self._train(plan, run, resume_from=resume_from)
 
     def _train(self, plan: Plan, run: "RunDir", resume_from: str | None) -> Result:
         handler = _hf.attach_log_file(run)
@@ -145,14 +154,17 @@ class PeftBackend:
         trainable, total = trainer.model.get_nb_trainable_parameters()
         share = f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.3f}%)"
         run.append_log(share)
-        print(share, flush=True)
+        if trainer.is_world_process_zero():
+            print(share, flush=True)
         output = trainer.train(resume_from_checkpoint=resume_from)
 
-        trainer.save_model(str(run.adapter))
-        tokenizer.save_pretrained(str(run.adapter))
-        check = _hf.reload_check(trainer.model, path, run.adapter, tokenizer,
-                                 quantized=cfg.train.quantization == "4bit")
-        run.append_log(f"reload check: {check}")
+        trainer.save_model(str(run.adapter))  # the Trainer saves on the main process only
+        check = None
+        if trainer.is_world_process_zero():
+            tokenizer.save_pretrained(str(run.adapter))
+            check = _hf.reload_check(trainer.model, path, run.adapter, tokenizer,
+                                     quantized=cfg.train.quantization == "4bit")
+            run.append_log(f"reload check: {check}")
         metrics = {k: v for k, v in output.metrics.items() if isinstance(v, (int, float))}
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
         if losses:
@@ -164,7 +176,8 @@ class PeftBackend:
         return Result(status="succeeded", metrics=metrics,
                       artifacts={"adapter": str(run.adapter), "checkpoints": str(run.checkpoints)},
                       extra={"trainable_params": trainable, "total_params": total, "device": device,
-                             "precision": precision, "reload_check": check})
+                             "precision": precision, "reload_check": check,
+                             "processes": int(os.environ.get("WORLD_SIZE", "1"))})
 
 
 def _datasets(plan: Plan, tokenizer, run: "RunDir"):
