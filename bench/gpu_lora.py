@@ -136,32 +136,10 @@ def resolve(v: Variant, work: dict, cuda: bool, device_bytes: int | None, kernel
 
 
 def register_torch_varlen() -> None:
-    """Padding-free attention through torch.nn.attention.varlen.varlen_attn, as a transformers attention function.
-    On CPU (dry run), where varlen_attn is not implemented, each sequence goes through SDPA alone instead."""
-    import inspect
+    """ftorch's own registration: the benchmark measures what the backend runs."""
+    from ftorch.backends import _varlen
 
-    import torch
-    from transformers import AttentionInterface
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, flash_attention_mask
-
-    def attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None, **kwargs):
-        cu, max_len = kwargs["cu_seq_lens_q"], int(kwargs["max_length_q"])
-        b, heads, t, d = query.shape
-        q, k, v = (x.transpose(1, 2).reshape(b * t, x.shape[1], d) for x in (query, key, value))
-        if query.is_cuda:
-            from torch.nn.attention.varlen import varlen_attn
-
-            gqa = {"enable_gqa": True} if "enable_gqa" in inspect.signature(varlen_attn).parameters else {}
-            out = varlen_attn(q, k, v, cu, cu, max_len, max_len, scale=scaling, window_size=(-1, 0), **gqa)
-        else:
-            bounds = cu.tolist()
-            out = torch.cat([torch.nn.functional.scaled_dot_product_attention(
-                q[s:e].transpose(0, 1), k[s:e].transpose(0, 1), v[s:e].transpose(0, 1), is_causal=True,
-                scale=scaling, enable_gqa=True).transpose(0, 1) for s, e in zip(bounds, bounds[1:])])
-        return out.reshape(b, t, heads, d), None
-
-    AttentionInterface.register("torch_varlen", attention)
-    ALL_MASK_ATTENTION_FUNCTIONS.register("torch_varlen", flash_attention_mask)
+    _varlen.register()
 
 
 def load(v: Variant, model_dir: str, kernel: str | None, device: str):

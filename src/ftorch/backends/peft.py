@@ -7,7 +7,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BackendError, ConfigError, Problem
-from . import _hf
+from . import _hf, _varlen
 from .base import Plan, Result
 
 if TYPE_CHECKING:
@@ -212,7 +212,7 @@ def _choose(cfg: "RunConfig", gpu_bytes: int | None):
               "vocab_size": t.vocab_size, "tie_word_embeddings": True} if t else memory.load_model_config(cfg.model.name))
     return memory.choose(shape, cfg.train, gpu_bytes, fused_available=True,
                          liger_available=find_spec("liger_kernel") is not None,
-                         varlen_available=find_spec("flash_attn") is not None,
+                         varlen_available=find_spec("flash_attn") is not None or _varlen.available_without_import(),
                          device="cuda" if gpu_bytes else "cpu")
 
 
@@ -290,8 +290,10 @@ def _load_model(path: str, cfg: "RunConfig", precision: str, settings: dict[str,
 
         kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
                                                            bnb_4bit_compute_dtype=dtype, bnb_4bit_use_double_quant=True)
-    if settings and settings.get("attention") == "varlen":
-        kwargs["attn_implementation"] = "flash_attention_2"  # padding-free packed rows, no dense mask
+    if settings and settings.get("attention") == "varlen":  # padding-free packed rows, no dense mask
+        from importlib.util import find_spec
+
+        kwargs["attn_implementation"] = "flash_attention_2" if find_spec("flash_attn") else _varlen.register()
     with _hf.loading(path, "model"):
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     if cfg.train.quantization == "4bit":
