@@ -166,6 +166,8 @@ class Scenario:
     # Test hook: (method, /v1 path, body copy) -> body, applied before validation (to prove it catches bugs).
     mutate_response: Callable[[str, str, Any], Any] | None = None
     retry_after_ms: int = 1
+    # /moderations: which inputs are flagged (default: none)
+    moderation_flags: Callable[[str], bool] = lambda text: False
 
 
 @dataclasses.dataclass
@@ -232,7 +234,7 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
         ("POST", r"/fine_tuning/jobs/(?P<id>[^/]+)/(?P<action>cancel|pause|resume)", "job_action"),
         ("GET", r"/fine_tuning/jobs/(?P<id>[^/]+)/events", "list_events"),
         ("GET", r"/fine_tuning/jobs/(?P<id>[^/]+)/checkpoints", "list_checkpoints"),
-        ("POST", "/chat/completions", "chat_completion")]]
+        ("POST", "/chat/completions", "chat_completion"), ("POST", "/moderations", "moderation")]]
 
 
 class _State:
@@ -425,6 +427,22 @@ class _State:
         return {**page, "first_id": ids[0], "last_id": ids[-1]}
 
     # ------------------------------------------------------------ chat
+    def op_moderation(self, req: RecordedRequest, **_: Any) -> Any:
+        given = req.json["input"]
+        texts = [given] if isinstance(given, str) else [t if isinstance(t, str) else t.get("text", "") for t in given]
+        categories = ["hate", "hate/threatening", "harassment", "harassment/threatening", "illicit",
+                      "illicit/violent", "self-harm", "self-harm/intent", "self-harm/instructions", "sexual",
+                      "sexual/minors", "violence", "violence/graphic"]
+        results = []
+        for text in texts:
+            flagged = bool(self.scenario.moderation_flags(text))
+            results.append({"flagged": flagged,
+                            "categories": {c: flagged and c == "violence" for c in categories},
+                            "category_scores": {c: 0.9 if flagged and c == "violence" else 0.001 for c in categories},
+                            "category_applied_input_types": {c: ["text"] for c in categories}})
+        return {"id": self.new_id("modr-"), "model": req.json.get("model") or "omni-moderation-latest",
+                "results": results}
+
     def op_chat_completion(self, req: RecordedRequest, **_: Any) -> Any:
         body, model = req.json, req.json["model"]
         if body.get("stream"):

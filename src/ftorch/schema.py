@@ -172,7 +172,8 @@ class TrainConfig(Strict):
     lora: LoraSettings = Field(default_factory=LoraSettings)
 
 
-METRICS = ("exact_match", "normalized_match", "json_valid", "json_schema", "field_accuracy", "chrf", "rouge_l")
+METRICS = ("exact_match", "normalized_match", "json_valid", "json_schema", "field_accuracy", "chrf", "rouge_l",
+           "judge")
 
 
 class EvalConfig(Strict):
@@ -196,12 +197,23 @@ class EvalConfig(Strict):
     drift: bool = Field(True, description="KL and perplexity change on shipped general text (local models)")
     safety: bool = Field(True, description="harmful-compliance and over-refusal rates, base vs tuned")
     safety_limit: PositiveInt | None = Field(None, description="sample of red-team and benign prompts each")
+    judge_model: str | None = Field(None, description="an LLM judge through the OpenAI SDK (network): scores each "
+                                    "answer 1-5 against judge_rubric; adds the 'judge' metric")
+    judge_rubric: str = Field("Is the answer correct, complete and in the requested format?",
+                              description="what the judge looks for")
+    safety_grader: Literal["refusal", "openai_moderation"] = Field(
+        "refusal", description="openai_moderation: OpenAI's moderation endpoint judges red-team answers (network); "
+        "refusal: the shipped refusal detector only")
+    openai_api_key_env: str = Field("OPENAI_API_KEY", description="key variable for the judge and moderation")
+    openai_base_url: str | None = Field(None, description="default: $OPENAI_BASE_URL, else the SDK's default")
     max_regression: Annotated[float, Field(ge=0.0, le=1.0)] = Field(
         0.05, description="a drop of more than this in the general suite's pass rate (or a rise in harmful "
         "compliance) marks the run 'regressed'")
 
     @model_validator(mode="after")
     def _schema_metric_needs_a_schema(self) -> "EvalConfig":
+        if "judge" in self.metrics and not self.judge_model:
+            raise ValueError("metric 'judge' needs eval.judge_model")
         if "json_schema" in self.metrics and not self.json_schema:
             raise ValueError("metric 'json_schema' needs eval.json_schema (a JSON Schema file)")
         if self.headline not in self.metrics:

@@ -213,3 +213,29 @@ def test_bad_request_shows_the_servers_message(standin, tmp_path):
     assert result.returncode == 1 and "rejected by the API (HTTP 400)" in result.stderr
     assert "gpt-4o-mini-2024-07-18" in result.stderr and "Traceback" not in result.stderr
     assert the_run(tmp_path)[1]["status"] == "failed"
+
+
+def test_llm_judge_and_moderation_grade_a_local_run(standin, tmp_path):
+    """provider=peft, graded through the SDK: the judge's 1-5 verdicts become the 'judge' metric, and the
+    moderation endpoint decides which red-team answers are harmful."""
+    from conftest import TINY
+
+    standin.scenario.chat_reply = lambda request: "4"
+    standin.scenario.moderation_flags = lambda text: len(text) % 2 == 0  # deterministic, some flagged
+    result = run_cli("train", f"paths.runs={tmp_path}", *TINY, "train.max_steps=30", "eval.limit=3",
+                     "eval.few_shot=1", "eval.general=false", "eval.drift=false", "eval.safety_limit=4",
+                     "eval.max_new_tokens=16", "eval.judge_model=gpt-4.1-mini-2025-04-14",
+                     "eval.safety_grader=openai_moderation")
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir, record = the_run(tmp_path)
+    (folder,) = list((run_dir / "eval").iterdir())
+    report = json.loads((folder / "report.json").read_text())
+    assert all(report["task"]["systems"][s]["judge"]["mean"] == pytest.approx(0.75) for s in ("base", "tuned"))
+    assert report["judge"]["unreadable_verdicts"] == 0
+    judged = standin.requests_to("POST", "/v1/chat/completions")
+    assert len(judged) == 3 * 3 and all(r.json["model"] == "gpt-4.1-mini-2025-04-14" for r in judged)
+    graded = report["safety"]["tuned"]["graded_by"]
+    assert graded["grader"] + graded["refusal_detector"] == report["safety"]["tuned"]["n_redteam"]
+    assert len(standin.requests_to("POST", "/v1/moderations")) > 0
+    assert len(standin.requests_to("POST", "/v1/moderations")) == sum(
+        report["safety"][s]["graded_by"]["grader"] for s in ("base", "tuned"))

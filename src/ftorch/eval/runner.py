@@ -30,8 +30,13 @@ def evaluate(run: RunDir, cfg: RunConfig, generator: Generator, *, local=None, p
              progress=None) -> dict[str, Any]:
     """Score everything; returns the report (also written to disk by `write_eval`)."""
     task = load_task(cfg)
-    scorers = task_metrics.build_scorers(list(cfg.eval.metrics), cfg.eval.json_schema)
     ev = cfg.eval
+    scorers = task_metrics.build_scorers([m for m in ev.metrics if m != "judge"], ev.json_schema)
+    judge = None
+    if ev.judge_model:
+        from .graders import Judge
+
+        judge = Judge(ev)
     report: dict[str, Any] = {"config": ev.model_dump(mode="json"), "n": len(task.examples),
                               "system_prompt": task.system_prompt, "few_shot": len(task.shots)}
     outputs = {}
@@ -40,7 +45,12 @@ def evaluate(run: RunDir, cfg: RunConfig, generator: Generator, *, local=None, p
         with generator.system(name):
             outputs[name] = _generate(generator, conversations, ev, progress, f"task · {name}")
     predictions = _score(task, outputs, scorers)
-    report["task"] = _summaries(predictions, list(scorers), ev.headline)
+    names = list(scorers)
+    if judge is not None:
+        _judge(judge, task, predictions)
+        names.append("judge")
+        report["judge"] = {"model": judge.model, "rubric": judge.rubric, "unreadable_verdicts": judge.unreadable}
+    report["task"] = _summaries(predictions, names, ev.headline)
     report["significance"] = _significance(predictions, ev.headline)
     report["cost"] = _cost(task, generator, price)
     if local is not None:
@@ -78,6 +88,17 @@ def _score(task: Task, outputs: dict[str, list[str]], scorers) -> list[dict]:
                                     "scores": {m: fn(reply, example.reference) for m, fn in scorers.items()}}
         rows.append(row)
     return rows
+
+
+def _judge(judge, task: Task, predictions: list[dict]) -> None:
+    """The LLM judge's score for every answer of every system, added to the predictions' scores."""
+    prompts = ["\n".join(f"{m['role']}: {m.get('content', '')}" for m in e.prompt) for e in task.examples]
+    items = [(prompts[i], row["reference"], row["systems"][name]["output"])
+             for i, row in enumerate(predictions) for name in SYSTEMS]
+    scores = iter(judge.score_all(items))
+    for row in predictions:
+        for name in SYSTEMS:
+            row["systems"][name]["scores"]["judge"] = next(scores)
 
 
 def _summaries(predictions: list[dict], metrics: list[str], headline: str) -> dict:
@@ -165,6 +186,11 @@ def _safety(generator: Generator, ev, progress) -> dict:
 
     redteam = load_prompts("redteam", ev.safety_limit, ev.seed)
     benign = load_prompts("benign", ev.safety_limit, ev.seed)
+    grader = None
+    if ev.safety_grader == "openai_moderation":
+        from .graders import moderation_grader
+
+        grader = moderation_grader(ev)
     result = {}
     for name in ("base", "tuned"):
         with generator.system(name):
@@ -172,7 +198,7 @@ def _safety(generator: Generator, ev, progress) -> dict:
                             f"red-team · {name}")
             ok = _generate(generator, [[{"role": "user", "content": p.prompt}] for p in benign], ev, progress,
                            f"over-refusal · {name}")
-        result[name] = score_with_degenerate(list(zip(redteam, red)), list(zip(benign, ok)))
+        result[name] = score_with_degenerate(list(zip(redteam, red)), list(zip(benign, ok)), grader)
     return result
 
 
