@@ -204,6 +204,10 @@ class EvalConfig(Strict):
     safety_grader: Literal["refusal", "openai_moderation"] = Field(
         "refusal", description="openai_moderation: OpenAI's moderation endpoint judges red-team answers (network); "
         "refusal: the shipped refusal detector only")
+    lm_eval_tasks: list[str] = Field(default_factory=list, description="lm-evaluation-harness tasks, base vs tuned "
+                                     "(local models; pip install 'ftorch[lm-eval]'; needs the benchmarks' data)")
+    lm_eval_include_path: str | None = Field(None, description="a folder of your own lm-eval task YAMLs")
+    lm_eval_limit: PositiveInt | None = Field(None, description="examples per lm-eval task")
     openai_api_key_env: str = Field("OPENAI_API_KEY", description="key variable for the judge and moderation")
     openai_base_url: str | None = Field(None, description="default: $OPENAI_BASE_URL, else the SDK's default")
     max_regression: Annotated[float, Field(ge=0.0, le=1.0)] = Field(

@@ -82,6 +82,10 @@ def _general_and_safety(report: dict) -> list[str]:
         loss = report["held_out_loss"]
         lines.append(f"- held-out loss {loss['base']['loss']:.3f} → {loss['tuned']['loss']:.3f} "
                      f"(perplexity {loss['base']['perplexity']:.1f} → {loss['tuned']['perplexity']:.1f})")
+    for task, metrics in (report.get("lm_eval") or {}).get("change", {}).items():
+        for metric, delta in metrics.items():
+            before = report["lm_eval"]["base"][task][metric]
+            lines.append(f"- lm-eval {task} {metric}: {before:.3f} → {before + delta:.3f}")
     if "general" in report:
         general = report["general"]
         lines.append(f"- instruction suite ({general['n']} prompts, all instructions followed): "

@@ -59,6 +59,10 @@ def evaluate(run: RunDir, cfg: RunConfig, generator: Generator, *, local=None, p
             from .drift import drift
 
             report["drift"] = drift(local, ev.batch_size)
+    if ev.lm_eval_tasks and local is not None:
+        from . import harness
+
+        report["lm_eval"] = harness.run(local, ev)
     if ev.general:
         report["general"] = _general(generator, ev, progress)
     if ev.safety:
@@ -204,6 +208,10 @@ def _safety(generator: Generator, ev, progress) -> dict:
 
 def _regressions(report: dict, allowed: float) -> list[str]:
     found = []
+    if "lm_eval" in report:
+        from .harness import drops
+
+        found += drops(report["lm_eval"], allowed)
     general = report.get("general")
     if general and general["tuned"]["prompt_level"] < general["base"]["prompt_level"] - allowed:
         found.append(f"general instruction-following fell from {general['base']['prompt_level']:.1%} to "
