@@ -24,8 +24,8 @@ def test_default_recipe_is_quickstart_with_schema_defaults():
 
 
 def test_one_parameter_three_hops():
-    # conf/train/lora.yaml sets 2e-4, the quickstart recipe 1e-2, the command line wins over both
-    assert config_for("recipe=quickstart").train.lr == pytest.approx(1e-2)
+    # conf/train/lora.yaml sets 2e-4, the quickstart recipe 5e-3, the command line wins over both
+    assert config_for("recipe=quickstart").train.lr == pytest.approx(5e-3)
     assert config_for("recipe=quickstart", "train.lr=5e-5").train.lr == pytest.approx(5e-5)
 
 
