@@ -16,16 +16,21 @@ from ..schema import OpenAIProvider
 LOCAL_PROVIDERS = "provider=peft (any machine), provider=unsloth or provider=axolotl (GPU)"
 
 
-def make_client(cfg: OpenAIProvider):
+def sdk_and_key(where: str, api_key_env: str, missing: str, hint: str):
+    """The openai module and the key from `api_key_env`, or the error that says what to install or set."""
     try:
         import openai
     except ImportError:
-        raise MissingExtra(Problem("provider=openai", "the openai SDK is not installed",
-                                   "pip install 'ftorch[openai]'")) from None
-    key = os.environ.get(cfg.api_key_env)
+        raise MissingExtra(Problem(where, "the openai SDK is not installed", "pip install 'ftorch[openai]'")) from None
+    key = os.environ.get(api_key_env)
     if not key:
-        raise ConfigError(Problem(f"${cfg.api_key_env}", "API key missing: the variable is not set",
-                                  f"export {cfg.api_key_env}=... (ftorch never stores it)"))
+        raise ConfigError(Problem(f"${api_key_env}", missing, hint))
+    return openai, key
+
+
+def make_client(cfg: OpenAIProvider):
+    openai, key = sdk_and_key("provider=openai", cfg.api_key_env, "API key missing: the variable is not set",
+                              f"export {cfg.api_key_env}=... (ftorch never stores it)")
     common = {"api_key": key, "max_retries": cfg.max_retries, "timeout": cfg.timeout_s}
     if cfg.api == "azure":
         return openai.AzureOpenAI(azure_endpoint=cfg.azure_endpoint, api_version=cfg.api_version, **common)

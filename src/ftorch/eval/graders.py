@@ -7,7 +7,6 @@ import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 
-from ..errors import ConfigError, MissingExtra, Problem
 
 JUDGE_SYSTEM = ("You grade one answer of an AI assistant. Rubric: {rubric}\n"
                 "Reply with a single integer from 1 (fails the rubric) to 5 (fully meets it), and nothing else.")
@@ -16,15 +15,11 @@ _SCORE = re.compile(r"\b([1-5])\b")
 
 
 def client(ev):
-    try:
-        import openai
-    except ImportError:
-        raise MissingExtra(Problem("eval.judge_model", "the openai SDK is not installed",
-                                   "pip install 'ftorch[openai]'")) from None
-    key = os.environ.get(ev.openai_api_key_env)
-    if not key:
-        raise ConfigError(Problem(f"${ev.openai_api_key_env}", "the LLM judge / moderation grader needs an API key",
-                                  f"export {ev.openai_api_key_env}=..., or drop eval.judge_model / safety_grader"))
+    from ..backends.openai_client import sdk_and_key
+
+    openai, key = sdk_and_key("eval.judge_model", ev.openai_api_key_env,
+                              "the LLM judge / moderation grader needs an API key",
+                              f"export {ev.openai_api_key_env}=..., or drop eval.judge_model / safety_grader")
     return openai.OpenAI(api_key=key, base_url=ev.openai_base_url or os.environ.get("OPENAI_BASE_URL"))
 
 
