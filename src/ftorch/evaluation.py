@@ -171,8 +171,10 @@ def evaluate_after_training(run: RunDir, cfg: RunConfig, console) -> dict | None
 
 
 def summary_lines(report: dict) -> list[str]:
+    from .eval.report import pct
+
     headline = report["task"]["headline"]
     systems = report["task"]["systems"]
-    scores = ", ".join(f"{name} {systems[name][headline]['mean']:.1%}" for name in systems)
+    scores = ", ".join(f"{name} {pct(systems[name][headline]['mean'], 'no scored examples')}" for name in systems)
     return [f"eval ({headline}, n={report['n']}): {scores}", f"verdict: {report['verdict']}"]
 

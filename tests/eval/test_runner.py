@@ -99,12 +99,23 @@ def test_three_systems_regression_flag_and_outputs(project):
     assert len(list(folder.iterdir())) == 2 and len(run.read()["evaluations"]) == 2
 
 
-def test_prompting_as_good_gives_the_plain_verdict(project):
+def test_prompting_as_good_gives_the_tie_verdict(project):
     run, cfg = project
     cfg = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"general": False, "safety": False})})
     report = evaluate_run(run, cfg, console=None, models=(ScriptedModel(), None, None))
     assert report["regressions"] == []
-    assert report["verdict"].startswith("Prompting is as good or better")
+    assert report["verdict"].startswith("Quality ties: exact_match 100.0% tuned against 100.0% prompted")
+    assert "3.5× fewer prompt tokens per call (6 against 21)" in report["verdict"]
+    assert "Forgetting was not measured" in report["verdict"]
+    # every metric is tested, tuned against prompted and against base; the headline entries keep their shape
+    by_metric = report["significance_by_metric"]
+    assert set(by_metric) == {"exact_match", "json_valid", "field_accuracy"}
+    assert by_metric["exact_match"]["tuned_vs_prompted"] == report["significance"]["tuned_vs_prompted"]
+    assert by_metric["field_accuracy"]["tuned_vs_base"]["test"] == "paired bootstrap"
+    assert by_metric["json_valid"]["tuned_vs_base"]["p_value"] < 0.001
+    low, high = report["task"]["systems"]["base"]["exact_match"]["ci95"]
+    assert low == 0.0 and high == pytest.approx(0.0876, abs=1e-4)  # all zero: the interval is not a point
+    assert report["task"]["systems"]["base"]["field_accuracy"]["ci95"][1] > 0.08
     assert report["cost"]["prompted"]["prompt_tokens_per_call"] > report["cost"]["tuned"]["prompt_tokens_per_call"]
 
 

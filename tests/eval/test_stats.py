@@ -6,7 +6,14 @@ import math
 
 import pytest
 
-from ftorch.eval.stats import mcnemar, paired_bootstrap, too_small, wilson_interval
+from ftorch.eval.stats import (
+    bounded_mean_interval,
+    mcnemar,
+    paired_bootstrap,
+    paired_difference_interval,
+    too_small,
+    wilson_interval,
+)
 
 
 @pytest.mark.parametrize(("successes", "n", "expected"), [
@@ -97,3 +104,70 @@ def test_paired_bootstrap_no_difference_and_errors():
 def test_too_small():
     assert too_small(29) and not too_small(30)
     assert too_small(9, minimum=10) and not too_small(10, minimum=10)
+
+
+def test_bounded_mean_interval_never_degenerates():
+    # 40 zeros: upper = (z²/n) / (1 + z²/n) = 0.096040 / 1.096040 = 0.0876; a normal interval says 0.0–0.0%
+    low, high = bounded_mean_interval([0.0] * 40)
+    assert low == 0.0 and high == pytest.approx(0.0876, abs=1e-4) and high > 0
+    low, high = bounded_mean_interval([1.0] * 40)
+    assert low == pytest.approx(1 - 0.0876, abs=1e-4) and low < 1 and high == 1.0
+    assert bounded_mean_interval([]) == (0.0, 1.0)
+    low, high = bounded_mean_interval([0.5])  # one item: wide, but not a point
+    assert 0 < low < 0.5 < high < 1
+    low, high = bounded_mean_interval([0.5] * 40)  # no spread, yet not a point
+    assert low < 0.5 < high
+
+
+def test_bounded_mean_interval_is_wilson_at_the_mean():
+    # 0/1 values: exactly the Wilson interval; graded values: Wilson's formula at the mean
+    assert bounded_mean_interval([1.0] * 5 + [0.0] * 5) == pytest.approx(wilson_interval(5, 10))
+    graded = [0.2, 0.4, 0.6, 0.8] * 10  # mean 0.5 over 40: centre 0.5,
+    # half = 1.96/1.09604 * sqrt(0.00625 + 0.00060) = 0.148
+    low, high = bounded_mean_interval(graded)
+    half = 1.96 / (1 + 1.96**2 / 40) * math.sqrt(0.25 / 40 + 1.96**2 / (4 * 40**2))
+    assert (low, high) == pytest.approx((0.5 - half, 0.5 + half))
+    assert (round(low, 3), round(high, 3)) == (0.352, 0.648)
+    assert bounded_mean_interval([0.1] * 40, z=2.576)[1] > bounded_mean_interval([0.1] * 40)[1]
+    with pytest.raises(ValueError):
+        bounded_mean_interval([0.5, 1.5])
+    with pytest.raises(ValueError):
+        bounded_mean_interval([float("nan")])
+
+
+def test_graded_metric_summary_uses_the_bounded_interval():
+    from ftorch.eval.runner import _mean_ci
+
+    low, high = _mean_ci([0.0] * 40, binary=False)
+    assert low == 0.0 and high == pytest.approx(0.0876, abs=1e-4)
+    assert _mean_ci([], binary=False) == (0.0, 1.0)
+    assert _mean_ci([1.0] * 40, binary=True) == wilson_interval(40, 40)
+    low, high = _mean_ci([2.0, 4.0], binary=False)  # not bounded: the normal approximation, unclamped
+    assert low < 3.0 < high and high > 1.0
+
+
+def test_paired_difference_interval_hand_computed():
+    # 10 pairs, a fails and b passes on all: δ = 1, φ = 0 (empty margins), Wilson 10/10 lower 10/13.8416 = 0.72246,
+    # 0/10 upper 0.27754: lower = 1 - sqrt(2 · 0.27754²) = 0.6075, upper = 1
+    low, high = paired_difference_interval([False] * 10, [True] * 10)
+    assert (round(low, 3), high) == (0.607, 1.0)
+    # no discordant pair: δ = 0 but the interval is not a point (±8.8 points on 40 pairs all passing)
+    low, high = paired_difference_interval([True] * 40, [True] * 40)
+    assert low == pytest.approx(-0.0876, abs=1e-4) and high == pytest.approx(0.0876, abs=1e-4)
+    assert paired_difference_interval([], []) == (-1.0, 1.0)
+    with pytest.raises(ValueError):
+        paired_difference_interval([True], [True, False])
+
+
+def test_paired_difference_interval_contains_the_difference_and_mirrors():
+    a = [True] * 145 + [False] * 55        # 72.5%
+    b = [True] * 145 + [True] * 55         # 100%
+    low, high = paired_difference_interval(a, b)
+    assert 0 < low < 0.275 < high <= 1
+    back = paired_difference_interval(b, a)
+    assert back == pytest.approx((-high, -low))
+    mixed_a = [True, False, True, True, False, False, True, False] * 5
+    mixed_b = [True, True, False, True, True, False, True, True] * 5
+    low, high = paired_difference_interval(mixed_a, mixed_b)
+    diff = (sum(mixed_b) - sum(mixed_a)) / len(mixed_a)
+    assert -1 <= low < diff < high <= 1

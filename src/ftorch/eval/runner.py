@@ -52,6 +52,7 @@ def evaluate(run: RunDir, cfg: RunConfig, generator: Generator, *, local=None, p
         report["judge"] = {"model": judge.model, "rubric": judge.rubric, "unreadable_verdicts": judge.unreadable}
     report["task"] = _summaries(predictions, names, ev.headline)
     report["significance"] = _significance(predictions, ev.headline)
+    report["significance_by_metric"] = _significance_by_metric(predictions, names)
     report["cost"] = _cost(task, generator, price)
     if local is not None:
         report["held_out_loss"] = _held_out_loss(local, task, ev.batch_size)
@@ -106,42 +107,71 @@ def _judge(judge, task: Task, predictions: list[dict]) -> None:
 
 
 def _summaries(predictions: list[dict], metrics: list[str], headline: str) -> dict:
+    """Mean and 95% interval of every metric for every system. A mean that cannot be computed (no scored
+    examples) is None, never NaN: the report prints it as "n/a"."""
     summary = {}
     for name in SYSTEMS:
         per_metric = {}
         for metric in metrics:
-            values = [p["systems"][name]["scores"][metric] for p in predictions]
-            per_metric[metric] = {"mean": statistics.fmean(values) if values else float("nan"),
+            values = [float(v) for p in predictions if (v := p["systems"][name]["scores"][metric]) is not None
+                      and v == v]  # a score of None / NaN carries no information
+            per_metric[metric] = {"mean": statistics.fmean(values) if values else None, "n": len(values),
                                   "ci95": _mean_ci(values, metric in task_metrics.BINARY)}
         summary[name] = per_metric
     return {"headline": headline, "systems": summary}
 
 
 def _mean_ci(values: list[float], binary: bool) -> tuple[float, float]:
-    from .stats import wilson_interval
+    """95% interval for a mean. Every ftorch metric lies in [0, 1]: Wilson for pass/fail metrics, and its
+    extension to bounded scores (`stats.bounded_mean_interval`, conservative, never a single point) for graded
+    ones. A metric outside [0, 1] falls back to the normal approximation."""
+    from .stats import bounded_mean_interval, wilson_interval
 
     if not values:
         return (0.0, 1.0)
     if binary:
         return wilson_interval(int(round(sum(values))), len(values))
+    if all(0.0 <= v <= 1.0 for v in values):
+        return bounded_mean_interval(values)
     mean = statistics.fmean(values)
     half = 1.96 * (statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0)
-    return (max(0.0, mean - half), min(1.0, mean + half))
+    return (mean - half, mean + half)
+
+
+COMPARISONS = (("prompted", "tuned"), ("base", "tuned"))
 
 
 def _significance(predictions: list[dict], headline: str) -> dict:
-    from .stats import mcnemar, paired_bootstrap
+    """The paired tests on the headline metric: {"tuned_vs_prompted": ..., "tuned_vs_base": ...}."""
+    return _compare(predictions, headline)
 
-    def scores(name: str) -> list[float]:
-        return [p["systems"][name]["scores"][headline] for p in predictions]
+
+def _significance_by_metric(predictions: list[dict], metrics: list[str]) -> dict:
+    """The same paired tests for every metric: {metric: {"tuned_vs_prompted": ..., "tuned_vs_base": ...}}."""
+    return {metric: _compare(predictions, metric) for metric in metrics}
+
+
+def _compare(predictions: list[dict], metric: str) -> dict:
+    """Tuned against prompted and against base on one metric, over the examples both systems scored:
+    McNemar for pass/fail metrics, a paired bootstrap otherwise. Each entry also carries `mean_diff` (tuned
+    minus the other) and `ci` (its 95% interval: Newcombe's paired score interval, or the bootstrap's)."""
+    from .stats import mcnemar, paired_bootstrap, paired_difference_interval
 
     result = {}
-    for a, b in (("prompted", "tuned"), ("base", "tuned")):
-        if headline in task_metrics.BINARY:
-            test = mcnemar([x >= 0.5 for x in scores(a)], [x >= 0.5 for x in scores(b)])
-            test["test"] = "mcnemar (exact)"
+    for a, b in COMPARISONS:
+        pairs = [(p["systems"][a]["scores"].get(metric), p["systems"][b]["scores"].get(metric)) for p in predictions]
+        pairs = [(x, y) for x, y in pairs if x is not None and y is not None and x == x and y == y]
+        if not pairs:
+            test: dict[str, Any] = {"test": "none", "reason": "no scored pairs", "p_value": None, "n": 0,
+                                    "mean_diff": None, "ci": None}
+        elif metric in task_metrics.BINARY:
+            first, second = [x >= 0.5 for x, _ in pairs], [y >= 0.5 for _, y in pairs]
+            test = mcnemar(first, second)
+            test["test"] = "mcnemar (exact)" if test["method"] == "exact" else "mcnemar (chi-square)"
+            test["mean_diff"] = (test["b01"] - test["b10"]) / len(pairs)
+            test["ci"] = paired_difference_interval(first, second)
         else:
-            test = paired_bootstrap(scores(a), scores(b))
+            test = paired_bootstrap([x for x, _ in pairs], [y for _, y in pairs])
             test["test"] = "paired bootstrap"
         result[f"{b}_vs_{a}"] = test
     return result

@@ -1,6 +1,9 @@
 """Small, dependency-free statistics for comparing evaluation results (stdlib ``math`` and ``random`` only).
 
 * :func:`wilson_interval` — confidence interval for a rate (e.g. refusal rate, accuracy).
+* :func:`bounded_mean_interval` — confidence interval for the mean of scores bounded in [0, 1] (chrF, field
+  accuracy, a judge's score): honest at 0 and 1, never a single point.
+* :func:`paired_difference_interval` — confidence interval for the difference of two paired pass rates.
 * :func:`paired_bootstrap` — paired comparison of two systems' per-item scores.
 * :func:`mcnemar` — paired comparison of two systems' per-item pass/fail outcomes.
 * :func:`too_small` — the sample-size guard used to mark results as inconclusive.
@@ -39,6 +42,73 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     low = 0.0 if successes == 0 else max(0.0, centre - half)
     high = 1.0 if successes == n else min(1.0, centre + half)
     return (low, high)
+
+
+def bounded_mean_interval(values: Sequence[float], z: float = 1.96) -> tuple[float, float]:
+    """Confidence interval for the mean of scores bounded in [0, 1]: the Wilson score interval evaluated at the
+    sample mean ``m`` with the sample size ``n`` (``wilson_interval``'s formula with ``p = m``).
+
+    Why this one. A normal ("Wald") interval ``m ± z·s/√n`` collapses to a point whenever the sample has no
+    spread — every item scored 0, as an untrained system often does on 40 examples, prints "0.0–0.0%", which
+    claims certainty the data cannot give. A percentile bootstrap collapses the same way. For a variable ``X``
+    in [0, 1], ``X² <= X``, so ``Var(X) <= μ(1 - μ)``, with equality exactly when ``X`` is 0/1. The Wilson interval
+    is the set of ``μ`` that a score test with that largest possible variance does not reject,
+    ``|m - μ| <= z·sqrt(μ(1 - μ)/n)``; since the true variance is no larger, the interval is conservative (at
+    least nominal coverage, up to the normal approximation of the mean) for every [0, 1]-bounded metric, and
+    it is exactly the usual Wilson interval for 0/1 metrics, so binary and graded metrics read the same way.
+    It stays inside [0, 1] and has positive width for every ``n >= 1``: 40 zeros give (0, 8.8%), 40 ones
+    (91.2%, 1). The price is width for graded metrics with little spread (it ignores that spread); which
+    system is better is decided by the paired tests, not by these intervals. ``n == 0`` gives ``(0.0, 1.0)``.
+    Values outside [0, 1] (or NaN) raise ``ValueError``.
+    """
+    n = len(values)
+    if n == 0:
+        return (0.0, 1.0)
+    if any(not 0.0 <= v <= 1.0 for v in values):  # also catches NaN
+        raise ValueError("bounded_mean_interval needs values in [0, 1]")
+    m = math.fsum(values) / n
+    z2 = z * z
+    denom = 1.0 + z2 / n
+    centre = (m + z2 / (2 * n)) / denom
+    half = z / denom * math.sqrt(m * (1.0 - m) / n + z2 / (4.0 * n * n))
+    low = 0.0 if m <= 0.0 else max(0.0, centre - half)
+    high = 1.0 if m >= 1.0 else min(1.0, centre + half)
+    return (low, high)
+
+
+def paired_difference_interval(a: Sequence[bool], b: Sequence[bool], z: float = 1.96) -> tuple[float, float]:
+    """Confidence interval for ``rate(b) - rate(a)`` when both systems are judged pass/fail on the same items:
+    Newcombe's hybrid score interval for paired proportions (Newcombe 1998, *Stat. Med.* 17:2635, method 10).
+
+    With the 2×2 table ``A`` (both pass), ``B`` (b passes only), ``C`` (a passes only), ``D`` (both fail), rates
+    ``p_b = (A + B)/n`` and ``p_a = (A + C)/n`` with Wilson intervals ``(l_b, u_b)``, ``(l_a, u_a)``, and the
+    correlation ``φ = (A·D - B·C) / sqrt((A+B)(C+D)(A+C)(B+D))`` (0 when that product is 0)::
+
+        δ = p_b - p_a
+        lower = δ - sqrt((p_b - l_b)² - 2φ(p_b - l_b)(u_a - p_a) + (u_a - p_a)²)
+        upper = δ + sqrt((u_b - p_b)² - 2φ(u_b - p_b)(p_a - l_a) + (p_a - l_a)²)
+
+    Unlike the Wald interval ``δ ± z·se`` it does not collapse to a point when no pair is discordant (40 pairs
+    all passing give about ±8.8 points) and it stays inside [-1, 1]. ``n == 0`` gives ``(-1.0, 1.0)``.
+    """
+    if len(a) != len(b):
+        raise ValueError(f"paired samples must have equal length, got {len(a)} and {len(b)}")
+    n = len(a)
+    if n == 0:
+        return (-1.0, 1.0)
+    both = sum(1 for x, y in zip(a, b) if x and y)
+    only_b = sum(1 for x, y in zip(a, b) if not x and y)
+    only_a = sum(1 for x, y in zip(a, b) if x and not y)
+    neither = n - both - only_b - only_a
+    p_b, p_a = (both + only_b) / n, (both + only_a) / n
+    l_b, u_b = wilson_interval(both + only_b, n, z)
+    l_a, u_a = wilson_interval(both + only_a, n, z)
+    product = (both + only_b) * (only_a + neither) * (both + only_a) * (only_b + neither)
+    phi = (both * neither - only_b * only_a) / math.sqrt(product) if product > 0 else 0.0
+    delta = p_b - p_a
+    down = math.sqrt(max(0.0, (p_b - l_b) ** 2 - 2 * phi * (p_b - l_b) * (u_a - p_a) + (u_a - p_a) ** 2))
+    up = math.sqrt(max(0.0, (u_b - p_b) ** 2 - 2 * phi * (u_b - p_b) * (p_a - l_a) + (p_a - l_a) ** 2))
+    return (max(-1.0, delta - down), min(1.0, delta + up))
 
 
 def _quantile(sorted_values: Sequence[float], q: float) -> float:
