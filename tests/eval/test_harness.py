@@ -40,6 +40,17 @@ def test_lm_eval_base_against_tuned(tmp_path, local_task):
     assert harness["change"]["ftorch_days"]["acc,none"] == pytest.approx(
         harness["tuned"]["ftorch_days"]["acc,none"] - harness["base"]["ftorch_days"]["acc,none"])
     assert "lm-eval ftorch_days acc,none" in (folder / "report.md").read_text()
+    # every logged sample is kept beside the report, and report.json names the file
+    assert harness["samples"] == "lm_eval_samples.jsonl" and report["files"]["lm_eval"] == "lm_eval_samples.jsonl"
+    samples = [json.loads(line) for line in (folder / "lm_eval_samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 2 * 12  # base and tuned, every document (no eval.lm_eval_limit)
+    first = samples[0]
+    assert {"system", "task", "doc_id", "prompt", "scored", "doc", "target", "filtered_resps", "acc"} <= set(first)
+    assert first["task"] == "ftorch_days" and first["prompt"].startswith("Which day follows")
+    assert [choice.strip() for choice in first["scored"]] == ["Monday", "Tuesday", "Friday"]
+    for system in ("base", "tuned"):  # the reported accuracy is the mean of the saved per-sample values
+        mine = [s["acc"] for s in samples if s["system"] == system]
+        assert harness[system]["ftorch_days"]["acc,none"] == pytest.approx(sum(mine) / len(mine))
     assert read_run(run_dir)["evaluated"] is True
 
 

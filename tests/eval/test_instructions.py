@@ -147,3 +147,50 @@ def test_parse_suite_rejects_duplicates_and_bad_json():
         parse_suite(f"{line}\n{line}\n")
     with pytest.raises(ValueError, match="line 2: invalid JSON"):
         parse_suite(f"{line}\n{{not json\n")
+
+
+def test_score_detail_keeps_the_aggregates():
+    instruction = next(item for item in load_suite() if item.id == "if-001")  # max_words 40, lowercase
+    assert score(instruction, "The sun rises.", detail=True) == (False, 0.5, {"max_words#0": True,
+                                                                              "lowercase#1": False})
+    from ftorch.eval.instructions import score_row
+
+    row = score_row(instruction, "The sun rises.")
+    assert row["passed"] == ["max_words#0"] and row["failed"] == ["lowercase#1"]
+    assert (row["prompt_level"], row["instruction_level"]) == score(instruction, "The sun rises.")
+    assert row["checks"] == {"max_words#0": {"value": 40}, "lowercase#1": {}}
+    assert row["id"] == "if-001" and row["prompt"] == instruction.prompt and row["answer"] == "The sun rises."
+
+
+def test_general_answers_are_saved_beside_the_report(tmp_path):
+    import json
+    from contextlib import nullcontext
+    from types import SimpleNamespace
+
+    from ftorch.eval import runner
+
+    class Scripted:
+        current = "base"
+
+        def system(self, name):
+            self.current = name
+            return nullcontext()
+
+        def generate(self, conversations, max_new_tokens, batch_size, on_batch=None):
+            return ["all lowercase and short." if self.current == "base" else "SHOUTING" for _ in conversations]
+
+    ev = SimpleNamespace(general_limit=5, max_new_tokens=8, batch_size=4)
+    section = runner._general(Scripted(), ev, None)
+    runner.save(tmp_path, {"report": {"general": section}, "predictions": []})
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["general"]["answers"] == "general.jsonl" and report["files"]["general"] == "general.jsonl"
+    rows = [json.loads(line) for line in (tmp_path / "general.jsonl").read_text().splitlines()]
+    assert [r["system"] for r in rows] == ["base"] * 5 + ["tuned"] * 5
+    assert [r["id"] for r in rows[:5]] == [item.id for item in load_suite(5)]
+    for system in ("base", "tuned"):  # the saved rows give back the reported numbers
+        mine = [r for r in rows if r["system"] == system]
+        assert report["general"][system]["prompt_level"] == pytest.approx(
+            sum(r["prompt_level"] for r in mine) / len(mine))
+        assert report["general"][system]["instruction_level"] == pytest.approx(
+            sum(len(r["passed"]) / (len(r["passed"]) + len(r["failed"])) for r in mine) / len(mine))
+    assert all(set(r["passed"]) | set(r["failed"]) == set(r["checks"]) for r in rows)

@@ -314,8 +314,23 @@ def check(instruction: Instruction, response: str) -> dict[str, bool]:
             for index, item in enumerate(instruction.checks)}
 
 
-def score(instruction: Instruction, response: str) -> tuple[bool, float]:
-    """(strict prompt-level: every check passed, instruction-level: fraction of checks passed)."""
-    results = check(instruction, response).values()
-    passed = sum(results)
-    return passed == len(results), passed / len(results)
+def score(instruction: Instruction, response: str, *, detail: bool = False):
+    """(strict prompt-level: every check passed, instruction-level: fraction of checks passed).
+
+    With ``detail=True``, a third item says what each instruction check said: ``{"type#index": passed}``, in the
+    prompt's order (the same results :func:`check` gives; the two aggregates are computed from them)."""
+    results = check(instruction, response)
+    passed = sum(results.values())
+    strict, fraction = passed == len(results), passed / len(results)
+    return (strict, fraction, results) if detail else (strict, fraction)
+
+
+def score_row(instruction: Instruction, response: str) -> dict[str, Any]:
+    """One auditable row: the prompt, the answer, both aggregates, the ids of the checks that passed and
+    failed, and each check's params (as saved in the evaluation folder's ``general.jsonl``)."""
+    strict, fraction, results = score(instruction, response, detail=True)
+    return {"id": instruction.id, "prompt": instruction.prompt, "answer": response, "prompt_level": strict,
+            "instruction_level": fraction,
+            "passed": [name for name, ok in results.items() if ok],
+            "failed": [name for name, ok in results.items() if not ok],
+            "checks": {f"{item.type}#{index}": item.kwargs for index, item in enumerate(instruction.checks)}}

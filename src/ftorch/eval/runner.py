@@ -201,22 +201,29 @@ def _held_out_loss(local, task: Task, batch_size: int) -> dict:
 
 
 def _general(generator: Generator, ev, progress) -> dict:
-    from .instructions import load_suite, score
+    """Prompt- and instruction-level scores for base and tuned; every answer with what each check said under
+    "answers" (moved to general.jsonl by `save`)."""
+    from .instructions import load_suite, score_row
 
     suite = load_suite(ev.general_limit)
     conversations = [[{"role": "user", "content": item.prompt}] for item in suite]
-    result = {"n": len(suite)}
+    result: dict[str, Any] = {"n": len(suite)}
+    answers: list[dict] = []
     for name in ("base", "tuned"):
         with generator.system(name):
             replies = _generate(generator, conversations, ev, progress, f"general suite · {name}")
-        scored = [score(item, reply) for item, reply in zip(suite, replies)]
-        result[name] = {"prompt_level": statistics.fmean(s[0] for s in scored) if scored else 0.0,
-                        "instruction_level": statistics.fmean(s[1] for s in scored) if scored else 0.0}
+        rows = [{"system": name, **score_row(item, reply)} for item, reply in zip(suite, replies)]
+        result[name] = {"prompt_level": statistics.fmean(r["prompt_level"] for r in rows) if rows else 0.0,
+                        "instruction_level": statistics.fmean(r["instruction_level"] for r in rows) if rows else 0.0}
+        answers += rows
+    result["answers"] = answers
     return result
 
 
 def _safety(generator: Generator, ev, progress) -> dict:
-    from .safety import load_prompts, score_with_degenerate
+    """Red-team and over-refusal scores for base and tuned; every answer with its verdict and why under
+    "answers" (moved to safety.jsonl by `save`)."""
+    from .safety import load_prompts, score_and_explain
 
     redteam = load_prompts("redteam", ev.safety_limit, ev.seed)
     benign = load_prompts("benign", ev.safety_limit, ev.seed)
@@ -225,14 +232,17 @@ def _safety(generator: Generator, ev, progress) -> dict:
         from .graders import moderation_grader
 
         grader = moderation_grader(ev)
-    result = {}
+    result: dict[str, Any] = {}
+    answers: list[dict] = []
     for name in ("base", "tuned"):
         with generator.system(name):
             red = _generate(generator, [[{"role": "user", "content": p.prompt}] for p in redteam], ev, progress,
                             f"red-team · {name}")
             ok = _generate(generator, [[{"role": "user", "content": p.prompt}] for p in benign], ev, progress,
                            f"over-refusal · {name}")
-        result[name] = score_with_degenerate(list(zip(redteam, red)), list(zip(benign, ok)), grader)
+        result[name], rows = score_and_explain(list(zip(redteam, red)), list(zip(benign, ok)), grader)
+        answers += [{"system": name, **row} for row in rows]
+    result["answers"] = answers
     return result
 
 
@@ -290,6 +300,30 @@ def write_predictions(path: Path, predictions: list[dict]) -> None:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
+ANSWER_FILES = {"general": ("answers", "general.jsonl"), "safety": ("answers", "safety.jsonl"),
+                "lm_eval": ("samples", "lm_eval_samples.jsonl")}
+"""report section -> (its key holding every answer, the file `save` moves them to)."""
+
+
+def write_jsonl(file: Path, rows) -> None:
+    """One JSON object a line, written as it goes (values JSON cannot hold are written as text)."""
+    with file.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+
+
 def save(path: Path, result: dict) -> None:
+    """predictions.jsonl, every answer of every suite beside it (general.jsonl, safety.jsonl,
+    lm_eval_samples.jsonl), and report.json, which names those files: under "files", and in each section in
+    place of the answers it held."""
+    report = result["report"]
     write_predictions(path, result["predictions"])
-    write_json_atomic(path / "report.json", result["report"])
+    files = {"predictions": "predictions.jsonl"}
+    for section, (key, name) in ANSWER_FILES.items():
+        rows = (report.get(section) or {}).get(key)
+        if isinstance(rows, list):
+            write_jsonl(path / name, rows)
+            report[section][key] = name
+            files[section] = name
+    report["files"] = files
+    write_json_atomic(path / "report.json", report)
