@@ -66,3 +66,89 @@ def test_answers_all_cut_off_is_a_data_error(tokenizer, tmp_path):
 
     with pytest.raises(DataError, match="cut off every answer"):
         _preprocess.prepare(quickstart(4), tokenizer, 64, True, False, tmp_path)
+
+
+FIXTURES = ROOT / "tests" / "fixtures" / "templates"
+SMOLLM2 = (FIXTURES / "smollm2_135m_instruct.jinja").read_text()
+
+
+@pytest.fixture()
+def chatml_tokenizer(tokenizer):
+    """A fresh copy of the tiny tokenizer with SmolLM2-135M-Instruct's chat template (no generation markers) and its
+    ChatML control tokens."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tokenizer.name_or_path)
+    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    tok.chat_template = SMOLLM2
+    return tok
+
+
+def test_labels_only_on_assistant_tokens_with_a_template_without_markers(chatml_tokenizer, tmp_path):
+    examples = quickstart(6) + [{"messages": [
+        {"role": "system", "content": "Answer in one word."}, {"role": "user", "content": "Sky colour?"},
+        {"role": "assistant", "content": "Blue."}, {"role": "user", "content": "Grass?"},
+        {"role": "assistant", "content": "Green."}]}]
+    rows = _preprocess.prepare(examples, chatml_tokenizer, 512, True, False, tmp_path).dataset
+    for example, ids, labels in zip(examples, rows["input_ids"], rows["labels"]):
+        assert ids == chatml_tokenizer.apply_chat_template(example["messages"], tokenize=True, return_dict=False)
+        trained, run = [], []
+        for token, label in zip(ids, labels):
+            assert label in (token, -100)
+            if label != -100:
+                run.append(token)
+            elif run:
+                trained.append(chatml_tokenizer.decode(run))
+                run = []
+        if run:
+            trained.append(chatml_tokenizer.decode(run))
+        answers = [m["content"] for m in example["messages"] if m["role"] == "assistant"]
+        assert trained == [a + "<|im_end|>\n" for a in answers]
+
+
+def test_a_template_that_is_not_prefix_preserving_is_a_data_error(chatml_tokenizer, tmp_path):
+    from ftorch.errors import DataError
+
+    chatml_tokenizer.chat_template = (FIXTURES / "mistral_7b_instruct_v0_3.jinja").read_text()
+    turn = quickstart(1)[0]["messages"][-2:]  # Mistral's template drops a system message before a final answer
+    examples = [{"messages": turn}, {"messages": [{"role": "system", "content": "Be brief."}, *turn]}]
+    with pytest.raises(DataError, match=r"example 2: train.assistant_only_loss: .*not prefix-preserving") as info:
+        _preprocess.prepare(examples, chatml_tokenizer, 512, True, False, tmp_path)
+    assert "train.assistant_only_loss=false" in str(info.value)
+
+
+def test_training_chat_template_keeps_the_models_own_where_offsets_serve_it(chatml_tokenizer, tokenizer):
+    from ftorch.backends._hf import ensure_training_chat_template
+
+    assert ensure_training_chat_template(chatml_tokenizer, "smollm2", True) == "offsets"
+    assert chatml_tokenizer.chat_template == SMOLLM2
+    assert ensure_training_chat_template(tokenizer, "tiny", True) == "markers"
+    assert ensure_training_chat_template(chatml_tokenizer, "smollm2", False) is None
+
+
+@pytest.mark.parametrize("name", ["qwen3", "glm4moe", "deepseek_r1_distill"])
+def test_trls_training_template_where_offsets_cannot_serve(chatml_tokenizer, name):
+    """Not prefix-preserving (Qwen3, DeepSeek-R1) or no end-of-turn text (GLM-4): TRL's marked version instead."""
+    from importlib.util import find_spec
+    from pathlib import Path
+
+    from ftorch.backends._hf import ensure_training_chat_template
+
+    folder = Path(find_spec("trl").submodule_search_locations[0]) / "chat_templates"
+    chatml_tokenizer.chat_template = (folder / f"{name}.jinja").read_text()
+    assert ensure_training_chat_template(chatml_tokenizer, name, True) == "trl"
+    assert chatml_tokenizer.chat_template == (folder / f"{name}_training.jinja").read_text()
+
+
+def test_a_template_nothing_serves_is_a_clear_error(chatml_tokenizer):
+    from ftorch.backends._hf import ensure_training_chat_template
+    from ftorch.errors import BackendError
+
+    chatml_tokenizer.chat_template = SMOLLM2.replace("{% if add_generation_prompt %}", "{% if false %}")
+    with pytest.raises(BackendError, match="train.assistant_only_loss: .*ignores add_generation_prompt") as info:
+        ensure_training_chat_template(chatml_tokenizer, "custom", True)
+    assert "train.assistant_only_loss=false" in info.value.render()
+    chatml_tokenizer.chat_template = SMOLLM2  # fine for ftorch's own masks, not for TRL's (the Unsloth child)
+    with pytest.raises(BackendError, match="needs \\{% generation %\\} markers") as info:
+        ensure_training_chat_template(chatml_tokenizer, "smollm2", True, trl_masks=True)
+    assert "provider=peft" in info.value.render()

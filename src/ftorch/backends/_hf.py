@@ -174,21 +174,49 @@ def require_cuda_for_4bit(device: str) -> None:
                                    "use train.quantization=none (plain LoRA) on CPU"))
 
 
-def ensure_training_chat_template(tokenizer, path: str, assistant_only_loss: bool) -> None:
-    """With the loss on assistant turns only, TRL needs a chat template that marks them ({% generation %}):
-    keep the model's own when it does, else take TRL's training version of it, else say what to do."""
+def ensure_training_chat_template(tokenizer, path: str, assistant_only_loss: bool, *,
+                                  trl_masks: bool = False) -> str | None:
+    """With the loss on assistant turns only, make sure the tokenizer's chat template can tell which tokens are
+    the assistant's, and say how: "markers" (the template wraps them in {% generation %}), "offsets" (ftorch finds
+    them in the rendered text, ftorch.chat_masks: any prefix-preserving template with an end-of-turn text; the
+    model's own template is kept, so training renders exactly what inference does), or "trl" (TRL's training
+    version of the template, swapped in where offsets cannot serve it: Qwen3, DeepSeek, Nemotron, GLM-4, ...).
+    None when the loss covers every token. trl_masks=True is for a caller that hands raw messages to TRL, which
+    needs markers (the Unsloth child). A template none of these serve is a BackendError naming the choices."""
     if not assistant_only_loss:
-        return
-    from trl.chat_template_utils import get_training_chat_template, has_generation_markers
+        return None
+    from ..chat_masks import HINT, MaskError, chat_template, has_generation_markers, template_problem
 
-    if has_generation_markers(tokenizer.chat_template or ""):
-        return
-    template = get_training_chat_template(tokenizer)
-    if template is None:
-        raise BackendError(Problem("train.assistant_only_loss", f"the chat template of {path} does not mark "
-                                   "assistant turns ({% generation %}), so the loss cannot be limited to them",
-                                   "set train.assistant_only_loss=false, or use a model whose template TRL knows"))
-    tokenizer.chat_template = template
+    try:
+        template = chat_template(tokenizer)
+    except MaskError as exc:
+        raise BackendError(Problem("train.assistant_only_loss", f"{path}: {exc}", "set "
+                                   "train.assistant_only_loss=false, or give the tokenizer a chat template")) from None
+    if has_generation_markers(template):
+        return "markers"
+    problem = ("TRL tokenizes the conversations itself and needs {% generation %} markers" if trl_masks
+               else template_problem(tokenizer))
+    if problem is None:
+        return "offsets"
+    training = _trl_training_template(tokenizer)
+    if training is not None:
+        tokenizer.chat_template = training
+        return "trl"
+    hint = ("use provider=peft (ftorch finds the assistant tokens of any prefix-preserving template), or "
+            "set train.assistant_only_loss=false") if trl_masks else HINT
+    raise BackendError(Problem("train.assistant_only_loss", f"cannot tell the assistant's tokens with the chat "
+                               f"template of {path}: {problem}", hint))
+
+
+def _trl_training_template(tokenizer) -> str | None:
+    """TRL's version of this template with {% generation %} markers, if TRL ships one (only for templates identical
+    to the originals it knows; for others it raises ValueError "not training-compatible")."""
+    from trl.chat_template_utils import get_training_chat_template
+
+    try:
+        return get_training_chat_template(tokenizer)
+    except Exception:  # that ValueError, or a template that breaks TRL's own rendering checks
+        return None
 
 
 def probe_logits(model, tokenizer) -> tuple[dict[str, Any], Any]:

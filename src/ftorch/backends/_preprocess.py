@@ -4,7 +4,8 @@ The key covers everything the cached rows depend on: the examples' bytes (sha256
 vocabulary/merges, special tokens and chat template), the loss mask (assistant-only or not), max_length and
 whether TRL packs afterwards. Change any of them and the key changes. Without packing the rows are
 trainer-ready (input_ids + labels, truncated) and TRL's own preparation is skipped; with packing the rows
-carry input_ids + assistant_masks and TRL packs them."""
+carry input_ids + assistant_masks and TRL packs them. The assistant-only mask comes from ftorch.chat_masks, so it
+works for any prefix-preserving chat template, with or without {% generation %} markers."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..chat_masks import HINT, MaskError, assistant_token_mask
 from ..errors import DataError, Problem
 
-VERSION = 1
+VERSION = 2  # 2: assistant masks from ftorch.chat_masks (any prefix-preserving template)
 
 
 @dataclass
@@ -75,13 +77,17 @@ def prepare(examples: list[dict], tokenizer, max_length: int, assistant_only: bo
 
 
 def _row(messages: list[dict], tokenizer, max_length: int, assistant_only: bool, packing: bool, index: int) -> dict:
-    out = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True,
-                                        return_assistant_tokens_mask=assistant_only)
-    ids = list(out["input_ids"])
-    mask = list(out["assistant_masks"]) if assistant_only else [1] * len(ids)
-    if assistant_only and 1 not in mask:
-        raise DataError(Problem(f"example {index + 1}", "no assistant tokens after applying the chat template",
-                                "check that the template marks assistant turns with {% generation %}"))
+    if assistant_only:
+        try:
+            ids, mask = assistant_token_mask(tokenizer, messages)
+        except MaskError as exc:
+            raise DataError(Problem(f"example {index + 1}", f"train.assistant_only_loss: {exc}", HINT)) from None
+        if 1 not in mask:
+            raise DataError(Problem(f"example {index + 1}", "train.assistant_only_loss: no assistant tokens after "
+                                    "applying the chat template", HINT))
+    else:
+        ids = list(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=False))
+        mask = [1] * len(ids)
     if packing:
         return {"input_ids": ids, "assistant_masks": mask}
     ids, mask = ids[:max_length], mask[:max_length]

@@ -99,9 +99,20 @@ class LocalModel:
         return (total / count if count else float("nan")), count
 
     def _assistant_labels(self, messages: Messages) -> tuple[list[int], list[int]]:
-        out = self.tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True,
-                                                 return_assistant_tokens_mask=True)
-        ids, keep = out["input_ids"], out.get("assistant_masks") or [1] * len(out["input_ids"])
+        """Input ids, and labels on the assistant's tokens only (-100 elsewhere), found as training finds them
+        (ftorch.chat_masks, any prefix-preserving template). A conversation whose assistant tokens cannot be found
+        is a DataError with the reason, never a loss over the wrong tokens or a silent NaN."""
+        from ..chat_masks import MaskError, assistant_token_mask
+        from ..errors import DataError, Problem
+
+        try:
+            ids, keep = assistant_token_mask(self.tokenizer, messages)
+        except MaskError as exc:
+            raise DataError(Problem("held-out loss", str(exc), "the held-out loss needs the assistant tokens of each "
+                                    "conversation; use a prefix-preserving chat template")) from None
+        if 1 not in keep:
+            raise DataError(Problem("held-out loss", "a conversation has no assistant tokens after applying the "
+                                    "chat template"))
         return ids, [t if k else -100 for t, k in zip(ids, keep)]
 
     def _pad_right(self, ids: list[list[int]], labels: list[list[int]]):
