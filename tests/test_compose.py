@@ -18,14 +18,14 @@ def test_default_recipe_is_quickstart_with_schema_defaults():
     assert prepared.recipe == "quickstart"
     cfg = prepared.config
     assert cfg.provider.name == "peft"
-    assert cfg.model.tiny is not None
+    assert cfg.model.tiny is None and cfg.model.name.endswith("SmolLM2-135M-Instruct.Q4_1.gguf")
     assert cfg.train.scheduler == "cosine"  # from the schema: not set in any file
     assert cfg.train.lora.alpha == 32
 
 
 def test_one_parameter_three_hops():
-    # conf/train/lora.yaml sets 2e-4, the quickstart recipe 5e-3, the command line wins over both
-    assert config_for("recipe=quickstart").train.lr == pytest.approx(5e-3)
+    # conf/train/lora.yaml sets 2e-4, the quickstart recipe 1e-3, the command line wins over both
+    assert config_for("recipe=quickstart").train.lr == pytest.approx(1e-3)
     assert config_for("recipe=quickstart", "train.lr=5e-5").train.lr == pytest.approx(5e-5)
 
 

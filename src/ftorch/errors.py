@@ -61,6 +61,13 @@ class BackendError(FtorchError):
     title = "backend error"
 
 
+class ModelError(FtorchError):
+    """A base model, tokenizer or chat template that cannot be found or loaded: the user's input, exit 2."""
+
+    exit_code = EXIT_USER
+    title = "model error"
+
+
 class MissingExtra(FtorchError):
     exit_code = EXIT_USER
     title = "missing dependency"

@@ -18,7 +18,7 @@ QUICK = [*TINY, "train.max_steps=2", "train.save_steps=100", "eval=none"]
 
 
 def sweep_dir_of(runs):
-    (folder,) = list((runs / "quickstart" / "sweeps").iterdir())
+    (folder,) = list((runs / "quickstart-tiny" / "sweeps").iterdir())
     return folder
 
 

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..errors import BackendError, ConfigError, Problem
+from ..errors import BackendError, ModelError, Problem
 from ..rundir import RunDir
 from ..schema import ModelConfig
 
@@ -18,19 +18,23 @@ PROBE = [{"role": "user", "content": "Book a call with Ana Monday 9am."}]
 
 
 def model_path(cfg: ModelConfig) -> str:
-    """A local folder (the tiny model is built and cached on first use) or a hub id."""
+    """A local folder (the tiny model is built and cached on first use; a GGUF file is converted and cached once)
+    or a hub id."""
     if cfg.tiny is not None:
         from ..tiny import ensure_tiny_model
 
         return str(ensure_tiny_model(cfg.tiny))
-    return cfg.name
+    from ..models import local_path
+
+    return local_path(cfg.name)
 
 
 def check_model_reference(cfg: ModelConfig) -> None:
-    """A name that looks like a local path must exist (cheap, so plan can tell before a run starts)."""
-    if cfg.tiny is None and cfg.name.startswith(("/", "./", "../", "~")) and not Path(cfg.name).expanduser().is_dir():
-        raise ConfigError(Problem("model.name", f"no model folder at '{cfg.name}'",
-                                  "give an existing local folder or a hub id"))
+    """A local path must exist and a GGUF must be loadable (cheap, so plan can tell before a run starts)."""
+    if cfg.tiny is None:
+        from ..models import check_reference
+
+        check_reference(cfg.name)
 
 
 @contextmanager
@@ -39,8 +43,10 @@ def loading(path: str, what: str) -> Iterator[None]:
     try:
         yield
     except (OSError, ValueError) as exc:
-        raise BackendError(Problem("model.name", f"cannot load a {what} from '{path}': {str(exc).splitlines()[0]}",
-                                   "give a local model folder or a hub id (hub ids need network access)")) from None
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelError(Problem("model.name", f"cannot load a {what} from '{path}': {first}",
+                                 "give a local model folder, a .gguf file or a hub id (hub ids need network "
+                                 "access)")) from None
 
 
 @contextmanager

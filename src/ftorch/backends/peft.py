@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BackendError, ConfigError, Problem
+from ..models import is_gguf
 from . import _hf, _varlen
 from .base import Plan, Result
 
@@ -78,7 +80,8 @@ class PeftBackend:
         batches_per_epoch = math.ceil(examples / cfg.train.batch_size)
         steps_per_epoch = max(1, math.ceil(batches_per_epoch / cfg.train.grad_accum))
         steps = cfg.train.max_steps or math.ceil(steps_per_epoch * cfg.train.epochs)
-        source = "built locally (model.tiny) and cached" if cfg.model.tiny else "local folder or hub id"
+        source = ("built locally (model.tiny) and cached" if cfg.model.tiny else
+                  "GGUF, converted once and cached" if is_gguf(cfg.model.name) else "local folder or hub id")
         notes = [f"model: {cfg.model.name} ({source})",
                  f"device: {cfg.provider.device} (auto = cuda when available, else cpu)",
                  f"loss on assistant tokens only: {cfg.train.assistant_only_loss}"]
@@ -204,12 +207,13 @@ def _choose(cfg: "RunConfig", gpu_bytes: int | None):
     """memory.choose() for this config: the settings left on 'auto', each with its reason (torch-free)."""
     from importlib.util import find_spec
 
+    from ..models import shape as model_shape
     from . import memory
 
     t = cfg.model.tiny
     shape = ({"hidden_size": t.hidden_size, "num_hidden_layers": t.num_layers, "num_attention_heads": t.num_heads,
               "num_key_value_heads": t.num_heads, "intermediate_size": t.intermediate_size,
-              "vocab_size": t.vocab_size, "tie_word_embeddings": True} if t else memory.load_model_config(cfg.model.name))
+              "vocab_size": t.vocab_size, "tie_word_embeddings": True} if t else model_shape(cfg.model.name))
     return memory.choose(shape, cfg.train, gpu_bytes, fused_available=True,
                          liger_available=find_spec("liger_kernel") is not None,
                          varlen_available=find_spec("flash_attn") is not None or _varlen.available_without_import(),
@@ -273,7 +277,10 @@ def _load_tokenizer(path: str, cfg: "RunConfig"):
                                                   trust_remote_code=cfg.model.trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    _hf.ensure_training_chat_template(tokenizer, path, cfg.train.assistant_only_loss)
+    how = _hf.ensure_training_chat_template(tokenizer, path, cfg.train.assistant_only_loss)
+    logging.getLogger("ftorch").info("assistant-only loss: %s", {"markers": "the template's {% generation %} markers",
+                                     "offsets": "spans found by ftorch in the model's own template",
+                                     "trl": "TRL's training version of the template"}.get(how, "off"))
     return tokenizer
 
 

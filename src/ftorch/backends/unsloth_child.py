@@ -119,7 +119,7 @@ def _train(run: RunDir, request: dict[str, Any]) -> dict[str, Any]:
         model, tokenizer = FastLanguageModel.from_pretrained(model_name=path, **load)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    _hf.ensure_training_chat_template(tokenizer, path, cfg.train.assistant_only_loss)
+    _hf.ensure_training_chat_template(tokenizer, path, cfg.train.assistant_only_loss, trl_masks=True)
     with _hf.lora_targets_checked(model, inputs["get_peft_model"]["target_modules"]):
         model = FastLanguageModel.get_peft_model(model, **inputs["get_peft_model"])
 

@@ -50,30 +50,59 @@ class LocalModel:
 
     def generate(self, conversations: list[Messages], max_new_tokens: int, batch_size: int,
                  on_batch: Callable[[int], None] | None = None, min_new_tokens: int = 0) -> list[str]:
-        """Greedy replies, batched by similar length (order restored), identical to one-at-a-time up to
-        floating-point reduction order."""
-        import torch
-
+        """Greedy replies, batched by similar length (order restored). A row stops at the end-of-turn token or
+        max_new_tokens and leaves the batch at once (its KV cache rows are dropped), so finished rows cost
+        nothing while longer ones go on. Identical to one-at-a-time generation up to floating-point
+        reduction order (bench/eval_generate.py counts the identical replies)."""
         encoded = [self._encode(m) for m in conversations]
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         replies: list[str] = [""] * len(encoded)
-        pad = self.tokenizer.pad_token_id
-        stop = self._stop_ids()
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
-            width = max(len(encoded[i]) for i in chunk)
-            ids = torch.tensor([[pad] * (width - len(encoded[i])) + encoded[i] for i in chunk], device=self.device)
-            mask = torch.tensor([[0] * (width - len(encoded[i])) + [1] * len(encoded[i]) for i in chunk],
-                                device=self.device)
-            with torch.no_grad():
-                out = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                                          min_new_tokens=min_new_tokens, do_sample=False, eos_token_id=stop,
-                                          pad_token_id=pad, use_cache=True)
-            for row, index in enumerate(chunk):
-                replies[index] = self.tokenizer.decode(out[row, width:], skip_special_tokens=True).strip()
+            for index, tokens in zip(chunk, self._greedy([encoded[i] for i in chunk], max_new_tokens,
+                                                         min_new_tokens)):
+                replies[index] = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
             if on_batch:
                 on_batch(len(chunk))
         return replies
+
+    def _greedy(self, prompts: list[list[int]], max_new_tokens: int, min_new_tokens: int) -> list[list[int]]:
+        """Greedy decoding of left-padded prompts with a KV cache that shrinks as rows finish."""
+        import torch
+        from transformers import DynamicCache
+
+        pad, stop = self.tokenizer.pad_token_id, self._stop_ids()
+        width = max(len(p) for p in prompts)
+        ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=self.device)
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        stop_ids = torch.tensor(stop, device=self.device)
+        cache = DynamicCache(config=self.model.config)
+        active = list(range(len(prompts)))  # row r of the running batch is prompt active[r]
+        generated: list[list[int]] = [[] for _ in prompts]
+        with torch.no_grad():
+            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                                use_cache=True, logits_to_keep=1).logits[:, -1]
+            for step in range(max_new_tokens):
+                if step < min_new_tokens:
+                    logits[:, stop_ids] = float("-inf")
+                chosen = logits.argmax(-1)
+                finished = torch.isin(chosen, stop_ids) | (step + 1 >= max_new_tokens)
+                for row, token in enumerate(chosen.tolist()):
+                    if token not in stop:
+                        generated[active[row]].append(token)
+                keep = (~finished).nonzero().flatten()
+                if keep.numel() == 0:
+                    break
+                if keep.numel() < len(active):
+                    cache.batch_select_indices(keep)
+                    mask, positions, chosen = mask[keep], positions[keep], chosen[keep]
+                    active = [active[r] for r in keep.tolist()]
+                mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
+                positions = positions[:, -1:] + 1
+                logits = self.model(input_ids=chosen[:, None], attention_mask=mask, position_ids=positions,
+                                    past_key_values=cache, use_cache=True).logits[:, -1]
+        return generated
 
     def _stop_ids(self) -> list[int]:
         ids = {self.tokenizer.eos_token_id}

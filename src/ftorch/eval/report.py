@@ -303,8 +303,8 @@ def _general_and_safety(report: dict) -> list[str]:
     lines = ["", "## General capability and safety (base → tuned)", ""]
     if "held_out_loss" in report:
         loss = report["held_out_loss"]
-        why = {name: "no assistant tokens" if not loss[name].get("tokens") else "not computed"
-               for name in ("base", "tuned")}
+        why = {name: loss[name].get("reason") or ("no assistant tokens" if not loss[name].get("tokens")
+                                                 else "not computed") for name in ("base", "tuned")}
         if all(missing(loss[name].get(key)) for name in ("base", "tuned") for key in ("loss", "perplexity")) \
                 and why["base"] == why["tuned"]:
             lines.append(f"- held-out loss n/a ({why['base']})")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,11 +40,16 @@ def evaluate(run: RunDir, cfg: RunConfig, generator: Generator, *, local=None, p
         judge = Judge(ev)
     report: dict[str, Any] = {"config": ev.model_dump(mode="json"), "n": len(task.examples),
                               "system_prompt": task.system_prompt, "few_shot": len(task.shots)}
-    outputs = {}
+    outputs, latency = {}, {}
     for name in SYSTEMS:
         conversations = [task.conversation(name, e) for e in task.examples]
+        started = time.perf_counter()
         with generator.system(name):
             outputs[name] = _generate(generator, conversations, ev, progress, f"task · {name}")
+        # wall time per held-out example, generated in batches of eval.batch_size as the evaluation ran them
+        latency[name] = {"seconds_per_call": (time.perf_counter() - started) / max(1, len(conversations)),
+                         "batch_size": ev.batch_size}
+    report["latency"] = latency
     predictions = _score(task, outputs, scorers)
     names = list(scorers)
     if judge is not None:
@@ -192,11 +198,22 @@ def _cost(task: Task, generator: Generator, price: dict | None) -> dict:
 
 
 def _held_out_loss(local, task: Task, batch_size: int) -> dict:
+    """Mean loss per assistant token, base and tuned; a loss that cannot be computed (the template hides the
+    assistant's tokens, or there are none) is None with the reason, never NaN."""
+    from ..errors import DataError
+
     result = {}
     for name in ("base", "tuned"):
-        with local.system(name):
-            loss, tokens = local.assistant_loss(task.full, batch_size)
-        result[name] = {"loss": loss, "perplexity": math.exp(loss) if loss == loss else float("nan"), "tokens": tokens}
+        try:
+            with local.system(name):
+                loss, tokens = local.assistant_loss(task.full, batch_size)
+        except DataError as exc:
+            result[name] = {"loss": None, "perplexity": None, "tokens": 0, "reason": exc.render().splitlines()[0]}
+            continue
+        if tokens == 0 or not math.isfinite(loss):
+            result[name] = {"loss": None, "perplexity": None, "tokens": tokens, "reason": "no assistant tokens"}
+            continue
+        result[name] = {"loss": loss, "perplexity": math.exp(loss), "tokens": tokens}
     return result
 
 

