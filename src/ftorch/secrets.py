@@ -1,0 +1,338 @@
+"""What a secret is, and the one scrubber that every artifact, log and console line goes through.
+
+A secret is
+- the value of any key named like one (api_key, token, secret, password, authorization...),
+- any value that came from the environment for such a key: `${oc.env:SOME_TOKEN}`, the value of any environment
+  variable named like a secret (OPENAI_API_KEY, HF_TOKEN...), and the variables that provider.api_key_env /
+  eval.openai_api_key_env name,
+- anything that looks like a key, wherever it is: sk-..., sk-proj-..., hf_..., ghp_..., Bearer ...
+
+Values met while loading a config are remembered for the life of the process, so a secret set under a secret key
+is also scrubbed wherever else it turns up (a job's metadata, an override echoed in a message).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import re
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+REDACTED = "***REDACTED***"
+# A key (or env var) named like a secret: api_key, hf_token, OPENAI_API_KEY, client_secret, password...
+# but not max_tokens / max_new_tokens (counts) nor pad_token / eos_token (a tokenizer's special tokens).
+SECRET_NAME = re.compile(r"(^|[_.-])(api[_-]?key|apikey|key|token|access[_-]?token|secret|password|passwd|pwd|"
+                         r"credentials?|auth|authorization|bearer|cookie)$", re.IGNORECASE)
+NOT_SECRET_NAME = re.compile(r"(^|[_.-])(pad|eos|bos|unk|sep|cls|mask|start|end|stop|special|chat|additional|"
+                             r"sort|cache|run|dedup|primary|group|hash|index)[_-]?(token|key)$", re.IGNORECASE)
+# Key-shaped strings, found anywhere in a text. Bearer keeps its word and loses its credential.
+_KEY_SHAPES = [
+    r"(?<![A-Za-z0-9])sk-(?:proj-|ant-|svcacct-|admin-|live-|test-)?[A-Za-z0-9_\-]{16,}",
+    r"(?<![A-Za-z0-9])hf_[A-Za-z0-9]{16,}",
+    r"(?<![A-Za-z0-9])gh[pousr]_[A-Za-z0-9]{20,}",
+    r"(?<![A-Za-z0-9])github_pat_[A-Za-z0-9_]{20,}",
+    r"(?<![A-Za-z0-9])xox[abposr]-[A-Za-z0-9\-]{10,}",
+    r"(?<![A-Za-z0-9])AKIA[0-9A-Z]{16}(?![A-Za-z0-9])",
+    r"(?<![A-Za-z0-9])AIza[0-9A-Za-z_\-]{35}",
+]
+KEY_SHAPE = re.compile("|".join(_KEY_SHAPES))
+_BEARER = re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=\-]{8,}")
+ENV_INTERP = re.compile(r"\$\{oc\.env:\s*([^,}\s]+)")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MIN_LENGTH = 6  # shorter values are not scrubbed from free text (they would mangle it); keyed ones still are
+_HARMLESS = {"true", "false", "none", "null", "yes", "no", "on", "off", "auto", "disabled", "enabled", REDACTED}
+
+_remembered: set[str] = set()
+_remembered_env: set[str] = set()
+
+
+def secret_name(name: str) -> bool:
+    return bool(SECRET_NAME.search(name)) and not NOT_SECRET_NAME.search(name)
+
+
+def looks_like_key(value: Any) -> bool:
+    """The whole value is key-shaped (sk-..., hf_..., ghp_..., Bearer ...)."""
+    if not isinstance(value, str):
+        return False
+    value = value.strip()
+    return bool(KEY_SHAPE.fullmatch(value) or _BEARER.fullmatch(value))
+
+
+def remember(value: Any) -> None:
+    """From now on, `value` is scrubbed wherever it is written or printed."""
+    if isinstance(value, str) and _scrubbable(value):
+        _remembered.add(value)
+
+
+def remember_env(name: str) -> None:
+    """The variable `name` holds a secret (whatever it is called)."""
+    if isinstance(name, str) and name:
+        _remembered_env.add(name)
+
+
+def _scrubbable(value: str) -> bool:
+    return len(value.strip()) >= MIN_LENGTH and value.strip().lower() not in _HARMLESS
+
+
+def known() -> frozenset[str]:
+    """Every secret value this process knows of: remembered ones and the environment's."""
+    values = set(_remembered)
+    for name, value in os.environ.items():
+        if (name in _remembered_env or secret_name(name)) and _scrubbable(value):
+            values.add(value)
+    return frozenset(values)
+
+
+@lru_cache(maxsize=8)
+def _literal_pattern(values: frozenset[str]) -> re.Pattern | None:
+    if not values:
+        return None
+    return re.compile("|".join(re.escape(v) for v in sorted(values, key=len, reverse=True)))
+
+
+def scrub(text: str) -> str:
+    """`text` with every known secret and everything key-shaped replaced by ***REDACTED***."""
+    if not isinstance(text, str) or not text:
+        return text
+    pattern = _literal_pattern(known())
+    if pattern is not None:
+        text = pattern.sub(REDACTED, text)
+    text = KEY_SHAPE.sub(REDACTED, text)
+    return _BEARER.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
+
+
+def is_secret(key: str, value: Any, env_name: str | None = None) -> bool:
+    """Whether the value of `key` (that came from ${oc.env:env_name}, if given) must not be written."""
+    if value in (None, "", False) or value == REDACTED:
+        return False
+    if looks_like_key(value):
+        return True
+    if env_name and (secret_name(env_name) or env_name in _remembered_env):
+        return True
+    if isinstance(value, str) and value in known():
+        return True
+    return secret_name(str(key))
+
+
+def scrub_tree(tree: Any, key: str = "") -> Any:
+    """A JSON/YAML-like tree with secret-keyed values redacted and every string scrubbed."""
+    if isinstance(tree, dict):
+        return {k: scrub_tree(v, str(k)) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return [scrub_tree(v, key) for v in tree]
+    if key and not isinstance(tree, bool) and isinstance(tree, (str, int, float)) and is_secret(key, tree):
+        return REDACTED
+    return scrub(tree) if isinstance(tree, str) else tree
+
+
+def scrub_text_tree(tree: Any) -> Any:
+    """Like scrub_tree, but only by value (known secrets, key shapes): for records whose keys are not config keys."""
+    if isinstance(tree, dict):
+        return {k: scrub_text_tree(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return [scrub_text_tree(v) for v in tree]
+    return scrub(tree) if isinstance(tree, str) else tree
+
+
+def redact(resolved: Any, raw: Any = None, key: str = "") -> Any:
+    """Replace secrets in a resolved config tree. `raw` is the same tree before interpolation, so a value that
+    came from ${oc.env:SOME_TOKEN} is redacted even when its key looks harmless. Redacted values are remembered."""
+    if isinstance(resolved, dict):
+        raw = raw if isinstance(raw, dict) else {}
+        return {k: redact(v, raw.get(k), str(k)) for k, v in resolved.items()}
+    if isinstance(resolved, list):
+        raw = raw if isinstance(raw, list) and len(raw) == len(resolved) else [None] * len(resolved)
+        return [redact(v, r, key) for v, r in zip(resolved, raw)]
+    env = ENV_INTERP.search(raw) if isinstance(raw, str) else None
+    if not isinstance(resolved, bool) and is_secret(key, resolved, env.group(1) if env else None):
+        remember(str(resolved))
+        return REDACTED
+    return scrub(resolved) if isinstance(resolved, str) else resolved
+
+
+def remember_config(resolved: Any, raw: Any = None) -> None:
+    """Note every secret of a config as it is loaded: secret-keyed values, values from secret env vars, and the
+    variables that `*_key_env` / `*_token_env` settings name."""
+    if isinstance(resolved, dict):
+        raw = raw if isinstance(raw, dict) else {}
+        for k, v in resolved.items():
+            name = str(k)
+            if name.endswith("_env") and secret_name(name[: -len("_env")]) and isinstance(v, str):
+                if ENV_NAME.match(v):
+                    remember_env(v)
+                else:
+                    remember(v)  # a key pasted where a name belongs: see key_env_problems
+            remember_config(v, raw.get(k))
+    elif isinstance(resolved, list):
+        raw = raw if isinstance(raw, list) and len(raw) == len(resolved) else [None] * len(resolved)
+        for v, r in zip(resolved, raw):
+            remember_config(v, r)
+    else:
+        redact(resolved, raw)  # remembers what it redacts
+
+
+def key_env_problems(resolved: dict) -> list[tuple[str, str, str]]:
+    """(dotted key, message, hint) for each `*_key_env` setting holding something other than a variable's name.
+    The value is never part of the message."""
+    problems = []
+    for dotted in ("provider.api_key_env", "eval.openai_api_key_env"):
+        section, _, leaf = dotted.partition(".")
+        value = (resolved.get(section) or {}).get(leaf) if isinstance(resolved.get(section), dict) else None
+        if isinstance(value, str) and (looks_like_key(value) or not ENV_NAME.match(value)):
+            remember(value)
+            problems.append((dotted, "looks like a key, not the name of an environment variable",
+                             f"put the key in a variable (export OPENAI_API_KEY=...) and give its name: "
+                             f"{dotted}=OPENAI_API_KEY; ftorch never stores the key itself"))
+    return problems
+
+
+def redact_override(item: str) -> str:
+    """One command-line override, `key=value`, with a secret value redacted."""
+    key, sep, value = item.partition("=")
+    if not sep:
+        return scrub(item)
+    leaf = key.lstrip("+~").rsplit(".", 1)[-1]
+    if ENV_INTERP.fullmatch(value.strip()) or value.strip().startswith("${"):
+        return scrub(item)  # an interpolation names a variable; it holds no value
+    if is_secret(leaf, value):
+        remember(value)
+        return f"{key}={REDACTED}"
+    return f"{key}={scrub(value)}"
+
+
+_ITEM_START = re.compile(r",(?=[+~]{0,2}[A-Za-z_][\w.\-/@]*=)")
+
+
+def redact_override_line(text: str) -> str:
+    """Hydra's override_dirname: overrides joined with commas."""
+    return ",".join(redact_override(item) for item in _ITEM_START.split(text))
+
+
+def redact_hydra_dir(hydra_dir: Path) -> None:
+    """Hydra saves the command-line overrides verbatim (overrides.yaml, hydra.yaml's overrides.task and
+    job.override_dirname) and the raw config; a secret passed there must not stay on disk."""
+    import yaml
+
+    paths = [hydra_dir / name for name in ("overrides.yaml", "hydra.yaml", "config.yaml")]
+    paths += [p for p in sorted(hydra_dir.glob("*.yaml")) if p not in paths]
+    multirun = hydra_dir.parent.parent / "multirun.yaml"  # a sweep's own copy, beside its trials
+    if multirun.is_file() and hydra_dir.parent.parent.name:
+        paths.append(multirun)
+    for path in paths:
+        if not path.is_file():
+            continue
+        try:
+            tree = yaml.safe_load(path.read_text())
+        except (yaml.YAMLError, OSError, UnicodeDecodeError):
+            continue
+        clean = _redact_hydra_tree(tree)
+        if clean != tree:
+            _write_text_atomic(path, yaml.safe_dump(clean, sort_keys=False))
+
+
+def _redact_hydra_tree(tree: Any, key: str = "") -> Any:
+    if isinstance(tree, dict):
+        return {k: _redact_hydra_tree(v, str(k)) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [redact_override(v) if isinstance(v, str) and "=" in v else _redact_hydra_tree(v, key) for v in tree]
+    if not isinstance(tree, str):
+        return tree
+    if key == "override_dirname":
+        return redact_override_line(tree)
+    if "${" in tree:
+        return scrub(tree)  # an interpolation, not a value (but scrub any literal beside it)
+    return REDACTED if is_secret(key, tree) else scrub(tree)
+
+
+def _redact_strings(tree: Any, key: str = "") -> Any:  # the former name, kept for callers
+    return _redact_hydra_tree(tree, key)
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.redact.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class ScrubFilter(logging.Filter):
+    """A logging filter that scrubs each record's message (and its traceback) before a handler writes it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record is the logging module's to report
+            return True
+        clean = scrub(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = scrub(record.exc_text)
+        return True
+
+
+class ScrubbingStream(io.TextIOBase):
+    """A text stream that scrubs what is written to it; everything else is the wrapped stream's."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(scrub(text) if isinstance(text, str) else text)
+        return len(text)
+
+    def writelines(self, lines) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    def writable(self) -> bool:
+        return True
+
+    @property
+    def encoding(self):  # type: ignore[override]
+        return getattr(self._stream, "encoding", "utf-8")
+
+    @property
+    def errors(self):  # type: ignore[override]
+        return getattr(self._stream, "errors", None)
+
+    @property
+    def buffer(self):
+        return self._stream.buffer
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+def guard_console() -> None:
+    """Scrub everything this process prints (sys.stdout and sys.stderr, including tracebacks)."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is not None and not isinstance(stream, ScrubbingStream):
+            setattr(sys, name, ScrubbingStream(stream))
+
+
+def remember_argv(argv: list[str]) -> None:
+    """Secrets given on the command line (`+provider.metadata.token=...`), known before any config is composed."""
+    for item in argv:
+        key, sep, value = item.partition("=")
+        if sep and not value.strip().startswith("${"):
+            leaf = key.lstrip("+~").rsplit(".", 1)[-1]
+            if leaf.endswith("_env") and secret_name(leaf[: -len("_env")]) and not ENV_NAME.match(value):
+                remember(value)
+            elif is_secret(leaf, value):
+                remember(value)
