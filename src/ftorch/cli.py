@@ -97,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .secrets import guard_console, remember_argv
+
+    remember_argv(sys.argv[1:] if argv is None else argv)
+    guard_console()  # nothing printed, tracebacks included, carries a secret
     args = build_parser().parse_args(argv)
     from . import commands  # imports rich; Hydra and torch only where a command needs them
 

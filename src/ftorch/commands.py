@@ -30,9 +30,12 @@ def plan(args) -> int:
     project = find_project()
     args.overrides = recipe_files(project, args.overrides)
     prepared = runner.prepare(project, args.overrides)
-    resolved = prepared.config.model_dump(mode="json")
+    from .secrets import scrub_tree
+
+    resolved = scrub_tree(prepared.config.model_dump(mode="json"))
     if args.json:
-        print(json.dumps({"recipe": prepared.recipe, "config": resolved, "plan": prepared.plan.to_dict()}, indent=2))
+        print(json.dumps({"recipe": prepared.recipe, "config": resolved, "plan": scrub_tree(prepared.plan.to_dict())},
+                         indent=2))
         return 0
     out.rule(f"ftorch plan · recipe={prepared.recipe} · provider={prepared.plan.provider}")
     out.print(OmegaConf.to_yaml(resolved).rstrip(), markup=False)
@@ -46,7 +49,7 @@ def plan(args) -> int:
     for note in prepared.plan.notes:
         out.print(f"- {note}", markup=False)
     out.rule(f"backend input ({prepared.plan.provider})")
-    out.print(OmegaConf.to_yaml(prepared.plan.inputs).rstrip(), markup=False)
+    out.print(OmegaConf.to_yaml(scrub_tree(prepared.plan.inputs)).rstrip(), markup=False)
     for warning in prepared.data.warnings:
         out.print(f"[yellow]data warning[/] {warning.render()}")
     out.print("nothing was written; run it with: ftorch train " + " ".join(args.overrides or ["recipe=quickstart"]))

@@ -11,6 +11,7 @@ import yaml
 from .errors import ConfigError, FtorchError, Problem
 from .rundir import RunDir
 from .schema import RunConfig
+from .secrets import scrub
 
 
 def config_of(run: RunDir, overrides: list[str]) -> RunConfig:
@@ -53,7 +54,7 @@ def evaluate_run(run: RunDir, cfg: RunConfig, console, models=None) -> dict:
     report = result["report"]
     report["verdict"] = render.verdict(report)
     save(path, result)
-    (path / "report.md").write_text(render.markdown(report, run.path))
+    (path / "report.md").write_text(scrub(render.markdown(report, run.path)))
     render.plot(report, path / "eval.png")
     _record(run, path, report)
     return report

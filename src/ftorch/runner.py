@@ -62,7 +62,9 @@ def execute(project: Project, prepared: Prepared, run_path: Path) -> Result:
     raw = OmegaConf.to_container(prepared.cfg, resolve=False)
     raw.pop("hydra", None)
     run.write_config(prepared.config.model_dump(mode="json"), raw)
-    write_json_atomic(run.path / "plan.json", prepared.plan.to_dict())
+    from .secrets import scrub_tree
+
+    write_json_atomic(run.path / "plan.json", scrub_tree(prepared.plan.to_dict()))
     write_json_atomic(run.manifest, prepared.data.manifest())
     _copy_split_manifests(prepared.data, run)
     from .rundir import redact_hydra_dir

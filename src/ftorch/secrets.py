@@ -25,7 +25,7 @@ from typing import Any
 REDACTED = "***REDACTED***"
 # A key (or env var) named like a secret: api_key, hf_token, OPENAI_API_KEY, client_secret, password...
 # but not max_tokens / max_new_tokens (counts) nor pad_token / eos_token (a tokenizer's special tokens).
-SECRET_NAME = re.compile(r"(^|[_.-])(api[_-]?key|apikey|key|token|access[_-]?token|secret|password|passwd|pwd|"
+SECRET_NAME = re.compile(r"(^|[_.-])(api[_-]?key|apikey|key|token|access[_-]?token|secret|password|passwd|"
                          r"credentials?|auth|authorization|bearer|cookie)$", re.IGNORECASE)
 NOT_SECRET_NAME = re.compile(r"(^|[_.-])(pad|eos|bos|unk|sep|cls|mask|start|end|stop|special|chat|additional|"
                              r"sort|cache|run|dedup|primary|group|hash|index)[_-]?(token|key)$", re.IGNORECASE)

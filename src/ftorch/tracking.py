@@ -14,6 +14,7 @@ from .errors import MissingExtra, Problem
 from .plots import read_metrics
 from .rundir import RunDir
 from .schema import RunConfig
+from .secrets import scrub, scrub_tree
 
 PACKAGES = {"tensorboard": ("tensorboard", "tensorboard"), "mlflow": ("mlflow", "mlflow-skinny")}
 
@@ -76,12 +77,13 @@ def _mlflow(run: RunDir, cfg: RunConfig, project_root: Path) -> dict[str, Any]:
     if mlflow.get_experiment_by_name(name) is None:  # artifacts beside the store, not in the working directory
         mlflow.create_experiment(name, artifact_location=(store / "artifacts").as_uri())
     mlflow.set_experiment(name)
-    tags = {"ftorch.run_dir": str(run.path), "ftorch.status": record["status"], "ftorch.provider": record["provider"]}
+    tags = {k: scrub(v) for k, v in {"ftorch.run_dir": str(run.path), "ftorch.status": record["status"],
+                                      "ftorch.provider": record["provider"]}.items()}
     parent = _sweep_parent(run)
     if parent:
         tags["mlflow.parentRunId"] = parent
     with mlflow.start_run(run_name=run.path.name, tags=tags) as active:
-        mlflow.log_params(_flat(cfg.model_dump(mode="json")))
+        mlflow.log_params(_flat(scrub_tree(cfg.model_dump(mode="json"))))
         for step, name, value in _scalars(run):
             mlflow.log_metric(name.replace("/", "_"), value, step=step)
         mlflow.log_metrics({f"final_{k}": v for k, v in _final_numbers(run).items()})

@@ -76,6 +76,9 @@ def attach_log_file(run: RunDir) -> logging.Handler:
     handler = logging.FileHandler(run.log)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.setLevel(logging.INFO)
+    from ..secrets import ScrubFilter
+
+    handler.addFilter(ScrubFilter())  # no secret reaches train.log
     for name in ("transformers", "peft", "trl", "ftorch"):
         logger = logging.getLogger(name)
         logger.addHandler(handler)

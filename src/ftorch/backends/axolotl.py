@@ -28,6 +28,7 @@ import yaml
 
 from ..errors import BackendError, ConfigError, MissingExtra, Problem
 from ..schema import resolved
+from ..secrets import scrub, scrub_tree
 from .base import Plan, Result
 
 if TYPE_CHECKING:
@@ -253,7 +254,7 @@ class AxolotlBackend:
         config = _axolotl_config(cfg, str(run.checkpoints), paths, base_model=base, device=device,
                                  resume_from=str(resume_from) if resume_from else None)
         config_path = run.path / "axolotl.yaml"
-        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        config_path.write_text(yaml.safe_dump(scrub_tree(config), sort_keys=False))  # keys come from the env
         run.append_log(f"axolotl config: {config_path}; python: {python}; model: {base}")
         validate(python, config_path, cfg.provider.axolotl)
         command = _launch_command(python, str(config_path), cfg)
@@ -405,8 +406,8 @@ class _Output:
                 if _LOG_DICT.match(state):
                     self._record(state)
             if states:
-                self.log.write(states[-1] + "\n")
-                self.tail.append(states[-1])
+                self.log.write(scrub(states[-1]) + "\n")
+                self.tail.append(scrub(states[-1]))
 
     def _record(self, text: str) -> None:
         try:

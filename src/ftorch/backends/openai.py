@@ -147,7 +147,9 @@ class OpenAIBackend:
                 with api.api_errors("create the fine-tuning job"):
                     raise
             run.update(job_id=job.id, job_status=job.status)
-            (run.path / "job.json").write_text(job.model_dump_json(indent=2))
+            from ..secrets import scrub_tree
+
+            (run.path / "job.json").write_text(json.dumps(scrub_tree(job.model_dump(mode="json")), indent=2))
             run.append_log(f"created job {job.id} ({job.status})")
             print(f"created fine-tuning job {job.id}", flush=True)
             return job.id
@@ -228,13 +230,15 @@ class _Follower:
             time.sleep(delay)
 
     def _events(self) -> None:
+        from ..secrets import scrub, scrub_tree
+
         page = self.client.fine_tuning.jobs.list_events(self.job_id, limit=100)
         fresh = [e for e in page.data if e.id not in self.seen]
         with self.events.open("a") as handle:
             for event in reversed(fresh):  # the API lists newest first
                 self.seen.add(event.id)
-                handle.write(event.model_dump_json() + "\n")
-                print(f"  {event.message}", flush=True)
+                handle.write(json.dumps(scrub_tree(event.model_dump(mode="json"))) + "\n")
+                print(f"  {scrub(event.message)}", flush=True)
 
     def _checkpoints(self) -> None:
         page = self.client.fine_tuning.jobs.checkpoints.list(self.job_id, limit=100)

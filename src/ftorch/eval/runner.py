@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..rundir import RunDir, write_json_atomic
+from ..secrets import scrub_text_tree
 from ..schema import RunConfig
 from . import metrics as task_metrics
 from .tasks import SYSTEMS, Task, load_task
@@ -314,7 +315,7 @@ def eval_dir(run: RunDir) -> Path:
 def write_predictions(path: Path, predictions: list[dict]) -> None:
     with (path / "predictions.jsonl").open("w") as handle:
         for row in predictions:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            handle.write(json.dumps(scrub_text_tree(row), ensure_ascii=False) + "\n")
 
 
 ANSWER_FILES = {"general": ("answers", "general.jsonl"), "safety": ("answers", "safety.jsonl"),
@@ -326,7 +327,7 @@ def write_jsonl(file: Path, rows) -> None:
     """One JSON object a line, written as it goes (values JSON cannot hold are written as text)."""
     with file.open("w", encoding="utf-8") as handle:
         for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+            handle.write(json.dumps(scrub_text_tree(row), ensure_ascii=False, default=str) + "\n")
 
 
 def save(path: Path, result: dict) -> None:
