@@ -58,6 +58,11 @@ def load(cfg: Any, origins: Origins) -> RunConfig:
                         f"set it in the recipe or on the command line, e.g. {k}=...") for k in missing]
     resolved, unresolved = _resolve(cfg, skip=set(missing))
     problems += [Problem(f"{origins.of(k)}: {k}", msg) for k, msg in unresolved]
+    from . import secrets  # noted now, so every message, artifact and log line from here on is scrubbed
+
+    secrets.remember_config(resolved, OmegaConf.to_container(cfg, resolve=False))
+    problems += [Problem(secrets.scrub(f"{origins.of(k)}: {k}"), msg, hint)
+                 for k, msg, hint in secrets.key_env_problems(resolved)]
     if problems:
         raise ConfigError(problems)
     try:
