@@ -72,15 +72,102 @@ def _register(project: Project) -> None:
     for name, model in PROVIDER_MODELS.items():
         store.store(group="ftorch_base/provider", name=name, node=defaults_tree(model))
     for path in sorted(project.recipes_dir.glob("*.yaml")):
+        store.store(group=RECIPE_GROUP, name=path.stem, node=load_yaml(path), package="_global_")
+        RECIPE_PATHS[path.stem] = path
+
+
+# recipe name -> the file it was read from (recipes/NAME.yaml, or a file given as recipe=PATH.yaml), for
+# config.Origins: a problem in a recipe names the recipe's own file
+RECIPE_PATHS: dict[str, Path] = {}
+
+
+def load_yaml(path: Path):
+    """A recipe or config file as an OmegaConf node; a syntax error, binary content or a top level that is not a
+    mapping is a ConfigError naming file:line:column."""
+    from omegaconf import DictConfig, OmegaConf
+
+    try:
+        node = OmegaConf.load(path)
+    except Exception as exc:
+        raise ConfigError(yaml_problem(exc, path)) from None
+    if node is None or (isinstance(node, DictConfig) and not node):
+        return OmegaConf.create({})
+    if not isinstance(node, DictConfig):
+        raise ConfigError(Problem(str(path), f"expected a mapping of keys (like `train: {{lr: 1e-4}}`), got a "
+                                  f"{type(node).__name__.replace('Config', '').lower()}",
+                                  "a recipe is a YAML mapping; see recipes/quickstart.yaml"))
+    return node
+
+
+def yaml_problem(exc: BaseException, path: Path | None = None) -> Problem:
+    """A YAML syntax error (or a file that is not text) as a Problem at file:line:column."""
+    import yaml
+
+    hint = "fix the file there (YAML: indentation, a missing ':' or closing bracket or quote, a tab)"
+    if isinstance(exc, UnicodeDecodeError) or isinstance(exc, yaml.reader.ReaderError):
+        return Problem(str(path) if path else "config", "not a text file (binary content, or not UTF-8)",
+                       "a recipe is a UTF-8 YAML file; is this the file you meant?")
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        name = str(path) if path else mark.name
+        message = f"not valid YAML: {exc.problem}"
+        if exc.context:
+            context = exc.context_mark
+            at = f" (line {context.line + 1}, column {context.column + 1})" if context is not None else ""
+            message += f", {exc.context}{at}"
+        return Problem(f"{name}:{mark.line + 1}:{mark.column + 1}", message, hint)
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return Problem(str(path) if path else "config", f"not valid YAML: {first}", hint)
+
+
+def _yaml_error_in_project(project: Project, exc: BaseException) -> Problem | None:
+    """Hydra read a conf/ file that is not valid YAML (or not text): which one, and where."""
+    import yaml
+
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        return yaml_problem(exc)
+    if isinstance(exc, (UnicodeDecodeError, yaml.YAMLError)):
+        for path in sorted(project.conf_dir.rglob("*.yaml")):
+            try:
+                load_yaml(path)
+            except ConfigError as found:
+                return found.problems[0]
+        return yaml_problem(exc)
+    return None
+
+
+def override_problem(exc: BaseException, overrides: list[str]) -> Problem:
+    """Hydra's grammar rejected an override: which one, and how to write it (quoting a path with spaces or
+    non-ASCII characters)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    bad = None
+    for item in overrides:
         try:
-            node = OmegaConf.load(path)
-        except Exception as exc:  # YAML syntax errors
-            raise ConfigError(Problem(str(path), f"not valid YAML: {exc}")) from None
-        store.store(group=RECIPE_GROUP, name=path.stem, node=node, package="_global_")
+            parser.parse_overrides([item])
+        except Exception:
+            bad = item
+            break
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if bad is None:
+        return Problem("command line", first)
+    key, _, value = bad.partition("=")
+    if value and not value.startswith(("'", '"')) and (not value.isascii() or any(c in value for c in " ()[]{}")):
+        return Problem(f"command line: {bad}", "Hydra cannot read this value unquoted (a non-ASCII character, a "
+                       "space or a bracket)",
+                       f"quote the value for Hydra, inside the shell's quotes: '{key}=\"{value}\"'")
+    return Problem(f"command line: {bad}", f"cannot parse this override ({first})",
+                   "overrides are key=value, group=option or +new.key=value; quote values with special characters: "
+                   "'key=\"value\"'")
 
 
 def prepare(project: Project) -> None:
+    from omegaconf import OmegaConf
+
     _register(project)
+    # again each time: _register runs once per project, and the last project prepared is the one in use
+    OmegaConf.register_new_resolver("ftorch_root", lambda: str(project.root), replace=True)
 
 
 def recipe_files(project: Project, overrides: list[str]) -> list[str]:
@@ -97,9 +184,25 @@ def recipe_files(project: Project, overrides: list[str]) -> list[str]:
             if path.stem in project.recipe_names() and path.resolve() != (project.recipes_dir / path.name).resolve():
                 raise ConfigError(Problem(item, f"a recipe named '{path.stem}' already exists in recipes/",
                                           "rename the file"))
-            ConfigStore.instance().store(group=RECIPE_GROUP, name=path.stem, node=OmegaConf.load(path),
-                                         package="_global_")
+            node = load_yaml(path)
+            if path.resolve().parent != project.recipes_dir.resolve():
+                import sys
+
+                print(f"recipe: {path.resolve()} (a file outside {project.recipes_dir}/)", file=sys.stderr)
+            ConfigStore.instance().store(group=RECIPE_GROUP, name=path.stem, node=node, package="_global_")
+            RECIPE_PATHS[path.stem] = path.resolve()
             item = f"{RECIPE_GROUP}={path.stem}"
+        elif key == RECIPE_GROUP and value.endswith((".yaml", ".yml")) and path.is_dir():
+            raise ConfigError(Problem(item, f"'{value}' is a directory, not a recipe file"))
+        elif key == RECIPE_GROUP and value.endswith((".yaml", ".yml")):
+            raise ConfigError(Problem(item, f"no recipe file at '{value}'",
+                                      f"recipes in {project.recipes_dir}/: {', '.join(project.recipe_names())}"))
+        elif key == RECIPE_GROUP and ("/" in value or "\\" in value or value.startswith(".")):
+            # Hydra would look for conf/recipe/VALUE.yaml, i.e. anywhere on disk through '..'
+            raise ConfigError(Problem(item, "a recipe name is the name of a file in recipes/, without folders",
+                                      f"to use a recipe file from elsewhere give its path with the .yaml ending: "
+                                      f"recipe={value}.yaml; recipes in {project.recipes_dir}/: "
+                                      f"{', '.join(project.recipe_names())}"))
         result.append(item)
     return result
 
@@ -128,7 +231,7 @@ def expand_sweep(overrides: list[str]) -> list[list[str]]:
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except Exception as exc:
-        raise ConfigError(Problem("command line", str(exc).strip().splitlines()[0])) from None
+        raise ConfigError(override_problem(exc, overrides)) from None
     axes = []
     for override in parsed:
         key = override.get_key_element()
@@ -148,7 +251,7 @@ def plan_trials(project: Project, overrides: list[str], multirun: bool) -> tuple
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except Exception as exc:
-        raise ConfigError(Problem("command line", str(exc).strip().splitlines()[0])) from None
+        raise ConfigError(override_problem(exc, overrides)) from None
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
     composed = compose(project, fixed)
     hydra = composed.hydra
@@ -173,6 +276,12 @@ _MISSING_KEY = re.compile(r"Key '([^']+)' is not in struct|Could not override '(
 
 
 def translate_hydra_error(project: Project, exc: Exception, overrides: list[str]) -> ConfigError:
+    from hydra.errors import OverrideParseException
+
+    if isinstance(exc, OverrideParseException):
+        return ConfigError(override_problem(exc, overrides))
+    if (problem := _yaml_error_in_project(project, exc)) is not None:
+        return ConfigError(problem)
     text = str(exc).strip()
     if match := _MISSING_OPTION.search(text):
         group, name = match.groups()

@@ -31,21 +31,34 @@ class Origins:
                 continue  # a group choice (model=tiny), not a value
             if key == dotted or dotted.startswith(key + "."):
                 return f"command line ({item})"
+        from .compose import RECIPE_PATHS
+
         candidates: list[tuple[Path, str]] = []
         recipe = self.choices.get("recipe")
-        if recipe:
-            candidates.append((self.project.recipes_dir / f"{recipe}.yaml", dotted))
+        if recipe:  # applied last, so it wins; a recipe given as a path is registered under its stem
+            candidates.append((RECIPE_PATHS.get(recipe, self.project.recipes_dir / f"{recipe}.yaml"), dotted))
         group, _, rest = dotted.partition(".")
         choice = self.choices.get(group)
         if choice and rest:
             candidates.append((self.project.conf_dir / group / f"{choice}.yaml", rest))
         candidates.append((self.project.conf_dir / "config.yaml", dotted))
+        absent = object()
         for path, key in candidates:
-            if path.is_file() and OmegaConf.select(OmegaConf.load(path), key, default=None) is not None:
-                return str(path.relative_to(self.project.root))
-        if choice:
-            return str((self.project.conf_dir / group / f"{choice}.yaml").relative_to(self.project.root))
+            try:
+                node = OmegaConf.load(path) if path.is_file() else None
+                found = node is not None and OmegaConf.select(node, key, default=absent,
+                                                                throw_on_resolution_failure=False) is not absent
+            except Exception:  # an unreadable file cannot be where the value came from
+                found = False
+            if found:
+                return self._show(path)
         return "config"
+
+    def _show(self, path: Path) -> str:
+        try:
+            return str(path.relative_to(self.project.root))
+        except ValueError:  # a recipe file outside the project
+            return str(path)
 
 
 def load(cfg: Any, origins: Origins) -> RunConfig:
@@ -68,7 +81,8 @@ def load(cfg: Any, origins: Origins) -> RunConfig:
     try:
         return RunConfig.model_validate(resolved)
     except ValidationError as exc:
-        raise ConfigError([_problem(err, origins) for err in exc.errors()]) from None
+        found = [_problem(err, origins) for err in exc.errors()]
+        raise ConfigError(list({p.render(): p for p in found}.values())) from None
 
 
 def _missing_keys(cfg: Any, prefix: str = ""):
@@ -111,7 +125,8 @@ def _resolve(cfg: Any, skip: set[str]) -> tuple[dict, list[tuple[str, str]]]:
 
 
 def _problem(err: dict, origins: Origins) -> Problem:
-    loc = [str(part) for part in err["loc"]]
+    # pydantic names the member of a union that failed ("constrained-int", "literal['auto']"): not a key
+    loc = [str(part) for part in err["loc"] if not (isinstance(part, str) and ("-" in part or "[" in part))]
     if len(loc) >= 2 and loc[0] == "provider" and loc[1] in PROVIDER_NAMES:
         loc.pop(1)  # the discriminator tag pydantic inserts
     dotted = ".".join(loc)
@@ -135,6 +150,8 @@ def _problem(err: dict, origins: Origins) -> Problem:
         options = [o.strip(" '") for o in expected.replace(" or ", ",").split(",")]
         hint = did_you_mean(str(err.get("input")), options)
         return Problem(where, f"got {err.get('input')!r}, expected one of {expected}", hint)
+    if kind in ("float_parsing", "int_parsing", "int_from_float") and err.get("input") in ("true", "false"):
+        return Problem(where, f"expected a number, got the boolean {err['input']}")  # schema.Strict turns it to text
     return Problem(where, f"{err['msg']} (got {err.get('input')!r})")
 
 

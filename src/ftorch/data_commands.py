@@ -126,6 +126,8 @@ def convert(args) -> int:
 
 
 def _existing(path: Path) -> Path:
+    if path.is_dir():
+        raise DataError(Problem(str(path), "is a directory, not a data file", "give the path of a file inside it"))
     if not path.is_file():
         raise DataError(Problem(str(path), "file not found"))
     return path

@@ -81,6 +81,10 @@ def check_data(cfg: DataConfig) -> DataReport:
         if value is None:
             continue
         path = Path(value).expanduser()
+        if path.is_dir():
+            problems.append(Problem(f"data.{split}", f"{path} is a directory, not a data file",
+                                    "give the path of a JSONL file inside it"))
+            continue
         if not path.is_file():
             problems.append(Problem(f"data.{split}", f"file not found: {path}"))
             continue
