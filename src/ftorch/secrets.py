@@ -154,7 +154,7 @@ def redact(resolved: Any, raw: Any = None, key: str = "") -> Any:
     return scrub(resolved) if isinstance(resolved, str) else resolved
 
 
-def remember_config(resolved: Any, raw: Any = None) -> None:
+def remember_config(resolved: Any, raw: Any = None, key: str = "") -> None:
     """Note every secret of a config as it is loaded: secret-keyed values, values from secret env vars, and the
     variables that `*_key_env` / `*_token_env` settings name."""
     if isinstance(resolved, dict):
@@ -166,13 +166,13 @@ def remember_config(resolved: Any, raw: Any = None) -> None:
                     remember_env(v)
                 else:
                     remember(v)  # a key pasted where a name belongs: see key_env_problems
-            remember_config(v, raw.get(k))
+            remember_config(v, raw.get(k), name)
     elif isinstance(resolved, list):
         raw = raw if isinstance(raw, list) and len(raw) == len(resolved) else [None] * len(resolved)
         for v, r in zip(resolved, raw):
-            remember_config(v, r)
+            remember_config(v, r, key)
     else:
-        redact(resolved, raw)  # remembers what it redacts
+        redact(resolved, raw, key)  # remembers what it redacts
 
 
 def key_env_problems(resolved: dict) -> list[tuple[str, str, str]]:
