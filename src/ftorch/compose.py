@@ -256,6 +256,7 @@ def plan_trials(project: Project, overrides: list[str], multirun: bool) -> tuple
     composed = compose(project, fixed)
     hydra = composed.hydra
     multirun = multirun or str(hydra.mode) == "RunMode.MULTIRUN" or str(hydra.mode) == "MULTIRUN"
+    check_runs_folder(composed, multirun)
     if not multirun:
         if len(fixed) != len(overrides):
             raise ConfigError(Problem("command line", "comma-separated values sweep only in a multirun",
@@ -265,6 +266,50 @@ def plan_trials(project: Project, overrides: list[str], multirun: bool) -> tuple
         return True, [fixed]
     params = [f"{k}={v}" for k, v in (hydra.sweeper.get("params") or {}).items()]
     return True, expand_sweep(params + overrides)
+
+
+def check_runs_folder(composed, multirun: bool) -> None:
+    """Before Hydra creates the run's folder (and its .hydra/): the runs path must be a folder, or creatable, on a
+    disk that takes a write. A file in the way, a read-only or foreign folder, a full disk: a ConfigError naming the
+    folder and what to do, instead of a Hydra traceback and a stray .hydra/."""
+    import errno
+    import shutil
+    import tempfile
+
+    try:
+        target = Path(str(composed.hydra.sweep.dir if multirun else composed.hydra.run.dir)).expanduser()
+    except Exception:  # an interpolation Hydra resolves later: check the runs root instead
+        target = Path(str(composed.paths.runs)).expanduser()
+    runs = str(composed.paths.runs)
+    where = f"paths.runs={runs}"
+    existing = target.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(Problem(where, f"{existing} is a file, not a folder: the run's folder {target} cannot be "
+                                  "created", f"give a folder: paths.runs=SOMEWHERE_ELSE, or move {existing} away"))
+    probe = None
+    try:
+        probe = Path(tempfile.mkdtemp(dir=existing, prefix=".ftorch-write-check-"))
+        with open(probe / "probe", "wb") as handle:
+            handle.write(b"\0" * 65536)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            message = f"no space left on the disk of {existing}"
+            hint = f"free some space there, or put the runs on another disk: paths.runs=/path/with/space"
+        elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            reason = "is on a read-only file system" if exc.errno == errno.EROFS else "is not writable by you"
+            message = f"{existing} {reason}: the run's folder {target} cannot be created there"
+            hint = "give a folder you can write to: paths.runs=SOMEWHERE_ELSE (or fix its permissions)"
+        else:
+            message = f"cannot write in {existing}: {exc.strerror or exc}"
+            hint = "give another folder: paths.runs=SOMEWHERE_ELSE"
+        raise ConfigError(Problem(where, message, hint)) from None
+    finally:
+        if probe is not None:
+            shutil.rmtree(probe, ignore_errors=True)
 
 
 HYDRA_PLUGINS = {("hydra/launcher", "joblib"): "hydra-joblib-launcher",

@@ -20,6 +20,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
+from .cache_check import damage, has_manifest, write_manifest
 from .errors import ModelError, Problem
 from .tiny import cache_root
 
@@ -118,7 +119,10 @@ def shape(name: str) -> dict[str, Any] | None:
         path = gguf_file(name)
         folder = converted_dir(path)
         if (folder / "config.json").is_file():
-            return json.loads((folder / "config.json").read_text())
+            try:
+                return json.loads((folder / "config.json").read_text())
+            except (OSError, ValueError):  # a damaged cache entry: local_path converts it again
+                pass
         return gguf_metadata(path)
     from .backends.memory import load_model_config
 
@@ -132,14 +136,19 @@ def local_path(name: str, announce=print) -> str:
     check_reference(name)
     path = gguf_file(name)
     target = converted_dir(path)
-    if (target / "config.json").is_file() and (target / ".complete").is_file():
-        return str(target)
-    announce(f"converting {path.name} to a transformers model (once; cached in {target})")
+    if target.exists():
+        problem = _cache_damage(target)
+        if problem is None:
+            return str(target)
+        announce(f"the cached conversion {target} is damaged ({problem}): converting {path.name} again")
+    else:
+        announce(f"converting {path.name} to a transformers model (once; cached in {target})")
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".convert-"))
     try:
         convert_gguf(path, staging)
-        if target.exists():  # a stale, incomplete entry (a conversion killed half-way): replace it
+        write_manifest(staging)
+        if target.exists():  # a stale, incomplete or damaged entry: replace it
             shutil.rmtree(target, ignore_errors=True)
         try:
             staging.rename(target)
@@ -148,6 +157,29 @@ def local_path(name: str, announce=print) -> str:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return str(target)
+
+
+def _cache_damage(folder: Path) -> str | None:
+    """What is wrong with a converted model's cache entry (None: sound). Sizes and the ends of each file are checked
+    against its manifest (cache_check); an entry from before manifests is adopted when it was finished (.complete)
+    and every safetensors file is as long as its own header says."""
+    if has_manifest(folder):
+        return damage(folder)
+    if not (folder / ".complete").is_file():
+        return "the conversion did not finish"
+    try:
+        json.loads((folder / "config.json").read_text())
+        for tensors in folder.glob("*.safetensors"):
+            with tensors.open("rb") as handle:
+                length = int.from_bytes(handle.read(8), "little")
+                header = json.loads(handle.read(length))
+            end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+            if tensors.stat().st_size != 8 + length + end:
+                return f"{tensors.name} has {tensors.stat().st_size:,} bytes, {8 + length + end:,} expected"
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"unreadable: {exc}"
+    write_manifest(folder)
+    return None
 
 
 def convert_gguf(path: Path, out: Path) -> None:

@@ -51,15 +51,26 @@ def tiny_model_dir(spec: TinyModel) -> Path:
     return cache_root() / "models" / f"tiny-llama-{spec_key(spec)}"
 
 
-def ensure_tiny_model(spec: TinyModel) -> Path:
-    """The cached model folder, built first if missing. Safe when two processes build at once."""
+def ensure_tiny_model(spec: TinyModel, announce=None) -> Path:
+    """The cached model folder, built first if missing, and built again when its content is not what was recorded
+    (a truncated or missing file: cache_check). Safe when two processes build at once."""
+    from .cache_check import damage, has_manifest, write_manifest
+
     target = tiny_model_dir(spec)
-    if (target / "config.json").is_file():
-        return target
+    if target.exists():
+        problem = damage(target)
+        if problem is None:
+            return target
+        reason = "made by an older ftorch without a content manifest" if not has_manifest(target) and \
+            (target / "config.json").is_file() else f"damaged: {problem}"
+        (announce or _to_stderr)(f"ftorch: the tiny-model cache entry {target} is {reason}; building it again")
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".build-"))
     try:
         build(spec, staging)
+        write_manifest(staging)
+        if target.exists() and damage(target) is not None:
+            shutil.rmtree(target, ignore_errors=True)
         try:
             staging.rename(target)
         except OSError:  # another process finished first; theirs is identical
@@ -67,6 +78,12 @@ def ensure_tiny_model(spec: TinyModel) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _to_stderr(message: str) -> None:
+    import sys
+
+    print(message, file=sys.stderr)
 
 
 def build_tokenizer(vocab_size: int):

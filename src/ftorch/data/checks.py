@@ -44,6 +44,9 @@ CODES = {
     "bad_output": "preferred_output/non_preferred_output is not a list of one assistant message",
     "identical_outputs": "preferred and non-preferred outputs are the same",
     "too_long": "example longer than the model's context or the provider's per-example limit",
+    "nothing_to_learn": "every assistant message has weight 0: the example trains nothing (warning)",
+    "truncated": "example longer than train.max_length: truncation cuts it (warning; an error when it cuts "
+                 "assistant tokens and everything trainable is lost)",
 }
 
 
@@ -209,7 +212,7 @@ def _check_messages(example: dict, issue, require_assistant: bool, where: str = 
     found = []
     if "tools" in example and not isinstance(example["tools"], list):
         found.append(issue("bad_tools", "'tools' must be a list"))
-    has_assistant = False
+    has_assistant = trained = False
     for index, message in enumerate(messages):
         at = f"{where}[{index}]"
         if not isinstance(message, dict):
@@ -222,6 +225,7 @@ def _check_messages(example: dict, issue, require_assistant: bool, where: str = 
             continue
         if role == "assistant":
             has_assistant = True
+            trained = trained or message.get("weight", 1) != 0
             found += _check_assistant(message, at, issue)
         elif role == "tool" and not isinstance(message.get("tool_call_id"), str):
             found.append(issue("bad_tool_message", f"{at}: a tool message needs a 'tool_call_id' string"))
@@ -231,6 +235,9 @@ def _check_messages(example: dict, issue, require_assistant: bool, where: str = 
             found.append(issue("missing_content", f"{at} ({role}) has no content"))
     if require_assistant and not has_assistant:
         found.append(issue("no_assistant", "no assistant message to learn from"))
+    elif require_assistant and not trained:
+        found.append(issue("nothing_to_learn", "every assistant message has weight 0: this example trains nothing",
+                           "warning"))
     return found
 
 

@@ -80,7 +80,9 @@ def accepts(fmt: str, block: list[bytes]) -> list[bool]:
         if strict and any(m.content.isspace() for m in messages):
             append(False)
         else:
-            append(messages[-1].__class__ is _Assistant or any(m.__class__ is _Assistant for m in messages))
+            last = messages[-1]  # an assistant message with weight 1 (or none): something to learn
+            append((last.__class__ is _Assistant and last.weight != 0)
+                   or any(m.__class__ is _Assistant and m.weight != 0 for m in messages))
     return verdicts
 
 
