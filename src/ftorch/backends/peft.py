@@ -195,7 +195,10 @@ def _datasets(plan: Plan, tokenizer, run: "RunDir"):
         if split in splits:
             prepared[split] = _preprocess.prepare(splits[split].examples, tokenizer, t.max_length,
                                                   t.assistant_only_loss, plan.inputs["settings"]["packing"],
-                                                  cache_root() / "preprocessed")
+                                                  cache_root() / "preprocessed", lines=splits[split].lines,
+                                                  source=str(splits[split].path),
+                                                  allow_truncation=t.allow_truncation or split != "train",
+                                                  announce=lambda m: (run.append_log(m), _preprocess.say(m)))
     train = prepared["train"]
     run.update(preprocessing={"key": train.key, "cache_hit": train.hit, "seconds": round(train.seconds, 3)})
     run.append_log(f"preprocessing: {'cache hit' if train.hit else 'tokenized'} {train.key} in {train.seconds:.2f} s")
