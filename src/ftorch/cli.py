@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("path", type=Path)
     check.add_argument("--format", choices=("auto", "chat", "preference"), default="auto")
     check.add_argument("--model", help="tokenizer to count with: an OpenAI model id or a local model folder")
+    check.add_argument("--max-length", type=int, metavar="N", help="report every example longer than N tokens "
+                       "and what truncation cuts (default with a local --model: train.max_length's default)")
     check.add_argument("--epochs", default="auto", help="epochs for the OpenAI cost estimate (default: auto)")
     check.add_argument("--prices", type=Path, help="price table (default: conf/prices/openai.yaml)")
     check.add_argument("--json", action="store_true")

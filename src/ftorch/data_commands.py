@@ -23,7 +23,12 @@ def check(args) -> int:
     prices = _prices(args.prices) if args.model and is_openai_model(args.model) else None
     family = prices.family(args.model) if prices else None
     counter = counter_for(args.model, family[1] if family else None)
-    report = inspect_file(path, fmt, counter)
+    max_length = getattr(args, "max_length", None)
+    if max_length is None and args.model and not is_openai_model(args.model):
+        from .schema import TrainConfig
+
+        max_length = TrainConfig().max_length  # a local model: what `train` would cut to by default
+    report = inspect_file(path, fmt, counter, max_length)
     cost = None
     if prices is not None:
         from .data.cost import estimate
@@ -35,6 +40,7 @@ def check(args) -> int:
     if args.json:
         print(json.dumps({"file": str(path), "format": fmt, "ok": not report.errors,
                           "tokenizer": {"name": counter.tokenizer, "exact": counter.exact, "note": counter.note},
+                          "max_length": max_length, "truncated": report.truncated, "losing_trained": report.losing,
                           "profile": report.profile.to_dict(), "cost": cost.to_dict() if cost else None,
                           "issues": [i.to_dict() for i in report.issues]}, indent=2))
     else:
@@ -71,6 +77,11 @@ def _print_check(report, cost) -> None:
         table.add_row("tokens in all", f"{profile['tokens']['total']:,}")
     table.add_row("with a system prompt", f"{100 * profile['system_prompt_share']:.0f}%")
     table.add_row("duplicates", f"{profile['exact_duplicates']} exact, {profile['near_duplicates']} up to case/space")
+    if report.max_length:
+        losing = (f" · {report.losing} lose trained tokens: train refuses them unless train.allow_truncation=true"
+                  if report.losing else "")
+        table.add_row("longer than max_length", f"{report.truncated} of {profile['examples']} (max_length "
+                      f"{report.max_length}){losing}")
     counter = report.counter
     table.add_row("tokenizer", f"{counter.tokenizer}" + ("" if counter.exact else f" · [yellow]{counter.note}[/]"))
     out.print(table)

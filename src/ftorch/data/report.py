@@ -21,6 +21,9 @@ class FileReport:
     issues: list[Issue]
     profile: Profile
     counter: TokenCounter | None = None
+    max_length: int | None = None
+    truncated: int = 0  # examples longer than max_length
+    losing: int = 0  # of them, those that lose trained tokens
 
     @property
     def errors(self) -> list[Issue]:
@@ -31,19 +34,30 @@ class FileReport:
         return [i for i in self.issues if i.severity == "warning"]
 
 
-def inspect_file(path: Path, fmt: str, counter: TokenCounter | None = None) -> FileReport:
-    """Check and profile one file in a single streaming pass (memory grows only with per-example numbers)."""
+def inspect_file(path: Path, fmt: str, counter: TokenCounter | None = None,
+                 max_length: int | None = None) -> FileReport:
+    """Check and profile one file in a single streaming pass (memory grows only with per-example numbers). With a
+    max_length, every example longer than it is reported (`truncated`) with what the cut loses."""
+    from .tokens import truncation_issue
+
     profile = Profile(str(path), fmt)
     issues: list[Issue] = []
+    truncated = losing = 0
     limit = counter.max_tokens if counter else None
     for line in scan(path, fmt):
         issues += line.issues
         if line.ok and line.raw:
             example = line.example()
-            profile.add(example, line.number, counter.count(example, fmt) if counter else None, limit)
+            tokens = counter.count(example, fmt) if counter else None
+            profile.add(example, line.number, tokens, limit)
+            if max_length is not None and tokens is not None and tokens > max_length and fmt == "chat":
+                kept, cut = counter.truncation(example["messages"], max_length)
+                issues.append(truncation_issue(str(path), line.number, tokens, max_length, kept, cut))
+                truncated += 1
+                losing += cut > 0
     issues += profile.too_long + profile.warnings()
     issues.sort(key=lambda i: (i.line, i.severity != "error"))
-    return FileReport(path, fmt, issues, profile, counter)
+    return FileReport(path, fmt, issues, profile, counter, max_length, truncated, losing)
 
 
 @dataclass

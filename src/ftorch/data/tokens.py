@@ -44,6 +44,36 @@ class TokenCounter:
                    self.count_messages(prompt + example["non_preferred_output"]))
 
 
+    def truncation(self, messages: list[dict], max_length: int) -> tuple[int, int]:
+        """(trained tokens kept, trained tokens cut) when the conversation is cut to max_length tokens. A trained
+        token is an assistant message's (weight 1 or none); where each starts and ends is counted on the
+        conversation up to it, which is exact for prefix-preserving templates and close for the others."""
+        kept = cut = 0
+        for i, message in enumerate(messages):
+            if message.get("role") != "assistant" or message.get("weight", 1) == 0:
+                continue
+            start = self.count_messages(messages[:i]) if i else 0
+            end = self.count_messages(messages[: i + 1])
+            inside = max(0, min(end, max_length) - start)
+            kept += inside
+            cut += max(0, end - start) - inside
+        return kept, cut
+
+
+def truncation_issue(file: str, line: int, tokens: int, max_length: int, kept: int, cut: int):
+    """The `truncated` warning for an example longer than max_length."""
+    from .checks import Issue
+
+    if cut and not kept:
+        what = f"all {cut:,} trained (assistant) tokens: the example teaches nothing"
+    elif cut:
+        what = f"{cut:,} trained (assistant) tokens ({kept:,} kept)"
+    else:
+        what = "no trained (assistant) tokens"
+    return Issue(file, line, "truncated", f"{tokens:,} tokens, longer than max_length {max_length:,}: truncation "
+                 f"cuts {tokens - max_length:,} tokens off its end, {what}", "warning")
+
+
 def is_openai_model(model: str) -> bool:
     return bool(OPENAI_MODEL.match(model))
 
