@@ -80,18 +80,45 @@ def train(args) -> int:
 
 def resume(args) -> int:
     from . import runner
+    from .errors import RunInterrupted
 
-    result = runner.resume(args.run_dir)
+    try:
+        result = runner.resume(args.run_dir)
+    except (KeyboardInterrupt, RunInterrupted):
+        return _interrupted(args.run_dir)
     out.print(f"[green]{result.status}[/] {args.run_dir}")
+    _print_evaluation(args.run_dir)
     return 0
 
 
-def evaluate(args) -> int:
-    from .evaluation import config_of, evaluate_run, summary_lines
+def _interrupted(run_dir: Path) -> int:
+    """What run.json now says after Ctrl-C or SIGTERM (the same words, so console and record agree)."""
     from .rundir import RunDir
 
+    try:
+        record = RunDir(run_dir).read()
+    except (OSError, FtorchError):
+        record = {"status": "interrupted", "error": None}
+    err.print(f"[red]{record['status']}[/] {run_dir}")
+    evaluation = record.get("evaluation") or {}
+    for text in (record.get("error"), evaluation.get("status") == "interrupted" and evaluation.get("error")):
+        if text:
+            err.print(text, markup=False)
+    return EXIT_INTERRUPTED
+
+
+def evaluate(args) -> int:
+    from .errors import RunInterrupted
+    from .evaluation import config_of, evaluate_run, summary_lines
+    from .rundir import RunDir
+    from .runner import _sigterm_as_interrupt
+
     run = RunDir(args.run_dir)
-    report = evaluate_run(run, config_of(run, args.overrides), console=err)
+    try:
+        with run.owned("evaluate"), _sigterm_as_interrupt():
+            report = evaluate_run(run, config_of(run, args.overrides), console=err)
+    except (KeyboardInterrupt, RunInterrupted):
+        return _interrupted(args.run_dir)
     for line in summary_lines(report):
         out.print(line, markup=False)
     out.print(f"report: {run.read()['evaluation']['dir']}/report.md")
@@ -113,15 +140,16 @@ def cancel(args) -> int:
     from .rundir import RunDir
 
     run = RunDir(args.run_dir)
-    status = cancel_job(run, config_of(run, []))
+    with run.owned("cancel"):
+        status = cancel_job(run, config_of(run, []))
     out.print(f"job {run.read()['job_id']}: {status}")
     return 0
 
 
 def _print_evaluation(run_dir: Path) -> None:
-    import json
+    from .rundir import RunDir
 
-    record = json.loads((run_dir / "run.json").read_text())
+    record = RunDir(run_dir).observed()
     evaluation = record.get("evaluation") or {}
     if evaluation.get("status") == "succeeded":
         out.print(f"verdict: {evaluation['verdict']}", markup=False)
@@ -155,7 +183,9 @@ def _report(outcomes, sweep_dir: Path | None) -> int:
             if (outcome.run_dir / "run.json").is_file():
                 _print_evaluation(outcome.run_dir)
             out.print(f"[{color}]{outcome.status}[/] run dir: {outcome.run_dir}")
-    if any(o.status == "interrupted" for o in outcomes):
+            if outcome.interrupted and outcome.status == "interrupted" and outcome.resume_hint:
+                out.print(outcome.resume_hint, markup=False)
+    if any(o.interrupted for o in outcomes):
         return EXIT_INTERRUPTED
     failed = [o for o in outcomes if o.status != "succeeded"]
     if failed:

@@ -3,6 +3,7 @@ Each evaluation gets its own RUN_DIR/eval/<timestamp>/; run.json records the lat
 
 from __future__ import annotations
 
+import shutil
 import traceback
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import yaml
 from .errors import ConfigError, FtorchError, Problem
 from .rundir import RunDir
 from .schema import RunConfig
+
+INCOMPLETE = "INCOMPLETE"  # in eval/<timestamp>/ until the evaluation has finished
 from .secrets import scrub
 
 
@@ -47,17 +50,52 @@ def evaluate_run(run: RunDir, cfg: RunConfig, console, models=None) -> dict:
     from .eval.runner import eval_dir, evaluate, save
 
     path = eval_dir(run)
-    generator, local, price = models or _generator_for(run, cfg)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
-        result = evaluate(run, cfg, generator, local=local, price=price, progress=progress)
-    report = result["report"]
-    report["verdict"] = render.verdict(report)
-    save(path, result)
-    (path / "report.md").write_text(scrub(render.markdown(report, run.path)))
-    render.plot(report, path / "eval.png")
+    (path / INCOMPLETE).write_text("this evaluation has not finished (or was killed): its files are not a result\n")
+    run.update(evaluation={"status": "running", "dir": str(path)})
+    try:
+        generator, local, price = models or _generator_for(run, cfg)
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=console, transient=True) as progress:
+            result = evaluate(run, cfg, generator, local=local, price=price, progress=progress)
+        report = result["report"]
+        report["verdict"] = render.verdict(report)
+        save(path, result)
+        (path / "report.md").write_text(scrub(render.markdown(report, run.path)))
+        render.plot(report, path / "eval.png")
+    except BaseException as exc:
+        _record_unfinished(run, path, exc)
+        raise
+    (path / INCOMPLETE).unlink()
     _record(run, path, report)
     return report
+
+
+def _record_unfinished(run: RunDir, path: Path, exc: BaseException) -> None:
+    """An evaluation that did not finish: its folder goes, run.json says interrupted or failed (with signals
+    held back while it is written, so a second Ctrl-C cannot leave 'running')."""
+    from .errors import RunInterrupted
+    from .runner import _signals_held
+
+    with _signals_held():
+        shutil.rmtree(path, ignore_errors=True)
+        if isinstance(exc, (KeyboardInterrupt, RunInterrupted, SystemExit)):
+            outcome = {"status": "interrupted", "error": f"interrupted; evaluate again with: ftorch eval {run.path}"}
+        elif isinstance(exc, FtorchError):
+            outcome = {"status": "failed", "error": exc.render()}
+        else:
+            run.append_log("evaluation failed:\n" + "".join(traceback.format_exception(exc)))
+            outcome = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+        run.update(evaluated=False, evaluation=outcome)
+
+
+def record_interrupted(run: RunDir) -> None:
+    """After training succeeded, an interrupt that came before (or around) the evaluation's own record."""
+    from .runner import _signals_held
+
+    with _signals_held():
+        if (run.read().get("evaluation") or {}).get("status") in (None, "running"):
+            run.update(evaluated=False, evaluation={"status": "interrupted", "error": "interrupted before the "
+                                                    f"evaluation finished; evaluate with: ftorch eval {run.path}"})
 
 
 def _generator_for(run: RunDir, cfg: RunConfig):
@@ -157,18 +195,7 @@ def evaluate_after_training(run: RunDir, cfg: RunConfig, console) -> dict | None
     if not cfg.eval.enabled:
         run.update(evaluated=False, evaluation={"status": "skipped", "reason": "eval=none"})
         return None
-    try:
-        return evaluate_run(run, cfg, console)
-    except (KeyboardInterrupt, SystemExit):
-        run.update(evaluated=False, evaluation={"status": "interrupted"})
-        raise
-    except FtorchError as exc:
-        run.update(evaluated=False, evaluation={"status": "failed", "error": exc.render()})
-        raise
-    except Exception as exc:
-        run.append_log("evaluation failed:\n" + "".join(traceback.format_exception(exc)))
-        run.update(evaluated=False, evaluation={"status": "failed", "error": f"{type(exc).__name__}: {exc}"})
-        raise
+    return evaluate_run(run, cfg, console)  # it records its own outcome, interrupted and failed included
 
 
 def summary_lines(report: dict) -> list[str]:

@@ -19,6 +19,8 @@ class Outcome:
     status: str
     error: BaseException | None = None
     metrics: dict | None = None
+    interrupted: bool = False  # by Ctrl-C or SIGTERM (status is run.json's: succeeded if only the eval was cut)
+    resume_hint: str | None = None
 
 
 def launch(project: Project, overrides: list[str], multirun: bool) -> tuple[list[Outcome], Path | None]:
@@ -44,7 +46,8 @@ def launch(project: Project, overrides: list[str], multirun: bool) -> tuple[list
             else:
                 result = runner.execute(project, prepared, run_dir)
         except (KeyboardInterrupt, RunInterrupted) as exc:
-            outcomes.append(Outcome(run_dir, "interrupted", exc))
+            record = _record(run_dir) or {"status": "interrupted"}
+            outcomes.append(Outcome(run_dir, record["status"], exc, interrupted=True, resume_hint=record.get("error")))
             raise KeyboardInterrupt from None  # stops a sweep too
         except Exception as exc:
             _discard_if_not_started(run_dir)
@@ -66,8 +69,8 @@ def launch(project: Project, overrides: list[str], multirun: bool) -> tuple[list
     try:
         hydra.main(config_path=str(project.conf_dir), config_name="config", version_base="1.3")(task)()
     except KeyboardInterrupt:
-        if not any(o.status == "interrupted" for o in outcomes):
-            outcomes.append(Outcome(Path(sweep_dir[0] if sweep_dir else "."), "interrupted"))
+        if not any(o.interrupted for o in outcomes):
+            outcomes.append(Outcome(Path(sweep_dir[0] if sweep_dir else "."), "interrupted", interrupted=True))
     finally:
         sys.argv = argv
         GlobalHydra.instance().clear()
@@ -89,8 +92,6 @@ def _sweep_dir(project: Project, overrides: list[str]) -> str:
 
 
 def _outcomes_of_other_processes(folder: Path, known: list[Outcome]) -> list[Outcome]:
-    import json
-
     from .errors import BackendError, Problem
 
     seen = {o.run_dir.resolve() for o in known}
@@ -98,7 +99,9 @@ def _outcomes_of_other_processes(folder: Path, known: list[Outcome]) -> list[Out
     for path in sorted(folder.glob("*/run.json")):
         if path.parent.resolve() in seen:
             continue
-        record = json.loads(path.read_text())
+        record = _record(path.parent)
+        if record is None:
+            continue
         error = BackendError(Problem(str(path.parent), record["error"])) if record.get("error") else None
         found.append(Outcome(path.parent, record["status"], error, record.get("metrics")))
     return found
@@ -127,10 +130,20 @@ def _continue_trial(run_dir: Path):
 
 
 def _status(run_dir: Path, default: str) -> str:
-    import json
+    record = _record(run_dir)
+    return record["status"] if record else default
 
-    path = run_dir / "run.json"
-    return json.loads(path.read_text())["status"] if path.is_file() else default
+
+def _record(run_dir: Path) -> dict | None:
+    """run.json as readers report it ('died' for a running run nobody owns); None if absent or corrupt."""
+    from .rundir import RunDir
+
+    if not (run_dir / "run.json").is_file():
+        return None
+    try:
+        return RunDir(run_dir).observed()
+    except FtorchError:
+        return None
 
 
 def _discard_if_not_started(run_dir: Path) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import platform
 import socket
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -17,10 +20,13 @@ from typing import Any
 import yaml
 
 from .secrets import REDACTED, is_secret, redact, redact_hydra_dir, redact_override, scrub, scrub_text_tree
+from .errors import ConfigError, Problem
 from .secrets import _redact_strings  # noqa: F401  (the former home of these; kept importable from here)
 
 __all__ = ["REDACTED", "RunDir", "is_secret", "redact", "redact_hydra_dir", "redact_override", "write_json_atomic"]
 
+LOCK_NAME = "run.lock"
+_HELD: dict[Path, int] = {}  # run dir -> this process's lock descriptor
 STATUSES = ("running", "succeeded", "failed", "interrupted")
 KEY_PACKAGES = ("ftorch", "torch", "transformers", "peft", "trl", "accelerate", "datasets", "hydra-core", "openai",
                 "unsloth", "unsloth_zoo", "optuna")
@@ -99,8 +105,20 @@ class RunDir:
     def manifest(self) -> Path:
         return self.path / "data" / "manifest.json"
 
+    @property
+    def lock_file(self) -> Path:
+        return self.path / LOCK_NAME
+
     def read(self) -> dict:
-        return json.loads(self.run_json.read_text())
+        """run.json as a dict; a torn or foreign file is a ConfigError naming it (never a traceback)."""
+        try:
+            record = json.loads(self.run_json.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(Problem(str(self.run_json), f"run.json is corrupt ({type(exc).__name__}: {exc})",
+                                      "this run's record cannot be trusted; start a new run")) from None
+        if not isinstance(record, dict) or "status" not in record:
+            raise ConfigError(Problem(str(self.run_json), "run.json is not a run record (no status)"))
+        return record
 
     def update(self, **fields: Any) -> dict:
         record = self.read() if self.run_json.exists() else {}
@@ -126,6 +144,88 @@ class RunDir:
     def append_log(self, line: str) -> None:
         with self.log.open("a") as handle:
             handle.write(f"{now()} {scrub(line)}\n")
+
+    # One writer per run: the process that owns it holds an flock on RUN/run.lock. The OS drops the lock when
+    # that process dies, however it dies, so a free lock beside status 'running' means the run died.
+
+    def acquire(self) -> int | None:
+        """Take the run's lock: its file descriptor (keep it open while writing), or None if another holds it."""
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+        return fd
+
+    def holder(self) -> dict | None:
+        """{"pid", "host"} of the process holding the lock, or None when it is free (or there is no lock file)."""
+        try:
+            fd = os.open(self.lock_file, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pid, _, host = os.pread(fd, 512, 0).decode(errors="replace").strip().partition(" ")
+                return {"pid": int(pid) if pid.isdigit() else None, "host": host or "?"}
+            return None
+        finally:
+            os.close(fd)
+
+    @contextmanager
+    def owned(self, action: str) -> Iterator[int]:
+        """Hold the run's lock for `action` (train, resume, eval, cancel), or refuse naming who holds it."""
+        fd = self.acquire()
+        if fd is None:
+            who = self.holder() or {}
+            raise ConfigError(Problem(str(self.path), f"cannot {action}: this run is in use by pid {who.get('pid')} "
+                                      f"on {who.get('host')} (it holds {self.lock_file.name})",
+                                      "wait for that process to finish, or stop it (Ctrl-C or kill PID) first"))
+        _HELD[self.path.resolve()] = fd
+        try:
+            yield fd
+        finally:
+            _HELD.pop(self.path.resolve(), None)
+            os.close(fd)
+
+    def held_fds(self) -> tuple[int, ...]:
+        """The lock's descriptor if this process owns the run: pass it to a child (Popen pass_fds) that writes
+        the run, and the lock stays held while either lives."""
+        fd = _HELD.get(self.path.resolve())
+        return (fd,) if fd is not None else ()
+
+    def alive(self, record: dict) -> bool:
+        """Whether a process still owns this run: its lock is held (runs from before the lock: pid on this host)."""
+        if self.lock_file.exists():
+            return self.holder() is not None
+        pid = record.get("pid")
+        if not pid or record.get("host") != socket.gethostname():
+            return False
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return False
+        return True
+
+    def observed(self, record: dict | None = None) -> dict:
+        """The record as a reader should report it: 'running' with nobody holding the lock is 'died' (with the
+        last step and checkpoint, and the command that continues it); likewise an evaluation left 'running'."""
+        record = dict(record if record is not None else self.read())
+        if "running" in (record.get("status"), (record.get("evaluation") or {}).get("status")) \
+                and not self.alive(record):
+            if record.get("status") == "running":
+                step = record.get("last_checkpoint_step")
+                record["status"] = "died"
+                record["error"] = (f"the process died (last checkpoint: step {step or 'none'}); "
+                                   f"continue with: ftorch resume {self.path}")
+            else:
+                record["evaluation"] = {**record["evaluation"], "status": "died",
+                                        "error": f"the evaluation died; run it again with: ftorch eval {self.path}"}
+        return record
 
     def write_config(self, resolved: dict, raw: dict) -> None:
         (self.path / "config.yaml").write_text(yaml.safe_dump(redact(resolved, raw), sort_keys=False))

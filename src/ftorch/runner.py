@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
 import signal
 import socket
+import sys
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,7 +20,7 @@ from .backends import Plan, Result, get_backend
 from .compose import Project, compose
 from .config import Origins, load
 from .data.report import DataReport, check_data
-from .errors import ConfigError, DataError, FtorchError, Problem, RunInterrupted
+from .errors import EXIT_USER, ConfigError, DataError, FtorchError, Problem, RunInterrupted
 from .evaluation import evaluate_after_training
 from .plots import loss_plot
 from .rundir import RunDir, write_json_atomic
@@ -52,10 +54,17 @@ def prepare_composed(project: Project, cfg: Any, overrides: list[str], choices: 
 
 
 def execute(project: Project, prepared: Prepared, run_path: Path) -> Result:
-    """Start a new run in `run_path` (Hydra has created it) and carry it to a true final status."""
+    """Start a new run in `run_path` (Hydra has created it) and carry it to a true final status. The process
+    holds the run's lock throughout (training, evaluation, tracking); SIGTERM unwinds like Ctrl-C."""
+    run = RunDir(run_path)
+    run_path.mkdir(parents=True, exist_ok=True)
+    with run.owned("train"), _sigterm_as_interrupt():
+        return _execute(project, prepared, run)
+
+
+def _execute(project: Project, prepared: Prepared, run: RunDir) -> Result:
     from omegaconf import OmegaConf
 
-    run = RunDir(run_path)
     run.start(recipe=prepared.recipe, provider=prepared.config.provider.name, project_root=project.root,
               overrides=prepared.overrides)
     run.update(pid=os.getpid(), plan_estimates=prepared.plan.estimates)
@@ -73,63 +82,157 @@ def execute(project: Project, prepared: Prepared, run_path: Path) -> Result:
     for warning in prepared.data.warnings:
         run.append_log(f"data warning: {warning.render()}")
     backend = get_backend(prepared.config.provider.name)
-    result = supervise(run, lambda: backend.run(prepared.plan, run), title=prepared.recipe or "run")
-    try:
-        evaluate_after_training(run, prepared.config, console=None)
-    finally:
-        _track(run, prepared.config, project.root)
-    return result
+    return _train_then_evaluate(run, prepared.config, project.root, lambda: backend.run(prepared.plan, run),
+                                prepared.recipe or "run")
 
 
 def resume(run_path: Path) -> Result:
-    """Continue an interrupted or failed run from its own directory (config, data hashes, checkpoints)."""
-    import yaml
-
+    """Continue an interrupted, failed or died run from its own directory (config, data hashes, checkpoints).
+    Only one process at a time: the run's lock decides, so two resumes started together never both train."""
     run = RunDir(run_path)
     if not run.run_json.is_file():
         raise ConfigError(Problem(str(run_path), "not a run directory (no run.json)"))
+    legacy = not run.lock_file.exists()  # a run from before the lock: its owner is known by pid only
+    with run.owned("resume"), _sigterm_as_interrupt():
+        return _resume(run, legacy)
+
+
+def _resume(run: RunDir, legacy: bool) -> Result:
+    import yaml
+
     record = run.read()
     if record["status"] == "succeeded":
-        raise ConfigError(Problem(str(run_path), "this run already succeeded; nothing to resume"))
-    if record["status"] == "running" and _alive(record):
-        raise ConfigError(Problem(str(run_path), f"this run is still running (pid {record.get('pid')})"))
-    config = RunConfig.model_validate(yaml.safe_load((run.path / "config.yaml").read_text()))
+        raise ConfigError(Problem(str(run.path), "this run already succeeded; nothing to resume"))
+    if record["status"] == "running" and legacy and _alive(record):
+        raise ConfigError(Problem(str(run.path), f"this run is still running (pid {record.get('pid')})"))
+    status = "died" if record["status"] == "running" else record["status"]  # we hold the lock: its owner is gone
+    try:
+        config = RunConfig.model_validate(yaml.safe_load((run.path / "config.yaml").read_text()))
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise ConfigError(Problem(str(run.path / "config.yaml"), f"cannot read this run's config "
+                                  f"({type(exc).__name__}): it cannot be resumed", "start a new run")) from None
     data = check_data(config.data)
     _same_data(run, data)
     plan = get_backend(config.provider.name).plan(config, data)
-    run.update(status="running", pid=os.getpid(), resumed=[*record.get("resumed", []), record["status"]],
-               error=None)
+    run.update(status="running", pid=os.getpid(), resumed=[*record.get("resumed", []), status], error=None)
     backend = get_backend(config.provider.name)
-    result = supervise(run, lambda: backend.resume(plan, run), title=record.get("recipe") or "run")
+    return _train_then_evaluate(run, config, _project_root(), lambda: backend.resume(plan, run),
+                                record.get("recipe") or "run")
+
+
+def _train_then_evaluate(run: RunDir, config: RunConfig, root: Path, work: Callable[[], Result],
+                         title: str) -> Result:
+    """Training under supervision, then the evaluation and tracking of a succeeded run. An interrupt after
+    training was recorded leaves status succeeded, and says the evaluation was interrupted."""
+    result = None
     try:
+        result = supervise(run, work, title)
         evaluate_after_training(run, config, console=None)
+    except (KeyboardInterrupt, RunInterrupted):
+        if result is not None or run.read().get("status") == "succeeded":
+            from .evaluation import record_interrupted
+
+            record_interrupted(run)
+        raise
     finally:
-        _track(run, config, _project_root())
+        if result is not None:
+            _track(run, config, root)
     return result
 
 
 def supervise(run: RunDir, work: Callable[[], Result], title: str) -> Result:
-    """Run `work`; whatever happens, run.json ends as succeeded, failed or interrupted."""
+    """Run `work`; whatever happens, and however many signals arrive, run.json ends as succeeded, failed or
+    interrupted (the status is written with Ctrl-C and SIGTERM held back), and the console agrees."""
     try:
         with _sigterm_as_interrupt():
             result = work()
-    except (KeyboardInterrupt, RunInterrupted):
+    except (KeyboardInterrupt, RunInterrupted) as exc:
+        how = "SIGTERM" if isinstance(exc, RunInterrupted) else "Ctrl-C"
+        _record(run, "interrupted", error=f"interrupted ({how}); continue with: ftorch resume {run.path}")
         _plot(run, title)
-        run.finish("interrupted", error=f"interrupted; continue with: ftorch resume {run.path}")
         raise
     except FtorchError as exc:
+        _record(run, "failed", error=exc.render())
         _plot(run, title)
-        run.finish("failed", error=exc.render())
         raise
     except BaseException as exc:
-        run.append_log("".join(traceback.format_exception(exc)))
-        _plot(run, title)
-        run.finish("failed", error=f"{type(exc).__name__}: {exc}")
-        raise
-    plot = _plot(run, title)
-    run.finish(result.status, metrics=result.metrics, artifacts=result.artifacts,
-               loss_plot=str(plot) if plot else None, **result.extra)
+        if not _disk_full(exc):
+            _failed(run, exc, title)
+            raise
+        full = DiskFull(Problem(str(run.path), f"the disk is full ({exc})",
+                                f"free some space, then continue with: ftorch resume {run.path}"))
+        _record(run, "failed", error=full.render())
+        raise full from None
+    with _signals_held() as held:
+        plot = _plot(run, title)
+    held += _record(run, result.status, metrics=result.metrics, artifacts=result.artifacts,
+                    loss_plot=str(plot) if plot else None, **result.extra)
+    if held:  # a signal that came while the outcome was written: training is done, the rest is interrupted
+        raise RunInterrupted() if held[-1] == signal.SIGTERM else KeyboardInterrupt()
     return result
+
+
+class DiskFull(FtorchError):
+    exit_code = EXIT_USER
+    title = "disk full"
+
+
+def _disk_full(exc: BaseException | None) -> bool:
+    """An ENOSPC anywhere in the chain (torch.save wraps it in a RuntimeError that only says it in words)."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "No space left on device" in str(exc):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+def _failed(run: RunDir, exc: BaseException, title: str) -> None:
+    try:
+        run.append_log("".join(traceback.format_exception(exc)))
+    except OSError:
+        pass
+    _record(run, "failed", error=f"{type(exc).__name__}: {exc}")
+    _plot(run, title)
+
+
+def _record(run: RunDir, status: str, **fields: Any) -> list[int]:
+    """run.finish with Ctrl-C and SIGTERM held back (a second Ctrl-C cannot cut it short; one that slipped in
+    before they were held makes it start again). Returns the signals held. A run.json that cannot be written
+    (a full disk) is said on the console: readers will report the run as died, which is the truth."""
+    held: list[int] = []
+    for _ in range(10):
+        try:
+            with _signals_held() as caught:
+                try:
+                    run.finish(status, **fields)
+                except OSError as exc:
+                    print(f"ftorch: could not record status '{status}' in {run.run_json}: {exc}; "
+                          f"`ftorch runs ls` will show this run as died", file=sys.stderr, flush=True)
+            return held + caught
+        except (KeyboardInterrupt, RunInterrupted) as exc:
+            held.append(signal.SIGTERM if isinstance(exc, RunInterrupted) else signal.SIGINT)
+    return held
+
+
+@contextmanager
+def _signals_held() -> Iterator[list[int]]:
+    """Ctrl-C and SIGTERM are noted, not raised, inside this block (main thread only)."""
+    caught: list[int] = []
+
+    def hold(signum, frame):
+        caught.append(signum)
+
+    try:
+        previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread
+        yield caught
+        return
+    try:
+        yield caught
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _track(run: RunDir, config: RunConfig, root: Path) -> None:
@@ -163,10 +266,20 @@ def _copy_split_manifests(data: DataReport, run: RunDir) -> None:
 
 
 def _plot(run: RunDir, title: str) -> Path | None:
+    """loss.png, drawn beside and renamed into place (never a torn image); a plot never changes a status."""
+    partial = run.path / ".loss.partial.png"
     try:
-        return loss_plot(run.metrics, run.path / "loss.png", title)
-    except Exception as exc:  # a plot must never change a run's status
-        run.append_log(f"loss plot failed: {exc}")
+        made = loss_plot(run.metrics, partial, title)
+        if made is None:
+            return None
+        os.replace(partial, run.path / "loss.png")
+        return run.path / "loss.png"
+    except Exception as exc:
+        partial.unlink(missing_ok=True)
+        try:
+            run.append_log(f"loss plot failed: {exc}")
+        except OSError:
+            pass
         return None
 
 

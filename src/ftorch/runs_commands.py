@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
 
 from rich.table import Table
 
-from .commands import out
+from .commands import err, out
 from .errors import ConfigError, Problem
+from .rundir import RunDir
 
 
 def runs_ls(args) -> int:
@@ -21,8 +21,15 @@ def runs_ls(args) -> int:
     for column in ("run", "recipe", "provider", "status", "started", "duration", "headline", "cost"):
         table.add_column(column, overflow="fold")
     sweeps: dict[Path, list[dict]] = {}
+    died = []
     for path in records:
-        record = json.loads(path.read_text())
+        try:
+            record = RunDir(path.parent).observed()  # 'running' with nobody holding the run's lock is 'died'
+        except ConfigError as exc:
+            err.print(f"[yellow]warning[/] skipping {path}: {exc.problems[0].message}", markup=True)
+            continue
+        if record["status"] == "died":
+            died.append((path.parent, record))
         if path.parent.parent.parent.name == "sweeps":
             sweeps.setdefault(path.parent.parent, []).append(record)
             continue
@@ -36,6 +43,9 @@ def runs_ls(args) -> int:
                       trials[0].get("provider") or "", f"sweep: {done}/{len(trials)} succeeded",
                       (trials[0].get("started") or "")[:19], "", best, "")
     out.print(table)
+    for run_dir, record in died:
+        out.print(f"{run_dir} died at step {record.get('last_checkpoint_step') or 0} (last checkpoint); "
+                  f"continue with: ftorch resume {run_dir}", markup=False)
     return 0
 
 
@@ -89,6 +99,12 @@ def _short(value) -> str:
 
 def _status(record: dict) -> str:
     status = record.get("status") or "?"
+    if status == "died":
+        step = record.get("last_checkpoint_step")
+        status = f"died (checkpoint-{step})" if step else "died (no checkpoint)"
+    evaluation = (record.get("evaluation") or {}).get("status")
+    if status == "succeeded" and evaluation in ("running", "died", "interrupted"):
+        status = f"succeeded, eval {evaluation}"
     return f"{status} (regressed)" if record.get("regressed") else status
 
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -149,17 +152,108 @@ def quiet_progress(trainer) -> None:
     trainer.add_callback(BarWithLoss())
 
 
-def latest_checkpoint(run: RunDir) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
+CHECKPOINT_FILES = ("adapter_config.json", "optimizer.pt", "scheduler.pt", "training_args.bin")
 
-    return get_last_checkpoint(str(run.checkpoints)) if run.checkpoints.is_dir() else None
+
+def checkpoint_problem(folder: Path) -> str | None:
+    """Why checkpoint-N is not a complete save (kill -9 while it was written), or None when it is: its trainer
+    state parses and names step N (the Trainer writes it last), and every file it needs is there, none empty."""
+    try:
+        state = json.loads((folder / "trainer_state.json").read_text())
+    except FileNotFoundError:
+        return "no trainer_state.json"
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return "trainer_state.json is truncated"
+    if f"checkpoint-{state.get('global_step')}" != folder.name:
+        return f"trainer_state.json is for step {state.get('global_step')}"
+    names = {p.name: p for p in folder.iterdir() if p.is_file()}
+    missing = [n for n in CHECKPOINT_FILES if n not in names]
+    if not any(n.startswith("adapter_model.") for n in names):
+        missing.append("adapter_model.safetensors")
+    if not any(n.startswith("rng_state") for n in names):
+        missing.append("rng_state.pth")
+    if missing:
+        return "missing " + ", ".join(missing)
+    empty = sorted(n for n, p in names.items() if p.stat().st_size == 0)
+    return f"empty {', '.join(empty)}" if empty else None
+
+
+def _checkpoints(run: RunDir) -> list[Path]:
+    found = [p for p in run.checkpoints.glob("checkpoint-*") if p.is_dir() and p.name[11:].isdigit()] \
+        if run.checkpoints.is_dir() else []
+    return sorted(found, key=lambda p: int(p.name[11:]), reverse=True)
+
+
+def latest_checkpoint(run: RunDir) -> str | None:
+    """The newest complete checkpoint."""
+    return next((str(p) for p in _checkpoints(run) if checkpoint_problem(p) is None), None)
 
 
 def resume_point(run: RunDir) -> str | None:
-    """The latest checkpoint to continue from (None: start again at step 0), noted in train.log."""
-    checkpoint = latest_checkpoint(run)
+    """The newest complete checkpoint to continue from (None: start again at step 0), noted in train.log.
+    Incomplete ones (a save cut short) are set aside with a note, here and on the console, and metrics.jsonl
+    loses the rows past the chosen step, which training is about to log again."""
+    checkpoint = None
+    for folder in _checkpoints(run):
+        problem = checkpoint_problem(folder)
+        if problem is None:
+            checkpoint = str(folder)
+            break
+        note = f"checkpoint {folder.name} is incomplete ({problem}): removed; resuming from an earlier one"
+        run.append_log(note)
+        print(f"ftorch: {note}", file=sys.stderr, flush=True)
+        shutil.rmtree(folder, ignore_errors=True)
     run.append_log(f"resuming from {checkpoint}" if checkpoint else "no checkpoint found: starting from step 0")
+    keep_metrics_until(run, step_of(checkpoint) if checkpoint else 0)
     return checkpoint
+
+
+def step_of(checkpoint: str | Path) -> int:
+    return int(Path(checkpoint).name.rsplit("-", 1)[-1])
+
+
+def training_finished(checkpoint: str | None) -> bool:
+    """Whether this checkpoint was saved at the last step (what is left is only saving the adapter)."""
+    if checkpoint is None:
+        return False
+    state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
+    return 0 < state.get("max_steps", 0) <= state.get("global_step", 0)
+
+
+def keep_metrics_until(run: RunDir, step: int) -> None:
+    """Drop metrics.jsonl rows past `step` (and a line torn by a kill), atomically: each step stays once."""
+    if not run.metrics.is_file():
+        return
+    kept = []
+    for line in run.metrics.read_text(errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step:
+            kept.append(line + "\n")
+    tmp = run.metrics.with_name(f".{run.metrics.name}.tmp")
+    tmp.write_text("".join(kept))
+    os.replace(tmp, run.metrics)
+
+
+def publish_adapter(run: RunDir, write: Callable[[Path], None], main: bool = True) -> None:
+    """Write the adapter into RUN/.adapter.partial, then rename it to RUN/adapter: a kill leaves either the
+    old folder, no folder, or the complete new one, never a half-written adapter/."""
+    partial = run.path / ".adapter.partial"
+    if main:
+        shutil.rmtree(partial, ignore_errors=True)
+    write(partial)
+    if not main:
+        return
+    if run.adapter.exists():
+        old = run.path / ".adapter.old"
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(run.adapter, old)
+        os.replace(partial, run.adapter)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(partial, run.adapter)
 
 
 def reload_check(trained, base_path: str, adapter_dir: Path, tokenizer, quantized: bool = False) -> dict[str, Any]:

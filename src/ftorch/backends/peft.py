@@ -159,16 +159,26 @@ class PeftBackend:
         run.append_log(share)
         if trainer.is_world_process_zero():
             print(share, flush=True)
-        output = trainer.train(resume_from_checkpoint=resume_from)
+        if _hf.training_finished(resume_from):  # killed while the adapter was saved: save it, train no further
+            _restore_finished(trainer, resume_from, run)
+            metrics = {}
+        else:
+            output = trainer.train(resume_from_checkpoint=resume_from)
+            metrics = {k: v for k, v in output.metrics.items() if isinstance(v, (int, float))}
 
-        trainer.save_model(str(run.adapter))  # the Trainer saves on the main process only
+        main = trainer.is_world_process_zero()
+
+        def write_adapter(folder):
+            trainer.save_model(str(folder))  # the Trainer saves on the main process only
+            if main:
+                tokenizer.save_pretrained(str(folder))
+
+        _hf.publish_adapter(run, write_adapter, main=main)
         check = None
-        if trainer.is_world_process_zero():
-            tokenizer.save_pretrained(str(run.adapter))
+        if main:
             check = _hf.reload_check(trainer.model, path, run.adapter, tokenizer,
                                      quantized=cfg.train.quantization == "4bit")
             run.append_log(f"reload check: {check}")
-        metrics = {k: v for k, v in output.metrics.items() if isinstance(v, (int, float))}
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
         if losses:
             metrics["final_loss"] = losses[-1]
@@ -181,6 +191,18 @@ class PeftBackend:
                       extra={"trainable_params": trainable, "total_params": total, "device": device,
                              "precision": precision, "reload_check": check,
                              "processes": int(os.environ.get("WORLD_SIZE", "1"))})
+
+
+def _restore_finished(trainer, checkpoint: str, run: "RunDir") -> None:
+    """The last checkpoint holds the trained weights and state: load them instead of training one step more."""
+    from transformers import TrainerState
+
+    note = f"training had finished at {os.path.basename(checkpoint)}; saving its adapter without training further"
+    run.append_log(note)
+    if trainer.is_world_process_zero():
+        print(note, flush=True)
+    trainer._load_from_checkpoint(checkpoint)
+    trainer.state = TrainerState.load_from_json(os.path.join(checkpoint, "trainer_state.json"))
 
 
 def _datasets(plan: Plan, tokenizer, run: "RunDir"):

@@ -37,7 +37,9 @@ def launch_distributed(plan: Plan, run: RunDir, resume_from: str | None) -> Resu
                str(cfg.train.num_gpus), "-m", "ftorch.backends.peft_worker", str(run.path),
                *([resume_from] if resume_from else [])]
     run.append_log("launching: " + " ".join(command))
-    child = subprocess.Popen(command, start_new_session=True)
+    # torchrun keeps the run's lock (an inherited descriptor): if this process is killed, the ranks it leaves
+    # behind still own the run, and no resume can start beside them
+    child = subprocess.Popen(command, start_new_session=True, pass_fds=run.held_fds())
     try:
         code = child.wait()
     except BaseException:  # Ctrl-C or SIGTERM: stop every rank, then let the run be marked

@@ -4,7 +4,7 @@ leaderboard.csv / .md, sweep.png, and best.yaml (the winner's configuration as a
 from __future__ import annotations
 
 import csv
-import json
+import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -14,6 +14,7 @@ import yaml
 
 from ..errors import ConfigError, Problem
 from ..plots import read_metrics
+from ..rundir import RunDir
 
 KEY_METRICS = ("final_loss", "final_eval_loss", "trained_tokens")
 
@@ -47,7 +48,12 @@ def load_trials(sweep_dir: Path) -> list[Trial]:
         overrides_file = folder / ".hydra" / "overrides.yaml"
         items = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
         config_file = folder / "config.yaml"
-        trials.append(Trial(folder, json.loads(run_json.read_text()),
+        try:
+            record = RunDir(folder).observed()  # a running trial that nobody owns any more: 'died'
+        except ConfigError as exc:
+            print(f"ftorch: skipping {run_json}: {exc.problems[0].message}", file=sys.stderr)
+            continue
+        trials.append(Trial(folder, record,
                             yaml.safe_load(config_file.read_text()) if config_file.is_file() else {},
                             dict(item.split("=", 1) for item in items if "=" in item)))
     if not trials:
