@@ -38,8 +38,10 @@ MINIMAL = {
     "input_not_ending_with_user": ("preference", json.dumps({**PAIR, "input": {"messages": [U, A]}}).encode()),
     "bad_output": ("preference", json.dumps({**PAIR, "preferred_output": A}).encode()),
     "identical_outputs": ("preference", json.dumps({**PAIR, "non_preferred_output": [A]}).encode()),
+    "nothing_to_learn": ("chat", json.dumps({"messages": [U, {**A, "weight": 0}]}).encode()),
 }
-PROFILE_CODES = {"too_long"}  # raised by the profile with a tokenizer: tests/data/test_profile.py
+# raised with a tokenizer: too_long in tests/data/test_profile.py, truncated in tests/test_user_mistakes.py
+PROFILE_CODES = {"too_long", "truncated"}
 
 
 def test_every_code_has_a_minimal_file():
