@@ -152,3 +152,31 @@ def test_a_template_nothing_serves_is_a_clear_error(chatml_tokenizer):
     with pytest.raises(BackendError, match="needs \\{% generation %\\} markers") as info:
         ensure_training_chat_template(chatml_tokenizer, "smollm2", True, trl_masks=True)
     assert "provider=peft" in info.value.render()
+
+
+def test_text_far_beyond_max_length_is_never_tokenized_and_the_kept_tokens_are_the_same(tokenizer, tmp_path):
+    """Clipping the text before tokenizing keeps exactly the tokens a full tokenization would keep."""
+    long_user = {"messages": [{"role": "user", "content": "lorem ipsum dolor " * 3000},
+                              {"role": "assistant", "content": "ok"}]}
+    long_answer = chat("q", "the answer goes on " * 3000)
+    for example in (long_user, long_answer):
+        full, _ = _preprocess._row(example["messages"], tokenizer, 64, True, False, 0)
+        clipped, cut = _preprocess._row(example["messages"], tokenizer, 64, True, False, 0,
+                                        budget=(64 + _preprocess.SLACK_TOKENS) * _preprocess._longest_token(tokenizer))
+        assert clipped == full and cut["clipped"] and cut["trainable_cut"] > 0
+    assert cut["trainable_kept"] > 0
+
+
+def test_truncation_of_trained_tokens_is_refused_unless_allowed(tokenizer, tmp_path):
+    examples = [chat("q", "a"), chat("q " * 200, "a"), chat("q", "b " * 200)]
+    with pytest.raises(_preprocess.DataError) as refused:
+        _preprocess.prepare(examples, tokenizer, 64, True, False, tmp_path, lines=[3, 5, 9], source="t.jsonl",
+                            allow_truncation=False)
+    text = refused.value.render()
+    assert "t.jsonl:5:" in text and "teaches nothing" in text and "t.jsonl:9:" in text and "t.jsonl:3" not in text
+    said = []
+    prepared = _preprocess.prepare(examples, tokenizer, 64, True, False, tmp_path, lines=[3, 5, 9],
+                                   source="t.jsonl", allow_truncation=True, announce=said.append)
+    assert len(prepared.dataset) == 2  # the example with nothing left is dropped
+    assert "2 example(s) of t.jsonl are longer than train.max_length=64" in said[0]
+    assert max(len(ids) for ids in prepared.dataset["input_ids"]) == 64
