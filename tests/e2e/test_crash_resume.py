@@ -1,0 +1,301 @@
+"""Fault injection: kill -9 a run at seeded points (mid-step, while a checkpoint or the adapter is written, during
+evaluation), resume, and require the adapter of an uninterrupted run, byte for byte, with run.json truthful after
+every kill. Processes are forked from a server that has imported torch and transformers once (multiprocessing's
+forkserver), so a kill/resume cycle costs a model load, not an interpreter start; a kill is SIGKILL sent by the
+process to itself at the chosen point, optionally after a random delay (a timer thread), or mid-write (half
+the file's bytes on disk, then SIGKILL). bench/soak_resume.py runs the same cycles many more times."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import random
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, TINY
+
+pytestmark = pytest.mark.slow
+MAX_STEPS = 8
+ARGS = [*TINY, "train.max_steps=8", "train.save_steps=2", "train.batch_size=2", "train.logging_steps=1", "eval=none"]
+QUICK_EVAL = ["eval.limit=2", "eval.general=false", "eval.safety=false", "eval.drift=false",
+              "eval.max_new_tokens=4", "eval.few_shot=0"]
+PRELOAD = ["torch", "transformers", "peft", "trl", "trl.trainer.sft_trainer", "hydra", "datasets", "matplotlib.pyplot",
+           "ftorch.cli", "ftorch.commands", "ftorch.runner", "ftorch.launch", "ftorch.backends.peft", "ftorch.plots",
+           "ftorch.backends._preprocess", "ftorch.eval.runner"]
+# Where a kill can land: (hook, how). "call": SIGKILL when the hook is called the n-th time, after `delay`
+# seconds (a timer, so it lands wherever the process is then); "write": the n-th file written through the hook
+# gets half its bytes, then SIGKILL.
+HOOKS = {
+    "step": "call",          # Trainer.training_step: mid-step, or (with a delay) anywhere in the next steps
+    "torch_save": "write",   # optimizer.pt, scheduler.pt, rng_state.pth, training_args.bin of a checkpoint
+    "safetensors": "write",  # adapter_model.safetensors of a checkpoint, or of the final adapter
+    "state_json": "write",   # trainer_state.json, the last file of a checkpoint
+    "publish": "call",       # the adapter written in full, not yet renamed into place
+}
+
+
+# ---- in the forked process -------------------------------------------------------------------------------------
+
+def _die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _arm(hook: str, n: int, delay: float) -> None:
+    """Patch the hook so that its n-th use kills this process."""
+    calls = [0]
+
+    def due() -> bool:
+        calls[0] += 1
+        return calls[0] == n
+
+    def kill_soon() -> None:
+        if delay <= 0:
+            _die()
+        threading.Timer(delay, _die).start()
+
+    if hook == "step":
+        from transformers import Trainer
+
+        real_step = Trainer.training_step
+
+        def training_step(self, *a, **k):
+            if due():
+                kill_soon()
+            return real_step(self, *a, **k)
+
+        Trainer.training_step = training_step
+    elif hook == "publish":
+        from ftorch.backends import _hf
+
+        real_publish = _hf.publish_adapter
+
+        def publish_adapter(run, write, main=True):
+            if due():
+                write(run.path / ".adapter.partial")
+                _die()
+            return real_publish(run, write, main)
+
+        _hf.publish_adapter = publish_adapter
+    elif hook == "torch_save":
+        import io
+
+        import torch
+
+        real_save = torch.save
+
+        def save(obj, f, *a, **k):
+            if isinstance(f, (str, os.PathLike)) and due():
+                buffer = io.BytesIO()
+                real_save(obj, buffer, *a, **k)
+                Path(f).write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+                _die()
+            return real_save(obj, f, *a, **k)
+
+        torch.save = save
+    elif hook == "safetensors":
+        import peft.peft_model
+        from safetensors.torch import save as to_bytes
+
+        real_file = peft.peft_model.safe_save_file
+
+        def safe_save_file(tensors, filename, metadata=None):
+            if due():
+                data = to_bytes(tensors, metadata=metadata)
+                Path(filename).write_bytes(data[: len(data) // 2])
+                _die()
+            return real_file(tensors, filename, metadata=metadata)
+
+        peft.peft_model.safe_save_file = safe_save_file
+    elif hook == "state_json":
+        from transformers import TrainerState
+
+        real_json = TrainerState.save_to_json
+
+        def save_to_json(self, json_path):
+            if due():
+                real_json(self, json_path)
+                text = Path(json_path).read_text()
+                Path(json_path).write_text(text[: len(text) // 2])
+                _die()
+            return real_json(self, json_path)
+
+        TrainerState.save_to_json = save_to_json
+    elif hook == "eval":  # the evaluation has begun (its folder and run.json's record exist): die after `delay`
+        from ftorch.eval import runner
+
+        real_evaluate = runner.evaluate
+
+        def evaluate(*a, **k):
+            if due():
+                kill_soon()
+            return real_evaluate(*a, **k)
+
+        runner.evaluate = evaluate
+    else:
+        raise ValueError(hook)
+
+
+def _child(argv: list[str], kill: tuple[str, int, float] | None, env: dict[str, str]) -> None:
+    os.environ.update(env)
+    os.chdir(ROOT)
+    import sys
+
+    sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (the process ends with os._exit)
+    import torch
+
+    torch.set_num_threads(1)  # a tiny model: one thread is fastest on a shared machine, and the same in every cycle
+    if kill:
+        _arm(*kill)
+    from ftorch.cli import main
+
+    code = main(argv)
+    sys.stdout.flush()
+    os._exit(code)
+
+
+# ---- in the test process ---------------------------------------------------------------------------------------
+
+_CONTEXT = None
+
+
+def context():
+    global _CONTEXT
+    if _CONTEXT is None:
+        _CONTEXT = multiprocessing.get_context("forkserver")
+        _CONTEXT.set_forkserver_preload(PRELOAD)
+    return _CONTEXT
+
+
+def run_cli_forked(argv: list[str], kill: tuple[str, int, float] | None = None, timeout: float = 300) -> int:
+    """`ftorch ARGV` in a process forked from the preloaded server; its exit code (-9 when killed)."""
+    env = {k: os.environ[k] for k in os.environ if k.startswith(("FTORCH_", "HF_", "TRANSFORMERS_", "TOKENIZERS_"))}
+    process = context().Process(target=_child, args=(argv, kill, env))
+    process.start()
+    process.join(timeout)
+    if process.exitcode is None:
+        process.kill()
+        process.join()
+        raise TimeoutError(f"ftorch {' '.join(argv)} did not finish in {timeout} s")
+    return process.exitcode
+
+
+def kill_points(seed: int, count: int) -> list[tuple[str, int, float]]:
+    """Seeded kills: which hook, at its how-many-th use in that process, and after what delay."""
+    rng = random.Random(seed)
+    points = []
+    for _ in range(count):
+        hook = rng.choice(list(HOOKS))
+        n = {"step": rng.randint(1, 4), "torch_save": rng.randint(1, 6), "safetensors": rng.randint(1, 3),
+             "state_json": rng.randint(1, 2), "publish": 1}[hook]
+        delay = round(rng.uniform(0, 0.3), 3) if hook == "step" else 0.0
+        points.append((hook, n, delay))
+    return points
+
+
+def the_run(runs: Path) -> Path:
+    (found,) = [p.parent for p in runs.rglob("run.json")]
+    return found
+
+
+def adapter_bytes(run_dir: Path) -> bytes:
+    return (run_dir / "adapter" / "adapter_model.safetensors").read_bytes()
+
+
+def assert_truthful_after_kill(run_dir: Path) -> None:
+    """After kill -9: nobody holds the lock, readers see 'died' (training) or an evaluation that died, and the
+    checkpoint run.json names is complete."""
+    from ftorch.backends._hf import checkpoint_problem
+    from ftorch.rundir import RunDir
+
+    run = RunDir(run_dir)
+    assert run.holder() is None
+    record = run.read()
+    seen = run.observed(record)
+    if record["status"] == "running":
+        assert seen["status"] == "died" and f"ftorch resume {run_dir}" in seen["error"]
+    else:
+        assert record["status"] == "succeeded" and seen["evaluation"]["status"] == "died", record
+    step = record.get("last_checkpoint_step")
+    if step and record["status"] == "running":
+        assert checkpoint_problem(run_dir / "checkpoints" / f"checkpoint-{step}") is None
+
+
+def assert_finished_like(run_dir: Path, reference: bytes) -> None:
+    from ftorch.rundir import RunDir
+
+    record = RunDir(run_dir).read()
+    assert record["status"] == "succeeded" and record["metrics"]["global_step"] == MAX_STEPS, record
+    assert adapter_bytes(run_dir) == reference
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r["kind"] == "train"] == list(range(1, MAX_STEPS + 1))  # each step once
+    assert not (run_dir / ".adapter.partial").exists() and RunDir(run_dir).holder() is None
+
+
+def crash_and_resume(runs: Path, points: list[tuple[str, int, float]], reference: bytes) -> int:
+    """Train, killed at the first point; resume, killed at the next; ... ; a last resume to the end. A point the
+    run never reaches (it finished first, or resumed past it) is tried again on a fresh run. Every run must end
+    with the reference adapter. Returns the number of runs used."""
+    fresh = 0
+
+    def new_run() -> list[str]:
+        nonlocal fresh
+        fresh += 1
+        return ["train", f"paths.runs={runs / str(fresh)}", *ARGS]
+
+    argv = new_run()
+    for point in points:
+        code = run_cli_forked(argv, kill=point)
+        if code == 0:  # the run finished before the point came: check it, and aim the point at a new one
+            assert_finished_like(the_run(runs / str(fresh)), reference)
+            argv = new_run()
+            code = run_cli_forked(argv, kill=point)
+        assert code == -signal.SIGKILL, (point, code)
+        run_dir = the_run(runs / str(fresh))
+        assert_truthful_after_kill(run_dir)
+        argv = ["resume", str(run_dir)]
+    assert run_cli_forked(argv) == 0
+    assert_finished_like(the_run(runs / str(fresh)), reference)
+    return fresh
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> bytes:
+    runs = tmp_path_factory.mktemp("reference")
+    assert run_cli_forked(["train", f"paths.runs={runs}", *ARGS]) == 0
+    return adapter_bytes(the_run(runs))
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_kill_anywhere_then_resume_gives_the_uninterrupted_adapter(reference, tmp_path, seed):
+    """3 seeds x 8 kill points (24), each followed by a resume; the last resume reaches the reference adapter."""
+    crash_and_resume(tmp_path, kill_points(seed, 8), reference)
+
+
+def test_kill_while_the_final_adapter_is_written_never_trains_past_max_steps(reference, tmp_path):
+    """The last checkpoint is complete, adapter/ is not: resume saves it from the checkpoint, no step more."""
+    crash_and_resume(tmp_path, [("publish", 1, 0.0)], reference)
+    run_dir = the_run(tmp_path / "1")
+    assert "saving its adapter without training further" in (run_dir / "train.log").read_text()
+    assert not (run_dir / "checkpoints" / f"checkpoint-{MAX_STEPS + 1}").exists()
+
+
+def test_kill_during_evaluation_leaves_a_truthful_record(reference, tmp_path):
+    from ftorch.rundir import RunDir
+
+    assert run_cli_forked(["train", f"paths.runs={tmp_path}", *ARGS]) == 0
+    run_dir = the_run(tmp_path)
+    for delay in (0.0, 0.2):
+        assert run_cli_forked(["eval", str(run_dir), *QUICK_EVAL], kill=("eval", 1, delay)) == -signal.SIGKILL
+        assert_truthful_after_kill(run_dir)
+        folders = sorted((run_dir / "eval").iterdir())
+        assert (folders[-1] / "INCOMPLETE").is_file()  # the killed one says so
+        assert all((p / "report.json").is_file() for p in folders if not (p / "INCOMPLETE").is_file())
+    assert run_cli_forked(["eval", str(run_dir), *QUICK_EVAL]) == 0  # and a new evaluation still succeeds
+    record = RunDir(run_dir).observed()
+    assert record["evaluation"]["status"] == "succeeded" and record["status"] == "succeeded"
+    assert adapter_bytes(run_dir) == reference
