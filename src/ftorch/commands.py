@@ -99,11 +99,7 @@ def _interrupted(run_dir: Path) -> int:
         record = RunDir(run_dir).read()
     except (OSError, FtorchError):
         record = {"status": "interrupted", "error": None}
-    err.print(f"[red]{record['status']}[/] {run_dir}")
-    evaluation = record.get("evaluation") or {}
-    for text in (record.get("error"), evaluation.get("status") == "interrupted" and evaluation.get("error")):
-        if text:
-            err.print(text, markup=False)
+    err.print(f"[red]{record['status']}[/] {run_dir}")  # the reason was printed when it was recorded
     return EXIT_INTERRUPTED
 
 
@@ -183,8 +179,6 @@ def _report(outcomes, sweep_dir: Path | None) -> int:
             if (outcome.run_dir / "run.json").is_file():
                 _print_evaluation(outcome.run_dir)
             out.print(f"[{color}]{outcome.status}[/] run dir: {outcome.run_dir}")
-            if outcome.interrupted and outcome.status == "interrupted" and outcome.resume_hint:
-                out.print(outcome.resume_hint, markup=False)
     if any(o.interrupted for o in outcomes):
         return EXIT_INTERRUPTED
     failed = [o for o in outcomes if o.status != "succeeded"]

@@ -4,6 +4,7 @@ Each evaluation gets its own RUN_DIR/eval/<timestamp>/; run.json records the lat
 from __future__ import annotations
 
 import shutil
+import sys
 import traceback
 from pathlib import Path
 
@@ -50,9 +51,9 @@ def evaluate_run(run: RunDir, cfg: RunConfig, console, models=None) -> dict:
     from .eval.runner import eval_dir, evaluate, save
 
     path = eval_dir(run)
-    (path / INCOMPLETE).write_text("this evaluation has not finished (or was killed): its files are not a result\n")
-    run.update(evaluation={"status": "running", "dir": str(path)})
     try:
+        (path / INCOMPLETE).write_text("this evaluation has not finished (or was killed): its files are no result\n")
+        run.update(evaluation={"status": "running", "dir": str(path)})
         generator, local, price = models or _generator_for(run, cfg)
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console, transient=True) as progress:
@@ -86,6 +87,8 @@ def _record_unfinished(run: RunDir, path: Path, exc: BaseException) -> None:
             run.append_log("evaluation failed:\n" + "".join(traceback.format_exception(exc)))
             outcome = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
         run.update(evaluated=False, evaluation=outcome)
+        if outcome["status"] == "interrupted":
+            print(f"\nevaluation interrupted; evaluate again with: ftorch eval {run.path}", file=sys.stderr, flush=True)
 
 
 def record_interrupted(run: RunDir) -> None:

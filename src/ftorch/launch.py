@@ -20,7 +20,6 @@ class Outcome:
     error: BaseException | None = None
     metrics: dict | None = None
     interrupted: bool = False  # by Ctrl-C or SIGTERM (status is run.json's: succeeded if only the eval was cut)
-    resume_hint: str | None = None
 
 
 def launch(project: Project, overrides: list[str], multirun: bool) -> tuple[list[Outcome], Path | None]:
@@ -47,7 +46,7 @@ def launch(project: Project, overrides: list[str], multirun: bool) -> tuple[list
                 result = runner.execute(project, prepared, run_dir)
         except (KeyboardInterrupt, RunInterrupted) as exc:
             record = _record(run_dir) or {"status": "interrupted"}
-            outcomes.append(Outcome(run_dir, record["status"], exc, interrupted=True, resume_hint=record.get("error")))
+            outcomes.append(Outcome(run_dir, record["status"], exc, interrupted=True))
             raise KeyboardInterrupt from None  # stops a sweep too
         except Exception as exc:
             _discard_if_not_started(run_dir)

@@ -148,7 +148,8 @@ def supervise(run: RunDir, work: Callable[[], Result], title: str) -> Result:
             result = work()
     except (KeyboardInterrupt, RunInterrupted) as exc:
         how = "SIGTERM" if isinstance(exc, RunInterrupted) else "Ctrl-C"
-        _record(run, "interrupted", error=f"interrupted ({how}); continue with: ftorch resume {run.path}")
+        message = f"interrupted ({how}); continue with: ftorch resume {run.path}"
+        _record(run, "interrupted", say=message, error=message)
         _plot(run, title)
         raise
     except FtorchError as exc:
@@ -196,10 +197,11 @@ def _failed(run: RunDir, exc: BaseException, title: str) -> None:
     _plot(run, title)
 
 
-def _record(run: RunDir, status: str, **fields: Any) -> list[int]:
+def _record(run: RunDir, status: str, say: str | None = None, **fields: Any) -> list[int]:
     """run.finish with Ctrl-C and SIGTERM held back (a second Ctrl-C cannot cut it short; one that slipped in
-    before they were held makes it start again). Returns the signals held. A run.json that cannot be written
-    (a full disk) is said on the console: readers will report the run as died, which is the truth."""
+    before they were held makes it start again). Returns the signals held. `say` goes to the console in the same
+    shelter, so what the console says is what run.json says. A run.json that cannot be written (a full disk) is
+    said on the console: readers will report the run as died, which is the truth."""
     held: list[int] = []
     for _ in range(10):
         try:
@@ -209,6 +211,8 @@ def _record(run: RunDir, status: str, **fields: Any) -> list[int]:
                 except OSError as exc:
                     print(f"ftorch: could not record status '{status}' in {run.run_json}: {exc}; "
                           f"`ftorch runs ls` will show this run as died", file=sys.stderr, flush=True)
+                if say:
+                    print(f"\n{say}", file=sys.stderr, flush=True)
             return held + caught
         except (KeyboardInterrupt, RunInterrupted) as exc:
             held.append(signal.SIGTERM if isinstance(exc, RunInterrupted) else signal.SIGINT)
