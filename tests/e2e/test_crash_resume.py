@@ -125,6 +125,19 @@ def _arm(hook: str, n: int, delay: float) -> None:
             return real_json(self, json_path)
 
         TrainerState.save_to_json = save_to_json
+    elif hook == "enospc":  # the n-th file torch.save writes finds the disk full
+        import errno
+
+        import torch
+
+        real_save = torch.save
+
+        def save(obj, f, *a, **k):
+            if isinstance(f, (str, os.PathLike)) and due():
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(f))
+            return real_save(obj, f, *a, **k)
+
+        torch.save = save
     elif hook == "eval":  # the evaluation has begun (its folder and run.json's record exist): die after `delay`
         from ftorch.eval import runner
 
@@ -140,12 +153,15 @@ def _arm(hook: str, n: int, delay: float) -> None:
         raise ValueError(hook)
 
 
-def _child(argv: list[str], kill: tuple[str, int, float] | None, env: dict[str, str]) -> None:
+def _child(argv: list[str], kill: tuple[str, int, float] | None, env: dict[str, str], output: str | None) -> None:
     os.environ.update(env)
     os.chdir(ROOT)
     import sys
 
-    sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (the process ends with os._exit)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C as in a terminal
+    sink = os.open(output or os.devnull, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    os.dup2(sink, 1)
+    os.dup2(sink, 2)
     import torch
 
     torch.set_num_threads(1)  # a tiny model: one thread is fastest on a shared machine, and the same in every cycle
@@ -153,8 +169,15 @@ def _child(argv: list[str], kill: tuple[str, int, float] | None, env: dict[str, 
         _arm(*kill)
     from ftorch.cli import main
 
-    code = main(argv)
+    try:
+        code = main(argv)
+    except BaseException:  # what escaped the CLI (a test fails on the traceback)
+        import traceback
+
+        traceback.print_exc()
+        code = 99
     sys.stdout.flush()
+    sys.stderr.flush()
     os._exit(code)
 
 
@@ -171,11 +194,18 @@ def context():
     return _CONTEXT
 
 
-def run_cli_forked(argv: list[str], kill: tuple[str, int, float] | None = None, timeout: float = 300) -> int:
-    """`ftorch ARGV` in a process forked from the preloaded server; its exit code (-9 when killed)."""
+def start_forked(argv: list[str], kill: tuple[str, int, float] | None = None, output: Path | None = None):
+    """`ftorch ARGV` in a process forked from the preloaded server (output to a file, or nowhere)."""
     env = {k: os.environ[k] for k in os.environ if k.startswith(("FTORCH_", "HF_", "TRANSFORMERS_", "TOKENIZERS_"))}
-    process = context().Process(target=_child, args=(argv, kill, env))
+    process = context().Process(target=_child, args=(argv, kill, env, str(output) if output else None))
     process.start()
+    return process
+
+
+def run_cli_forked(argv: list[str], kill: tuple[str, int, float] | None = None, timeout: float = 300,
+                   output: Path | None = None) -> int:
+    """Run `ftorch ARGV` forked (see start_forked); its exit code (-9 when killed)."""
+    process = start_forked(argv, kill, output)
     process.join(timeout)
     if process.exitcode is None:
         process.kill()
