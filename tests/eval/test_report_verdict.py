@@ -123,7 +123,7 @@ def test_tuned_significantly_better():
     report["significance"]["tuned_vs_prompted"] = _test(0.0005, 0.155, (0.10, 0.21))
     text = render.verdict(report)
     assert text.startswith("Fine-tuning beat prompting: field_accuracy 91.5% against 76.0% "
-                           "(+15.5 points, 95% CI +10.0 to +21.0, p<0.001), and each call needs 4.6× fewer prompt "
+                           "(+15.5 points, 95% CI +10.0 to +21.0, p<0.001), with 4.6× fewer prompt "
                            "tokens per call (84 against 385).")
     assert "No measurable forgetting" in text
 

@@ -78,11 +78,12 @@ class LocalModel:
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         stop_ids = torch.tensor(stop, device=self.device)
         cache = DynamicCache(config=self.model.config)
+        cache_arg = {self._cache_keyword(): cache}
         active = list(range(len(prompts)))  # row r of the running batch is prompt active[r]
         generated: list[list[int]] = [[] for _ in prompts]
         with torch.no_grad():
-            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                                use_cache=True, logits_to_keep=1).logits[:, -1]
+            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                                logits_to_keep=1, **cache_arg).logits[:, -1]
             for step in range(max_new_tokens):
                 if step < min_new_tokens:
                     logits[:, stop_ids] = float("-inf")
@@ -101,8 +102,15 @@ class LocalModel:
                 mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
                 positions = positions[:, -1:] + 1
                 logits = self.model(input_ids=chosen[:, None], attention_mask=mask, position_ids=positions,
-                                    past_key_values=cache, use_cache=True).logits[:, -1]
+                                    use_cache=True, **cache_arg).logits[:, -1]
         return generated
+
+    def _cache_keyword(self) -> str:
+        """transformers 5.2x names the KV cache argument `cache`; earlier 5.x releases `past_key_values`."""
+        import inspect
+
+        model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        return "cache" if "cache" in inspect.signature(type(model).forward).parameters else "past_key_values"
 
     def _stop_ids(self) -> list[int]:
         ids = {self.tokenizer.eos_token_id}

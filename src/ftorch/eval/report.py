@@ -86,7 +86,7 @@ def verdict(report: dict) -> str:
     if kind == "tuned":
         first = (f"Fine-tuning beat prompting: {headline} {tuned:.1%} against {prompted:.1%} "
                  f"({_diff_with_ci(test, tuned - prompted)}, {_p_text(p)})")
-        first += f", and each call needs {_join(gains)}." if gains else "."
+        first += f", with {_join(gains)}." if gains else "."
         rest = [f"It costs {_join(losses)}." if losses else "",
                 f"It loses significantly on {_join(worse)}." if worse else ""]
         return " ".join(s for s in [first, *rest, forgetting] if s)
