@@ -439,7 +439,8 @@ def stream(command: list[str], env: dict[str, str], run: "RunDir", *, logging_st
     RunInterrupted) stop it with SIGINT, then SIGTERM, then SIGKILL, and re-raise."""
     with run.log.open("a", buffering=1) as log:
         child = subprocess.Popen(command, cwd=run.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                 stdin=subprocess.DEVNULL, start_new_session=True)  # its own group: we own its stop
+                                 stdin=subprocess.DEVNULL, start_new_session=True,  # its own group: we own its stop
+                                 pass_fds=run.held_fds())  # the child holds the run's lock too, even if we die
         output = _Output(run, log, logging_steps, start_step)
         fd = child.stdout.fileno()
         try:

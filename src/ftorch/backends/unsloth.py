@@ -264,7 +264,8 @@ def _run_child(run: "RunDir", env: dict[str, str]) -> int:
     """Run the child to its end. Ctrl-C reaches it through the terminal; SIGTERM (RunInterrupted here) is passed
     on; either way it gets STOP_GRACE_S to stop before it is killed, and the interruption is re-raised."""
     command = [sys.executable, "-m", "ftorch.backends.unsloth_child", str(run.path)]
-    process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL)  # nothing in it may wait for input
+    # nothing in it may wait for input; it holds the run's lock too, so an orphaned child still owns the run
+    process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, pass_fds=run.held_fds())
     run.update(child_pid=process.pid)
     try:
         return process.wait()
