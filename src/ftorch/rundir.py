@@ -202,14 +202,7 @@ class RunDir:
         """Whether a process still owns this run: its lock is held (runs from before the lock: pid on this host)."""
         if self.lock_file.exists():
             return self.holder() is not None
-        pid = record.get("pid")
-        if not pid or record.get("host") != socket.gethostname():
-            return False
-        try:
-            os.kill(pid, 0)
-        except OSError:
-            return False
-        return True
+        return pid_alive(record)
 
     def observed(self, record: dict | None = None) -> dict:
         """The record as a reader should report it: 'running' with nobody holding the lock is 'died' (with the
@@ -229,3 +222,16 @@ class RunDir:
 
     def write_config(self, resolved: dict, raw: dict) -> None:
         (self.path / "config.yaml").write_text(yaml.safe_dump(redact(resolved, raw), sort_keys=False))
+
+
+def pid_alive(record: dict) -> bool:
+    """Whether the process a run.json names (pid on this host) still exists: the owner test for runs from
+    before the lock file."""
+    pid = record.get("pid")
+    if not pid or record.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True

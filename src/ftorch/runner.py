@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -23,7 +22,7 @@ from .data.report import DataReport, check_data
 from .errors import EXIT_USER, ConfigError, DataError, FtorchError, Problem, RunInterrupted
 from .evaluation import evaluate_after_training
 from .plots import loss_plot
-from .rundir import RunDir, write_json_atomic
+from .rundir import RunDir, pid_alive, write_json_atomic
 from .schema import RunConfig
 
 
@@ -103,7 +102,7 @@ def _resume(run: RunDir, legacy: bool) -> Result:
     record = run.read()
     if record["status"] == "succeeded":
         raise ConfigError(Problem(str(run.path), "this run already succeeded; nothing to resume"))
-    if record["status"] == "running" and legacy and _alive(record):
+    if record["status"] == "running" and legacy and pid_alive(record):
         raise ConfigError(Problem(str(run.path), f"this run is still running (pid {record.get('pid')})"))
     status = "died" if record["status"] == "running" else record["status"]  # we hold the lock: its owner is gone
     try:
@@ -303,15 +302,6 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _alive(record: dict) -> bool:
-    pid = record.get("pid")
-    if not pid or record.get("host") != socket.gethostname():
-        return False
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True
 
 
 def _same_data(run: RunDir, data: DataReport) -> None:

@@ -142,14 +142,14 @@ def test_trls_training_template_where_offsets_cannot_serve(chatml_tokenizer, nam
 
 def test_a_template_nothing_serves_is_a_clear_error(chatml_tokenizer):
     from ftorch.backends._hf import ensure_training_chat_template
-    from ftorch.errors import BackendError
+    from ftorch.errors import ModelError
 
     chatml_tokenizer.chat_template = SMOLLM2.replace("{% if add_generation_prompt %}", "{% if false %}")
-    with pytest.raises(BackendError, match="train.assistant_only_loss: .*ignores add_generation_prompt") as info:
+    with pytest.raises(ModelError, match="train.assistant_only_loss: .*ignores add_generation_prompt") as info:
         ensure_training_chat_template(chatml_tokenizer, "custom", True)
     assert "train.assistant_only_loss=false" in info.value.render()
     chatml_tokenizer.chat_template = SMOLLM2  # fine for ftorch's own masks, not for TRL's (the Unsloth child)
-    with pytest.raises(BackendError, match="needs \\{% generation %\\} markers") as info:
+    with pytest.raises(ModelError, match="needs \\{% generation %\\} markers") as info:
         ensure_training_chat_template(chatml_tokenizer, "smollm2", True, trl_masks=True)
     assert "provider=peft" in info.value.render()
 

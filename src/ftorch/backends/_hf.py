@@ -285,7 +285,7 @@ def ensure_training_chat_template(tokenizer, path: str, assistant_only_loss: boo
     model's own template is kept, so training renders exactly what inference does), or "trl" (TRL's training
     version of the template, swapped in where offsets cannot serve it: Qwen3, DeepSeek, Nemotron, GLM-4, ...).
     None when the loss covers every token. trl_masks=True is for a caller that hands raw messages to TRL, which
-    needs markers (the Unsloth child). A template none of these serve is a BackendError naming the choices."""
+    needs markers (the Unsloth child). A template none of these serve is a ModelError (exit 2) naming the choices."""
     if not assistant_only_loss:
         return None
     from ..chat_masks import HINT, MaskError, chat_template, has_generation_markers, template_problem
@@ -293,8 +293,8 @@ def ensure_training_chat_template(tokenizer, path: str, assistant_only_loss: boo
     try:
         template = chat_template(tokenizer)
     except MaskError as exc:
-        raise BackendError(Problem("train.assistant_only_loss", f"{path}: {exc}", "set "
-                                   "train.assistant_only_loss=false, or give the tokenizer a chat template")) from None
+        raise ModelError(Problem("train.assistant_only_loss", f"{path}: {exc}", "set "
+                                 "train.assistant_only_loss=false, or give the tokenizer a chat template")) from None
     if has_generation_markers(template):
         return "markers"
     problem = ("TRL tokenizes the conversations itself and needs {% generation %} markers" if trl_masks
@@ -307,8 +307,8 @@ def ensure_training_chat_template(tokenizer, path: str, assistant_only_loss: boo
         return "trl"
     hint = ("use provider=peft (ftorch finds the assistant tokens of any prefix-preserving template), or "
             "set train.assistant_only_loss=false") if trl_masks else HINT
-    raise BackendError(Problem("train.assistant_only_loss", f"cannot tell the assistant's tokens with the chat "
-                               f"template of {path}: {problem}", hint))
+    raise ModelError(Problem("train.assistant_only_loss", f"cannot tell the assistant's tokens with the chat "
+                             f"template of {path}: {problem}", hint))
 
 
 def _trl_training_template(tokenizer) -> str | None:
