@@ -19,6 +19,19 @@ from ftorch.cli import main
 from ftorch.rundir import RunDir, write_json_atomic
 from ftorch.secrets import REDACTED, redact, redact_hydra_dir, redact_override, redact_override_line, scrub
 
+
+@pytest.fixture(autouse=True)
+def forget_remembered_secrets():
+    """Each test starts with no secret remembered by an earlier one in this process (cli.main remembers them)."""
+    saved = (set(secrets._remembered), set(secrets._remembered_env))
+    secrets._remembered.clear()
+    secrets._remembered_env.clear()
+    yield
+    secrets._remembered.clear()
+    secrets._remembered_env.clear()
+    secrets._remembered.update(saved[0])
+    secrets._remembered_env.update(saved[1])
+
 # Planted values: each must never be written or printed. Names are unique to this file (secrets are remembered
 # for the life of the process).
 ENV_KEY = "sk-PLANTEDenvKEY0123456789abcdef"

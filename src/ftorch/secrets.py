@@ -98,11 +98,11 @@ def scrub(text: str) -> str:
     """`text` with every known secret and everything key-shaped replaced by ***REDACTED***."""
     if not isinstance(text, str) or not text:
         return text
-    pattern = _literal_pattern(known())
-    if pattern is not None:
-        text = pattern.sub(REDACTED, text)
+    # key shapes first: a remembered value that is a prefix of a longer key must not leave the key's tail behind
     text = KEY_SHAPE.sub(REDACTED, text)
-    return _BEARER.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
+    text = _BEARER.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
+    pattern = _literal_pattern(known())
+    return pattern.sub(REDACTED, text) if pattern is not None else text
 
 
 def is_secret(key: str, value: Any, env_name: str | None = None) -> bool:

@@ -75,6 +75,8 @@ IGNORED: dict[str, str] = {
     "train.method": "always LoRA (train.quantization picks lora or qlora)",
     "train.num_gpus": "not an Axolotl key: ftorch launches through `accelerate launch --num_processes N`",
     "data.test": "held out for ftorch's evaluation after training; Axolotl never sees it",
+    "train.allow_truncation": "ftorch's own truncation check runs in provider=peft's preprocessing; Axolotl "
+                              "truncates (or drops) long examples by its own rules",
 }
 _ZERO_COMMON = {"bf16": {"enabled": "auto"}, "fp16": {"enabled": "auto"}, "gradient_accumulation_steps": "auto",
                 "gradient_clipping": "auto", "train_batch_size": "auto", "train_micro_batch_size_per_gpu": "auto"}
