@@ -67,6 +67,17 @@ def test_missing_models_are_user_errors(name, says):
     assert says in caught.value.render() and caught.value.exit_code == EXIT_USER
 
 
+@pytest.mark.parametrize("keep", [0, 12, 100, 50_000, 3_000_000])
+def test_a_cut_gguf_is_a_clear_error(tmp_path, keep):
+    """A partial download: the header reader fails in several ways (IndexError among them), always a ModelError."""
+    cut = tmp_path / "partial.gguf"
+    with gguf_file(SMOLLM2).open("rb") as source:
+        cut.write_bytes(source.read(keep))
+    with pytest.raises(ModelError) as caught:
+        check_reference(str(cut))
+    assert "not a readable GGUF file" in caught.value.render() and caught.value.exit_code == EXIT_USER
+
+
 def test_a_file_that_is_not_gguf_is_a_clear_error(tmp_path):
     fake = tmp_path / "model.gguf"
     fake.write_bytes(b"not a gguf file at all" * 10)

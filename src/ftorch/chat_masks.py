@@ -30,9 +30,8 @@ from typing import Any
 
 MARKERS = re.compile(r"\{%-?\s*generation\s*-?%\}")  # the test transformers and TRL use
 
-HINT = ("set train.assistant_only_loss=false (loss on every token); or, where only earlier turns render differently, "
-        "train on the last assistant turn only (one assistant turn per conversation, at its end); or use a chat "
-        "template that is prefix-preserving or marks assistant turns with {% generation %}")
+HINT = ("set train.assistant_only_loss=false (loss on every token), or use a chat template that is "
+        "prefix-preserving or marks assistant turns with {% generation %}")
 
 
 class MaskError(ValueError):

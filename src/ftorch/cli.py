@@ -123,9 +123,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except Exception:
+    except Exception as exc:
         if os.environ.get("FTORCH_DEBUG"):
             raise
+        from .runner import DiskFull, _disk_full
+
+        if _disk_full(exc):  # anywhere outside a run's supervision too (an evaluation, ftorch eval, a data command)
+            full = DiskFull(f"the disk is full ({exc}); free some space and run the command again")
+            commands.print_error(full)
+            return full.exit_code
         traceback.print_exc()
         print("\nThis is a bug in ftorch; please report it with the traceback above.", file=sys.stderr)
         return 1

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .compose import Project, prepare
 from .errors import FtorchError, RunInterrupted
+from .secrets import redact_hydra_dir
 from . import runner
 
 
@@ -38,6 +39,8 @@ def launch(project: Project, overrides: list[str], multirun: bool) -> tuple[list
         if multirun and not sweep_dir:
             sweep_dir.append(Path(hc.sweep.dir))
         prepared = None
+        if (run_dir / ".hydra").is_dir():  # Hydra wrote the raw overrides already: no secret waits for the run start
+            redact_hydra_dir(run_dir / ".hydra")
         try:
             prepared = runner.prepare_composed(project, cfg, list(hc.overrides.task), dict(hc.runtime.choices))
             if multirun and (run_dir / "run.json").is_file():  # a resumed sweep: finish or keep this trial
@@ -45,6 +48,7 @@ def launch(project: Project, overrides: list[str], multirun: bool) -> tuple[list
             else:
                 result = runner.execute(project, prepared, run_dir)
         except (KeyboardInterrupt, RunInterrupted) as exc:
+            _discard_if_not_started(run_dir)
             record = _record(run_dir) or {"status": "interrupted"}
             outcomes.append(Outcome(run_dir, record["status"], exc, interrupted=True))
             raise KeyboardInterrupt from None  # stops a sweep too

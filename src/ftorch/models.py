@@ -80,8 +80,8 @@ def gguf_metadata(path: Path) -> dict[str, Any]:
 
     try:
         reader = GGUFReader(str(path))
-    except (ValueError, OSError, KeyError) as exc:
-        raise ModelError(Problem("model.name", f"'{path}' is not a readable GGUF file: {exc}",
+    except Exception as exc:  # the reader fails in many ways on a cut or foreign file (IndexError, struct, ...)
+        raise ModelError(Problem("model.name", f"'{path}' is not a readable GGUF file: {exc or type(exc).__name__}",
                                  "check the file (a partial download?) or give a Hugging Face folder")) from None
 
     def value(key: str) -> Any:
@@ -148,7 +148,7 @@ def local_path(name: str, announce=print) -> str:
     try:
         convert_gguf(path, staging)
         write_manifest(staging)
-        if target.exists():  # a stale, incomplete or damaged entry: replace it
+        if target.exists() and _cache_damage(target) is not None:  # still damaged (no one rebuilt it meanwhile)
             shutil.rmtree(target, ignore_errors=True)
         try:
             staging.rename(target)
@@ -192,7 +192,7 @@ def convert_gguf(path: Path, out: Path) -> None:
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
         loaded = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+    except Exception as exc:  # whatever the GGUF loader raises for this file is a problem with the user's model
         raise ModelError(Problem("model.name", f"transformers could not load the GGUF file '{path}': "
                                  f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
                                  f"supported GGUF architectures: {', '.join(GGUF_ARCHITECTURES)}")) from None

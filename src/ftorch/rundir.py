@@ -9,6 +9,7 @@ import platform
 import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -151,11 +152,17 @@ class RunDir:
     def acquire(self) -> int | None:
         """Take the run's lock: its file descriptor (keep it open while writing), or None if another holds it."""
         fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return None
+        # a reader asking who holds the lock (holder()) holds a shared lock for an instant: try a few times before
+        # concluding that another process owns the run
+        for attempt in range(10):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if attempt == 9:
+                    os.close(fd)
+                    return None
+                time.sleep(0.03)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
         return fd

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from conftest import read_run, run_cli, run_dirs
+from conftest import ROOT, read_run, run_cli, run_dirs
 
 pytestmark = pytest.mark.slow
 SHORT = ["train.max_steps=2", "train.batch_size=2", "train.save_steps=100", "train.max_length=160",
@@ -35,6 +35,26 @@ def test_the_gguf_is_converted_once_and_trained_with_assistant_only_loss(real_ru
     losses = [json.loads(line)["loss"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()
               if json.loads(line).get("kind") == "train"]
     assert losses and all(math.isfinite(x) for x in losses)
+
+
+def test_the_trained_labels_are_the_assistant_answers_and_their_end_of_turn(real_run, offline_env):
+    """The rows the trainer saw (the tokenized cache entry this run used): labels only on each assistant answer
+    and SmolLM2's <|im_end|>, nothing of the system prompt or the request."""
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+
+    run_dir, _ = real_run
+    key = read_run(run_dir)["preprocessing"]["key"]
+    rows = Dataset.load_from_disk(str(offline_env / "preprocessed" / key))
+    (converted,) = list((offline_env / "models").glob("gguf-SmolLM2-135M-Instruct*"))
+    tokenizer = AutoTokenizer.from_pretrained(str(converted))
+    train = [json.loads(line) for line in (ROOT / "datasets/quickstart/train.jsonl").read_text().splitlines()]
+    answers = {e["messages"][-1]["content"] for e in train}
+    for row in rows.select(range(5)):
+        trained = tokenizer.decode([t for t in row["labels"] if t != -100])
+        answer, _, rest = trained.partition("<|im_end|>")
+        assert answer in answers and rest.strip() == "", trained
+        assert "<|im_start|>" not in trained and "Convert the request" not in trained
 
 
 def test_the_report_has_finite_held_out_loss_and_no_nan(real_run):

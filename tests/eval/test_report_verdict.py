@@ -135,7 +135,7 @@ def test_prompting_significantly_better():
     text = render.verdict(report)
     assert text.startswith("Prompting wins: field_accuracy 76.0% prompted against 62.0% tuned (-14.0 points")
     assert "fine-tuning is not worth it" in text
-    assert "Its only upside is cheaper calls: 4.6× fewer prompt tokens per call" in text
+    assert "What fine-tuning still buys: 4.6× fewer prompt tokens per call" in text
     same_prompt = real_run(tokens=(84.0, 84.0, 84.0))
     same_prompt["task"]["systems"]["tuned"]["field_accuracy"] = _score(0.62)
     same_prompt["significance"]["tuned_vs_prompted"] = _test(0.002, -0.14)

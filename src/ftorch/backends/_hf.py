@@ -45,7 +45,9 @@ def loading(path: str, what: str) -> Iterator[None]:
     """Turn a failed from_pretrained into a message that names the model and what to do."""
     try:
         yield
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # OSError, ValueError, and a bare Exception from tokenizers for a broken tokenizer.json
+        if isinstance(exc, MemoryError):
+            raise
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ModelError(Problem("model.name", f"cannot load a {what} from '{path}': {first}",
                                  "give a local model folder, a .gguf file or a hub id (hub ids need network "

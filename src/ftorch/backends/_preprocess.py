@@ -97,7 +97,7 @@ def prepare(examples: list[dict], tokenizer, max_length: int, assistant_only: bo
         dataset.save_to_disk(str(staging))
         (staging / REPORT).write_text(json.dumps(truncated))
         write_manifest(staging)
-        if folder.exists():  # the damaged entry found above
+        if folder.exists() and damage(folder) is not None:  # still damaged: no other trial rebuilt it meanwhile
             shutil.rmtree(folder, ignore_errors=True)
         try:
             staging.rename(folder)

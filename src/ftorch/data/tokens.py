@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -101,11 +102,18 @@ def counter_for(model: str | None, limits: dict[str, Any] | None = None) -> Toke
         limit = (limits or {}).get("max_example_tokens")
         return TokenCounter(f"{name} (tiktoken)", False, f"estimated for {model} with {name} and OpenAI's "
                             "cookbook message overhead", limit, lambda m: _cookbook(enc, m))
-    folder = Path(model).expanduser()
+    from ..models import is_gguf, local_path
+
+    # a .gguf file or package:... name, as model.name takes them: its converted (and cached) folder
+    def to_stderr(line: str) -> None:  # stdout may carry --json
+        print(line, file=sys.stderr, flush=True)
+
+    folder = Path(local_path(model, announce=to_stderr) if is_gguf(model) else model).expanduser()
     if (folder / "tokenizer.json").is_file():
         return _local_counter(folder)
-    raise ConfigError(Problem("--model", f"'{model}' is neither an OpenAI model nor a local folder with tokenizer.json",
-                              "give an OpenAI model id (e.g. gpt-4.1-mini-2025-04-14) or a local model folder"))
+    raise ConfigError(Problem("--model", f"'{model}' is neither an OpenAI model, a .gguf file nor a local folder "
+                              "with tokenizer.json", "give an OpenAI model id (e.g. gpt-4.1-mini-2025-04-14), a "
+                              ".gguf file or a local model folder"))
 
 
 def _cookbook(enc, messages: list[dict]) -> int:

@@ -17,18 +17,23 @@ class LocalModel:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from ..backends._hf import loading
+
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         tokenizer_source = adapter if adapter is not None and (adapter / "tokenizer_config.json").exists() else base_path
-        self.tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_source))
+        with loading(str(tokenizer_source), "tokenizer"):
+            self.tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_source))
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         dtype = torch.bfloat16 if self.device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
-        model = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype)
+        with loading(base_path, "model"):
+            model = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype)
         if adapter is not None:
             from peft import PeftModel
 
-            model = PeftModel.from_pretrained(model, str(adapter))
+            with loading(str(adapter), "LoRA adapter"):
+                model = PeftModel.from_pretrained(model, str(adapter))
         self.model = model.to(self.device).eval()
         self.has_adapter = adapter is not None
 

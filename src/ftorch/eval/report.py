@@ -87,16 +87,20 @@ def verdict(report: dict) -> str:
         first = (f"Fine-tuning beat prompting: {headline} {tuned:.1%} against {prompted:.1%} "
                  f"({_diff_with_ci(test, tuned - prompted)}, {_p_text(p)})")
         first += f", with {_join(gains)}." if gains else "."
-        rest = [f"It costs {_join(losses)}." if losses else "",
+        rest = [f"It also gains significantly on {_join(better)}." if better else "",
+                f"It costs {_join(losses)}." if losses else "",
                 f"It loses significantly on {_join(worse)}." if worse else ""]
         return " ".join(s for s in [first, *rest, forgetting] if s)
     if kind == "prompted":
         first = (f"Prompting wins: {headline} {prompted:.1%} prompted against {tuned:.1%} tuned "
                  f"({_diff_with_ci(test, tuned - prompted)}, {_p_text(p)}): for quality, fine-tuning is not worth it "
                  "here; improve the prompt instead.")
-        upside = (f"Its only upside is cheaper calls: {_join(gains)}." if gains
+        upside = (f"What fine-tuning still buys: {_join(gains)}." if gains
                   else "It does not make calls cheaper either.")
-        return " ".join([first, upside, forgetting])
+        rest = [f"It gains significantly on {_join(better)}." if better else "",
+                f"It costs {_join(losses)}." if losses else "",
+                f"It also loses significantly on {_join(worse)}." if worse else ""]
+        return " ".join(s for s in [first, upside, *rest, forgetting] if s)
     first = (f"Quality ties: {headline} {tuned:.1%} tuned against {prompted:.1%} prompted "
              f"({_diff_with_ci(test, tuned - prompted)}, {_p_text(p)}, n={report['n']}), so there is no evidence that "
              "fine-tuning beats prompting on quality.")
