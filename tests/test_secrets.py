@@ -57,7 +57,9 @@ def planted(monkeypatch):
     ("hf_abcdefghijklmnopqrstuvwxyz", REDACTED),
     ("ghp_abcdefghijklmnopqrstuvwxyz0123", REDACTED),
     ("Authorization: Bearer abc.def-ghi_123456", f"Authorization: Bearer {REDACTED}"),
+    ("mlflow_uri https://alice:t0ken-value@mlflow.example.com/x", f"mlflow_uri https://{REDACTED}@mlflow.example.com/x"),
     # not keys: left alone
+    ("sqlite:///tmp/mlflow.db and http://localhost:5000/api", None),
     ("max_new_tokens=128 sk-learn task-abcdefghijklmnopqrstu /work/main", None),
     ("hf_hub offline; pad_token <pad>", None),
 ])

@@ -217,6 +217,12 @@ class RunDir:
         record = dict(record if record is not None else self.read())
         if "running" in (record.get("status"), (record.get("evaluation") or {}).get("status")) \
                 and not self.alive(record):
+            try:  # the owner may have finished between our read and the lock test: trust only a second read
+                record = dict(self.read())
+            except (OSError, ValueError):
+                pass
+        if "running" in (record.get("status"), (record.get("evaluation") or {}).get("status")) \
+                and not self.alive(record):
             if record.get("status") == "running":
                 step = record.get("last_checkpoint_step")
                 record["status"] = "died"

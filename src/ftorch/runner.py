@@ -226,12 +226,13 @@ def _signals_held() -> Iterator[list[int]]:
     def hold(signum, frame):
         caught.append(signum)
 
+    previous: dict = {}
     try:
-        previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
-    except ValueError:  # not the main thread
-        yield caught
-        return
-    try:
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):  # one at a time, each restored even if the next fails
+                previous[sig] = signal.signal(sig, hold)
+        except ValueError:  # not the main thread
+            pass
         yield caught
     finally:
         for sig, handler in previous.items():

@@ -40,6 +40,7 @@ _KEY_SHAPES = [
     r"(?<![A-Za-z0-9])AIza[0-9A-Za-z_\-]{35}",
 ]
 KEY_SHAPE = re.compile("|".join(_KEY_SHAPES))
+_URL_USERINFO = re.compile(r"(\b[a-z][a-z0-9+.\-]*://)[^\s/@:]+:[^\s/@]+@", re.IGNORECASE)  # https://user:token@
 _BEARER = re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=\-]{8,}")
 ENV_INTERP = re.compile(r"\$\{oc\.env:\s*([^,}\s]+)")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -100,6 +101,7 @@ def scrub(text: str) -> str:
         return text
     # key shapes first: a remembered value that is a prefix of a longer key must not leave the key's tail behind
     text = KEY_SHAPE.sub(REDACTED, text)
+    text = _URL_USERINFO.sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
     text = _BEARER.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
     pattern = _literal_pattern(known())
     return pattern.sub(REDACTED, text) if pattern is not None else text

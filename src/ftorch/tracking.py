@@ -73,7 +73,7 @@ def _mlflow(run: RunDir, cfg: RunConfig, project_root: Path) -> dict[str, Any]:
     store.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     record = run.read()
-    name = cfg.tracking.experiment or record.get("recipe") or "ftorch"
+    name = scrub(cfg.tracking.experiment or record.get("recipe") or "ftorch")
     if mlflow.get_experiment_by_name(name) is None:  # artifacts beside the store, not in the working directory
         mlflow.create_experiment(name, artifact_location=(store / "artifacts").as_uri())
     mlflow.set_experiment(name)
