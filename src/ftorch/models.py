@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 from importlib.util import find_spec
@@ -75,7 +76,25 @@ def check_reference(name: str) -> None:
 
 
 def gguf_metadata(path: Path) -> dict[str, Any]:
-    """Architecture and shape from a GGUF header (memory-mapped; no torch, no tensor data read)."""
+    """Architecture and shape from a GGUF header, cached beside the conversion's cache entry: gguf's reader parses
+    every field, the tokenizer's ~100k strings included (seconds), and `plan` should stay well under one."""
+    cached = converted_dir(path).with_name(converted_dir(path).name + ".header.json")
+    try:
+        return json.loads(cached.read_text())
+    except (OSError, ValueError):
+        pass
+    meta = _read_gguf_header(path)
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_name(cached.name + f".{os.getpid()}.partial")
+        partial.write_text(json.dumps(meta))
+        partial.replace(cached)
+    except OSError:  # a read-only cache only costs the next plan the same seconds
+        pass
+    return meta
+
+
+def _read_gguf_header(path: Path) -> dict[str, Any]:
     from gguf import GGUFReader
 
     try:

@@ -14,6 +14,11 @@ SHORT = ["train.max_steps=2", "train.batch_size=2", "train.save_steps=100", "tra
          "eval.limit=4", "eval.few_shot=1", "eval.general_limit=2", "eval.safety_limit=2", "eval.max_new_tokens=24"]
 
 
+def converted_folders(cache):
+    """The cached conversions of the shipped GGUF (beside each: a .header.json with its header's numbers)."""
+    return [p for p in (cache / "models").glob("gguf-SmolLM2-135M-Instruct*") if p.is_dir()]
+
+
 @pytest.fixture(scope="module")
 def real_run(tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
@@ -27,7 +32,7 @@ def test_the_gguf_is_converted_once_and_trained_with_assistant_only_loss(real_ru
     run_dir, result = real_run
     record = read_run(run_dir)
     assert record["status"] == "succeeded" and record["evaluated"] is True
-    converted = list((offline_env / "models").glob("gguf-SmolLM2-135M-Instruct*"))
+    converted = converted_folders(offline_env)
     assert len(converted) == 1 and (converted[0] / "model.safetensors").is_file()
     assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
     plan = json.loads((run_dir / "plan.json").read_text())
@@ -46,7 +51,7 @@ def test_the_trained_labels_are_the_assistant_answers_and_their_end_of_turn(real
     run_dir, _ = real_run
     key = read_run(run_dir)["preprocessing"]["key"]
     rows = Dataset.load_from_disk(str(offline_env / "preprocessed" / key))
-    (converted,) = list((offline_env / "models").glob("gguf-SmolLM2-135M-Instruct*"))
+    (converted,) = converted_folders(offline_env)
     tokenizer = AutoTokenizer.from_pretrained(str(converted))
     train = [json.loads(line) for line in (ROOT / "datasets/quickstart/train.jsonl").read_text().splitlines()]
     answers = {e["messages"][-1]["content"] for e in train}
@@ -85,4 +90,4 @@ def test_a_gguf_path_works_as_model_name(real_run, tmp_path, offline_env):
                      "train.max_steps=1", "train.batch_size=1", "eval=none", timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "converting" not in result.stdout
-    assert len(list((offline_env / "models").glob("gguf-SmolLM2-135M-Instruct*"))) == 1
+    assert len(converted_folders(offline_env)) == 1
