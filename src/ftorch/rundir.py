@@ -22,7 +22,6 @@ import yaml
 
 from .secrets import REDACTED, is_secret, redact, redact_hydra_dir, redact_override, scrub, scrub_text_tree
 from .errors import ConfigError, Problem
-from .secrets import _redact_strings  # noqa: F401  (the former home of these; kept importable from here)
 
 __all__ = ["REDACTED", "RunDir", "is_secret", "redact", "redact_hydra_dir", "redact_override", "write_json_atomic"]
 

@@ -250,10 +250,6 @@ def _redact_hydra_tree(tree: Any, key: str = "") -> Any:
     return REDACTED if is_secret(key, tree) else scrub(tree)
 
 
-def _redact_strings(tree: Any, key: str = "") -> Any:  # the former name, kept for callers
-    return _redact_hydra_tree(tree, key)
-
-
 def _write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.redact.tmp")
     tmp.write_text(text)

@@ -186,11 +186,6 @@ def _checkpoints(run: RunDir) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name[11:]), reverse=True)
 
 
-def latest_checkpoint(run: RunDir) -> str | None:
-    """The newest complete checkpoint."""
-    return next((str(p) for p in _checkpoints(run) if checkpoint_problem(p) is None), None)
-
-
 def resume_point(run: RunDir) -> str | None:
     """The newest complete checkpoint to continue from (None: start again at step 0), noted in train.log.
     Incomplete ones (a save cut short) are set aside with a note, here and on the console, and metrics.jsonl
