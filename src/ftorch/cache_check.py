@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 MANIFEST = "ftorch-manifest.json"
@@ -61,3 +64,24 @@ def damage(folder: Path) -> str | None:
         if _digest(path, size) != expected["sha256"]:
             return f"{name}'s content changed"
     return None
+
+
+def publish(target: Path, build: Callable[[Path], None], prefix: str,
+            damaged: Callable[[Path], str | None] | None = None) -> None:
+    """Build a cache entry into a staging folder beside `target`, write its manifest and rename it into place: a
+    reader never sees half an entry. A damaged entry at `target` is replaced; one another process finished
+    meanwhile is kept (its content is the same), and so is the rename race it wins."""
+    damaged = damaged or damage
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=prefix))
+    try:
+        build(staging)
+        write_manifest(staging)
+        if target.exists() and damaged(target) is not None:  # still damaged: nobody rebuilt it meanwhile
+            shutil.rmtree(target, ignore_errors=True)
+        try:
+            staging.rename(target)
+        except OSError:  # another process finished first; its entry is identical
+            pass
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -15,13 +15,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
-from .cache_check import damage, has_manifest, write_manifest
+from .cache_check import damage, has_manifest, publish, write_manifest
 from .errors import ModelError, Problem
 from .tiny import cache_root
 
@@ -162,19 +160,7 @@ def local_path(name: str, announce=print) -> str:
         announce(f"the cached conversion {target} is damaged ({problem}): converting {path.name} again")
     else:
         announce(f"converting {path.name} to a transformers model (once; cached in {target})")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".convert-"))
-    try:
-        convert_gguf(path, staging)
-        write_manifest(staging)
-        if target.exists() and _cache_damage(target) is not None:  # still damaged (no one rebuilt it meanwhile)
-            shutil.rmtree(target, ignore_errors=True)
-        try:
-            staging.rename(target)
-        except OSError:  # another process finished first; its folder is identical
-            pass
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    publish(target, lambda staging: convert_gguf(path, staging), prefix=".convert-", damaged=_cache_damage)
     return str(target)
 
 

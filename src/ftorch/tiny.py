@@ -6,8 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from importlib import resources
 from pathlib import Path
 
@@ -54,7 +52,7 @@ def tiny_model_dir(spec: TinyModel) -> Path:
 def ensure_tiny_model(spec: TinyModel, announce=None) -> Path:
     """The cached model folder, built first if missing, and built again when its content is not what was recorded
     (a truncated or missing file: cache_check). Safe when two processes build at once."""
-    from .cache_check import damage, has_manifest, write_manifest
+    from .cache_check import damage, has_manifest, publish
 
     target = tiny_model_dir(spec)
     if target.exists():
@@ -64,19 +62,7 @@ def ensure_tiny_model(spec: TinyModel, announce=None) -> Path:
         reason = "made by an older ftorch without a content manifest" if not has_manifest(target) and \
             (target / "config.json").is_file() else f"damaged: {problem}"
         (announce or _to_stderr)(f"ftorch: the tiny-model cache entry {target} is {reason}; building it again")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".build-"))
-    try:
-        build(spec, staging)
-        write_manifest(staging)
-        if target.exists() and damage(target) is not None:
-            shutil.rmtree(target, ignore_errors=True)
-        try:
-            staging.rename(target)
-        except OSError:  # another process finished first; theirs is identical
-            pass
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    publish(target, lambda staging: build(spec, staging), prefix=".build-")
     return target
 
 

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from conftest import ROOT, chat
+from test_chat_masks import runs
 from ftorch.backends import _preprocess
 from ftorch.schema import TinyModel
 from ftorch.tiny import ensure_tiny_model
@@ -92,16 +93,8 @@ def test_labels_only_on_assistant_tokens_with_a_template_without_markers(chatml_
     rows = _preprocess.prepare(examples, chatml_tokenizer, 512, True, False, tmp_path).dataset
     for example, ids, labels in zip(examples, rows["input_ids"], rows["labels"]):
         assert ids == chatml_tokenizer.apply_chat_template(example["messages"], tokenize=True, return_dict=False)
-        trained, run = [], []
-        for token, label in zip(ids, labels):
-            assert label in (token, -100)
-            if label != -100:
-                run.append(token)
-            elif run:
-                trained.append(chatml_tokenizer.decode(run))
-                run = []
-        if run:
-            trained.append(chatml_tokenizer.decode(run))
+        assert all(label in (token, -100) for token, label in zip(ids, labels))
+        trained = runs(chatml_tokenizer, ids, [label != -100 for label in labels])
         answers = [m["content"] for m in example["messages"] if m["role"] == "assistant"]
         assert trained == [a + "<|im_end|>\n" for a in answers]
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,7 +57,7 @@ def prepare(examples: list[dict], tokenizer, max_length: int, assistant_only: bo
     assistant (trained) tokens is a DataError listing them all."""
     from datasets import Dataset
 
-    from ..cache_check import damage, write_manifest
+    from ..cache_check import damage, publish
 
     tell = announce or say
     start = time.perf_counter()
@@ -91,20 +89,12 @@ def prepare(examples: list[dict], tokenizer, max_length: int, assistant_only: bo
         raise DataError(Problem("train.max_length", f"{max_length} tokens cut off every answer: nothing to train on",
                                 "raise train.max_length (ftorch data check FILE --model MODEL shows the lengths)"))
     dataset = Dataset.from_list(rows)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tmp-"))
-    try:
+
+    def save(staging: Path) -> None:
         dataset.save_to_disk(str(staging))
         (staging / REPORT).write_text(json.dumps(truncated))
-        write_manifest(staging)
-        if folder.exists() and damage(folder) is not None:  # still damaged: no other trial rebuilt it meanwhile
-            shutil.rmtree(folder, ignore_errors=True)
-        try:
-            staging.rename(folder)
-        except OSError:  # another trial wrote the same key first: identical content
-            pass
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+
+    publish(folder, save, prefix=".tmp-")
     return Prepared(Dataset.load_from_disk(str(folder)), key, False, time.perf_counter() - start, not packing,
                     truncated)
 
