@@ -112,14 +112,10 @@ def _outcomes_of_other_processes(folder: Path, known: list[Outcome]) -> list[Out
 
 def _objective(run_dir: Path, config) -> float | list[float] | None:
     """What the sweeper optimises, from the finished run's record (also kept in run.json)."""
-    from .rundir import RunDir
-    from .sweep.objective import objectives
+    from .sweep.objective import score_run
 
-    run = RunDir(run_dir)
-    found = objectives(run.read(), config.sweep.objective, config.sweep.direction)
-    run.update(objective=found)
-    values = [item["value"] for item in found]
-    return values[0] if len(values) == 1 else values
+    values = score_run(run_dir, config.sweep.objective, config.sweep.direction)
+    return values[0] if values is not None and len(values) == 1 else values
 
 
 def _continue_trial(run_dir: Path):

@@ -42,3 +42,56 @@ def test_hydra_sweep_syntax_to_optuna(override, kind, fields):
     assert type(found).__name__ == kind
     for name, value in fields.items():
         assert getattr(found, name) == value
+
+
+class _Launcher:
+    """Stands in for Hydra's launcher: every job it is given finishes with final_loss = 1.0."""
+
+    def __init__(self):
+        self.launched = []
+
+    def launch(self, batch, initial_job_idx):
+        from hydra.core.utils import JobReturn, JobStatus
+
+        self.launched.extend(range(initial_job_idx, initial_job_idx + len(batch)))
+        results = []
+        for _ in batch:
+            result = JobReturn()
+            result.status, result._return_value = JobStatus.COMPLETED, 1.0
+            results.append(result)
+        return results
+
+
+def test_a_trial_finished_before_the_interruption_is_counted_on_resume(tmp_path):
+    """A Ctrl-C between a trial's run succeeding and the sweeper being told: on resume the run's
+    own record scores it; it is neither run again nor replaced."""
+    import json
+
+    import optuna
+    from omegaconf import OmegaConf
+
+    from hydra_plugins.ftorch_optuna.optuna_sweeper import OptunaSweeper
+
+    sweep_dir = tmp_path / "sweep"
+    sweep_dir.mkdir()
+    study = optuna.create_study(study_name="ftorch", storage=f"sqlite:///{sweep_dir / 'optuna.db'}",
+                                directions=["minimize"])
+    study.ask({"train.lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)})  # left RUNNING
+    trial_dir = sweep_dir / "trial_0"
+    (trial_dir / ".hydra").mkdir(parents=True)
+    OmegaConf.save(OmegaConf.create({"hydra": {"job": {"num": 0}}}), trial_dir / ".hydra" / "hydra.yaml")
+    (trial_dir / "run.json").write_text(json.dumps({"status": "succeeded", "metrics": {"final_loss": 0.25}}))
+
+    sweeper = OptunaSweeper(n_trials=2, n_jobs=1, seed=0, sampler="random", study_name="ftorch",
+                            storage=None, params={"train.lr": "tag(log, interval(1e-4, 1e-2))"})
+    sweeper.config = OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep_dir)}},
+                                       "sweep": {"objective": "final_loss", "direction": "auto"}})
+    sweeper.launcher = _Launcher()
+    sweeper.hydra_context = type("Context", (), {"config_loader": None})()
+    sweeper.sweep([])
+
+    trials = optuna.load_study(study_name="ftorch", storage=f"sqlite:///{sweep_dir / 'optuna.db'}").trials
+    assert [(t.number, t.state.name, t.values) for t in trials] == [(0, "COMPLETE", [0.25]), (1, "COMPLETE", [1.0])]
+    assert sweeper.launcher.launched == [1]
+    assert json.loads((trial_dir / "run.json").read_text())["objective"] == [
+        {"name": "final_loss", "value": 0.25, "direction": "minimize"}]

@@ -42,6 +42,21 @@ def objectives(record: dict[str, Any], names: str | list[str], directions: str |
     return result
 
 
+def score_run(run_dir, names: str | list[str], directions: str | list[str]) -> list[float] | None:
+    """Score a finished run: its objectives are kept in its run.json; the values (None unless it
+    succeeded with a finite number for each) are what the sweeper is told."""
+    from ..rundir import RunDir
+
+    run = RunDir(run_dir)
+    record = run.read()
+    found = objectives(record, names, directions)
+    run.update(objective=found)
+    values = [item["value"] for item in found]
+    if record.get("status") != "succeeded" or any(v is None for v in values):
+        return None
+    return values
+
+
 def _finite(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 

@@ -71,7 +71,12 @@ class OptunaSweeper(Sweeper):
         study = optuna.create_study(
             study_name=self.study_name, storage=self.storage or f"sqlite:///{sweep_dir / 'optuna.db'}",
             sampler=self._sampler(), directions=[t["direction"] for t in targets], load_if_exists=True)
+        sweep_settings = _plain(self.config).get("sweep") or {}
         for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            values = _finished_run_values(sweep_dir, stale.number, sweep_settings)
+            if values is not None and len(values) == len(targets):
+                study.tell(stale.number, values)  # its run finished; only the telling was cut off
+                continue
             # cut off by an interruption: closed as failed, marked, and not counted (a new trial replaces it)
             optuna.trial.Trial(study, stale._trial_id).set_user_attr("interrupted", True)  # no public id getter
             study.tell(stale.number, state=optuna.trial.TrialState.FAIL)
@@ -142,6 +147,25 @@ def _values(result, count: int) -> list[float] | None:
     if len(values) != count or any(not isinstance(v, (int, float)) or not math.isfinite(v) for v in values):
         return None
     return [float(v) for v in values]
+
+
+def _finished_run_values(sweep_dir: Path, number: int, sweep_settings: dict) -> list[float] | None:
+    """The objective values of trial `number` if its run succeeded: an interruption that lands between
+    the run's end and the sweeper's `tell` must not throw a finished trial away."""
+    from ftorch.sweep.objective import score_run
+
+    for hydra_file in sweep_dir.glob("*/.hydra/hydra.yaml"):
+        try:
+            job = OmegaConf.load(hydra_file).hydra.job
+        except Exception:  # a damaged or foreign file: not this trial's
+            continue
+        if job.get("num") == number and (hydra_file.parent.parent / "run.json").is_file():
+            try:
+                return score_run(hydra_file.parent.parent, sweep_settings.get("objective", "auto"),
+                                 sweep_settings.get("direction", "auto"))
+            except Exception:  # an unreadable run.json: the trial is replaced like any cut-off one
+                return None
+    return None
 
 
 def _finished(study):
