@@ -19,7 +19,9 @@ from .secrets import scrub
 
 
 def config_of(run: RunDir, overrides: list[str]) -> RunConfig:
-    """The run's saved config with eval.* overrides applied (anything else would change the run itself)."""
+    """The run's saved config with eval overrides applied, in Hydra's override grammar: `eval=NAME` merges the
+    conf/eval/NAME.yaml group option over the run's eval settings, `eval.key=value` sets one (anything else would
+    change the run itself)."""
     from omegaconf import OmegaConf
     from pydantic import ValidationError
 
@@ -28,18 +30,48 @@ def config_of(run: RunDir, overrides: list[str]) -> RunConfig:
 
     if not (run.path / "config.yaml").is_file():
         raise ConfigError(Problem(str(run.path), "not a run directory (no config.yaml)"))
-    bad = [o for o in overrides if not o.lstrip("+").startswith("eval.") and not o.startswith("eval=")]
-    if bad:
-        raise ConfigError(Problem("command line", f"only eval.* settings can change for a finished run: {bad}"))
-    base = OmegaConf.create(yaml.safe_load((run.path / "config.yaml").read_text()))
+    project = find_project()
+    merged = OmegaConf.create(yaml.safe_load((run.path / "config.yaml").read_text()))
+    for override in _parse_overrides(overrides):
+        key = override.get_key_element().lstrip("+~")
+        if key == "eval":
+            option = override.value()
+            path = project.conf_dir / "eval" / f"{option}.yaml"
+            if not isinstance(option, str) or not path.is_file():
+                from .errors import did_you_mean
+
+                raise ConfigError(Problem(f"command line: {override.input_line}", f"no eval option '{option}'",
+                                          did_you_mean(str(option), project.group_options("eval"))
+                                          or f"options in conf/eval/: {', '.join(project.group_options('eval'))}"))
+            merged.eval = OmegaConf.merge(merged.eval, OmegaConf.load(path))
+        elif key.startswith("eval."):
+            OmegaConf.update(merged, key, override.value(), force_add=override.is_add())
+        else:
+            raise ConfigError(Problem(f"command line: {override.input_line}",
+                                      "only eval.* settings can change for a finished run (eval=NAME or eval.KEY=VALUE)"))
     try:
-        merged = OmegaConf.merge(base, OmegaConf.from_dotlist([o.lstrip("+") for o in overrides]))
         return RunConfig.model_validate(OmegaConf.to_container(merged, resolve=True))
     except ValidationError as exc:
-        origins = Origins(find_project(), overrides, {})
+        origins = Origins(project, overrides, {})
         raise ConfigError([_problem(err, origins) for err in exc.errors()]) from None
-    except Exception as exc:  # OmegaConf parse errors
+    except Exception as exc:  # an interpolation that does not resolve
         raise ConfigError(Problem("command line", str(exc).splitlines()[0])) from None
+
+
+def _parse_overrides(overrides: list[str]) -> list:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from .compose import override_problem
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception as exc:
+        raise ConfigError(override_problem(exc, overrides)) from None
+    sweeps = [o.input_line for o in parsed if o.is_sweep_override()]
+    if sweeps:
+        raise ConfigError(Problem(f"command line: {sweeps[0]}", "an evaluation takes one value per key, not a sweep",
+                                  "evaluate once per value, or sweep with `ftorch train -m`"))
+    return parsed
 
 
 def evaluate_run(run: RunDir, cfg: RunConfig, console, models=None) -> dict:
