@@ -58,3 +58,17 @@ def test_every_group_option_validates(group, option):
     """Each preset composes and passes the schema (a provider may still need a matching model: recipes)."""
     composed = compose(PROJECT, [f"{group}={option}"])
     load(composed, Origins(PROJECT, [], dict(composed.hydra.runtime.choices)))
+
+
+def test_a_sweep_whose_sweeper_library_is_missing_is_a_config_error(monkeypatch, tmp_path):
+    import importlib.util
+
+    from ftorch.compose import plan_trials
+    from ftorch.errors import ConfigError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "optuna" else real(name, *a))
+    with pytest.raises(ConfigError) as raised:
+        plan_trials(PROJECT, ["recipe=quickstart-tiny", "sweep=optuna", f"paths.runs={tmp_path}"], False)
+    assert "needs optuna" in raised.value.render() and "pip install 'ftorch[sweep]'" in raised.value.render()
+    assert not any(tmp_path.iterdir())  # nothing written

@@ -257,6 +257,8 @@ def plan_trials(project: Project, overrides: list[str], multirun: bool) -> tuple
     hydra = composed.hydra
     multirun = multirun or str(hydra.mode) == "RunMode.MULTIRUN" or str(hydra.mode) == "MULTIRUN"
     check_runs_folder(composed, multirun)
+    if multirun:
+        check_sweeper_installed(composed)
     if not multirun:
         if len(fixed) != len(overrides):
             raise ConfigError(Problem("command line", "comma-separated values sweep only in a multirun",
@@ -266,6 +268,22 @@ def plan_trials(project: Project, overrides: list[str], multirun: bool) -> tuple
         return True, [fixed]
     params = [f"{k}={v}" for k, v in (hydra.sweeper.get("params") or {}).items()]
     return True, expand_sweep(params + overrides)
+
+
+# sweeper plugin -> (the module it needs, the extra that installs it)
+SWEEPER_NEEDS = {"ftorch_optuna": ("optuna", "sweep")}
+
+
+def check_sweeper_installed(composed) -> None:
+    """A sweeper whose library is missing: a ConfigError with the install command, before Hydra starts it (and
+    fails with a traceback)."""
+    from importlib.util import find_spec
+
+    target = str(composed.hydra.sweeper.get("_target_", ""))
+    for plugin, (module, extra) in SWEEPER_NEEDS.items():
+        if plugin in target and find_spec(module) is None:
+            raise ConfigError(Problem("hydra/sweeper", f"this sweep needs {module}, which is not installed",
+                                      f"install it: pip install 'ftorch[{extra}]'"))
 
 
 def check_runs_folder(composed, multirun: bool) -> None:

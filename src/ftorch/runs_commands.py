@@ -79,7 +79,13 @@ def sweep_resume(args) -> int:
     saved = args.sweep_dir / "multirun.yaml"
     if not saved.is_file():
         raise ConfigError(Problem(str(args.sweep_dir), "not a sweep directory (no multirun.yaml)"))
-    recorded = (yaml.safe_load(saved.read_text()).get("hydra") or {}).get("overrides", {})
+    from omegaconf import OmegaConf
+
+    from .compose import check_sweeper_installed
+
+    sweep_config = yaml.safe_load(saved.read_text())
+    check_sweeper_installed(OmegaConf.create(sweep_config))
+    recorded = (sweep_config.get("hydra") or {}).get("overrides", {})
     given = (recorded.get("hydra") or []) + (recorded.get("task") or [])  # e.g. hydra.sweeper.n_trials=3
     overrides = [o for o in given if not o.startswith(("hydra.sweep.dir=", "hydra.mode="))]
     outcomes, sweep_dir = launch(find_project(), overrides + [f"hydra.sweep.dir={args.sweep_dir.resolve()}"], True)

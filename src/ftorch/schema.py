@@ -126,7 +126,6 @@ class UnslothProvider(Strict):
 
 
 Provider = Annotated[PeftProvider | OpenAIProvider | AxolotlProvider | UnslothProvider, Field(discriminator="name")]
-PROVIDER_NAMES = ("peft", "openai", "axolotl", "unsloth")
 
 
 class TinyModel(Strict):
@@ -270,6 +269,15 @@ class SweepSettings(Strict):
     direction: Direction | list[Direction] = Field("auto", description="auto: minimize losses, maximize the rest")
     fail_fast: bool = Field(False, description="stop the sweep at the first failed trial")
 
+    @model_validator(mode="after")
+    def _one_direction_per_objective(self) -> "SweepSettings":
+        if isinstance(self.direction, list):
+            count = 1 if isinstance(self.objective, str) else len(self.objective)
+            if len(self.direction) != count:
+                raise ValueError(f"sweep.direction lists {len(self.direction)} directions for {count} "
+                                 "objective(s): give one per objective, or a single direction for all")
+        return self
+
 
 class TrackingConfig(Strict):
     """Experiment tracking, written from the run directory when a run ends (any provider)."""
@@ -302,6 +310,7 @@ class RunConfig(Strict):
 
 PROVIDER_MODELS: dict[str, type[Strict]] = {"peft": PeftProvider, "openai": OpenAIProvider,
                                             "axolotl": AxolotlProvider, "unsloth": UnslothProvider}
+PROVIDER_NAMES = tuple(PROVIDER_MODELS)
 
 
 def defaults_tree(model: type[BaseModel]) -> dict:

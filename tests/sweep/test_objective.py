@@ -95,3 +95,17 @@ def test_a_trial_finished_before_the_interruption_is_counted_on_resume(tmp_path)
     assert sweeper.launcher.launched == [1]
     assert json.loads((trial_dir / "run.json").read_text())["objective"] == [
         {"name": "final_loss", "value": 0.25, "direction": "minimize"}]
+
+
+def test_objectives_and_directions_must_pair_up():
+    from pydantic import ValidationError
+
+    from ftorch.schema import SweepSettings
+
+    with pytest.raises(ValidationError, match="lists 1 directions for 2 objective"):
+        SweepSettings(objective=["final_loss", "eval_tuned_field_accuracy"], direction=["minimize"])
+    with pytest.raises(ValidationError, match="lists 2 directions for 1 objective"):
+        SweepSettings(objective="final_loss", direction=["minimize", "maximize"])
+    assert SweepSettings(objective=["a", "b"], direction="maximize").direction == "maximize"
+    with pytest.raises(ValueError):  # the record-side pairing never cuts a list short either
+        objectives({"metrics": {}}, ["a", "b"], ["minimize"])

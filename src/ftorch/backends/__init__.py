@@ -14,6 +14,14 @@ REGISTRY: dict[str, str] = {
     "unsloth": "ftorch.backends.unsloth:UnslothBackend",
 }
 
+# how to get what a provider's module imports, when it is missing
+INSTALL_HINTS: dict[str, str] = {
+    "peft": "peft, trl and transformers come with ftorch itself: reinstall it (make install, or pip install -e .)",
+    "openai": "install it: pip install 'ftorch[openai]'",
+    "axolotl": "build its environment: ftorch setup axolotl (or make axolotl-env)",
+    "unsloth": "build its environment: make install-unsloth (see the README's Unsloth section)",
+}
+
 
 def get_backend(name: str) -> Backend:
     if name not in REGISTRY:
@@ -25,7 +33,7 @@ def get_backend(name: str) -> Backend:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise MissingExtra(Problem(f"provider={name}", f"cannot import {exc.name}",
-                                   f"install it: pip install 'ftorch[{name}]'")) from None
+                                   INSTALL_HINTS[name])) from None
     return getattr(module, class_name)()
 
 

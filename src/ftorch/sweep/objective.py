@@ -36,7 +36,7 @@ def objectives(record: dict[str, Any], names: str | list[str], directions: str |
     names = [names] if isinstance(names, str) else list(names)
     directions = [directions] * len(names) if isinstance(directions, str) else list(directions)
     result = []
-    for name, requested in zip(names, directions):
+    for name, requested in zip(names, directions, strict=True):
         concrete, value = resolve(record, name)
         result.append({"name": concrete, "value": value, "direction": direction_of(concrete, requested)})
     return result
@@ -71,7 +71,7 @@ def planned(config: dict[str, Any]) -> list[dict]:
     requested = [requested] * len(names) if isinstance(requested, str) else list(requested)
     evaluation = config.get("eval") or {}
     result = []
-    for name, direction in zip(names, requested):
+    for name, direction in zip(names, requested, strict=True):
         if name == "auto":
             if evaluation.get("enabled", True):
                 name = f"eval_tuned_{evaluation.get('headline', 'normalized_match')}"
