@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .backends import Plan, Result, get_backend
+from .backends import Plan, Result, get_backend, make_plan
 from .compose import Project, compose
 from .config import Origins, load
 from .data.report import DataReport, check_data
@@ -48,7 +48,7 @@ def prepare(project: Project, overrides: list[str]) -> Prepared:
 def prepare_composed(project: Project, cfg: Any, overrides: list[str], choices: dict) -> Prepared:
     config = load(cfg, Origins(project, overrides, choices))
     data = check_data(config.data)
-    plan = get_backend(config.provider.name).plan(config, data)
+    plan = make_plan(config, data)
     return Prepared(cfg, config, data, plan, choices.get("recipe"), overrides)
 
 
@@ -112,7 +112,7 @@ def _resume(run: RunDir, legacy: bool) -> Result:
                                   f"({type(exc).__name__}): it cannot be resumed", "start a new run")) from None
     data = check_data(config.data)
     _same_data(run, data)
-    plan = get_backend(config.provider.name).plan(config, data)
+    plan = make_plan(config, data)
     run.update(status="running", pid=os.getpid(), resumed=[*record.get("resumed", []), status], error=None)
     backend = get_backend(config.provider.name)
     return _train_then_evaluate(run, config, _project_root(), lambda: backend.resume(plan, run),

@@ -65,8 +65,7 @@ def dig(tree: dict, dotted: str):
     (["provider.liger=true"], {"plugins": ["axolotl.integrations.liger.LigerPlugin"], "liger_rms_norm": True,
                                "liger_glu_activation": True, "liger_fused_linear_cross_entropy": True}),
     (["provider.liger=true", "train.fused_loss=off"], {"liger_fused_linear_cross_entropy": False}),
-    (["+provider.axolotl.learning_rate=0.5", "+provider.axolotl.lora_mlp_kernel=true", "train.lr=0.1"],
-     {"learning_rate": 0.5, "lora_mlp_kernel": True}),
+    (["+provider.axolotl.lora_mlp_kernel=true", "train.lr=0.1"], {"learning_rate": 0.1, "lora_mlp_kernel": True}),
 ])
 def test_translation(capsys, overrides, expected):
     config = plan_json(capsys, *overrides)["inputs"]["axolotl_yaml"]
@@ -128,10 +127,10 @@ def test_plan_lists_ignored_fields_and_is_pure(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(subprocess, "run", refuse)
     monkeypatch.setattr(subprocess, "Popen", refuse)
     before = set(sys.modules)
-    notes = "\n".join(plan_json(capsys, "provider.distributed=fsdp", "+provider.axolotl.learning_rate=0.5")["notes"])
+    notes = "\n".join(plan_json(capsys, "provider.distributed=fsdp", "+provider.axolotl.lora_mlp_kernel=true")["notes"])
     assert "ignored: train.method" in notes and "ignored: data.test" in notes and "ignored: train.num_gpus" in notes
     assert "ignored: provider.distributed=fsdp: train.num_gpus=1" in notes
-    assert "provider.axolotl.learning_rate overrides ftorch's train.lr" in notes
+    assert "passthrough: provider.axolotl.lora_mlp_kernel" in notes
     assert not {n.split(".")[0] for n in set(sys.modules) - before} & {"axolotl", "torch", "transformers"}
 
 
@@ -305,3 +304,15 @@ def test_setup_pins_everything_with_the_projects_lock_file(tmp_path, monkeypatch
     lock.write_text("peft==0.20.1\n")  # a changed lock is a reason to install again (into the same venv)
     setup_envs.setup_axolotl(tmp_path)
     assert len(commands) == 7 and "(unfinished, or its pins changed)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("passthrough, ftorch_key", [("learning_rate=1e-3", "train.lr"),
+                                                     ("lora_r=64", "train.lora.r"),
+                                                     ("deepspeed=x.json", "provider.distributed")])
+def test_a_passthrough_of_a_mapped_key_is_refused(capsys, passthrough, ftorch_key):
+    """train.lr=5e-5 +provider.axolotl.learning_rate=1e-3 used to train at 1e-3, silently."""
+    assert main(["plan", *AXOLOTL, "train.lr=5e-5", f"+provider.axolotl.{passthrough}"]) == 2
+    err = capsys.readouterr().err
+    key = passthrough.partition("=")[0]
+    assert f"provider.axolotl.{key}: ftorch sets Axolotl's '{key}' from {ftorch_key}" in err
+    assert f"set {ftorch_key} instead" in err and "Traceback" not in err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 
 from ..errors import ConfigError, MissingExtra, Problem, did_you_mean
@@ -37,4 +38,13 @@ def get_backend(name: str) -> Backend:
     return getattr(module, class_name)()
 
 
-__all__ = ["Backend", "Plan", "Result", "REGISTRY", "get_backend"]
+def make_plan(cfg, data) -> Plan:
+    """The provider's plan, after refusing any setting it would not use (mapped or refused, never ignored)."""
+    from .settings import refuse_unused, unused_paths
+
+    backend = get_backend(cfg.provider.name)
+    refuse_unused(cfg, backend.name, backend.unused_settings)
+    return dataclasses.replace(backend.plan(cfg, data), ignored=sorted(unused_paths(backend.unused_settings)))
+
+
+__all__ = ["Backend", "Plan", "Result", "REGISTRY", "get_backend", "make_plan"]

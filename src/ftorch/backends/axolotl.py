@@ -11,7 +11,6 @@ import ast
 import codecs
 import copy
 import json
-import math
 import os
 import re
 import select
@@ -30,6 +29,7 @@ from ..errors import BackendError, ConfigError, MissingExtra, Problem
 from ..schema import resolved
 from ..secrets import scrub, scrub_tree
 from .base import Plan, Result
+from .steps import step_estimate
 
 if TYPE_CHECKING:
     from ..data.report import DataReport
@@ -99,7 +99,7 @@ def _axolotl_config(cfg: "RunConfig", output_dir: str, dataset_paths: dict[str, 
                     device: str | None = None, resume_from: str | None = None) -> dict[str, Any]:
     """The one place ftorch's names become Axolotl's. `base_model` defaults to model.name (what plan shows);
     the run passes the local folder, and the device the Axolotl environment sees ('cpu' or 'cuda'; None in
-    plan). provider.axolotl's keys are merged last and win."""
+    plan). provider.axolotl's keys (none of them one ftorch maps: see refuse_mapped_passthrough) are merged last."""
     t, lora, provider = cfg.train, cfg.train.lora, cfg.provider
     gpu = device == "cuda"
     packing, checkpointing = resolved(t.packing, gpu), resolved(t.gradient_checkpointing, gpu)  # 'auto': on GPU
@@ -193,6 +193,7 @@ def child_python(cfg: "RunConfig") -> Path:
 
 class AxolotlBackend:
     name = "axolotl"
+    unused_settings = {"train.allow_truncation": IGNORED["train.allow_truncation"]}
 
     def plan(self, cfg: "RunConfig", data: "DataReport") -> Plan:
         from . import _hf
@@ -204,16 +205,13 @@ class AxolotlBackend:
             raise ConfigError(Problem("train.fused_loss", "train.fused_loss=on has no effect with provider=axolotl "
                                       "unless provider.liger=true", "set provider.liger=true (Liger's fused linear "
                                       "cross-entropy), or leave train.fused_loss=auto"))
+        refuse_mapped_passthrough(cfg.provider.axolotl)
         _hf.check_model_reference(cfg.model)
         paths = {split: str(chat.path.resolve()) for split, chat in data.splits.items()}
         config = _axolotl_config(cfg, "<run dir>/checkpoints", paths)
-        examples = data.count("train")
-        per_step = cfg.train.batch_size * cfg.train.grad_accum * cfg.train.num_gpus
-        steps_per_epoch = max(1, math.ceil(examples / per_step))
-        steps = cfg.train.max_steps or math.ceil(steps_per_epoch * cfg.train.epochs)
         return Plan(provider=self.name, config=cfg, data=data,
                     inputs={"axolotl_yaml": config, "launch": _launch_command("<python>", "axolotl.yaml", cfg)},
-                    estimates={"train_examples": examples, "steps_per_epoch": steps_per_epoch, "total_steps": steps},
+                    estimates=step_estimate(cfg.train, data.count("train")),
                     notes=_notes(cfg))
 
     def preflight(self, cfg: "RunConfig") -> None:
@@ -372,10 +370,18 @@ def _notes(cfg: "RunConfig") -> list[str]:
         notes.append("train.packing / gradient_checkpointing = auto: on when Axolotl's environment sees a GPU, off on CPU")
     if t.packing is True:
         notes.append("sample_packing with sdpa attention (samples kept apart); pays off on GPU, slower on CPU")
-    for key in provider.axolotl:
-        source = SOURCES.get(key)
-        notes.append(f"passthrough: provider.axolotl.{key}" + (f" overrides ftorch's {source}" if source else ""))
+    notes += [f"passthrough: provider.axolotl.{key}" for key in provider.axolotl]
     return notes
+
+
+def refuse_mapped_passthrough(passthrough: dict[str, Any]) -> None:
+    """provider.axolotl is for Axolotl keys ftorch does not set: one that ftorch maps would silently win over
+    the ftorch setting, so it is an error naming the key to use."""
+    problems = [Problem(f"provider.axolotl.{key}", f"ftorch sets Axolotl's '{key}' from {SOURCES[key]}",
+                        f"set {SOURCES[key]} instead (provider.axolotl is for keys ftorch does not map)")
+                for key in passthrough if key in SOURCES]
+    if problems:
+        raise ConfigError(problems)
 
 
 # --- the child process: output to console, train.log and metrics.jsonl; Ctrl-C stops it cleanly -------------

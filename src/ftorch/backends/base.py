@@ -20,10 +20,12 @@ class Plan:
     inputs: dict[str, Any]  # the exact backend input (trainer kwargs, job body, generated config)
     estimates: dict[str, Any] = field(default_factory=dict)  # steps, tokens, cost, memory
     notes: list[str] = field(default_factory=list)  # choices made and why
+    ignored: list[str] = field(default_factory=list)  # settings this provider does not use (all at their defaults)
     data: "DataReport | None" = field(default=None, compare=False, repr=False)  # the checked examples, not saved
 
     def to_dict(self) -> dict[str, Any]:
-        return {"provider": self.provider, "inputs": self.inputs, "estimates": self.estimates, "notes": self.notes}
+        return {"provider": self.provider, "inputs": self.inputs, "estimates": self.estimates, "notes": self.notes,
+                "ignored": self.ignored}
 
 
 @dataclass
@@ -36,6 +38,9 @@ class Result:
 
 class Backend(Protocol):
     name: str
+    # settings this provider has no use for -> why (and what to set instead); `section.*` = every key in it.
+    # Setting one away from its default is a config error (backends/settings.py): mapped or refused.
+    unused_settings: dict[str, str]
 
     def plan(self, cfg: "RunConfig", data: "DataReport") -> Plan:
         """Pure and fast: no GPU, no network, no heavy imports. Raises ConfigError for impossible settings."""

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 TERMINAL = ("succeeded", "failed", "cancelled")
 RETRYABLE_CREATE_ATTEMPTS = 3
 MAX_POLL_FAILURES = 30
-LOCAL_ONLY = ("quantization", "packing", "gradient_checkpointing", "lora", "max_length", "precision")
 
 
 def _job_body(cfg: "RunConfig") -> dict[str, Any]:
@@ -46,6 +45,12 @@ def _job_body(cfg: "RunConfig") -> dict[str, Any]:
 
 class OpenAIBackend:
     name = "openai"
+    unused_settings = {
+        "train.*": "train.* is for local training; OpenAI's job takes provider.n_epochs, provider.batch_size, "
+                   "provider.learning_rate_multiplier and provider.seed",
+        **{f"model.{key}": "OpenAI serves its models by id; local loading options do not apply"
+           for key in ("revision", "dtype", "trust_remote_code")},
+    }
 
     def plan(self, cfg: "RunConfig", data: "DataReport") -> Plan:
         from ..data.cost import MIN_EXAMPLES, PriceTable, estimate
@@ -74,8 +79,8 @@ class OpenAIBackend:
                  f"{', auto' if cost.epochs_auto else ''}) = " + (f"${cost.usd:.2f}" if cost.usd is not None
                                                                   else "unknown (model not in the price table)"),
                  f"token counts: {counter.note}",
-                 "train.* settings are for local training and are ignored by provider=openai; "
-                 "set provider.n_epochs / batch_size / learning_rate_multiplier instead",
+                 "train.* settings are for local training (setting one is refused): the job's hyperparameters "
+                 "are provider.n_epochs / batch_size / learning_rate_multiplier",
                  "OpenAI is winding down self-serve fine-tuning: an organisation that may no longer create jobs "
                  f"gets HTTP 403 training_not_available; {api.LOCAL_PROVIDERS} run the same recipe"]
         files = {split: str(chat.path) for split, chat in data.splits.items() if split in ("train", "validation")}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +10,7 @@ from ..errors import BackendError, ConfigError, Problem
 from ..models import is_gguf
 from . import _hf, _varlen
 from .base import Plan, Result
+from .steps import step_estimate
 
 if TYPE_CHECKING:
     from ..data.report import DataReport
@@ -67,6 +67,7 @@ def _lora_args(cfg: "RunConfig") -> dict[str, Any]:
 
 class PeftBackend:
     name = "peft"
+    unused_settings: dict[str, str] = {}
 
     def plan(self, cfg: "RunConfig", data: "DataReport") -> Plan:
         if cfg.data.format != "chat":
@@ -76,10 +77,7 @@ class PeftBackend:
             raise ConfigError(Problem("train.quantization", "4bit (QLoRA) cannot run with provider.device=cpu",
                                       "use train.quantization=none, or a CUDA GPU"))
         _hf.check_model_reference(cfg.model)
-        examples = data.count("train")
-        batches_per_epoch = math.ceil(examples / cfg.train.batch_size)
-        steps_per_epoch = max(1, math.ceil(batches_per_epoch / cfg.train.grad_accum))
-        steps = cfg.train.max_steps or math.ceil(steps_per_epoch * cfg.train.epochs)
+        estimates: dict[str, Any] = step_estimate(cfg.train, data.count("train"))
         source = ("built locally (model.tiny) and cached" if cfg.model.tiny else
                   "GGUF, converted once and cached" if is_gguf(cfg.model.name) else "local folder or hub id")
         notes = [f"model: {cfg.model.name} ({source})",
@@ -90,14 +88,15 @@ class PeftBackend:
                          "those turns are trained on")
         choice = _choose(cfg, _gpu_bytes(cfg.provider.device))
         notes += choice.reasons
-        estimates = {"train_examples": examples, "steps_per_epoch": steps_per_epoch, "total_steps": steps}
         if choice.estimate is not None:
             estimates["memory_gib"] = round(choice.estimate.total / 2**30, 3)
         return Plan(
             provider=self.name, config=cfg, data=data,
             inputs={"model": {"name": cfg.model.name, "tiny": cfg.model.tiny is not None, "dtype": cfg.model.dtype,
-                              "revision": cfg.model.revision, "quantization": cfg.train.quantization},
-                    "settings": choice.settings, "sft": _sft_args(cfg, choice.settings), "lora": _lora_args(cfg)},
+                              "revision": cfg.model.revision, "quantization": cfg.train.quantization,
+                              "trust_remote_code": cfg.model.trust_remote_code},
+                    "settings": choice.settings, "sft": _sft_args(cfg, choice.settings), "lora": _lora_args(cfg),
+                    "preprocess": {"allow_truncation": cfg.train.allow_truncation}},
             estimates=estimates, notes=notes,
         )
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import math
 import os
 import signal
 import subprocess
@@ -29,6 +28,7 @@ from ..errors import BackendError, ConfigError, DataError, FtorchError, MissingE
 from ..rundir import write_json_atomic
 from . import _hf
 from .base import Plan, Result
+from .steps import step_estimate
 from .peft import _lora_args, _sft_args
 
 if TYPE_CHECKING:
@@ -112,6 +112,10 @@ def _torchvision_problem() -> MissingExtra | None:
 
 class UnslothBackend:
     name = "unsloth"
+    unused_settings = {
+        "train.allow_truncation": "ftorch's truncation check runs in provider=peft's preprocessing; Unsloth "
+                                  "truncates long examples at train.max_length",
+    }
 
     def plan(self, cfg: "RunConfig", data: "DataReport") -> Plan:
         problems = []
@@ -135,9 +139,7 @@ class UnslothBackend:
             raise ConfigError(problems)
         _hf.check_model_reference(cfg.model)
 
-        examples = data.count("train")
-        steps_per_epoch = max(1, math.ceil(math.ceil(examples / cfg.train.batch_size) / cfg.train.grad_accum))
-        steps = cfg.train.max_steps or math.ceil(steps_per_epoch * cfg.train.epochs)
+        estimates = step_estimate(cfg.train, data.count("train"))
         source = "built locally (model.tiny) and cached" if cfg.model.tiny else "local folder or hub id"
         four_bit = _unsloth_args(cfg)["from_pretrained"]["load_in_4bit"]
         notes = [f"model: {cfg.model.name} ({source}), loaded by unsloth.FastLanguageModel",
@@ -172,9 +174,10 @@ class UnslothBackend:
         return Plan(
             provider=self.name, config=cfg, data=data,
             inputs={"model": {"name": cfg.model.name, "tiny": cfg.model.tiny is not None, "dtype": cfg.model.dtype},
+                    "precision": cfg.train.precision,  # as asked; resolved on the device at run time
                     **_unsloth_args(cfg), "sft": _sft_config_args(cfg),
                     "exports": {"merged_16bit": cfg.provider.export_merged_16bit, "gguf": gguf}},
-            estimates={"train_examples": examples, "steps_per_epoch": steps_per_epoch, "total_steps": steps},
+            estimates=estimates,
             notes=notes,
         )
 

@@ -1,0 +1,62 @@
+"""Mapped or refused: each backend names the settings it has no use for, and a run that sets one of them away
+from the schema's default is a config error naming the key, never a setting silently ignored."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError, Problem
+
+if TYPE_CHECKING:
+    from ..schema import RunConfig
+
+_ABSENT = object()
+
+
+def unused_paths(unused: Mapping[str, str]) -> dict[str, str]:
+    """The backend's declaration with `section.*` expanded to every leaf of that section of the schema."""
+    from ..schema import RunConfig, defaults_tree
+
+    defaults = defaults_tree(RunConfig)
+    expanded: dict[str, str] = {}
+    for path, why in unused.items():
+        if path.endswith(".*"):
+            prefix = path[:-2]
+            expanded.update({leaf: why for leaf in _leaves(_get(defaults, prefix), prefix)})
+        else:
+            expanded[path] = why
+    return expanded
+
+
+def refuse_unused(cfg: "RunConfig", provider: str, unused: Mapping[str, str]) -> None:
+    """ConfigError listing every unused setting that differs from its default (one problem each)."""
+    from ..schema import RunConfig, defaults_tree
+
+    defaults, values = defaults_tree(RunConfig), cfg.model_dump(mode="json")
+    problems = []
+    for path, why in unused_paths(unused).items():
+        value, default = _get(values, path), _get(defaults, path)
+        if value is not _ABSENT and value != default:
+            problems.append(Problem(path, f"{path}={_show(value)} has no effect with provider={provider}",
+                                    f"{why}; remove it (default: {_show(default)})"))
+    if problems:
+        raise ConfigError(problems)
+
+
+def _get(tree: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(tree, dict) or part not in tree:
+            return _ABSENT
+        tree = tree[part]
+    return tree
+
+
+def _leaves(tree: Any, prefix: str) -> list[str]:
+    if not isinstance(tree, dict):
+        return [prefix]
+    return [leaf for key, value in tree.items() for leaf in _leaves(value, f"{prefix}.{key}")]
+
+
+def _show(value: Any) -> str:
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
