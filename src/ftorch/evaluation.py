@@ -82,7 +82,10 @@ def evaluate_run(run: RunDir, cfg: RunConfig, console, models=None) -> dict:
     from .eval import report as render
     from .eval.runner import eval_dir, evaluate, save
 
+    from .backends._hf import attach_log_file, detach_log_file
+
     path = eval_dir(run)
+    library_log = attach_log_file(run)  # library warnings and loading bars to train.log, not the console
     try:
         (path / INCOMPLETE).write_text("this evaluation has not finished (or was killed): its files are no result\n")
         run.update(evaluation={"status": "running", "dir": str(path)})
@@ -98,6 +101,8 @@ def evaluate_run(run: RunDir, cfg: RunConfig, console, models=None) -> dict:
     except BaseException as exc:
         _record_unfinished(run, path, exc)
         raise
+    finally:
+        detach_log_file(library_log)
     (path / INCOMPLETE).unlink()
     _record(run, path, report)
     return report

@@ -191,3 +191,17 @@ def test_two_processes_through_torchrun(tmp_path):
              if json.loads(line)["kind"] == "train"]
     assert steps == [1, 2, 3, 4]  # one writer
     assert record["reload_check"]["matches_trained"] and not (run_dir / "worker_result.json").exists()
+
+
+def test_the_console_shows_ftorch_s_lines_and_library_noise_goes_to_train_log(trained):
+    """Into a pipe: no library warnings or loading bars on the console, a plain progress line per tenth of the
+    run instead of a bar refresh per step; the warnings are kept in train.log."""
+    run_dir, result = trained
+    console = result.stdout + result.stderr
+    for noise in ("FutureWarning", "UserWarning", "warnings.warn", "Loading weights", "Writing model shards",
+                  "it/s]", "[transformers]"):
+        assert noise not in console, noise
+    lines = [line.split()[1] for line in result.stderr.splitlines() if line.startswith("step ")]
+    done, total = lines[-1].split("/")
+    assert 1 <= len(lines) <= 11 and done == total
+    assert "py.warnings" in (run_dir / "train.log").read_text()

@@ -76,25 +76,56 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
+LIBRARY_LOGGERS = ("transformers", "peft", "trl", "ftorch", "py.warnings")
+
+
 def attach_log_file(run: RunDir) -> logging.Handler:
-    """Send transformers/peft/trl/ftorch log records to train.log for the life of the run."""
+    """For the life of the run, library output goes to train.log instead of the console: transformers/peft/trl/
+    ftorch log records and Python warnings (deprecations, PEFT's notices), with transformers' own stderr handler
+    and its weight-loading bars off. The console keeps ftorch's lines and the training progress."""
     handler = logging.FileHandler(run.log)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.setLevel(logging.INFO)
     from ..secrets import ScrubFilter
 
     handler.addFilter(ScrubFilter())  # no secret reaches train.log
-    for name in ("transformers", "peft", "trl", "ftorch"):
+    for name in LIBRARY_LOGGERS:
         logger = logging.getLogger(name)
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
+    warnings_logger = logging.getLogger("py.warnings")
+    handler._ftorch_restore = (warnings_logger.propagate, _transformers_console(False))  # type: ignore[attr-defined]
+    warnings_logger.propagate = False  # not also to the root logger's console handler
+    logging.captureWarnings(True)
     return handler
 
 
 def detach_log_file(handler: logging.Handler) -> None:
-    for name in ("transformers", "peft", "trl", "ftorch"):
+    propagate, console = getattr(handler, "_ftorch_restore", (True, None))
+    logging.captureWarnings(False)
+    logging.getLogger("py.warnings").propagate = propagate
+    if console is not None:
+        _transformers_console(console)
+    for name in LIBRARY_LOGGERS:
         logging.getLogger(name).removeHandler(handler)
     handler.close()
+
+
+def _transformers_console(on: bool) -> bool | None:
+    """Turn transformers' stderr log handler and progress bars (loading weights, writing shards) on or off;
+    returns whether the bars were on (None when transformers is absent)."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        return None
+    was_on = hf_logging.is_progress_bar_enabled()
+    if on:
+        hf_logging.enable_default_handler()
+        hf_logging.enable_progress_bar()
+    else:
+        hf_logging.disable_default_handler()
+        hf_logging.disable_progress_bar()
+    return was_on
 
 
 def metrics_callback(run: RunDir):
@@ -140,18 +171,36 @@ def metrics_callback(run: RunDir):
     return MetricsRecorder()
 
 
-def quiet_progress(trainer) -> None:
-    """Keep the trainer's progress bar but show loss and lr on it instead of printing a dict every step
-    (the numbers are in metrics.jsonl)."""
-    from transformers.trainer_callback import ProgressCallback
+def quiet_progress(trainer, stream=None) -> None:
+    """On a terminal, the trainer's progress bar with loss and lr on it instead of a dict printed every step (the
+    numbers are in metrics.jsonl). Into a file or a pipe (CI, nohup, a launcher's log), where every bar refresh
+    would be a line: one plain line every tenth of the run instead."""
+    from transformers.trainer_callback import ProgressCallback, TrainerCallback
+
+    stream = stream or sys.stderr
 
     class BarWithLoss(ProgressCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
             if state.is_world_process_zero and self.training_bar is not None and logs and "loss" in logs:
                 self.training_bar.set_postfix(loss=f"{logs['loss']:.4g}", lr=f"{logs.get('learning_rate', 0):.3g}")
 
+    class LinePerTenth(TrainerCallback):
+        def __init__(self) -> None:
+            self.started, self.loss = time.monotonic(), None
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                self.loss = logs["loss"]
+
+        def on_step_end(self, args, state, control, **kwargs):
+            every = max(1, state.max_steps // 10)
+            if state.is_world_process_zero and (state.global_step % every == 0 or state.global_step == state.max_steps):
+                loss = f"  loss {self.loss:.4g}" if self.loss is not None else ""
+                elapsed = time.monotonic() - self.started
+                print(f"step {state.global_step}/{state.max_steps}{loss}  {elapsed:.0f}s", file=stream, flush=True)
+
     trainer.remove_callback(ProgressCallback)
-    trainer.add_callback(BarWithLoss())
+    trainer.add_callback(BarWithLoss() if stream.isatty() else LinePerTenth())
 
 
 CHECKPOINT_FILES = ("adapter_config.json", "optimizer.pt", "scheduler.pt", "training_args.bin")
