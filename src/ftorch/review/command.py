@@ -88,8 +88,9 @@ def _serve(target, port: int, browser: bool) -> int:
         raise DataError(Problem("--port", f"cannot listen on 127.0.0.1:{port}: {exc.strerror}",
                                 "choose another port, or leave --port out for a free one")) from None
     out.print(f"review at {server.url}", markup=False, soft_wrap=True)
-    out.print("keys: j/k next/previous · a accept · r reject · e edit · u undo · ? help; Ctrl-C stops "
-              "(every decision is already saved)", markup=False)
+    keys = ("j/k next/previous · a accept · r reject · e edit · u undo" if target.kind == "data" else
+            "j/k next/previous · b/p/t base/prompted/tuned · c scoring right · w scoring wrong · g send as negative")
+    out.print(f"keys: {keys} · ? help; Ctrl-C stops (every decision is already saved)", markup=False)
     sys.stdout.flush()
     if browser:
         webbrowser.open(server.url)
