@@ -276,11 +276,11 @@ def markdown(report: dict, run_dir: Path) -> str:
     lines += ["", "Intervals: Wilson for pass/fail metrics, Wilson at the mean for graded ones (conservative); "
               "differences: McNemar with Newcombe's paired interval, or a paired bootstrap."]
     lines += _general_and_safety(report)
-    lines += _human_check(report)
+    lines += human_check_lines(report)
     return "\n".join(lines) + "\n"
 
 
-def _human_check(report: dict) -> list[str]:
+def human_check_lines(report: dict) -> list[str]:
     """Scorings a person checked in `ftorch review RUN_DIR` (written there into report.json's human_check)."""
     checked = {k: v for k, v in (report.get("human_check") or {}).items() if isinstance(v, dict)}
     if not checked:

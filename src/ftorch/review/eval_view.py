@@ -22,6 +22,7 @@ from ..errors import DataError, Problem
 from . import store
 
 MARKS = ("agree", "wrong", "clear")
+HUMAN_CHECK_HEADING = "## Human-checked scoring"
 SECTIONS = ("task", "general", "safety")
 _TOKENS = re.compile(r"\w+|\s+|[^\w\s]")
 
@@ -188,14 +189,25 @@ class EvalReview:
         return found
 
     def _write_summary(self) -> None:
-        from ..eval.report import markdown
+        """report.json gets the summary under "human_check"; report.md gets (or has replaced) its section, rendered
+        by the report's own hook, and keeps everything else as the evaluation wrote it."""
+        from ..eval.report import human_check_lines
         from ..rundir import write_json_atomic
-        from ..secrets import scrub
 
         self.report["human_check"] = {**self.summary(), "file": self.marks_file.name}
         write_json_atomic(self.folder / "report.json", self.report)
-        if (self.folder / "report.md").is_file():
-            (self.folder / "report.md").write_text(scrub(markdown(self.report, self.run_dir)))
+        md = self.folder / "report.md"
+        if md.is_file():
+            text, rest = md.read_text(), ""
+            start = text.find(HUMAN_CHECK_HEADING)
+            if start >= 0:  # replace the section written at the previous mark
+                after = text.find("\n## ", start + len(HUMAN_CHECK_HEADING))
+                text, rest = text[:start], text[after:] if after >= 0 else ""
+            section = "\n".join(human_check_lines(self.report)).strip("\n")
+            text = text.rstrip("\n") + "\n" + (f"\n{section}\n" if section else "") + rest
+            tmp = md.with_name(md.name + ".tmp")
+            tmp.write_text(text)
+            tmp.replace(md)
 
     def _negative_hash(self, row: dict) -> str:
         payload = [row.get("input"), row.get("reference"), row.get("systems", {}).get("tuned", {}).get("output")]
