@@ -174,3 +174,36 @@ def run_cli_status(url: str) -> int:
             return response.status
     except urllib.error.HTTPError as exc:
         return exc.code
+
+
+def test_review_an_evaluation(tmp_path, browser):
+    from selenium.webdriver.support.ui import Select
+
+    from tests.test_review_eval import make_eval
+
+    run, train = make_eval(tmp_path)
+    proc, url = _serve(run)
+    try:
+        _open(browser, url)
+        assert len(browser.find_elements(By.CSS_SELECTOR, "#list li")) == 3
+        Select(browser.find_element(By.ID, "f-filter")).select_by_value("prompted_right_tuned_wrong")
+        _wait(browser, lambda d: [li.get_attribute("data-id") for li in d.find_elements(By.CSS_SELECTOR, "#list li")]
+              == ["2"])
+        browser.find_element(By.TAG_NAME, "body").click()
+        cards = browser.find_elements(By.CSS_SELECTOR, ".system")
+        assert [c.get_attribute("data-system") for c in cards] == ["base", "prompted", "tuned"]
+        assert browser.find_element(By.CSS_SELECTOR, '.system[data-system="tuned"] del').text == "09"
+        assert browser.find_element(By.CSS_SELECTOR, '.system[data-system="tuned"] ins').text == "10"
+        _keys(browser, "w", "g")  # the tuned answer's scoring is wrong; send it as a negative example
+        _wait(browser, lambda d: "sent as a negative example" in d.find_element(By.ID, "status").text)
+        assert "task: 1 checked, 1 marked wrong" in browser.find_element(By.ID, "summary").text
+        _keys(browser, "3", "b", "c")  # safety: the base answer's refusal verdict is right
+        _wait(browser, lambda d: "safety: 1 checked, 0 marked wrong, agreement 100%"
+              in d.find_element(By.ID, "summary").text)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=10)
+    report = json.loads((run / "eval" / "2026-01-02_00-00-00_000000" / "report.json").read_text())
+    assert report["human_check"]["task"] == {"checked": 1, "wrong": 1, "agreement": 0.0}
+    negatives = [json.loads(x) for x in (tmp_path / "train.review.jsonl").read_text().splitlines()]
+    assert [(r["action"], r["rejected"]) for r in negatives] == [("negative", '{"day": "Monday", "time": "10:00"}')]

@@ -1,5 +1,8 @@
 "use strict";
 // Shared by both review pages: the API call (every request carries the token), small DOM helpers, paging.
+// Keys are handled one after another: a key pressed while the previous one still waits for the server acts on
+// the state that one leaves (fast typing never skips or reorders).
+let keyQueue = Promise.resolve();
 const TOKEN = document.querySelector('meta[name="review-token"]').content;
 
 async function api(path, body) {

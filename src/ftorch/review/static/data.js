@@ -227,7 +227,7 @@ document.addEventListener("keydown", async event => {
     "?": () => { $("help").hidden = !$("help").hidden; },
   };
   const handler = keys[event.key];
-  if (handler) { event.preventDefault(); await handler(); }
+  if (handler) { event.preventDefault(); keyQueue = keyQueue.then(handler, handler); await keyQueue; }
 });
 
 async function nextPage() { if (pager.start + pager.size < pager.total) await loadPage(pager.start + pager.size, 0); }
