@@ -62,7 +62,7 @@ def main() -> None:
             "filter: undecided": lambda: review.page(0, 50, decision="undecided"),
             "text search (whole file)": lambda: review.page(0, 50, query="topic 9999."),
             "live validation of an edit": lambda: review.index.validate(last, messages),
-            "decision (append + fsync + replay)": lambda: review.decide(last, review.index.hashes[last], "accept"),
+            "decision (append + fsync)": lambda: review.decide(last, review.index.hashes[last], "accept"),
         }
         print(f"{args.examples:,} examples, {data.stat().st_size / 1e6:.1f} MB\n")
         print("| step | median wall | × data check's pass |")

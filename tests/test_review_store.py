@@ -92,11 +92,27 @@ def test_changed_data_maps_by_content_hash_and_reports_stale(data):
     assert current == {3: ("accept", 2), 5: ("edit", 4)}
     assert [(s.line, s.action) for s in reopened.decisions.stale] == [(3, "reject")]
     assert reopened.decisions.moved == 2
+    # a decision made at the new line supersedes the one that followed the example there, as a replay says
+    reopened.decide(5, reopened.index.hashes[5], "reject")
+    fresh = _open(data).decisions
+    assert reopened.decisions.current == fresh.current and reopened.decisions.moved == fresh.moved == 1
     # undo at the new line reaches the decision recorded at the old one
     reopened.decide(3, reopened.index.hashes[3], "undo")
     assert 3 not in _open(data).decisions.current
     done = run_cli("review", str(data), "--export")
     assert done.returncode == 0 and "1 decisions no longer apply" in done.stderr and "lines 3" in done.stderr
+
+
+def test_the_page_state_after_each_decision_equals_a_fresh_replay(data):
+    import random
+
+    review = _open(data)
+    rng = random.Random(0)
+    for _ in range(40):
+        line = rng.choice(review.index.lines[:5])
+        action = rng.choice(["accept", "reject", "undo", "undo"])
+        review.decide(line, review.index.hashes[line], action)
+        assert review.decisions.current == _open(data).decisions.current
 
 
 def test_export_curated_and_preference_pass_data_check(data, tmp_path):

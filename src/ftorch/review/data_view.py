@@ -237,6 +237,8 @@ class DataReview:
                 validation = self.index.validate(line, messages)
                 if not validation["ok"]:
                     return {"ok": False, "validation": validation}
-            store.decide(self.review_file, line, digest, action, messages=messages, note=note)
-        self.reload_decisions()
+            self.decisions.applied(store.decide(self.review_file, line, digest, action, messages=messages,
+                                                note=note))
+            return {"ok": True, "decision": self.decisions.current.get(line), "meta": self.meta()}
+        self.reload_decisions()  # an undo: the previous decision may be one that followed its example here
         return {"ok": True, "decision": self.decisions.current.get(line), "meta": self.meta()}

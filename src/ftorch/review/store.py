@@ -79,6 +79,16 @@ class Decisions:
     moved: int = 0  # decisions found at another line than recorded (the file changed, the example did not)
     negatives: list[dict] = field(default_factory=list)  # wrong answers sent from an evaluation
     unreadable: list[int] = field(default_factory=list)
+    stacks: dict[tuple[int, str], list[dict]] = field(default_factory=dict, repr=False)
+
+    def applied(self, record: dict) -> None:
+        """A new accept/reject/edit just appended at its example's current line: it becomes that line's decision
+        (what a replay would give, without replaying the whole file)."""
+        line = record["line"]
+        self.stacks.setdefault((line, record["hash"]), []).append(record)
+        if "moved_from" in self.current.get(line, {}):
+            self.moved -= 1  # a decision made here supersedes the one that followed the example here
+        self.current[line] = record
 
     def counts(self) -> dict[str, int]:
         found = {action: 0 for action in ACTIONS}
@@ -106,7 +116,7 @@ def replay(path: Path, hashes: dict[int, str]) -> Decisions:
     lines_of: dict[str, list[int]] = {}
     for line, digest in hashes.items():
         lines_of.setdefault(digest, []).append(line)
-    decisions = Decisions(path, negatives=list(negatives.values()), unreadable=unreadable)
+    decisions = Decisions(path, negatives=list(negatives.values()), unreadable=unreadable, stacks=stacks)
     moved = []
     for (line, digest), stack in stacks.items():
         if not stack:
