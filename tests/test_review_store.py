@@ -74,6 +74,9 @@ def test_decisions_replay_undo_and_survive_a_torn_line(data):
     assert reopened.decisions.current[2]["note"] == "off-task"
     assert reopened.decisions.unreadable == [5]
     assert reopened.meta()["decisions"] == {"accept": 1, "reject": 1, "edit": 0, "undecided": 4}
+    assert reopened.meta()["resume"] == 3  # the first undecided example after the newest decision (line 2)
+    page = reopened.page(0, 2, around=3)
+    assert (page["start"], page["current"], page["items"][page["current"]]["line"]) == (2, 0, 3)
 
 
 def test_changed_data_maps_by_content_hash_and_reports_stale(data):

@@ -137,6 +137,7 @@ def test_review_walk_edit_kill_resume_export(tmp_path, browser):
     proc, url = _serve(data)
     try:
         _open(browser, url)
+        assert _title(browser) == "line 4"  # resumes after the newest standing decision (line 3's reject)
         _wait(browser, lambda d: _badge(d, 1) == "accept")
         assert [_badge(browser, n) for n in range(1, 7)] == ["accept", "edit", "reject", "undecided", "undecided",
                                                                "undecided"]

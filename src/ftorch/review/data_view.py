@@ -184,13 +184,20 @@ class DataReview:
                 codes[code] = codes.get(code, 0) + 1
         counts = self.decisions.counts()
         counts["undecided"] = len(self.index.lines) - sum(counts.values())
-        return {"kind": "data", "file": str(self.index.path), "format": self.index.fmt,
+        return {"kind": "data", "file": str(self.index.path), "resume": self.resume_line(), "format": self.index.fmt,
                 "review_file": str(self.review_file), "examples": len(self.index.lines), "codes": codes,
                 "decisions": counts, "stale": [s.to_dict() for s in self.decisions.stale],
                 "moved": self.decisions.moved, "negatives": len(self.decisions.negatives),
                 "unreadable_records": self.decisions.unreadable, "tokenizer": self.index.counter.tokenizer,
                 "file_issues": [i.to_dict() for i in self.index.file_issues],
                 "editable": self.index.fmt == "chat"}
+
+    def resume_line(self) -> int | None:
+        """Where the person stopped: the first undecided example after the newest decision (then from the top)."""
+        lines, last = self.index.lines, self.decisions.last_line
+        after = [n for n in lines if last is None or n > last]
+        before = [n for n in lines if last is not None and n <= last]
+        return next((n for n in after + before if n not in self.decisions.current), last)
 
     def matching(self, code: str = "", decision: str = "", query: str = "") -> list[int]:
         lines = self.index.lines
@@ -210,16 +217,22 @@ class DataReview:
                                              ensure_ascii=False).lower()]
         return lines
 
-    def page(self, start: int, size: int, **filters: str) -> dict:
+    def page(self, start: int, size: int, around: int | None = None, **filters: str) -> dict:
+        """Examples start..start+size of those matching; with `around`, the page holding that line instead (its
+        place in the page is "current")."""
         lines = self.matching(**filters)
         size = max(1, min(size, PAGE_MAX))
+        current = 0
+        if around is not None and around in lines:
+            place = lines.index(around)
+            start, current = place - place % size, place % size
         start = max(0, min(start, max(0, len(lines) - 1)))
         items = []
         for line in lines[start:start + size]:
             item = self.index.item(line, self.decisions.current.get(line))
             item["preview"] = summary_text(item["example"], item["raw"])
             items.append(item)
-        return {"total": len(lines), "start": start, "items": items}
+        return {"total": len(lines), "start": start, "items": items, "current": current}
 
     def decide(self, line: int, digest: str, action: str, messages: Any = None, note: str = "") -> dict:
         if line not in self.index.hashes or self.index.hashes[line] != digest:

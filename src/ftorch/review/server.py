@@ -108,8 +108,9 @@ class Handler(BaseHTTPRequestHandler):
         elif method == "GET" and path == "/api/items":
             start, size = int(query.get("start", 0)), int(query.get("size", 50))
             if review.kind == "data":
-                page = review.page(start, size, code=query.get("code", ""), decision=query.get("decision", ""),
-                                   query=query.get("q", ""))
+                around = int(query["around"]) if query.get("around") else None
+                page = review.page(start, size, around, code=query.get("code", ""),
+                                   decision=query.get("decision", ""), query=query.get("q", ""))
             else:
                 page = review.page(query.get("section", "task"), query.get("filter", ""), start, size)
             self._json(200, page)

@@ -80,15 +80,20 @@ class Decisions:
     negatives: list[dict] = field(default_factory=list)  # wrong answers sent from an evaluation
     unreadable: list[int] = field(default_factory=list)
     stacks: dict[tuple[int, str], list[dict]] = field(default_factory=dict, repr=False)
+    last_line: int | None = None  # where the newest standing decision is: reopening resumes after it
+    records: int = 0  # records read or appended: the next one's place in the file
 
     def applied(self, record: dict) -> None:
         """A new accept/reject/edit just appended at its example's current line: it becomes that line's decision
         (what a replay would give, without replaying the whole file)."""
         line = record["line"]
+        record["_seq"] = self.records
+        self.records += 1
         self.stacks.setdefault((line, record["hash"]), []).append(record)
         if "moved_from" in self.current.get(line, {}):
             self.moved -= 1  # a decision made here supersedes the one that followed the example here
         self.current[line] = record
+        self.last_line = line
 
     def counts(self) -> dict[str, int]:
         found = {action: 0 for action in ACTIONS}
@@ -102,7 +107,8 @@ def replay(path: Path, hashes: dict[int, str]) -> Decisions:
     records, unreadable = read_records(path)
     stacks: dict[tuple[int, str], list[dict]] = {}
     negatives: dict[str, dict] = {}
-    for record in records:
+    for number, record in enumerate(records):
+        record["_seq"] = number  # its place in the file (in memory only)
         action = record.get("action")
         if action == "negative":
             negatives[record["hash"]] = record
@@ -116,7 +122,8 @@ def replay(path: Path, hashes: dict[int, str]) -> Decisions:
     lines_of: dict[str, list[int]] = {}
     for line, digest in hashes.items():
         lines_of.setdefault(digest, []).append(line)
-    decisions = Decisions(path, negatives=list(negatives.values()), unreadable=unreadable, stacks=stacks)
+    decisions = Decisions(path, negatives=list(negatives.values()), unreadable=unreadable, stacks=stacks,
+                          records=len(records))
     moved = []
     for (line, digest), stack in stacks.items():
         if not stack:
@@ -137,6 +144,8 @@ def replay(path: Path, hashes: dict[int, str]) -> Decisions:
             decisions.stale.append(Stale(line, digest, record["action"]))
         # else: a newer decision made at the example's new line supersedes it
     decisions.stale.sort(key=lambda s: s.line)
+    current = decisions.current
+    decisions.last_line = max(current, key=lambda n: current[n]["_seq"]) if current else None
     return decisions
 
 

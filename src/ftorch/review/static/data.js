@@ -35,12 +35,13 @@ async function loadMeta() {
   $("edit").disabled = !meta.editable;
 }
 
-async function loadPage(start, pick) {
+async function loadPage(start, pick, around) {
   const f = filters();
   const query = `/api/items?start=${start}&size=${pager.size}&code=${encodeURIComponent(f.code)}` +
-    `&decision=${encodeURIComponent(f.decision)}&q=${encodeURIComponent(f.q)}`;
+    `&decision=${encodeURIComponent(f.decision)}&q=${encodeURIComponent(f.q)}` + (around ? `&around=${around}` : "");
   const page = await api(query);
   pager.start = page.start; pager.total = page.total; pager.items = page.items;
+  if (around) pick = page.current;
   pager.cur = pick === "last" ? Math.max(0, page.items.length - 1) : Math.min(pick || 0, Math.max(0, page.items.length - 1));
   $("range").textContent = pager.range();
   renderList();
@@ -254,7 +255,7 @@ function wire() {
   wire();
   try {
     await loadMeta();
-    await loadPage(0, 0);
+    await loadPage(0, 0, meta.resume);  // where the person stopped
     document.body.dataset.ready = "1";
   } catch (error) { status(error.message, "error"); }
 })();
