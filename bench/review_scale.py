@@ -21,7 +21,8 @@ def make(path: Path, n: int) -> None:
     with path.open("w") as handle:
         for i in range(n):
             user = f"Move my meeting with person {i % 997} to day {i % 7} at {i % 12 + 1}pm about topic {i}."
-            answer = json.dumps({"action": "move", "with": f"person {i % 997}", "day": i % 7, "time": f"{i % 12 + 13}:00"})
+            answer = json.dumps({"action": "move", "with": f"person {i % 997}", "day": i % 7,
+                                 "time": f"{i % 12 + 13}:00"})
             row = {"messages": [{"role": "system", "content": "Reply with JSON only."},
                                 {"role": "user", "content": user}, {"role": "assistant", "content": answer}]}
             if i % 500 == 7:

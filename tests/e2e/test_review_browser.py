@@ -156,8 +156,8 @@ def test_review_walk_edit_kill_resume_export(tmp_path, browser):
     assert "2 examples: 1 accepted, 1 edited; 1 rejected and 3 undecided left out" in done.stdout
     assert "1 pairs" in done.stdout
     curated = [json.loads(line) for line in (tmp_path / "train.curated.jsonl").read_text().splitlines()]
-    assert curated == [rows[0], {"messages": [*rows[1]["messages"][:2],
-                                              {"role": "assistant", "content": '{"action": "cancel", "with": "team"}'}]}]
+    edited = {"role": "assistant", "content": '{"action": "cancel", "with": "team"}'}
+    assert curated == [rows[0], {"messages": [*rows[1]["messages"][:2], edited]}]
     pair = json.loads((tmp_path / "train.preference.jsonl").read_text())
     assert pair["preferred_output"][0]["content"] == '{"action": "cancel", "with": "team"}'
     assert pair["non_preferred_output"][0]["content"] == rows[1]["messages"][2]["content"]

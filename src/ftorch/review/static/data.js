@@ -20,6 +20,7 @@ async function loadMeta() {
   $("counts").textContent = `${meta.examples} examples · ${d.accept} accepted · ${d.reject} rejected · ` +
     `${d.edit} edited · ${d.undecided} undecided` + (meta.negatives ? ` · ${meta.negatives} negatives from evaluations` : "") +
     ` · tokens: ${meta.tokenizer} · decisions saved in ${meta.review_file}`;
+  issueList($("file-issues"), meta.file_issues);
   const stale = $("stale");
   const notes = [];
   if (meta.moved) notes.push(`${meta.moved} decisions followed their example to a new line (the data file changed).`);
