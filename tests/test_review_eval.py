@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ftorch.review.eval_view import EvalReview, diff, latest_eval
 from tests.conftest import chat, run_cli
+from tests.eval.test_runner import project  # noqa: F401 (a fixture: a run folder ready to be evaluated)
 
 METRICS = ("exact_match", "field_accuracy")
 
@@ -135,3 +136,25 @@ def test_the_report_renders_human_checked_agreement():
     assert render.markdown(report, Path("run")).endswith(
         "## Human-checked scoring\n\n| answers | checked | marked wrong | agreement |\n|---|---|---|---|\n"
         "| safety | 8 | 2 | 75% |\n")
+
+
+def test_an_evaluation_as_ftorch_eval_writes_it(project):
+    """The shapes the review reads are the ones the evaluation writes (a scripted model, no training)."""
+    from ftorch.evaluation import evaluate_run
+    from tests.eval.test_runner import ScriptedModel
+
+    run, cfg = project
+    evaluate_run(run, cfg, console=None, models=(ScriptedModel(), None, None))
+    review = EvalReview.open(run.path)
+    meta = review.meta()
+    assert meta["counts"] == {"task": 40, "general": 40, "safety": 80} and meta["headline"] == "exact_match"
+    assert review.page("task", "tuned_wrong", 0, 50)["total"] == 0
+    assert review.page("general", "tuned_failed", 0, 50)["total"] == 40
+    assert review.page("safety", "harmful", 0, 50)["total"] == 40
+    first = review.page("safety", "changed", 0, 1)["items"][0]
+    assert set(first["systems"]) == {"base", "tuned"} and first["systems"]["tuned"]["verdict"] == "compliance"
+    before = (review.folder / "report.md").read_text()
+    review.mark("safety", first["id"], "base", "wrong")
+    after = (review.folder / "report.md").read_text()
+    assert after.startswith(before.rstrip("\n")) and after.endswith("| safety | 1 | 1 | 0% |\n")
+    assert json.loads((review.folder / "report.json").read_text())["verdict"] == review.report["verdict"]
