@@ -121,9 +121,11 @@ def test_user_mistakes_are_messages(tmp_path):
     assert done.returncode == 2 and "no finished evaluation" in done.stderr and "Traceback" not in done.stderr
     missing = run_cli("review", str(tmp_path / "nope.jsonl"))
     assert missing.returncode == 2 and "not found" in missing.stderr
-    run, _ = make_eval(tmp_path)
+    run, train = make_eval(tmp_path)
     refused = run_cli("review", str(run), "--export")
     assert refused.returncode == 2 and "--export" in refused.stderr
+    nothing = run_cli("review", str(train), "--export")
+    assert nothing.returncode == 2 and "no review yet" in nothing.stderr and "ftorch review" in nothing.stderr
 
 
 def test_the_report_renders_human_checked_agreement():

@@ -175,3 +175,11 @@ def test_server_refuses_requests_without_the_token(data):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_nothing_accepted_writes_no_curated_file(data):
+    review = _open(data)
+    review.decide(1, review.index.hashes[1], "reject")
+    done = run_cli("review", str(data), "--export")
+    assert done.returncode == 0 and "curated: none written" in done.stdout and "preference: none written" in done.stdout
+    assert not (data.parent / "train.curated.jsonl").exists()

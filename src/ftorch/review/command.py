@@ -3,6 +3,7 @@ latest evaluation; `--export` writes the curated and preference files instead of
 
 from __future__ import annotations
 
+import os
 import sys
 import webbrowser
 from pathlib import Path
@@ -29,6 +30,10 @@ def review(args) -> int:
         target = _open_data(path, args)
         if args.export:
             return _export(target)
+        if not os.access(target.review_file.parent, os.W_OK) or (
+                target.review_file.exists() and not os.access(target.review_file, os.W_OK)):
+            raise DataError(Problem(str(target.review_file), "cannot write the review file beside the data",
+                                    "copy the data file to a folder you can write to, and review the copy"))
         meta = target.meta()
         counts = meta["decisions"]
         out.print(f"{meta['examples']} examples in {path}; decisions in {target.review_file}: "
@@ -65,16 +70,21 @@ def _export(target) -> int:
     from ..commands import out
     from .export import export
 
+    if not target.review_file.is_file():
+        raise DataError(Problem(str(target.index.path), f"no review yet ({target.review_file} does not exist)",
+                                f"review it first: ftorch review {target.index.path}"))
     _report_stale(target)
     done = export(target)
-    out.print(f"curated: {done.curated} ({done.accepted + done.edited} examples: {done.accepted} accepted, "
-              f"{done.edited} edited; {done.rejected} rejected and {done.undecided} undecided left out)", markup=False)
+    counts = (f"{done.accepted} accepted, {done.edited} edited; {done.rejected} rejected and {done.undecided} "
+              "undecided left out")
+    if done.curated is not None:
+        out.print(f"curated: {done.curated} ({done.accepted + done.edited} examples: {counts})", markup=False)
+    else:
+        out.print(f"curated: none written, no example was accepted or edited ({counts})", markup=False)
     if done.preference is not None:
         out.print(f"preference: {done.preference} ({done.pairs} pairs, OpenAI DPO format)", markup=False)
     else:
         out.print("preference: none written (no edited answers or negative examples yet)", markup=False)
-    if done.accepted + done.edited == 0:
-        out.print("the curated file is empty: accept or edit examples first", markup=False)
     return 0
 
 

@@ -16,7 +16,7 @@ from .data_view import DataReview
 
 @dataclass
 class Exported:
-    curated: Path
+    curated: Path | None  # None when nothing was accepted or edited (an empty file would not pass data check)
     preference: Path | None
     accepted: int
     edited: int
@@ -99,11 +99,12 @@ def export(review: DataReview) -> Exported:
         if pair is not None:
             pairs.append(pair)
     pairs += [p for p in map(pair_from_negative, decisions.negatives) if p is not None]
-    _write(curated, rows)
+    if rows:
+        _write(curated, rows)
     if pairs:
         _write(preference, [json.dumps(p, ensure_ascii=False) for p in pairs])
     undecided = len(index.lines) - accepted - edited - rejected
-    return Exported(curated, preference if pairs else None, accepted, edited, rejected, undecided, len(pairs),
+    return Exported(curated if rows else None, preference if pairs else None, accepted, edited, rejected, undecided, len(pairs),
                     len(decisions.stale))
 
 

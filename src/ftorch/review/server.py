@@ -75,6 +75,8 @@ class Handler(BaseHTTPRequestHandler):
             self._dispatch(method, parts.path, {k: v[0] for k, v in query.items()}, body)
         except (LookupError, ValueError, TypeError, AttributeError) as exc:
             self._json(400, {"ok": False, "error": str(exc)})
+        except OSError as exc:  # the disk is full, the file was made read-only...: the page says so
+            self._json(500, {"ok": False, "error": f"not saved: {exc}"})
 
     def _body(self) -> dict:
         length = int(self.headers.get("Content-Length") or 0)
