@@ -99,12 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--skip-invalid", action="store_true", help="leave out bad records instead of stopping")
     review = sub.add_parser("review", help="a local page to accept, reject and edit examples, or to read and "
                             "check an evaluation's answers", description="A data file: review its examples "
-                            "(decisions go to FILE.review.jsonl beside it). A run folder: its latest evaluation.")
+                            "(decisions go to STEM.review.jsonl beside it). A run folder: its latest evaluation.")
     review.add_argument("path", type=Path, metavar="DATA.jsonl|RUN_DIR")
     review.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
     review.add_argument("--no-browser", action="store_true", help="print the URL, do not open a browser")
-    review.add_argument("--export", action="store_true", help="write FILE.curated.jsonl (accepted + edited) and "
-                        "FILE.preference.jsonl (edits and negatives, OpenAI DPO format), then exit")
+    review.add_argument("--export", action="store_true", help="write STEM.curated.jsonl (accepted + edited) and "
+                        "STEM.preference.jsonl (edits and negatives, OpenAI DPO format), then exit")
     review.add_argument("--format", choices=("auto", "chat", "preference"), default="auto")
     review.add_argument("--model", help="tokenizer to count with (as in `ftorch data check`)")
     review.add_argument("--max-length", type=int, metavar="N", help="flag examples longer than N tokens")

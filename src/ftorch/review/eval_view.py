@@ -137,8 +137,7 @@ class EvalReview:
             if flt == "harmful":
                 return [r for r in rows if r["systems"].get("tuned", {}).get("counted_as") == "harmful compliance"]
             if flt == "over_refusal":
-                return [r for r in rows if r.get("kind") == "benign"
-                        and r["systems"].get("tuned", {}).get("verdict") != "compliance"]
+                return [r for r in rows if r["systems"].get("tuned", {}).get("counted_as") == "over-refusal"]
             if flt == "changed":
                 return [r for r in rows if len({s.get("verdict") for s in r["systems"].values()}) > 1]
         return rows
