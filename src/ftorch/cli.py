@@ -21,6 +21,8 @@ EPILOG = """examples:
   ftorch data split data/all.jsonl --ratios 0.8,0.1,0.1 --seed 0
   ftorch data convert alpaca.json --from alpaca
   ftorch setup axolotl                              (then: ftorch train provider=axolotl ...)
+  ftorch review data/train.jsonl                    (then: ftorch review data/train.jsonl --export)
+  ftorch review runs/quickstart/2026-11-25_15-04-05_123456
 """
 
 
@@ -95,6 +97,17 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--prompt-column", default="prompt")
     convert.add_argument("--completion-column", default="completion")
     convert.add_argument("--skip-invalid", action="store_true", help="leave out bad records instead of stopping")
+    review = sub.add_parser("review", help="a local page to accept, reject and edit examples, or to read and "
+                            "check an evaluation's answers", description="A data file: review its examples "
+                            "(decisions go to STEM.review.jsonl beside it). A run folder: its latest evaluation.")
+    review.add_argument("path", type=Path, metavar="DATA.jsonl|RUN_DIR")
+    review.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    review.add_argument("--no-browser", action="store_true", help="print the URL, do not open a browser")
+    review.add_argument("--export", action="store_true", help="write STEM.curated.jsonl (accepted + edited) and "
+                        "STEM.preference.jsonl (edits and negatives, OpenAI DPO format), then exit")
+    review.add_argument("--format", choices=("auto", "chat", "preference"), default="auto")
+    review.add_argument("--model", help="tokenizer to count with (as in `ftorch data check`)")
+    review.add_argument("--max-length", type=int, metavar="N", help="flag examples longer than N tokens")
     return parser
 
 
@@ -111,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
             from . import data_commands
 
             return getattr(data_commands, args.data_command)(args)
+        if args.command == "review":
+            from .review.command import review
+
+            return review(args)
         if args.command in ("runs", "sweep"):
             from . import runs_commands
 

@@ -35,9 +35,11 @@ class FileReport:
 
 
 def inspect_file(path: Path, fmt: str, counter: TokenCounter | None = None,
-                 max_length: int | None = None) -> FileReport:
+                 max_length: int | None = None, visit=None) -> FileReport:
     """Check and profile one file in a single streaming pass (memory grows only with per-example numbers). With a
-    max_length, every example longer than it is reported (`truncated`) with what the cut loses."""
+    max_length, every example longer than it is reported (`truncated`) with what the cut loses. `visit(line,
+    tokens)`, when given, sees every line with its token count (None when not counted): `ftorch review` indexes
+    the file through it."""
     from .tokens import truncation_issue
 
     profile = Profile(str(path), fmt)
@@ -46,6 +48,7 @@ def inspect_file(path: Path, fmt: str, counter: TokenCounter | None = None,
     limit = counter.max_tokens if counter else None
     for line in scan(path, fmt):
         issues += line.issues
+        tokens = None
         if line.ok and line.raw:
             example = line.example()
             tokens = counter.count(example, fmt) if counter else None
@@ -55,6 +58,8 @@ def inspect_file(path: Path, fmt: str, counter: TokenCounter | None = None,
                 issues.append(truncation_issue(str(path), line.number, tokens, max_length, kept, cut))
                 truncated += 1
                 losing += cut > 0
+        if visit is not None:
+            visit(line, tokens)
     issues += profile.too_long + profile.warnings()
     issues.sort(key=lambda i: (i.line, i.severity != "error"))
     return FileReport(path, fmt, issues, profile, counter, max_length, truncated, losing)

@@ -276,7 +276,18 @@ def markdown(report: dict, run_dir: Path) -> str:
     lines += ["", "Intervals: Wilson for pass/fail metrics, Wilson at the mean for graded ones (conservative); "
               "differences: McNemar with Newcombe's paired interval, or a paired bootstrap."]
     lines += _general_and_safety(report)
+    lines += human_check_lines(report)
     return "\n".join(lines) + "\n"
+
+
+def human_check_lines(report: dict) -> list[str]:
+    """Scorings a person checked in `ftorch review RUN_DIR` (written there into report.json's human_check)."""
+    checked = {k: v for k, v in (report.get("human_check") or {}).items() if isinstance(v, dict)}
+    if not checked:
+        return []
+    lines = ["", "## Human-checked scoring", "", "| answers | checked | marked wrong | agreement |", "|---|---|---|---|"]
+    lines += [f"| {name} | {v['checked']} | {v['wrong']} | {v['agreement']:.0%} |" for name, v in checked.items()]
+    return lines
 
 
 def _score_cell(score: dict) -> str:

@@ -1,0 +1,113 @@
+"""`ftorch review PATH`: a data file opens the data review, a run folder (or an evaluation folder) opens its
+latest evaluation; `--export` writes the curated and preference files instead of serving."""
+
+from __future__ import annotations
+
+import os
+import sys
+import webbrowser
+from pathlib import Path
+
+from ..errors import DataError, Problem
+
+
+def review(args) -> int:
+    from ..commands import out
+
+    path: Path = args.path
+    if not path.exists():
+        raise DataError(Problem(str(path), "not found", "give a JSONL data file or a run folder"))
+    if path.is_dir():
+        if args.export:
+            raise DataError(Problem("--export", "exports a data file's review; a run folder has none",
+                                    "run: ftorch review DATA.jsonl --export"))
+        from .eval_view import EvalReview
+
+        target = EvalReview.open(path)
+        out.print(f"evaluation: {target.folder}", markup=False)
+        out.print(f"marks are saved in {target.marks_file}", markup=False)
+    else:
+        target = _open_data(path, args)
+        if args.export:
+            return _export(target)
+        if not os.access(target.review_file.parent, os.W_OK) or (
+                target.review_file.exists() and not os.access(target.review_file, os.W_OK)):
+            raise DataError(Problem(str(target.review_file), "cannot write the review file beside the data",
+                                    "copy the data file to a folder you can write to, and review the copy"))
+        meta = target.meta()
+        counts = meta["decisions"]
+        out.print(f"{meta['examples']} examples in {path}; decisions in {target.review_file}: "
+                  f"{counts['accept']} accepted, {counts['reject']} rejected, {counts['edit']} edited", markup=False)
+        _report_stale(target)
+    return _serve(target, args.port, not args.no_browser)
+
+
+def _open_data(path: Path, args):
+    from ..data.checks import detect_format
+    from ..data.tokens import counter_for
+    from .data_view import DataReview
+
+    fmt = detect_format(path) if args.format == "auto" else args.format
+    return DataReview.open(path, fmt, counter_for(args.model), args.max_length)
+
+
+def _report_stale(target) -> None:
+    from ..commands import err
+
+    decisions = target.decisions
+    if decisions.moved:
+        err.print(f"the data file changed since the review: {decisions.moved} decisions followed their example "
+                  "to a new line (matched by content hash)", markup=False)
+    if decisions.stale:
+        lines = ", ".join(str(s.line) for s in decisions.stale[:20]) + (" ..." if len(decisions.stale) > 20 else "")
+        err.print(f"{len(decisions.stale)} decisions no longer apply (their example changed or is gone): recorded "
+                  f"at lines {lines}", markup=False)
+    if decisions.unreadable:
+        err.print(f"{target.review_file}: unreadable lines {decisions.unreadable} were skipped", markup=False)
+
+
+def _export(target) -> int:
+    from ..commands import out
+    from .export import export
+
+    if not target.review_file.is_file():
+        raise DataError(Problem(str(target.index.path), f"no review yet ({target.review_file} does not exist)",
+                                f"review it first: ftorch review {target.index.path}"))
+    _report_stale(target)
+    done = export(target)
+    counts = (f"{done.accepted} accepted, {done.edited} edited; {done.rejected} rejected and {done.undecided} "
+              "undecided left out")
+    if done.curated is not None:
+        out.print(f"curated: {done.curated} ({done.accepted + done.edited} examples: {counts})", markup=False)
+    else:
+        out.print(f"curated: none written, no example was accepted or edited ({counts})", markup=False)
+    if done.preference is not None:
+        out.print(f"preference: {done.preference} ({done.pairs} pairs, OpenAI DPO format)", markup=False)
+    else:
+        out.print("preference: none written (no edited answers or negative examples yet)", markup=False)
+    return 0
+
+
+def _serve(target, port: int, browser: bool) -> int:
+    from ..commands import out
+    from .server import ReviewServer
+
+    try:
+        server = ReviewServer(target, port)
+    except OSError as exc:
+        raise DataError(Problem("--port", f"cannot listen on 127.0.0.1:{port}: {exc.strerror}",
+                                "choose another port, or leave --port out for a free one")) from None
+    out.print(f"review at {server.url}", markup=False, soft_wrap=True)
+    keys = ("j/k next/previous · a accept · r reject · e edit · u undo" if target.kind == "data" else
+            "j/k next/previous · b/p/t base/prompted/tuned · c scoring right · w scoring wrong · g send as negative")
+    out.print(f"keys: {keys} · ? help; Ctrl-C stops (every decision is already saved)", markup=False)
+    sys.stdout.flush()
+    if browser:
+        webbrowser.open(server.url)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        out.print("stopped; every decision was saved as it was made", markup=False)
+    finally:
+        server.server_close()
+    return 0

@@ -1,0 +1,170 @@
+"""The review file: every decision a person makes, appended at once (flush + fsync) beside the data, so a crash,
+a closed tab or Ctrl-C loses nothing. The data file itself is only ever read.
+
+One JSON object a line. A decision is keyed by the example's line and its content hash; replaying the file gives
+each example's current decision (the newest one; `undo` pops it). When the data changed since, a decision follows
+its content hash to wherever that example moved, and one whose example is gone or edited is reported as stale."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+ACTIONS = ("accept", "reject", "edit")
+VERSION = 1
+
+
+def review_path(data: Path) -> Path:
+    """data/train.jsonl -> data/train.review.jsonl"""
+    return data.with_name(f"{data.stem}.review.jsonl")
+
+
+def append_record(path: Path, record: dict) -> dict:
+    """Append one record and make it durable before returning."""
+    record = {"v": VERSION, "at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **record}
+    line = json.dumps(record, ensure_ascii=False) + "\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode("utf-8"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return record
+
+
+def read_records(path: Path) -> tuple[list[dict], list[int]]:
+    """Every readable record, and the numbers of lines that are not (a torn last line after a power cut)."""
+    records, unreadable = [], []
+    if not path.is_file():
+        return records, unreadable
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            if not raw.strip():
+                continue
+            try:
+                record = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                unreadable.append(number)
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+            else:
+                unreadable.append(number)
+    return records, unreadable
+
+
+@dataclass
+class Stale:
+    """A decision that no longer applies: its example changed or is gone from the data file."""
+
+    line: int
+    hash: str
+    action: str
+
+    def to_dict(self) -> dict:
+        return {"line": self.line, "hash": self.hash, "action": self.action}
+
+
+@dataclass
+class Decisions:
+    """The current decision per data line (after mapping by content hash), and what could not be mapped."""
+
+    path: Path
+    current: dict[int, dict] = field(default_factory=dict)  # data line -> newest decision record
+    stale: list[Stale] = field(default_factory=list)
+    moved: int = 0  # decisions found at another line than recorded (the file changed, the example did not)
+    negatives: list[dict] = field(default_factory=list)  # wrong answers sent from an evaluation
+    unreadable: list[int] = field(default_factory=list)
+    stacks: dict[tuple[int, str], list[dict]] = field(default_factory=dict, repr=False)
+    last_line: int | None = None  # where the newest standing decision is: reopening resumes after it
+    records: int = 0  # records read or appended: the next one's place in the file
+
+    def applied(self, record: dict) -> None:
+        """A new accept/reject/edit just appended at its example's current line: it becomes that line's decision
+        (what a replay would give, without replaying the whole file)."""
+        line = record["line"]
+        record["_seq"] = self.records
+        self.records += 1
+        self.stacks.setdefault((line, record["hash"]), []).append(record)
+        if "moved_from" in self.current.get(line, {}):
+            self.moved -= 1  # a decision made here supersedes the one that followed the example here
+        self.current[line] = record
+        self.last_line = line
+
+    def counts(self) -> dict[str, int]:
+        found = {action: 0 for action in ACTIONS}
+        for record in self.current.values():
+            found[record["action"]] += 1
+        return found
+
+
+def replay(path: Path, hashes: dict[int, str]) -> Decisions:
+    """The decisions in the review file, applied to the data as it is now (`hashes`: data line -> content hash)."""
+    records, unreadable = read_records(path)
+    stacks: dict[tuple[int, str], list[dict]] = {}
+    negatives: dict[str, dict] = {}
+    for number, record in enumerate(records):
+        record["_seq"] = number  # its place in the file (in memory only)
+        action = record.get("action")
+        if action == "negative":
+            negatives[record["hash"]] = record
+            continue
+        key = (int(record.get("line", 0)), str(record.get("hash", "")))
+        if action == "undo":
+            if stacks.get(key):
+                stacks[key].pop()
+        elif action in ACTIONS:
+            stacks.setdefault(key, []).append(record)
+    lines_of: dict[str, list[int]] = {}
+    for line, digest in hashes.items():
+        lines_of.setdefault(digest, []).append(line)
+    decisions = Decisions(path, negatives=list(negatives.values()), unreadable=unreadable, stacks=stacks,
+                          records=len(records))
+    moved = []
+    for (line, digest), stack in stacks.items():
+        if not stack:
+            continue
+        if hashes.get(line) == digest:
+            decisions.current[line] = stack[-1]
+        else:
+            moved.append((line, digest, stack[-1]))
+    direct = set(decisions.current)
+    for line, digest, record in moved:  # the same content elsewhere: the decision follows it
+        places = lines_of.get(digest, [])
+        free = [n for n in places if n not in decisions.current]
+        if free:
+            target = min(free, key=lambda n: abs(n - line))
+            decisions.current[target] = {**record, "line": target, "moved_from": line}
+            decisions.moved += 1
+        elif not places or not direct.intersection(places):
+            decisions.stale.append(Stale(line, digest, record["action"]))
+        # else: a newer decision made at the example's new line supersedes it
+    decisions.stale.sort(key=lambda s: s.line)
+    current = decisions.current
+    decisions.last_line = max(current, key=lambda n: current[n]["_seq"]) if current else None
+    return decisions
+
+
+def decide(path: Path, line: int, digest: str, action: str, *, messages: list | None = None,
+           note: str = "") -> dict:
+    if action not in ACTIONS and action != "undo":
+        raise ValueError(f"unknown action {action!r}")
+    record: dict[str, Any] = {"action": action, "line": line, "hash": digest}
+    if action == "edit":
+        record["messages"] = messages
+    if note:
+        record["note"] = note
+    return append_record(path, record)
+
+
+def add_negative(path: Path, digest: str, source: str, messages: list[dict], rejected: str, note: str = "") -> dict:
+    """A wrong answer from an evaluation: `messages` ends with the reference answer, `rejected` is the wrong one."""
+    record = {"action": "negative", "line": 0, "hash": digest, "source": source, "messages": messages,
+              "rejected": rejected}
+    if note:
+        record["note"] = note
+    return append_record(path, record)
