@@ -39,7 +39,7 @@ def _example(user: str, answer: str) -> dict:
 def _serve(data: Path) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen([sys.executable, "-m", "ftorch", "review", str(data), "--no-browser"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
         if line.startswith("review at "):
@@ -61,7 +61,7 @@ def browser():
     driver.quit()
 
 
-def _wait(driver, condition, timeout: float = 10):
+def _wait(driver, condition, timeout: float = 45):
     return WebDriverWait(driver, timeout, poll_frequency=0.05).until(lambda d: condition(d))
 
 
@@ -171,7 +171,7 @@ def run_cli_status(url: str) -> int:
     import urllib.request
 
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
+        with urllib.request.urlopen(url, timeout=30) as response:
             return response.status
     except urllib.error.HTTPError as exc:
         return exc.code
