@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -12,6 +13,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# A suite started in the background of a non-interactive shell (`make test &`, some CI runners) inherits SIGINT
+# ignored, and so would every ftorch it starts: the Ctrl-C tests would then test nothing. Children get the default.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 # The quickstart task on the tiny random model (smaller than quickstart-tiny's), so the suite trains in seconds;
 # tests/e2e/test_real_model.py runs the real quickstart model.
 TINY = ["recipe=quickstart-tiny", "model.tiny.hidden_size=64", "model.tiny.intermediate_size=128",
