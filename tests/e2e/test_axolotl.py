@@ -61,7 +61,7 @@ def test_metrics_loss_plot_and_log(trained):
 @pytest.fixture(scope="module")
 def rejected(tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
-    result = run_cli("train", *AXOLOTL, f"paths.runs={runs}", "+provider.axolotl.warmup_steps=lots",
+    result = run_cli("train", *AXOLOTL, f"paths.runs={runs}", "+provider.axolotl.dataloader_num_workers=lots",
                      "+provider.axolotl.lora_rr=8")
     (run_dir,) = run_dirs(runs)
     return run_dir, result
@@ -71,10 +71,10 @@ def test_a_bad_passthrough_value_is_a_config_error_under_the_ftorch_key(rejected
     run_dir, result = rejected
     assert result.returncode == 2, result.stderr[-3000:]
     assert "config error" in result.stderr
-    assert ("provider.axolotl.warmup_steps: Input should be a valid integer, unable to parse string as an "
-            "integer (Axolotl key 'warmup_steps' in axolotl.yaml)") in result.stderr
+    assert ("provider.axolotl.dataloader_num_workers: Input should be a valid integer, unable to parse string as an "
+            "integer (Axolotl key 'dataloader_num_workers' in axolotl.yaml)") in result.stderr
     record = read_run(run_dir)
-    assert record["status"] == "failed" and "warmup_steps" in record["error"]
+    assert record["status"] == "failed" and "dataloader_num_workers" in record["error"]
     assert not (run_dir / "checkpoints").exists()  # stopped before training
 
 
