@@ -266,6 +266,19 @@ def training_finished(checkpoint: str | None) -> bool:
     return 0 < state.get("max_steps", 0) <= state.get("global_step", 0)
 
 
+def restore_finished(trainer, checkpoint: str, run: RunDir) -> None:
+    """Killed while the adapter was saved: the last checkpoint holds the trained weights and state; load them
+    instead of training one step more (every backend that runs a transformers Trainer)."""
+    from transformers import TrainerState
+
+    note = f"training had finished at {os.path.basename(checkpoint)}; saving its adapter without training further"
+    run.append_log(note)
+    if trainer.is_world_process_zero():
+        print(note, flush=True)
+    trainer._load_from_checkpoint(checkpoint)
+    trainer.state = TrainerState.load_from_json(os.path.join(checkpoint, "trainer_state.json"))
+
+
 def keep_metrics_until(run: RunDir, step: int) -> None:
     """Drop metrics.jsonl rows past `step` (and a line torn by a kill), atomically: each step stays once."""
     if not run.metrics.is_file():

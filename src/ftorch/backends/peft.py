@@ -159,7 +159,7 @@ class PeftBackend:
         if trainer.is_world_process_zero():
             print(share, flush=True)
         if _hf.training_finished(resume_from):  # killed while the adapter was saved: save it, train no further
-            _restore_finished(trainer, resume_from, run)
+            _hf.restore_finished(trainer, resume_from, run)
             metrics = {}
         else:
             output = trainer.train(resume_from_checkpoint=resume_from)
@@ -190,18 +190,6 @@ class PeftBackend:
                       extra={"trainable_params": trainable, "total_params": total, "device": device,
                              "precision": precision, "reload_check": check,
                              "processes": int(os.environ.get("WORLD_SIZE", "1"))})
-
-
-def _restore_finished(trainer, checkpoint: str, run: "RunDir") -> None:
-    """The last checkpoint holds the trained weights and state: load them instead of training one step more."""
-    from transformers import TrainerState
-
-    note = f"training had finished at {os.path.basename(checkpoint)}; saving its adapter without training further"
-    run.append_log(note)
-    if trainer.is_world_process_zero():
-        print(note, flush=True)
-    trainer._load_from_checkpoint(checkpoint)
-    trainer.state = TrainerState.load_from_json(os.path.join(checkpoint, "trainer_state.json"))
 
 
 def _datasets(plan: Plan, tokenizer, run: "RunDir"):

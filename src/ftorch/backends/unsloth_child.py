@@ -140,11 +140,18 @@ def _train(run: RunDir, request: dict[str, Any]) -> dict[str, Any]:
     share = f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.3f}%)"
     run.append_log(share)
     print(share, flush=True)
-    output = trainer.train(resume_from_checkpoint=request["resume_from"])
+    if _hf.training_finished(request["resume_from"]):  # killed while the adapter was saved: train no further
+        _hf.restore_finished(trainer, request["resume_from"], run)
+        train_metrics: dict[str, Any] = {}
+    else:
+        train_metrics = trainer.train(resume_from_checkpoint=request["resume_from"]).metrics
 
-    model.save_pretrained(str(run.adapter))
-    tokenizer.save_pretrained(str(run.adapter))
-    metrics = _metrics(output.metrics, trainer.state)
+    def write_adapter(folder: Path) -> None:
+        model.save_pretrained(str(folder))
+        tokenizer.save_pretrained(str(folder))
+
+    _hf.publish_adapter(run, write_adapter)  # a kill leaves the old adapter/ or the new one, never half of one
+    metrics = _metrics(train_metrics, trainer.state)
     trainer.optimizer = None  # room for the reload check's second copy of the model
     if device == "cuda":
         torch.cuda.empty_cache()
