@@ -131,14 +131,15 @@ def setup(args) -> int:
 
 
 def cancel(args) -> int:
-    from .backends.openai import cancel as cancel_job
+    from .backends import get_backend
     from .evaluation import config_of
     from .rundir import RunDir
 
     run = RunDir(args.run_dir)
     with run.owned("cancel"):
-        status = cancel_job(run, config_of(run, []))
-    out.print(f"job {run.read()['job_id']}: {status}")
+        cfg = config_of(run, [])
+        status = get_backend(cfg.provider.name).cancel(run, cfg)
+    out.print(f"job {run.read().get('job_id')}: {status}")
     return 0
 
 

@@ -28,7 +28,7 @@ import yaml
 from ..errors import BackendError, ConfigError, MissingExtra, Problem
 from ..schema import resolved
 from ..secrets import scrub, scrub_tree
-from .base import Plan, Result
+from .base import Plan, Result, no_remote_job
 from .steps import step_estimate
 
 if TYPE_CHECKING:
@@ -213,6 +213,9 @@ class AxolotlBackend:
                     inputs={"axolotl_yaml": config, "launch": _launch_command("<python>", "axolotl.yaml", cfg)},
                     estimates=step_estimate(cfg.train, data.count("train")),
                     notes=_notes(cfg))
+
+    def cancel(self, run: "RunDir", cfg: "RunConfig") -> str:
+        return no_remote_job(self.name, run)
 
     def preflight(self, cfg: "RunConfig") -> None:
         python = child_python(cfg)

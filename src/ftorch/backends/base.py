@@ -53,3 +53,15 @@ class Backend(Protocol):
 
     def resume(self, plan: Plan, run: "RunDir") -> Result:
         """Continue the run recorded in `run` (latest checkpoint, or the remote job); never start a second paid job."""
+
+    def cancel(self, run: "RunDir", cfg: "RunConfig") -> str:
+        """`ftorch cancel RUN_DIR`: stop the run's remote job and return its new status; a provider that trains
+        here has none (its runs stop with Ctrl-C) and says so with a ConfigError."""
+
+
+def no_remote_job(provider: str, run: "RunDir") -> str:
+    """cancel() of a provider that trains on this machine."""
+    from ..errors import ConfigError, Problem
+
+    raise ConfigError(Problem(str(run.path), f"provider={provider} trains on this machine: there is no remote job "
+                              "to cancel", "stop a local run with Ctrl-C (it can be resumed with ftorch resume)"))

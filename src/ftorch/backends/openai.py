@@ -87,6 +87,9 @@ class OpenAIBackend:
         return Plan(self.name, cfg, inputs={"job": _job_body(cfg), "files": files},
                     estimates={"train_examples": examples, "cost": cost.to_dict()}, notes=notes, data=data)
 
+    def cancel(self, run: "RunDir", cfg: "RunConfig") -> str:
+        return cancel(run, cfg)
+
     def preflight(self, cfg: "RunConfig") -> None:
         """Before any run directory exists: the SDK is installed and the key variable is set (no network)."""
         api.make_client(cfg.provider)

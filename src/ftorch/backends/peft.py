@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import BackendError, ConfigError, Problem
 from ..models import is_gguf
 from . import _hf, _varlen
-from .base import Plan, Result
+from .base import Plan, Result, no_remote_job
 from .steps import step_estimate
 
 if TYPE_CHECKING:
@@ -99,6 +99,9 @@ class PeftBackend:
                     "preprocess": {"allow_truncation": cfg.train.allow_truncation}},
             estimates=estimates, notes=notes,
         )
+
+    def cancel(self, run: "RunDir", cfg: "RunConfig") -> str:
+        return no_remote_job(self.name, run)
 
     def preflight(self, cfg: "RunConfig") -> None:
         """Nothing to check before the run: models load (or are built) inside it."""

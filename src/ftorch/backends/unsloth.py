@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import BackendError, ConfigError, DataError, FtorchError, MissingExtra, Problem
 from ..rundir import write_json_atomic
 from . import _hf
-from .base import Plan, Result
+from .base import Plan, Result, no_remote_job
 from .steps import step_estimate
 from .peft import _lora_args, _sft_args
 
@@ -180,6 +180,9 @@ class UnslothBackend:
             estimates=estimates,
             notes=notes,
         )
+
+    def cancel(self, run: "RunDir", cfg: "RunConfig") -> str:
+        return no_remote_job(self.name, run)
 
     def preflight(self, cfg: "RunConfig") -> None:
         """Installed, loadable, and a GPU (or allow_cpu), decided without importing unsloth (which would patch

@@ -1,4 +1,5 @@
-"""`ftorch eval RUN key=value`: the run's saved config with eval overrides in Hydra's grammar."""
+"""Commands on a finished run: `ftorch eval RUN key=value` (the saved config with eval overrides in Hydra's grammar)
+and `ftorch cancel RUN`."""
 
 import pytest
 import yaml
@@ -47,3 +48,13 @@ def test_bad_overrides_are_config_errors(run, overrides, message):
     with pytest.raises(ConfigError) as raised:
         config_of(run, overrides)
     assert message in raised.value.render()
+
+
+def test_cancel_of_a_local_run_says_there_is_no_remote_job(run, capsys):
+    from ftorch.cli import main
+
+    run.update(status="succeeded")
+    assert main(["cancel", str(run.path)]) == 2
+    err = capsys.readouterr().err
+    assert "provider=peft trains on this machine: there is no remote job to cancel" in err
+    assert "Traceback" not in err
