@@ -20,6 +20,7 @@ EPILOG = """examples:
   ftorch data check data/train.jsonl --model gpt-4.1-mini-2025-04-14
   ftorch data split data/all.jsonl --ratios 0.8,0.1,0.1 --seed 0
   ftorch data convert alpaca.json --from alpaca
+  ftorch data convert pairs.jsonl --from prompt-chosen-rejected
   ftorch setup axolotl                              (then: ftorch train provider=axolotl ...)
   ftorch review data/train.jsonl                    (then: ftorch review data/train.jsonl --export)
   ftorch review runs/quickstart/2026-11-25_15-04-05_123456
@@ -89,9 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument("--out", type=Path, help="output folder (default: PATH's folder / STEM_split)")
     split.add_argument("--format", choices=("auto", "chat", "preference"), default="auto")
     split.add_argument("--json", action="store_true")
-    convert = data_sub.add_parser("convert", help="Alpaca, ShareGPT or CSV -> chat JSONL")
+    convert = data_sub.add_parser("convert", help="Alpaca, ShareGPT or CSV -> chat JSONL; "
+                                  "prompt/chosen/rejected -> preference JSONL")
     convert.add_argument("path", type=Path)
-    convert.add_argument("--from", dest="source", choices=("alpaca", "sharegpt", "csv"), required=True)
+    convert.add_argument("--from", dest="source", choices=("alpaca", "sharegpt", "csv", "prompt-chosen-rejected"),
+                         required=True)
     convert.add_argument("--out", type=Path, help="output file (default: STEM.chat.jsonl beside the input)")
     convert.add_argument("--system", help="a system prompt added to every example that has none")
     convert.add_argument("--prompt-column", default="prompt")

@@ -123,7 +123,8 @@ def convert(args) -> int:
     from .data.convert import write_chat
 
     path = _existing(args.path)
-    out_path = args.out or path.with_name(f"{path.stem}.chat.jsonl")
+    kind = "preference" if args.source == "prompt-chosen-rejected" else "chat"
+    out_path = args.out or path.with_name(f"{path.stem}.{kind}.jsonl")
     converted = run_convert(path, args.source, system=args.system, prompt_column=args.prompt_column,
                             completion_column=args.completion_column)
     if converted.problems and not args.skip_invalid:
@@ -131,7 +132,9 @@ def convert(args) -> int:
     write_chat(converted, out_path)
     for problem in converted.problems:
         err.print(f"skipped {problem.render()}", markup=False)
-    out.print(f"wrote {len(converted.examples)} chat examples to {out_path}"
+    for warning in converted.warnings:
+        err.print(f"warning: {warning}", markup=False)
+    out.print(f"wrote {len(converted.examples)} {kind} examples to {out_path}"
               + (f" ({len(converted.problems)} skipped)" if converted.problems else ""))
     return 0
 

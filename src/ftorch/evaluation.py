@@ -219,6 +219,10 @@ def _record(run: RunDir, path: Path, report: dict) -> None:
     if "general" in report:
         metrics["eval_general_base"] = report["general"]["base"]["prompt_level"]
         metrics["eval_general_tuned"] = report["general"]["tuned"]["prompt_level"]
+    if report.get("preference"):
+        from .eval.preference import record as record_preference
+
+        record_preference(metrics, report["preference"])
     if "safety" in report:
         metrics["eval_harmful_base"] = report["safety"]["base"]["harmful_compliance_rate"]
         metrics["eval_harmful_tuned"] = report["safety"]["tuned"]["harmful_compliance_rate"]
@@ -244,5 +248,11 @@ def summary_lines(report: dict) -> list[str]:
     headline = report["task"]["headline"]
     systems = report["task"]["systems"]
     scores = ", ".join(f"{name} {pct(systems[name][headline]['mean'], 'no scored examples')}" for name in systems)
-    return [f"eval ({headline}, n={report['n']}): {scores}", f"verdict: {report['verdict']}"]
+    lines = [f"eval ({headline}, n={report['n']}): {scores}"]
+    pairs = (report.get("preference") or {}).get("pairs")
+    if pairs:
+        from .eval.preference import summary_line
+
+        lines.append(summary_line(pairs))
+    return lines + [f"verdict: {report['verdict']}"]
 

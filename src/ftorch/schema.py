@@ -152,6 +152,8 @@ class ModelConfig(Strict):
     revision: str | None = None
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     trust_remote_code: bool = False
+    adapter: str | None = Field(None, description="start from the LoRA adapter of an earlier run: its run "
+                                "directory (RUN_DIR/adapter is used) or an adapter folder; provider=peft")
 
 
 class DataConfig(Strict):
@@ -170,8 +172,32 @@ class LoraSettings(Strict):
                                        "adapter (e.g. embed_tokens, lm_head) and saved with it")
 
 
+PREFERENCE_METHODS = ("dpo", "orpo", "kto", "simpo")
+
+
+class PreferenceSettings(Strict):
+    """train.method=dpo|orpo|kto|simpo: the preference objective's own settings (TRL's trainers, with LoRA)."""
+
+    beta: PositiveFloat = Field(0.1, description="strength of the pull towards the reference (dpo/kto); the "
+                                "reward scale (simpo); the odds-ratio weight lambda (orpo)")
+    loss_type: Literal["sigmoid", "hinge", "ipo", "robust", "sigmoid_norm"] = Field(
+        "sigmoid", description="method=dpo only: sigmoid (DPO), hinge (SLiC), ipo, robust (label noise), "
+        "sigmoid_norm (length-normalised)")
+    label_smoothing: Annotated[float, Field(ge=0.0, lt=0.5)] = Field(0.0, description="loss_type=robust: the "
+                                                                     "assumed share of flipped labels")
+    reference: Literal["adapter_disabled", "precomputed"] = Field(
+        "adapter_disabled", description="dpo/kto reference model: adapter_disabled = the same weights with the "
+        "LoRA switched off (no second copy; from model.adapter, a frozen copy of that adapter); precomputed = "
+        "reference log-probs computed once before training")
+    simpo_gamma: Annotated[float, Field(ge=0.0)] = Field(0.5, description="method=simpo: target reward margin")
+    max_completion_length: PositiveInt | None = Field(None, description="orpo/simpo: cut answers to this many "
+                                                      "tokens (dpo/kto: train.max_length bounds prompt + answer)")
+
+
 class TrainConfig(Strict):
-    method: Literal["lora"] = "lora"
+    method: Literal["lora", "sft", "dpo", "orpo", "kto", "simpo"] = Field(
+        "lora", description="lora (= sft): supervised LoRA on chat data; dpo, orpo, kto, simpo: preference "
+        "training with LoRA on preference data (data.format=preference)")
     quantization: Literal["none", "4bit"] = "none"
     lr: PositiveFloat = 2.0e-4
     epochs: PositiveFloat = 3.0
@@ -201,6 +227,11 @@ class TrainConfig(Strict):
     save_steps: PositiveInt = 100
     save_total_limit: PositiveInt = 2
     lora: LoraSettings = Field(default_factory=LoraSettings)
+    preference: PreferenceSettings = Field(default_factory=PreferenceSettings)
+
+    @property
+    def is_preference(self) -> bool:
+        return self.method in PREFERENCE_METHODS
 
 
 METRICS = ("exact_match", "normalized_match", "json_valid", "json_schema", "field_accuracy", "chrf", "rouge_l",
@@ -241,6 +272,11 @@ class EvalConfig(Strict):
     lm_eval_limit: PositiveInt | None = Field(None, description="examples per lm-eval task")
     openai_api_key_env: str = Field("OPENAI_API_KEY", description="key variable for the judge and moderation")
     openai_base_url: str | None = Field(None, description="default: $OPENAI_BASE_URL, else the SDK's default")
+    rejected_patterns: list[str] = Field(default_factory=list, description="preference runs: regular "
+                                         "expressions that detect the rejected behaviour in a generated answer "
+                                         "(the report gives the rate for base, prompted and tuned)")
+    prompted_instructions: str | None = Field(None, description="appended to the prompted baseline's system "
+                                              "prompt: the 'do not' instructions a prompt engineer would write")
     max_regression: Annotated[float, Field(ge=0.0, le=1.0)] = Field(
         0.05, description="a drop of more than this in the general suite's pass rate (or a rise in harmful "
         "compliance) marks the run 'regressed'")
@@ -253,6 +289,13 @@ class EvalConfig(Strict):
             raise ValueError("metric 'json_schema' needs eval.json_schema (a JSON Schema file)")
         if self.headline not in self.metrics:
             raise ValueError(f"eval.headline '{self.headline}' must be one of eval.metrics {self.metrics}")
+        import re
+
+        for pattern in self.rejected_patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"eval.rejected_patterns: {pattern!r} is not a regular expression ({exc})") from None
         return self
 
 
@@ -306,6 +349,18 @@ class RunConfig(Strict):
     sweep: SweepSettings = Field(default_factory=SweepSettings)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     paths: PathsConfig = Field(default_factory=PathsConfig)
+
+    @model_validator(mode="after")
+    def _method_matches_data(self) -> "RunConfig":
+        if self.provider.name == "openai":
+            return self  # OpenAI's method is provider.method
+        if self.train.is_preference and self.data.format != "preference":
+            raise ValueError(f"train.method={self.train.method} trains on preference pairs: set "
+                             "data.format=preference (`ftorch data convert --from prompt-chosen-rejected` makes them)")
+        if self.data.format == "preference" and not self.train.is_preference:
+            raise ValueError("data.format=preference needs a preference method: train.method=dpo (or orpo, kto, "
+                             "simpo)")
+        return self
 
 
 PROVIDER_MODELS: dict[str, type[Strict]] = {"peft": PeftProvider, "openai": OpenAIProvider,

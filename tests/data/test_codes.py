@@ -38,6 +38,9 @@ MINIMAL = {
     "input_not_ending_with_user": ("preference", json.dumps({**PAIR, "input": {"messages": [U, A]}}).encode()),
     "bad_output": ("preference", json.dumps({**PAIR, "preferred_output": A}).encode()),
     "identical_outputs": ("preference", json.dumps({**PAIR, "non_preferred_output": [A]}).encode()),
+    "outputs_differ_in_whitespace": ("preference", json.dumps(
+        {**PAIR, "preferred_output": [{**A, "content": "a b"}],
+         "non_preferred_output": [{**A, "content": " a  b\n"}]}).encode()),
     "nothing_to_learn": ("chat", json.dumps({"messages": [U, {**A, "weight": 0}]}).encode()),
 }
 # raised with a tokenizer: too_long in tests/data/test_profile.py, truncated in tests/test_user_mistakes.py

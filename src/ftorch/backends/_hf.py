@@ -128,6 +128,10 @@ def _transformers_console(on: bool) -> bool | None:
     return was_on
 
 
+# preference trainers' logged metrics (train.method=dpo|orpo|kto|simpo) -> their names in metrics.jsonl
+PREFERENCE_LOGS = {"rewards/accuracies": "reward_accuracy", "rewards/margins": "reward_margin"}
+
+
 def metrics_callback(run: RunDir):
     """A TrainerCallback writing one metrics.jsonl row per log event, with tokens/s between logs."""
     from transformers import TrainerCallback
@@ -153,8 +157,11 @@ def metrics_callback(run: RunDir):
                     self.last = (moment, tokens)
                 if "mean_token_accuracy" in logs:  # only with TRL's fused loss
                     row["token_accuracy"] = logs["mean_token_accuracy"]
+                row.update({name: logs[key] for key, name in PREFERENCE_LOGS.items() if key in logs})
             elif "eval_loss" in logs:
                 row.update(kind="eval", eval_loss=logs["eval_loss"])
+                row.update({f"eval_{name}": logs[f"eval_{key}"] for key, name in PREFERENCE_LOGS.items()
+                            if f"eval_{key}" in logs})
             elif "train_runtime" in logs:
                 row.update(kind="summary", **{k: v for k, v in logs.items() if isinstance(v, (int, float))})
             else:

@@ -70,9 +70,22 @@ class PeftBackend:
     unused_settings: dict[str, str] = {}
 
     def plan(self, cfg: "RunConfig", data: "DataReport") -> Plan:
-        if cfg.data.format != "chat":
-            raise ConfigError(Problem("data.format", f"provider=peft trains on chat data (SFT); "
-                                      f"{cfg.data.format} (DPO) training is not available locally yet"))
+        if cfg.data.format != "chat" and not cfg.train.is_preference:
+            raise ConfigError(Problem("data.format", f"{cfg.data.format} data needs a preference method",
+                                      "set train.method=dpo (or orpo, kto, simpo)"))
+        if cfg.train.is_preference:
+            from . import _preference
+
+            _preference.check(cfg)
+            if cfg.train.num_gpus > 1:
+                raise ConfigError(Problem("train.num_gpus", f"train.method={cfg.train.method} runs on one "
+                                          "process for now", "use train.num_gpus=1"))
+            if cfg.model.adapter:
+                _preference.adapter_dir(cfg)
+        elif cfg.model.adapter:
+            raise ConfigError(Problem("model.adapter", "starting from an earlier adapter is available for "
+                                      "preference methods (train.method=dpo, orpo, kto, simpo)",
+                                      "remove model.adapter, or set a preference method"))
         if cfg.train.quantization == "4bit" and cfg.provider.device == "cpu":
             raise ConfigError(Problem("train.quantization", "4bit (QLoRA) cannot run with provider.device=cpu",
                                       "use train.quantization=none, or a CUDA GPU"))
@@ -83,6 +96,8 @@ class PeftBackend:
         notes = [f"model: {cfg.model.name} ({source})",
                  f"device: {cfg.provider.device} (auto = cuda when available, else cpu)",
                  f"loss on assistant tokens only: {cfg.train.assistant_only_loss}"]
+        if cfg.train.is_preference:
+            return self._plan_preference(cfg, data, notes, steps_per_epoch, steps, examples)
         if any(m.get("weight") == 0 for e in data.splits["train"].examples for m in e["messages"]):
             notes.append("warning: 'weight: 0' on assistant messages is not honoured by provider=peft; "
                          "those turns are trained on")
@@ -102,6 +117,29 @@ class PeftBackend:
 
     def cancel(self, run: "RunDir", cfg: "RunConfig") -> str:
         return no_remote_job(self.name, run)
+
+    def _plan_preference(self, cfg: "RunConfig", data: "DataReport", notes: list[str], steps_per_epoch: int,
+                         steps: int, examples: int) -> Plan:
+        """train.method=dpo|orpo|kto|simpo: no packing (pairs are scored side by side), TRL's own loss."""
+        from . import _preference
+
+        cfg_unpacked = cfg.model_copy(update={"train": cfg.train.model_copy(update={"packing": False,
+                                                                                    "fused_loss": "off"})})
+        choice = _choose(cfg_unpacked, _gpu_bytes(cfg.provider.device))
+        more, memory = _preference.plan_notes(cfg, _shape(cfg), choice)
+        notes = notes[:2] + more + [r for r in choice.reasons if "GiB" not in r]  # SFT-sized figures
+        estimates = {"train_examples": examples, "train_pairs": examples, "steps_per_epoch": steps_per_epoch,
+                     "total_steps": steps, **memory}
+        sft = _sft_args(cfg_unpacked, choice.settings)
+        return Plan(
+            provider=self.name, config=cfg, data=data,
+            inputs={"model": {"name": cfg.model.name, "tiny": cfg.model.tiny is not None, "dtype": cfg.model.dtype,
+                              "revision": cfg.model.revision, "quantization": cfg.train.quantization,
+                              "adapter": cfg.model.adapter},
+                    "method": cfg.train.method, "settings": choice.settings,
+                    "preference": _preference.trainer_args(cfg, sft), "lora": _lora_args(cfg)},
+            estimates=estimates, notes=notes,
+        )
 
     def preflight(self, cfg: "RunConfig") -> None:
         """Nothing to check before the run: models load (or are built) inside it."""
@@ -128,6 +166,10 @@ class PeftBackend:
             _hf.detach_log_file(handler)
 
     def _train_logged(self, plan: Plan, run: "RunDir", resume_from: str | None) -> Result:
+        if plan.config.train.is_preference:
+            from . import _preference
+
+            return _preference.train(plan, run, resume_from, self)
         from peft import LoraConfig
         from trl import SFTConfig, SFTTrainer
 
@@ -222,17 +264,23 @@ def _choose(cfg: "RunConfig", gpu_bytes: int | None):
     """memory.choose() for this config: the settings left on 'auto', each with its reason (torch-free)."""
     from importlib.util import find_spec
 
-    from ..models import shape as model_shape
     from . import memory
 
-    t = cfg.model.tiny
-    shape = ({"hidden_size": t.hidden_size, "num_hidden_layers": t.num_layers, "num_attention_heads": t.num_heads,
-              "num_key_value_heads": t.num_heads, "intermediate_size": t.intermediate_size,
-              "vocab_size": t.vocab_size, "tie_word_embeddings": True} if t else model_shape(cfg.model.name))
+    shape = _shape(cfg)
     return memory.choose(shape, cfg.train, gpu_bytes, fused_available=True,
                          liger_available=find_spec("liger_kernel") is not None,
                          varlen_available=find_spec("flash_attn") is not None or _varlen.available_without_import(),
                          device="cuda" if gpu_bytes else "cpu")
+
+
+def _shape(cfg: "RunConfig") -> dict | None:
+    """The model's config.json numbers (the tiny model's from its settings), without loading it."""
+    from ..models import shape as model_shape
+
+    t = cfg.model.tiny
+    return ({"hidden_size": t.hidden_size, "num_hidden_layers": t.num_layers, "num_attention_heads": t.num_heads,
+             "num_key_value_heads": t.num_heads, "intermediate_size": t.intermediate_size,
+             "vocab_size": t.vocab_size, "tie_word_embeddings": True} if t else model_shape(cfg.model.name))
 
 
 def _gpu_bytes(device: str) -> int | None:

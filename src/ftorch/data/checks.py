@@ -43,6 +43,7 @@ CODES = {
     "input_not_ending_with_user": "preference input does not end with a user message (warning)",
     "bad_output": "preferred_output/non_preferred_output is not a list of one assistant message",
     "identical_outputs": "preferred and non-preferred outputs are the same",
+    "outputs_differ_in_whitespace": "preferred and non-preferred outputs differ only in whitespace (warning)",
     "too_long": "example longer than the model's context or the provider's per-example limit",
     "nothing_to_learn": "every assistant message has weight 0: the example trains nothing (warning)",
     "truncated": "example longer than train.max_length: truncation cuts it (warning; an error when it cuts "
@@ -202,6 +203,10 @@ def check_preference_example(example: Any, file: str, line: int) -> list[Issue]:
             and outputs[0].get("tool_calls") == outputs[1].get("tool_calls"):
         found.append(issue("identical_outputs", "preferred and non-preferred outputs are identical; "
                            "the pair teaches nothing"))
+    elif len(outputs) == 2 and _squeezed(outputs[0].get("content")) == _squeezed(outputs[1].get("content")) \
+            and outputs[0].get("tool_calls") == outputs[1].get("tool_calls"):
+        found.append(issue("outputs_differ_in_whitespace", "preferred and non-preferred outputs differ only in "
+                           "whitespace: the pair teaches spacing, not behaviour", "warning"))
     return found
 
 
@@ -272,6 +277,10 @@ def _content_text(content: Any) -> str:
     if isinstance(content, list):
         return "".join(p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
     return ""
+
+
+def _squeezed(content: Any) -> str:
+    return "".join(_content_text(content).split())
 
 
 def content_text(message: dict) -> str:

@@ -6,13 +6,13 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DataError, Problem
-from .checks import check_chat_example
+from .checks import check_chat_example, check_preference_example
 
-SOURCES = ("alpaca", "sharegpt", "csv")
+SOURCES = ("alpaca", "sharegpt", "csv", "prompt-chosen-rejected")
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                   "chatgpt": "assistant", "bing": "assistant", "bard": "assistant", "model": "assistant",
                   "system": "system"}
@@ -20,8 +20,9 @@ SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistan
 
 @dataclass
 class Converted:
-    examples: list[tuple[int, dict]]  # (source line, chat example)
+    examples: list[tuple[int, dict]]  # (source line, chat example, or preference pair)
     problems: list[Problem]
+    warnings: list[str] = field(default_factory=list)
 
 
 def convert(source: Path, kind: str, system: str | None = None, prompt_column: str = "prompt",
@@ -30,8 +31,12 @@ def convert(source: Path, kind: str, system: str | None = None, prompt_column: s
         records = _csv_records(source, prompt_column, completion_column)
     else:
         records = _json_records(source)
-    to_chat = {"alpaca": _from_alpaca, "sharegpt": _from_sharegpt, "csv": _from_csv}[kind]
-    examples, problems = [], []
+    from .preference import from_prompt_chosen_rejected
+
+    to_chat = {"alpaca": _from_alpaca, "sharegpt": _from_sharegpt, "csv": _from_csv,
+               "prompt-chosen-rejected": from_prompt_chosen_rejected}[kind]
+    check = check_preference_example if kind == "prompt-chosen-rejected" else check_chat_example
+    examples, problems, warnings = [], [], []
     for line, record in records:
         if isinstance(record, Problem):
             problems.append(record)
@@ -41,14 +46,16 @@ def convert(source: Path, kind: str, system: str | None = None, prompt_column: s
         except ValueError as exc:
             problems.append(Problem(f"{source}:{line}", str(exc)))
             continue
-        if system and not any(m["role"] == "system" for m in example["messages"]):
-            example["messages"].insert(0, {"role": "system", "content": system})
-        found = check_chat_example(example, str(source), line)  # back-mapped: the issue names the source line
+        messages = example["input"]["messages"] if "input" in example else example["messages"]
+        if system and not any(m["role"] == "system" for m in messages):
+            messages.insert(0, {"role": "system", "content": system})
+        found = check(example, str(source), line)  # back-mapped: the issue names the source line
         problems += [Problem(f"{i.file}:{i.line}", f"[{i.code}] after conversion: {i.message}")
                      for i in found if i.severity == "error"]
+        warnings += [f"{i.file}:{i.line}: [{i.code}] {i.message}" for i in found if i.severity == "warning"]
         if not any(i.severity == "error" for i in found):
             examples.append((line, example))
-    return Converted(examples, problems)
+    return Converted(examples, problems, warnings)
 
 
 def write_chat(converted: Converted, out: Path) -> None:

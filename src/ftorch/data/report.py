@@ -138,4 +138,7 @@ def leakage(splits: dict[str, ChatFile]) -> list[Problem]:
             if train_line is not None:
                 problems.append(Problem(f"{held_out.path}:{line}", f"[leakage] the same example is in train "
                                         f"({splits['train'].path}:{train_line}); held-out data must be unseen"))
-    return problems
+    from .preference import prompt_leakage
+
+    reported = {p.where for p in problems}
+    return problems + [p for p in prompt_leakage(splits) if p.where not in reported]

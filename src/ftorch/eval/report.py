@@ -275,6 +275,10 @@ def markdown(report: dict, run_dir: Path) -> str:
         lines.append(f"| {metric} | " + " | ".join(cells) + " |")
     lines += ["", "Intervals: Wilson for pass/fail metrics, Wilson at the mean for graded ones (conservative); "
               "differences: McNemar with Newcombe's paired interval, or a paired bootstrap."]
+    if report.get("preference"):
+        from .preference import markdown as preference_markdown
+
+        lines += ["", *preference_markdown(report["preference"])]
     lines += _general_and_safety(report)
     lines += human_check_lines(report)
     return "\n".join(lines) + "\n"

@@ -61,6 +61,10 @@ def evaluate(run: RunDir, cfg: RunConfig, generator: Generator, *, local=None, p
     report["significance"] = _significance(predictions, ev.headline)
     report["significance_by_metric"] = _significance_by_metric(predictions, names)
     report["cost"] = _cost(task, generator, price)
+    if cfg.data.format == "preference":
+        from . import preference
+
+        report["preference"] = preference.section(task, predictions, local, cfg)
     if local is not None:
         report["held_out_loss"] = _held_out_loss(local, task, ev.batch_size)
         if ev.drift:

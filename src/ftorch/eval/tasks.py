@@ -38,6 +38,10 @@ class Task:
 
 
 def load_task(cfg: RunConfig) -> Task:
+    if cfg.data.format == "preference":  # held-out pairs: prompt -> preferred answer
+        from .preference import load_task as load_preference_task
+
+        return load_preference_task(cfg)
     split_path = cfg.data.test if cfg.eval.split == "test" else cfg.data.validation
     if split_path is None:
         raise DataError(Problem(f"data.{cfg.eval.split}", "no held-out file to evaluate on",

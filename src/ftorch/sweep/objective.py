@@ -17,6 +17,8 @@ def resolve(record: dict[str, Any], name: str) -> tuple[str, float | None]:
             if _finite(metrics.get(candidate)) is not None:
                 return candidate, metrics[candidate]
         return "final_loss", None
+    if name == "preference_accuracy":  # a preference run's held-out preference accuracy, tuned
+        return "eval_tuned_preference_accuracy", _finite(metrics.get("eval_tuned_preference_accuracy"))
     if name == "general_change":
         base, tuned = metrics.get("eval_general_base"), metrics.get("eval_general_tuned")
         return name, None if base is None or tuned is None else tuned - base

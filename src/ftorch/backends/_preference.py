@@ -1,0 +1,244 @@
+"""train.method=dpo|orpo|kto|simpo on provider=peft: TRL's preference trainers with LoRA.
+
+The one place ftorch's train.preference.* names become TRL's (TRL 1.16: DPOTrainer and KTOTrainer in `trl`,
+ORPOTrainer and CPOTrainer, which gives SimPO as loss_type="simpo" with cpo_alpha=0, in `trl.experimental`),
+the reference-model handling, the memory estimate with and without a reference copy, and the training loop
+around them (checkpoints, metrics.jsonl, the adapter's publication and reload check as for SFT)."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError, Problem
+
+if TYPE_CHECKING:
+    from ..rundir import RunDir
+    from ..schema import RunConfig
+    from .base import Plan, Result
+
+# what each method needs: a reference model (dpo, kto) or none (orpo, simpo: reference-free objectives)
+USES_REFERENCE = {"dpo": True, "kto": True, "orpo": False, "simpo": False}
+TRL_TRAINER = {"dpo": "trl.DPOTrainer", "kto": "trl.KTOTrainer", "orpo": "trl.experimental.orpo.ORPOTrainer",
+               "simpo": "trl.experimental.cpo.CPOTrainer (loss_type=simpo, cpo_alpha=0)"}
+DEFAULTS = {"loss_type": "sigmoid", "label_smoothing": 0.0, "reference": "adapter_disabled", "simpo_gamma": 0.5,
+            "max_completion_length": None}
+APPLIES = {"loss_type": {"dpo"}, "label_smoothing": {"dpo"}, "reference": {"dpo", "kto"}, "simpo_gamma": {"simpo"},
+           "max_completion_length": {"orpo", "simpo"}}
+# the trainers' logged preference metrics that go into metrics.jsonl (and their names there)
+LOGGED = {"rewards/accuracies": "reward_accuracy", "rewards/margins": "reward_margin",
+          "rewards/chosen": "reward_chosen", "rewards/rejected": "reward_rejected"}
+
+
+def check(cfg: "RunConfig") -> None:
+    """Refuse settings that do nothing for this method (a setting that silently does nothing is a bug)."""
+    method, p = cfg.train.method, cfg.train.preference
+    wrong = [k for k, methods in APPLIES.items() if method not in methods and getattr(p, k) != DEFAULTS[k]]
+    if wrong:
+        key = wrong[0]
+        raise ConfigError(Problem(f"train.preference.{key}", f"does not apply to train.method={method}",
+                                  f"it applies to method={'/'.join(sorted(APPLIES[key]))}; remove it"))
+    if p.label_smoothing and p.loss_type != "robust":
+        raise ConfigError(Problem("train.preference.label_smoothing", "only loss_type=robust reads it",
+                                  "set train.preference.loss_type=robust, or remove label_smoothing"))
+    if cfg.train.assistant_only_loss is False:
+        raise ConfigError(Problem("train.assistant_only_loss", "preference training scores the answers only",
+                                  "remove train.assistant_only_loss=false"))
+
+
+def trainer_args(cfg: "RunConfig", sft: dict[str, Any]) -> dict[str, Any]:
+    """The method's config keyword arguments: the shared training settings (`sft`, from peft._sft_args) less the
+    SFT-only ones, plus the method's own."""
+    common = {k: v for k, v in sft.items() if k not in ("packing", "padding_free", "assistant_only_loss",
+                                                           "include_num_input_tokens_seen")}
+    method, p = cfg.train.method, cfg.train.preference
+    common["beta"] = p.beta
+    if method == "dpo":
+        common.update(loss_type=[p.loss_type], label_smoothing=p.label_smoothing,
+                      precompute_ref_log_probs=p.reference == "precomputed")
+    elif method == "kto":
+        common.update(precompute_ref_log_probs=p.reference == "precomputed")
+    elif method == "simpo":
+        common.update(loss_type="simpo", cpo_alpha=0.0, simpo_gamma=p.simpo_gamma,
+                      max_completion_length=p.max_completion_length)
+    elif method == "orpo":
+        common.update(max_completion_length=p.max_completion_length)
+    return common
+
+
+def classes(method: str):
+    """(config class, trainer class) of the installed TRL, imported only here."""
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    if method == "dpo":
+        from trl import DPOConfig, DPOTrainer
+
+        return DPOConfig, DPOTrainer
+    if method == "kto":
+        from trl import KTOConfig, KTOTrainer
+
+        return KTOConfig, KTOTrainer
+    if method == "orpo":
+        from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+
+        return ORPOConfig, ORPOTrainer
+    from trl.experimental.cpo import CPOConfig, CPOTrainer
+
+    return CPOConfig, CPOTrainer
+
+
+def adapter_dir(cfg: "RunConfig"):
+    """model.adapter as a folder holding adapter_config.json: RUN_DIR/adapter, or the folder itself."""
+    from pathlib import Path
+
+    if cfg.model.adapter is None:
+        return None
+    given = Path(cfg.model.adapter).expanduser()
+    for folder in (given / "adapter", given):
+        if (folder / "adapter_config.json").is_file():
+            return folder
+    raise ConfigError(Problem("model.adapter", f"no LoRA adapter in {given} (no adapter_config.json there or in "
+                              f"{given / 'adapter'})", "give the run directory of a finished peft run, or its "
+                              "adapter folder"))
+
+
+def plan_notes(cfg: "RunConfig", shape: dict | None, choice) -> tuple[list[str], dict[str, Any]]:
+    """What plan shows about the method, and the memory estimates with and without a reference copy."""
+    method, p = cfg.train.method, cfg.train.preference
+    notes = [f"method: {method} through {TRL_TRAINER[method]}, LoRA"]
+    settings = {"beta": p.beta}
+    if method == "dpo":
+        settings.update(loss_type=p.loss_type, label_smoothing=p.label_smoothing)
+    if method == "simpo":
+        settings.update(simpo_gamma=p.simpo_gamma)
+    if method in ("orpo", "simpo"):
+        settings["max_completion_length"] = p.max_completion_length
+    notes.append("preference settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
+    start = f"the adapter in {cfg.model.adapter}" if cfg.model.adapter else "a new LoRA adapter on the base"
+    notes.append(f"starts from {start}")
+    if USES_REFERENCE[method]:
+        if p.reference == "precomputed":
+            ref = "log-probs computed once before training, then no reference forward passes"
+        elif cfg.model.adapter:
+            ref = "a frozen copy of the starting adapter on the same weights (no second model)"
+        else:
+            ref = "the same weights with the LoRA adapter disabled (no second model)"
+        notes.append(f"reference model: {ref}")
+    else:
+        notes.append(f"reference model: none ({method} is reference-free)")
+    notes.append(f"each step scores chosen and rejected: {2 * choice.settings['micro_batch_size']} sequences per "
+                 f"micro-batch of {choice.settings['micro_batch_size']} pairs; train.max_length="
+                 f"{cfg.train.max_length} bounds prompt + answer")
+    estimates: dict[str, Any] = {}
+    if shape is not None and choice.estimate is not None:
+        with_ref, without = memory_gib(shape, cfg, choice)
+        estimates["memory_gib"] = round(without, 3)
+        estimates["memory_gib_with_reference_copy"] = round(with_ref, 3)
+        notes.append(f"memory estimate: {without:.2f} GiB with the adapter-disabled reference (as planned); "
+                     f"{with_ref:.2f} GiB with a separate reference model in memory")
+    return notes, estimates
+
+
+def memory_gib(shape: dict, cfg: "RunConfig", choice) -> tuple[float, float]:
+    """(with a separate reference copy, as planned) in GiB. The policy's step runs on 2x the rows (chosen and
+    rejected); a reference forward pass adds its logits (no saved activations: no gradient); a separate
+    reference model adds its weights."""
+    from . import memory
+
+    s = choice.settings
+    setup = memory.StepSetup(rows=2 * s["micro_batch_size"], row_tokens=cfg.train.max_length,
+                             dtype=s["precision"], lora_r=cfg.train.lora.r,
+                             target_modules=tuple(cfg.train.lora.target_modules), adapter_dtype=s["adapter_dtype"],
+                             quantization=cfg.train.quantization,
+                             gradient_checkpointing=bool(s["gradient_checkpointing"]),
+                             loss="materialised", attention="dense_mask")  # padded rows: SDPA gets a mask
+    policy = memory.estimate(shape, setup)
+    model = memory.ModelShape.from_config(shape)
+    reference_pass = 0
+    if USES_REFERENCE[cfg.train.method] and cfg.train.preference.reference != "precomputed":
+        reference_pass = setup.tokens * model.vocab * 4  # fp32 logits of the no-grad reference forward
+    planned = policy.total + reference_pass
+    return (planned + policy.weights) / memory.GiB, planned / memory.GiB
+
+
+def datasets(plan: "Plan"):
+    """train (and validation) as TRL's conversational prompt/chosen/rejected rows."""
+    from datasets import Dataset
+
+    from ..data.preference import trl_row
+
+    splits = plan.data.splits
+    built = {name: Dataset.from_list([trl_row(e) for e in splits[name].examples])
+             for name in ("train", "validation") if name in splits}
+    return built["train"], built.get("validation")
+
+
+def train(plan: "Plan", run: "RunDir", resume_from: str | None, backend) -> "Result":
+    """One preference run: the same steps as peft's SFT loop with the method's TRL trainer."""
+    from peft import LoraConfig
+
+    from . import _hf
+    from . import peft as peft_backend
+    from .base import Result
+
+    cfg = plan.config
+    device = cfg.provider.device if cfg.provider.device != "auto" else ("cuda" if _hf.cuda_available() else "cpu")
+    if cfg.train.quantization == "4bit":
+        _hf.require_cuda_for_4bit(device)
+    precision = peft_backend._precision(cfg.train.precision, device)
+    path = _hf.model_path(cfg.model)
+    run.append_log(f"model {path} on {device}, precision {precision}; method {cfg.train.method}")
+    tokenizer = peft_backend._load_tokenizer(path, cfg)
+    model = peft_backend._load_model(path, cfg, precision, plan.inputs["settings"])
+    start = adapter_dir(cfg)
+    peft_config = LoraConfig(**plan.inputs["lora"])
+    if start is not None:
+        from peft import PeftModel
+
+        with _hf.loading(str(start), "LoRA adapter"):
+            model = PeftModel.from_pretrained(model, str(start), is_trainable=True)
+        peft_config = None
+        run.append_log(f"starting from the adapter in {start}")
+    train_ds, eval_ds = datasets(plan)
+    config_cls, trainer_cls = classes(cfg.train.method)
+    args = config_cls(output_dir=str(run.checkpoints), use_cpu=device == "cpu", bf16=precision == "bf16",
+                      fp16=precision == "fp16", **plan.inputs["preference"])
+    with _hf.lora_targets_checked(model, plan.inputs["lora"]["target_modules"]):
+        trainer = trainer_cls(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                              processing_class=tokenizer, peft_config=peft_config,
+                              callbacks=[_hf.metrics_callback(run)])
+    _hf.quiet_progress(trainer)
+    trainable, total = trainer.model.get_nb_trainable_parameters()
+    share = f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.3f}%)"
+    run.append_log(share)
+    print(share, flush=True)
+    if _hf.training_finished(resume_from):
+        peft_backend._restore_finished(trainer, resume_from, run)
+        metrics: dict[str, Any] = {}
+    else:
+        output = trainer.train(resume_from_checkpoint=resume_from)
+        metrics = {k: v for k, v in output.metrics.items() if isinstance(v, (int, float))}
+
+    def write_adapter(folder):
+        trainer.model.save_pretrained(str(folder), selected_adapters=["default"])
+        tokenizer.save_pretrained(str(folder))
+
+    _hf.publish_adapter(run, write_adapter)
+    check = _hf.reload_check(trainer.model, path, run.adapter, tokenizer, quantized=cfg.train.quantization == "4bit")
+    run.append_log(f"reload check: {check}")
+    history = trainer.state.log_history
+    losses = [h["loss"] for h in history if "loss" in h]
+    if losses:
+        metrics["final_loss"] = losses[-1]
+    evals = [h["eval_loss"] for h in history if "eval_loss" in h]
+    if evals:
+        metrics["final_eval_loss"] = evals[-1]
+    for key, name in LOGGED.items():
+        seen = [h[key] for h in history if key in h]
+        if seen:
+            metrics[f"final_train_{name}"] = seen[-1]
+    metrics["global_step"] = trainer.state.global_step
+    return Result(status="succeeded", metrics=metrics,
+                  artifacts={"adapter": str(run.adapter), "checkpoints": str(run.checkpoints)},
+                  extra={"trainable_params": trainable, "total_params": total, "device": device,
+                         "precision": precision, "reload_check": check, "method": cfg.train.method,
+                         "processes": 1})
