@@ -150,6 +150,12 @@ def _problem(err: dict, origins: Origins) -> Problem:
         options = [o.strip(" '") for o in expected.replace(" or ", ",").split(",")]
         hint = did_you_mean(str(err.get("input")), options)
         return Problem(where, f"got {err.get('input')!r}, expected one of {expected}", hint)
+    if kind == "value_error" and not loc:  # a whole-config check: its message starts with "the.key: "
+        text = str(err["msg"]).removeprefix("Value error, ")
+        key, sep, rest = text.partition(": ")
+        if sep and " " not in key:
+            return Problem(f"{origins.of(key)}: {key}", rest)
+        return Problem("config", text)
     if kind in ("float_parsing", "int_parsing", "int_from_float") and err.get("input") in ("true", "false"):
         return Problem(where, f"expected a number, got the boolean {err['input']}")  # schema.Strict turns it to text
     return Problem(where, f"{err['msg']} (got {err.get('input')!r})")

@@ -352,14 +352,23 @@ class RunConfig(Strict):
 
     @model_validator(mode="after")
     def _method_matches_data(self) -> "RunConfig":
+        if self.model.adapter is not None and self.provider.name != "peft":
+            raise ValueError(f"model.adapter: starting from an earlier run's adapter is available on provider=peft, "
+                             f"not provider={self.provider.name}")
+        if not self.train.is_preference and self.train.preference != PreferenceSettings():
+            raise ValueError("train.preference: applies to preference methods only (train.method=dpo, orpo, kto, "
+                             "simpo)")
+        if self.data.format != "preference" and (self.eval.rejected_patterns or self.eval.prompted_instructions):
+            raise ValueError("eval.rejected_patterns: it and eval.prompted_instructions apply to preference data "
+                             "(data.format=preference) for now")
         if self.provider.name == "openai":
             return self  # OpenAI's method is provider.method
         if self.train.is_preference and self.data.format != "preference":
-            raise ValueError(f"train.method={self.train.method} trains on preference pairs: set "
+            raise ValueError(f"train.method: {self.train.method} trains on preference pairs: set "
                              "data.format=preference (`ftorch data convert --from prompt-chosen-rejected` makes them)")
         if self.data.format == "preference" and not self.train.is_preference:
-            raise ValueError("data.format=preference needs a preference method: train.method=dpo (or orpo, kto, "
-                             "simpo)")
+            raise ValueError("data.format: preference data needs a preference method: train.method=dpo (or orpo, "
+                             "kto, simpo)")
         return self
 
 

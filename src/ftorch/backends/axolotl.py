@@ -200,7 +200,8 @@ class AxolotlBackend:
 
         if cfg.data.format != "chat":
             raise ConfigError(Problem("data.format", "provider=axolotl trains on chat data (SFT) in ftorch; "
-                                      f"{cfg.data.format} (DPO) data is not translated yet"))
+                                      f"{cfg.data.format} (DPO) data is not translated yet",
+                                      "preference methods (train.method=dpo, orpo, kto, simpo) run on provider=peft"))
         if cfg.train.fused_loss == "on" and not cfg.provider.liger:
             raise ConfigError(Problem("train.fused_loss", "train.fused_loss=on has no effect with provider=axolotl "
                                       "unless provider.liger=true", "set provider.liger=true (Liger's fused linear "

@@ -121,7 +121,8 @@ class UnslothBackend:
         problems = []
         if cfg.data.format != "chat":
             problems.append(Problem("data.format", f"provider=unsloth trains on chat data (SFT); "
-                                    f"{cfg.data.format} (DPO) training is not available through ftorch yet"))
+                                    f"{cfg.data.format} (DPO) training is not available through ftorch yet",
+                                    "preference methods (train.method=dpo, orpo, kto, simpo) run on provider=peft"))
         if cfg.train.num_gpus > 1:
             problems.append(Problem("train.num_gpus", "provider=unsloth trains on one GPU",
                                     "use provider=axolotl for several GPUs"))
