@@ -149,6 +149,11 @@ def _print_evaluation(run_dir: Path) -> None:
     record = RunDir(run_dir).observed()
     evaluation = record.get("evaluation") or {}
     if evaluation.get("status") == "succeeded":
+        from .eval.preference import console_line
+
+        line = console_line(Path(evaluation["dir"]))
+        if line:
+            out.print(line, markup=False)
         out.print(f"verdict: {evaluation['verdict']}", markup=False)
         out.print(f"report: {evaluation['dir']}/report.md")
     elif evaluation:

@@ -174,6 +174,18 @@ def summary_line(pairs: dict[str, Any]) -> str:
             f"{spread}")
 
 
+def console_line(eval_dir: Path) -> str | None:
+    """The preference summary of a finished evaluation (None for a run without preference pairs)."""
+    import json
+
+    try:
+        report = json.loads((eval_dir / "report.json").read_text())
+    except (OSError, ValueError):
+        return None
+    pairs = (report.get("preference") or {}).get("pairs")
+    return summary_line(pairs) if pairs else None
+
+
 def markdown(section: dict[str, Any]) -> list[str]:
     """The report's "Preference" section."""
     def pct(v):

@@ -1,0 +1,86 @@
+"""Preference training as a user runs it, on the tiny local model (CPU): DPO with its evaluation (preference
+accuracy, rejected-behaviour rate, verdict), a kill mid-run then `ftorch resume` giving the uninterrupted run's
+adapter byte for byte, SimPO started from the DPO run's adapter, and KTO."""
+
+import json
+import signal
+
+import pytest
+
+from conftest import TINY, read_run, run_cli, run_dirs
+from test_crash_resume import adapter_bytes, run_cli_forked
+
+pytestmark = pytest.mark.slow
+DPO = ["recipe=dpo-quickstart-tiny", *TINY[1:], "train.max_steps=4", "train.save_steps=2", "train.batch_size=4"]
+QUICK_EVAL = ["eval.limit=8", "eval.few_shot=2", "eval.general=false", "eval.safety=false", "eval.drift=false",
+              "eval.max_new_tokens=8"]
+
+
+@pytest.fixture(scope="module")
+def dpo_run(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    result = run_cli("train", f"paths.runs={runs}", *DPO, *QUICK_EVAL)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = run_dirs(runs)
+    return run_dir, result
+
+
+def test_dpo_run_records_like_sft(dpo_run):
+    run_dir, result = dpo_run
+    record = read_run(run_dir)
+    assert record["status"] == "succeeded" and record["method"] == "dpo"
+    assert record["metrics"]["global_step"] == 4 and record["metrics"]["final_loss"] > 0
+    assert record["reload_check"]["matches_trained"] and record["reload_check"]["changes_base_output"]
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in rows if r["kind"] == "train"]
+    assert [r["step"] for r in train] == [1, 2, 3, 4]
+    assert all("reward_accuracy" in r and "reward_margin" in r for r in train)
+    assert sorted(p.name for p in (run_dir / "checkpoints").glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    assert not (run_dir / "adapter" / "ref").exists()  # only the trained adapter is published
+
+
+def test_dpo_evaluation_reports_preference_accuracy_base_and_tuned(dpo_run):
+    run_dir, result = dpo_run
+    metrics = read_run(run_dir)["metrics"]
+    for key in ("eval_base_preference_accuracy", "eval_tuned_preference_accuracy", "eval_tuned_reward_margin",
+                "eval_tuned_rejected_rate", "eval_prompted_rejected_rate"):
+        assert 0 <= metrics[key] <= 1 or key == "eval_tuned_reward_margin", key
+    assert "preference accuracy (n=8): base" in result.stdout and "verdict:" in result.stdout
+    (report_dir,) = (run_dir / "eval").iterdir()
+    report = json.loads((report_dir / "report.json").read_text())
+    pairs = report["preference"]["pairs"]
+    assert pairs["n"] == 8 and pairs["tuned_vs_base"]["ci"] is not None
+    assert report["preference"]["rejected_behaviour"]["patterns"]
+    text = (report_dir / "report.md").read_text()
+    assert "## Preference" in text and "Implicit reward" in text
+    predictions = [json.loads(line) for line in (report_dir / "predictions.jsonl").read_text().splitlines()]
+    assert predictions[0]["reference"].startswith("{") and "rejected_behaviour" in predictions[0]["systems"]["tuned"]
+    # the prompted baseline carries the recipe's "do not" instructions in its system prompt
+    assert report["task"]["systems"]["prompted"] and report["system_prompt"]
+
+
+def test_killed_dpo_run_resumes_to_the_same_adapter(dpo_run, tmp_path):
+    args = ["train", f"paths.runs={tmp_path}", *DPO, "eval=none"]
+    assert run_cli_forked(args, kill=("step", 3, 0.0)) == -signal.SIGKILL
+    (run_dir,) = run_dirs(tmp_path)
+    assert read_run(run_dir)["status"] in ("running", "died")
+    assert run_cli_forked(["resume", str(run_dir)]) == 0
+    record = read_run(run_dir)
+    assert record["status"] == "succeeded" and record["metrics"]["global_step"] == 4
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r["kind"] == "train"] == [1, 2, 3, 4]
+    assert adapter_bytes(run_dir) == adapter_bytes(dpo_run[0])
+
+
+def test_simpo_starts_from_the_dpo_adapter_and_kto_trains(dpo_run, tmp_path):
+    simpo = run_cli("train", f"paths.runs={tmp_path / 'simpo'}", *DPO, "train.method=simpo", "train.max_steps=2",
+                    f"model.adapter={dpo_run[0]}", "eval=none")
+    assert simpo.returncode == 0, simpo.stderr[-3000:]
+    (run_dir,) = run_dirs(tmp_path / "simpo")
+    assert read_run(run_dir)["status"] == "succeeded"
+    assert f"starting from the adapter in {dpo_run[0] / 'adapter'}" in (run_dir / "train.log").read_text()
+    assert adapter_bytes(run_dir) != adapter_bytes(dpo_run[0])
+    kto = run_cli("train", f"paths.runs={tmp_path / 'kto'}", *DPO, "train.method=kto", "train.max_steps=2",
+                  "eval=none")
+    assert kto.returncode == 0, kto.stderr[-3000:]
+    assert read_run(run_dirs(tmp_path / "kto")[0])["metrics"]["global_step"] == 2
