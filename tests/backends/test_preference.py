@@ -12,7 +12,7 @@ from conftest import TINY
 from ftorch.cli import main
 from ftorch.data.preference import from_prompt_chosen_rejected, prompt_leakage, trl_row
 from ftorch.eval.preference import rejected_behaviour, summarise
-from ftorch.sweep.objective import planned, resolve
+from ftorch.sweep.objective import direction_of, planned, resolve
 
 DPO = ["recipe=dpo-quickstart-tiny", *TINY[1:], "eval=none"]
 
@@ -170,3 +170,5 @@ def test_sweep_objective_can_name_preference_accuracy():
     record = {"metrics": {"eval_tuned_preference_accuracy": 0.9}}
     assert resolve(record, "preference_accuracy") == ("eval_tuned_preference_accuracy", 0.9)
     assert planned({"sweep": {"objective": "preference_accuracy"}})[0]["direction"] == "maximize"
+    assert direction_of("eval_tuned_rejected_rate") == "minimize"
+    assert direction_of("eval_tuned_reward_margin") == "maximize"

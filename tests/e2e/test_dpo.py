@@ -59,17 +59,21 @@ def test_dpo_evaluation_reports_preference_accuracy_base_and_tuned(dpo_run):
     assert report["task"]["systems"]["prompted"] and report["system_prompt"]
 
 
-def test_killed_dpo_run_resumes_to_the_same_adapter(dpo_run, tmp_path):
-    args = ["train", f"paths.runs={tmp_path}", *DPO, "eval=none"]
+def test_killed_dpo_run_resumes_to_the_same_adapter(tmp_path):
+    """Both runs forked from the same server (same threads, same kernels): the adapters must match byte for byte."""
+    args = ["train", f"paths.runs={tmp_path / 'whole'}", *DPO, "eval=none"]
+    assert run_cli_forked(args) == 0
+    (reference,) = run_dirs(tmp_path / "whole")
+    args = ["train", f"paths.runs={tmp_path / 'killed'}", *DPO, "eval=none"]
     assert run_cli_forked(args, kill=("step", 3, 0.0)) == -signal.SIGKILL
-    (run_dir,) = run_dirs(tmp_path)
+    (run_dir,) = run_dirs(tmp_path / "killed")
     assert read_run(run_dir)["status"] in ("running", "died")
     assert run_cli_forked(["resume", str(run_dir)]) == 0
     record = read_run(run_dir)
     assert record["status"] == "succeeded" and record["metrics"]["global_step"] == 4
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if r["kind"] == "train"] == [1, 2, 3, 4]
-    assert adapter_bytes(run_dir) == adapter_bytes(dpo_run[0])
+    assert adapter_bytes(run_dir) == adapter_bytes(reference)
 
 
 def test_simpo_starts_from_the_dpo_adapter_and_kto_trains(dpo_run, tmp_path):

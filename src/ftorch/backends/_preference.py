@@ -129,12 +129,17 @@ def plan_notes(cfg: "RunConfig", shape: dict | None, choice) -> tuple[list[str],
                  f"micro-batch of {choice.settings['micro_batch_size']} pairs; train.max_length="
                  f"{cfg.train.max_length} bounds prompt + answer")
     estimates: dict[str, Any] = {}
+    if cfg.model.adapter:
+        notes.append("LoRA rank, targets and modules come from the starting adapter (train.lora.* does not apply)")
     if shape is not None and choice.estimate is not None:
         with_ref, without = memory_gib(shape, cfg, choice)
         estimates["memory_gib"] = round(without, 3)
-        estimates["memory_gib_with_reference_copy"] = round(with_ref, 3)
-        notes.append(f"memory estimate: {without:.2f} GiB with the adapter-disabled reference (as planned); "
-                     f"{with_ref:.2f} GiB with a separate reference model in memory")
+        if USES_REFERENCE[method]:
+            estimates["memory_gib_with_reference_copy"] = round(with_ref, 3)
+            notes.append(f"memory estimate: {without:.2f} GiB as planned (no second model); {with_ref:.2f} GiB "
+                         "with a separate reference model in memory")
+        else:
+            notes.append(f"memory estimate: {without:.2f} GiB (no reference model)")
     return notes, estimates
 
 

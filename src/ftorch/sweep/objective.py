@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-MAXIMIZE_HINTS = ("accuracy", "match", "valid", "schema", "chrf", "rouge", "eval_tuned_", "general_change")
+MAXIMIZE_HINTS = ("accuracy", "match", "valid", "schema", "chrf", "rouge", "eval_tuned_", "general_change",
+                  "reward_margin")
 
 
 def resolve(record: dict[str, Any], name: str) -> tuple[str, float | None]:
@@ -28,7 +29,7 @@ def resolve(record: dict[str, Any], name: str) -> tuple[str, float | None]:
 def direction_of(name: str, requested: str = "auto") -> str:
     if requested != "auto":
         return requested
-    if "loss" in name or "perplexity" in name or name.startswith("eval_harmful"):
+    if "loss" in name or "perplexity" in name or name.startswith("eval_harmful") or name.endswith("rejected_rate"):
         return "minimize"
     return "maximize" if any(hint in name for hint in MAXIMIZE_HINTS) else "minimize"
 
