@@ -72,7 +72,9 @@ SOURCES: dict[str, str] = {
 }
 # TrainConfig/ModelConfig/DataConfig fields with no Axolotl key, and why (shown in the plan's notes).
 IGNORED: dict[str, str] = {
-    "train.method": "always LoRA (train.quantization picks lora or qlora)",
+    "train.method": "always LoRA (train.quantization picks lora or qlora); preference methods are refused",
+    "train.preference": "preference methods (train.method=dpo, ...) are refused on provider=axolotl for now",
+    "model.adapter": "refused on provider=axolotl (starting from an adapter is provider=peft's)",
     "train.num_gpus": "not an Axolotl key: ftorch launches through `accelerate launch --num_processes N`",
     "data.test": "held out for ftorch's evaluation after training; Axolotl never sees it",
     "train.allow_truncation": "ftorch's own truncation check runs in provider=peft's preprocessing; Axolotl "
