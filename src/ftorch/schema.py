@@ -355,9 +355,10 @@ class RunConfig(Strict):
         if self.model.adapter is not None and self.provider.name != "peft":
             raise ValueError(f"model.adapter: starting from an earlier run's adapter is available on provider=peft, "
                              f"not provider={self.provider.name}")
-        if not self.train.is_preference and self.train.preference != PreferenceSettings():
-            raise ValueError("train.preference: applies to preference methods only (train.method=dpo, orpo, kto, "
-                             "simpo)")
+        changed = [k for k, v in PreferenceSettings() if getattr(self.train.preference, k) != v]
+        if not self.train.is_preference and changed:
+            raise ValueError(f"train.preference.{changed[0]}: applies to preference methods only (train.method=dpo, "
+                             "orpo, kto, simpo)")
         if self.data.format != "preference" and (self.eval.rejected_patterns or self.eval.prompted_instructions):
             raise ValueError("eval.rejected_patterns: it and eval.prompted_instructions apply to preference data "
                              "(data.format=preference) for now")

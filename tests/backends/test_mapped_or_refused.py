@@ -19,7 +19,7 @@ BASE = {"peft": ["recipe=quickstart-tiny"], "axolotl": ["recipe=axolotl-quicksta
         # it is the same request)
         "unsloth": ["recipe=unsloth-quickstart", "provider.allow_cpu=true", "provider.load_in_4bit=false"], "openai": ["recipe=openai-quickstart"]}
 NOT_APPLICABLE = {  # leaf -> why no alternative value is tried here
-    "train.method": "a single choice (lora)",
+    "train.method": "lora or sft; a preference method needs preference data (tests/backends/test_preference.py)",
     "model.name": "every provider passes it on (the model to train)",
     "model.tiny": "a group of its own (model=tiny), checked by tests/test_models.py",
 }

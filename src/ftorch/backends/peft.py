@@ -97,7 +97,7 @@ class PeftBackend:
                  f"device: {cfg.provider.device} (auto = cuda when available, else cpu)",
                  f"loss on assistant tokens only: {cfg.train.assistant_only_loss}"]
         if cfg.train.is_preference:
-            return self._plan_preference(cfg, data, notes, steps_per_epoch, steps, examples)
+            return self._plan_preference(cfg, data, notes, estimates)
         if any(m.get("weight") == 0 for e in data.splits["train"].examples for m in e["messages"]):
             notes.append("warning: 'weight: 0' on assistant messages is not honoured by provider=peft; "
                          "those turns are trained on")
@@ -118,8 +118,8 @@ class PeftBackend:
     def cancel(self, run: "RunDir", cfg: "RunConfig") -> str:
         return no_remote_job(self.name, run)
 
-    def _plan_preference(self, cfg: "RunConfig", data: "DataReport", notes: list[str], steps_per_epoch: int,
-                         steps: int, examples: int) -> Plan:
+    def _plan_preference(self, cfg: "RunConfig", data: "DataReport", notes: list[str],
+                         estimates: dict[str, Any]) -> Plan:
         """train.method=dpo|orpo|kto|simpo: no packing (pairs are scored side by side), TRL's own loss."""
         from . import _preference
 
@@ -128,8 +128,7 @@ class PeftBackend:
         choice = _choose(cfg_unpacked, _gpu_bytes(cfg.provider.device))
         more, memory = _preference.plan_notes(cfg, _shape(cfg), choice)
         notes = notes[:2] + more + [r for r in choice.reasons if "GiB" not in r]  # SFT-sized figures
-        estimates = {"train_examples": examples, "train_pairs": examples, "steps_per_epoch": steps_per_epoch,
-                     "total_steps": steps, **memory}
+        estimates = {**estimates, "train_pairs": estimates["train_examples"], **memory}
         sft = _sft_args(cfg_unpacked, choice.settings)
         return Plan(
             provider=self.name, config=cfg, data=data,
