@@ -217,7 +217,7 @@ def train(plan: "Plan", run: "RunDir", resume_from: str | None, backend) -> "Res
     run.append_log(share)
     print(share, flush=True)
     if _hf.training_finished(resume_from):
-        peft_backend._restore_finished(trainer, resume_from, run)
+        _hf.restore_finished(trainer, resume_from, run)
         metrics: dict[str, Any] = {}
     else:
         output = trainer.train(resume_from_checkpoint=resume_from)
