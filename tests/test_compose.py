@@ -55,8 +55,15 @@ def test_every_recipe_validates(recipe):
 @pytest.mark.parametrize("group,option", [(g, o) for g in ("provider", "model", "data", "train")
                                           for o in PROJECT.group_options(g)])
 def test_every_group_option_validates(group, option):
-    """Each preset composes and passes the schema (a provider may still need a matching model: recipes)."""
-    composed = compose(PROJECT, [f"{group}={option}"])
+    """Each preset composes and passes the schema (a provider may still need a matching model, preference data a
+    preference method: recipes)."""
+    overrides = [f"{group}={option}"]
+    text = (PROJECT.conf_dir / group / f"{option}.yaml").read_text()
+    if group == "data" and "format: preference" in text:
+        overrides.append("train.method=dpo")
+    if group == "train" and "method: dpo" in text:
+        overrides.append("data=quickstart-dpo")
+    composed = compose(PROJECT, overrides)
     load(composed, Origins(PROJECT, [], dict(composed.hydra.runtime.choices)))
 
 
