@@ -190,6 +190,10 @@ class PreferenceSettings(Strict):
         "LoRA switched off (no second copy; from model.adapter, a frozen copy of that adapter); precomputed = "
         "reference log-probs computed once before training")
     simpo_gamma: Annotated[float, Field(ge=0.0)] = Field(0.5, description="method=simpo: target reward margin")
+    sft_weight: Annotated[float, Field(ge=0.0)] = Field(0.0, description="method=dpo: add the supervised loss on "
+                                                        "the preferred answers with this weight (RPO; TRL's "
+                                                        "loss_type [.., sft]): keeps the answers' format while "
+                                                        "the preference moves away from the rejected ones")
     max_completion_length: PositiveInt | None = Field(None, description="orpo/simpo: cut answers to this many "
                                                       "tokens (dpo/kto: train.max_length bounds prompt + answer)")
 

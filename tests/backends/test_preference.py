@@ -172,3 +172,16 @@ def test_sweep_objective_can_name_preference_accuracy():
     assert planned({"sweep": {"objective": "preference_accuracy"}})[0]["direction"] == "maximize"
     assert direction_of("eval_tuned_rejected_rate") == "minimize"
     assert direction_of("eval_tuned_reward_margin") == "maximize"
+
+
+def test_sft_weight_adds_trl_s_sft_loss_to_dpo():
+    from ftorch.backends._preference import trainer_args
+    from ftorch.runner import prepare
+
+    from ftorch.compose import find_project
+
+    project = find_project()
+    cfg = prepare(project, ["recipe=dpo-quickstart-tiny", "train.preference.sft_weight=0.5"]).config
+    args = trainer_args(cfg, {})
+    assert args["loss_type"] == ["sigmoid", "sft"] and args["loss_weights"] == [1.0, 0.5]
+    assert "loss_weights" not in trainer_args(prepare(project, ["recipe=dpo-quickstart-tiny"]).config, {})

@@ -21,10 +21,8 @@ if TYPE_CHECKING:
 USES_REFERENCE = {"dpo": True, "kto": True, "orpo": False, "simpo": False}
 TRL_TRAINER = {"dpo": "trl.DPOTrainer", "kto": "trl.KTOTrainer", "orpo": "trl.experimental.orpo.ORPOTrainer",
                "simpo": "trl.experimental.cpo.CPOTrainer (loss_type=simpo, cpo_alpha=0)"}
-DEFAULTS = {"loss_type": "sigmoid", "label_smoothing": 0.0, "reference": "adapter_disabled", "simpo_gamma": 0.5,
-            "max_completion_length": None}
 APPLIES = {"loss_type": {"dpo"}, "label_smoothing": {"dpo"}, "reference": {"dpo", "kto"}, "simpo_gamma": {"simpo"},
-           "max_completion_length": {"orpo", "simpo"}}
+           "max_completion_length": {"orpo", "simpo"}, "sft_weight": {"dpo"}}
 # the trainers' logged preference metrics that go into metrics.jsonl (and their names there)
 LOGGED = {"rewards/accuracies": "reward_accuracy", "rewards/margins": "reward_margin",
           "rewards/chosen": "reward_chosen", "rewards/rejected": "reward_rejected"}
@@ -32,8 +30,11 @@ LOGGED = {"rewards/accuracies": "reward_accuracy", "rewards/margins": "reward_ma
 
 def check(cfg: "RunConfig") -> None:
     """Refuse settings that do nothing for this method (a setting that silently does nothing is a bug)."""
+    from ..schema import PreferenceSettings
+
     method, p = cfg.train.method, cfg.train.preference
-    wrong = [k for k, methods in APPLIES.items() if method not in methods and getattr(p, k) != DEFAULTS[k]]
+    defaults = PreferenceSettings()
+    wrong = [k for k, methods in APPLIES.items() if method not in methods and getattr(p, k) != getattr(defaults, k)]
     if wrong:
         key = wrong[0]
         raise ConfigError(Problem(f"train.preference.{key}", f"does not apply to train.method={method}",
@@ -56,6 +57,8 @@ def trainer_args(cfg: "RunConfig", sft: dict[str, Any]) -> dict[str, Any]:
     if method == "dpo":
         common.update(loss_type=[p.loss_type], label_smoothing=p.label_smoothing,
                       precompute_ref_log_probs=p.reference == "precomputed")
+        if p.sft_weight:
+            common.update(loss_type=[p.loss_type, "sft"], loss_weights=[1.0, p.sft_weight])
     elif method == "kto":
         common.update(precompute_ref_log_probs=p.reference == "precomputed")
     elif method == "simpo":
@@ -107,7 +110,7 @@ def plan_notes(cfg: "RunConfig", shape: dict | None, choice) -> tuple[list[str],
     notes = [f"method: {method} through {TRL_TRAINER[method]}, LoRA"]
     settings = {"beta": p.beta}
     if method == "dpo":
-        settings.update(loss_type=p.loss_type, label_smoothing=p.label_smoothing)
+        settings.update(loss_type=p.loss_type, label_smoothing=p.label_smoothing, sft_weight=p.sft_weight)
     if method == "simpo":
         settings.update(simpo_gamma=p.simpo_gamma)
     if method in ("orpo", "simpo"):
