@@ -24,6 +24,8 @@ EPILOG = """examples:
   ftorch setup axolotl                              (then: ftorch train provider=axolotl ...)
   ftorch review data/train.jsonl                    (then: ftorch review data/train.jsonl --export)
   ftorch review runs/quickstart/2026-11-25_15-04-05_123456
+  ftorch export runs/quickstart/<ts> --to gguf --type q8_0     (or --to merged, --to ollama)
+  ftorch chat runs/quickstart/<ts> --compare
 """
 
 
@@ -58,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
                               description="Only eval.* settings can change, e.g. eval.limit=20 eval.few_shot=3.")
     evaluate.add_argument("run_dir", type=Path)
     evaluate.add_argument("overrides", nargs="*", metavar="eval.KEY=VALUE")
+
+    _add_use_commands(sub)
 
     runs = sub.add_parser("runs", help="list runs and sweeps")
     runs_sub = runs.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
@@ -112,6 +116,39 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_argument("--model", help="tokenizer to count with (as in `ftorch data check`)")
     review.add_argument("--max-length", type=int, metavar="N", help="flag examples longer than N tokens")
     return parser
+
+
+def _add_use_commands(sub) -> None:
+    """export, chat and serve: using what a run trained (src/ftorch/export/, chat.py, serve.py)."""
+    from .export import GGUF_TYPES, KINDS, MERGED_DTYPES
+
+    export = sub.add_parser("export", help="merged model, GGUF or Ollama Modelfile from a run, verified against "
+                            "its adapter (a new RUN_DIR/export/<kind>/ each time)")
+    export.add_argument("run_dir", type=Path)
+    export.add_argument("--to", choices=KINDS, required=True)
+    export.add_argument("--dtype", choices=MERGED_DTYPES, default="float32", help="merged: weights' dtype "
+                        "(default float32)")
+    export.add_argument("--type", dest="quant", choices=GGUF_TYPES, default="q8_0", help="gguf/ollama: tensor "
+                        "type (default q8_0)")
+    export.add_argument("--limit", type=int, metavar="N", help="verify on the first N held-out prompts")
+    export.add_argument("--no-verify", dest="verify", action="store_false", help="write only; no comparison")
+    export.add_argument("--min-identical", type=float, metavar="F", help="share of answers identical to the "
+                        "adapter's required (default: 1.0 fp32, 0.95 16-bit, unchecked quantized)")
+    export.add_argument("--max-metric-delta", type=float, metavar="F", help="largest |export - adapter| on the "
+                        "headline metric, 0-1 (default: 0 fp32, 0.02 16-bit)")
+    export.add_argument("--max-metric-drop", type=float, metavar="F", help="largest drop of the headline "
+                        "metric, 0-1 (default: 0.05 q8_0, 0.15 4-bit)")
+
+    chat = sub.add_parser("chat", help="chat with a run's tuned model in the terminal (/system /reset /save /quit)")
+    chat.add_argument("run_dir", type=Path)
+    chat.add_argument("--compare", action="store_true", help="answer each message with the base model too")
+    chat.add_argument("--max-new-tokens", type=int, default=256)
+
+    serve = sub.add_parser("serve", help="vLLM's OpenAI-compatible server with the run's LoRA adapter (GPU)")
+    serve.add_argument("run_dir", type=Path)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--print", dest="print_only", action="store_true", help="print the command, start nothing")
 
 
 def main(argv: list[str] | None = None) -> int:

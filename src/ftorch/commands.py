@@ -143,6 +143,24 @@ def cancel(args) -> int:
     return 0
 
 
+def export(args) -> int:
+    from .export.commands import export as run_export
+
+    return run_export(args, out, err)
+
+
+def chat(args) -> int:
+    from .chat import chat as run_chat
+
+    return run_chat(args)
+
+
+def serve(args) -> int:
+    from .serve import serve as run_serve
+
+    return run_serve(args, out)
+
+
 def _print_evaluation(run_dir: Path) -> None:
     from .rundir import RunDir
 

@@ -37,6 +37,22 @@ class LocalModel:
         self.model = model.to(self.device).eval()
         self.has_adapter = adapter is not None
 
+    @classmethod
+    def from_loaded(cls, model, tokenizer, device: str | None = None) -> "LocalModel":
+        """A model already loaded some other way (an export: a merged folder, a GGUF file), without an adapter,
+        decoded by the same batched greedy generation."""
+        import torch
+
+        self = cls.__new__(cls)
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.tokenizer = tokenizer
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = model.to(self.device).eval()
+        self.has_adapter = False
+        return self
+
     @contextmanager
     def system(self, name: str) -> Iterator[None]:
         """'base' switches the adapter off for the block; 'tuned' and 'prompted' use what they need."""
