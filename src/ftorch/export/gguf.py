@@ -147,9 +147,26 @@ def _add_tokenizer(writer, tokenizer, source: Source, vocab_size: int) -> None:
         if getattr(tokenizer, "chat_template", None) and not (Path(saved) / "chat_template.jinja").is_file():
             (Path(saved) / "chat_template.jinja").write_text(tokenizer.chat_template)
         special = gguf.SpecialVocab(saved, load_merges=True, n_vocab=len(tokens))
-    if "bos" not in special.add_special_token:
-        special.add_special_token["bos"] = False
+    # llama.cpp and Ollama render the chat template as text, then add BOS if the file says so: say so exactly
+    # when the model's template starts with the BOS token
+    special.add_special_token["bos"] = _template_starts_with_bos(tokenizer)
     special.add_to_gguf(writer, quiet=True)
+
+
+def _template_starts_with_bos(tokenizer) -> bool:
+    """add_bos_token for llama.cpp: true when the chat template writes a BOS its Go translation leaves out
+    (ollama.writes_bos); for a template of no known family, whether the tokenizer adds BOS to plain text."""
+    from .ollama import writes_bos
+
+    if getattr(tokenizer, "chat_template", None):
+        try:
+            known = writes_bos(tokenizer)
+        except ExportError:
+            known = None
+        if known is not None:
+            return known
+    ids = tokenizer("x")["input_ids"]
+    return bool(ids) and tokenizer.bos_token_id is not None and ids[0] == tokenizer.bos_token_id
 
 
 def _pre_tokenizer(backend: dict, source: Source) -> str:

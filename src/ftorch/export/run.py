@@ -78,7 +78,7 @@ def _gguf(source: Source, request: Request, announce):
     if request.to == "ollama":
         from .ollama import write_modelfile
 
-        modelfile, command = write_modelfile(source, folder, gguf_path, tokenizer)
+        modelfile, command = write_modelfile(source, folder, gguf_path, tokenizer, request.quant)
         entry.update(modelfile=str(modelfile), ollama_create=command)
     loaded = load_gguf(gguf_path) if request.verify else None
     return entry, loaded, request.quant
