@@ -7,19 +7,15 @@ import shutil
 import pytest
 import yaml
 
-from conftest import TINY, read_run, run_cli, run_dirs
+from conftest import read_run, run_cli
+from tiny_run import trained_run
 
 pytestmark = pytest.mark.slow
-FAST = [*TINY, "train.max_steps=4", "train.batch_size=4", "eval.enabled=false"]
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    runs = tmp_path_factory.mktemp("runs")
-    result = run_cli("train", f"paths.runs={runs}", *FAST)
-    assert result.returncode == 0, result.stderr[-3000:]
-    (run_dir,) = run_dirs(runs)
-    return run_dir
+    return trained_run(tmp_path_factory.getbasetemp())
 
 
 def export(run_dir, *args):

@@ -45,23 +45,26 @@ def held_out(source: Source, limit: int | None):
 
 
 def reference_replies(source: Source, conversations: list, max_new_tokens: int, batch_size: int) -> list[str]:
-    """Base + adapter's greedy replies; cached in RUN/export/ by prompts, length and adapter files, so a second
-    export of the same run does not generate them again."""
+    """Base + adapter's greedy replies. Cached in RUN/export/ per conversation (under the reply length and the
+    adapter's files), so later exports of the same run, with any --limit, generate only what is new."""
     from ..eval.local import LocalModel
 
     adapter_files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in source.adapter.iterdir()
                            if p.is_file())
-    key = hashlib.sha256(json.dumps([conversations, max_new_tokens, adapter_files]).encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps([max_new_tokens, adapter_files]).encode()).hexdigest()[:16]
     cache = source.run.path / "export" / f".reference-{key}.json"
-    if cache.is_file():
-        try:
-            return json.loads(cache.read_text())["replies"]
-        except (OSError, ValueError, KeyError):
-            pass
-    local = LocalModel(source.base_path(), source.adapter)
-    replies = local.generate(conversations, max_new_tokens, batch_size)
-    write_json_atomic(cache, {"replies": replies})
-    return replies
+    try:
+        known = json.loads(cache.read_text())["replies"]
+    except (OSError, ValueError, KeyError):
+        known = {}
+    hashes = [hashlib.sha256(json.dumps(c, sort_keys=True).encode()).hexdigest() for c in conversations]
+    todo = [i for i, h in enumerate(hashes) if h not in known]
+    if todo:
+        local = LocalModel(source.base_path(), source.adapter)
+        for index, reply in zip(todo, local.generate([conversations[i] for i in todo], max_new_tokens, batch_size)):
+            known[hashes[index]] = reply
+        write_json_atomic(cache, {"replies": known})
+    return [known[h] for h in hashes]
 
 
 def compare(task, reference: list[str], exported: list[str], headline: str, json_schema: str | None) -> dict:
