@@ -32,6 +32,7 @@ def test_merged_fp32_is_identical_and_loads_without_peft(trained):
     assert str(folder) in first.stdout
     for name in ("model.safetensors", "config.json", "tokenizer.json", "chat_template.jinja", "verification.json"):
         assert (folder / name).is_file(), name
+    assert not (folder / "INCOMPLETE").exists()
     verification = json.loads((folder / "verification.json").read_text())
     assert verification["passed"] and verification["identical"] == 1.0 and verification["n"] == 6
     assert len(verification["rows"]) == 6

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import Problem
-from .source import ExportError, Source, safe_stem
+from .source import ExportError, Source, VerificationFailed, safe_stem
 
 # transformers class -> GGUF architecture. Only Llama-shaped models (SmolLM, Llama 2/3, TinyLlama, the tiny test
 # model) for now: their rope and tensor layout are what this writer handles.
@@ -196,5 +196,6 @@ def load_gguf(path: Path):
         tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
         model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
     except Exception as exc:
-        raise ExportError(Problem(str(path), f"the GGUF written does not load back with transformers: {exc}"))
+        raise VerificationFailed(Problem(str(path), "the GGUF written does not load back with transformers: "
+                                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")) from None
     return model.eval(), tokenizer

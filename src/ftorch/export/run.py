@@ -9,6 +9,8 @@ from pathlib import Path
 from ..rundir import now
 from .source import Source, VerificationFailed, new_folder, open_run
 
+INCOMPLETE = "INCOMPLETE"  # in an export folder until its export has finished
+
 
 @dataclass
 class Request:
@@ -28,14 +30,19 @@ def export(request: Request, announce=print) -> dict:
     export does not agree with the adapter within the thresholds."""
     source = open_run(request.run_dir)
     with source.run.owned("export"):
+        stem = f"merged-{request.dtype}" if request.to == "merged" else f"{request.to}-{request.quant}"
+        folder = new_folder(source.run, stem)
+        marker = folder / INCOMPLETE
+        marker.write_text("this export has not finished (or was interrupted): its files are no result\n")
         if request.to == "merged":
-            entry, loaded, precision = _merged(source, request, announce)
+            entry, loaded, precision = _merged(source, folder, request, announce)
         else:
-            entry, loaded, precision = _gguf(source, request, announce)
+            entry, loaded, precision = _gguf(source, folder, request, announce)
         if request.verify:
-            entry["verification"] = _verify(source, loaded, Path(entry["dir"]), precision, request, announce)
+            entry["verification"] = _verify(source, loaded, folder, precision, request, announce)
         else:
             entry["verification"] = {"skipped": "--no-verify"}
+        marker.unlink()
         entry["created"] = now()
         exports = [*source.run.read().get("exports", []), entry]
         source.run.update(exports=exports, export=entry)
@@ -54,10 +61,9 @@ def _problem(where: str, message: str):
     return Problem(where, message)
 
 
-def _merged(source: Source, request: Request, announce):
+def _merged(source: Source, folder: Path, request: Request, announce):
     from .merged import load_merged, write_merged
 
-    folder = new_folder(source.run, f"merged-{request.dtype}")
     announce(f"merging the adapter into the base model ({request.dtype}) -> {folder}")
     info = write_merged(source, folder, request.dtype)
     entry = {"kind": "merged", "dir": str(folder), "dtype": request.dtype, "files": info["files"]}
@@ -65,11 +71,10 @@ def _merged(source: Source, request: Request, announce):
     return entry, loaded, request.dtype
 
 
-def _gguf(source: Source, request: Request, announce):
+def _gguf(source: Source, folder: Path, request: Request, announce):
     from .gguf import load_gguf, write_gguf
     from .merged import merged_model
 
-    folder = new_folder(source.run, f"{request.to}-{request.quant}")
     announce(f"merging the adapter and writing a {request.quant} GGUF -> {folder}")
     model, tokenizer = merged_model(source, "float32")
     gguf_path = write_gguf(model, tokenizer, source, folder, request.quant)
