@@ -10,6 +10,7 @@ multiple of the 32-value block falls back to f16."""
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from pathlib import Path
 
@@ -49,6 +50,7 @@ def write_gguf(model, tokenizer, source: Source, folder: Path, qtype: str) -> Pa
     arch = check_supported(model)
     config = model.config
     stem = safe_stem(Path(source.cfg.model.name).stem if source.cfg.model.tiny is None else "tiny-llama")
+    stem = re.sub(r"[.-](q\d\w*|f16|f32|bf16)$", "", stem, flags=re.IGNORECASE)  # the base's own type, if named
     path = folder / f"{stem}-{source.run.path.name}-{qtype}.gguf"
     writer = gguf.GGUFWriter(str(path), arch)
     heads, kv_heads = config.num_attention_heads, config.num_key_value_heads or config.num_attention_heads
