@@ -7,7 +7,6 @@ Commands: /system [TEXT] shows or sets the system prompt (default: the run's), /
 
 from __future__ import annotations
 
-import json
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -132,5 +131,5 @@ def chat(args, stdin=None, stdout=None) -> int:
             turn[side] = reply
         session.turns.append(turn)
     if session.turns and not session.path.exists():
-        write(f"(transcript not saved; /save keeps it)\n")
+        write("(transcript not saved; /save keeps it)\n")
     return 0

@@ -5,9 +5,9 @@ import json
 import os
 import re
 import sys
+from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
 from tiny_run import trained_run
 
@@ -21,9 +21,9 @@ def trained(tmp_path_factory):
 
 
 def test_chat_compare_in_a_terminal(trained):
+    from ftorch.backends._hf import model_path
     from ftorch.eval.local import LocalModel
     from ftorch.evaluation import config_of
-    from ftorch.backends._hf import model_path
     from ftorch.rundir import RunDir
 
     child = pexpect.spawn(sys.executable, ["-m", "ftorch", "chat", str(trained), "--compare", "--max-new-tokens",
@@ -50,7 +50,7 @@ def test_chat_compare_in_a_terminal(trained):
     child.close()
     assert child.exitstatus == 0
 
-    transcript = json.loads(open(saved).read())
+    transcript = json.loads(Path(saved).read_text())
     assert saved.startswith(str(trained / "chat"))
     turn = transcript["turns"][0]
     assert turn["user"] == "Book a call with Ana Monday 9am." and turn["system"] == system

@@ -3,10 +3,10 @@ new folders, load back with plain transformers, agree with base + adapter, and a
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import read_run, run_cli
 from tiny_run import trained_run
 
@@ -86,7 +86,7 @@ def test_ollama_modelfile_beside_a_4bit_gguf(trained):
     assert 'PARAMETER stop "<|end|>"' in modelfile and "<|{{ .Role }}|>{{ .Content }}<|end|>" in modelfile
     config = yaml.safe_load((trained / "config.yaml").read_text())
     train_file = config["data"]["train"]
-    system = json.loads(open(train_file).readline())["messages"][0]["content"]
+    system = json.loads(Path(train_file).read_text().splitlines()[0])["messages"][0]["content"]
     assert f'SYSTEM """{system}"""' in modelfile
     command = f"ollama create ftorch-quickstart-tiny:{trained.name}-q4_0 -f {folder / 'Modelfile'}"
     assert command in result.stdout

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .run import Request, export as run_export
+from .run import Request
+from .run import export as run_export
 from .source import HF_PROVIDERS, ExportError, open_run
 
 
