@@ -30,7 +30,8 @@ train: $(STAMP)  ## train a recipe: make train RECIPE=quickstart ARGS="train.lr=
 plan: $(STAMP)  ## show the resolved config and what would run: make plan RECIPE=quickstart
 	$(BIN)/ftorch plan recipe=$(RECIPE) $(ARGS)
 
-test: $(STAMP)  ## run the test suite
+test: $(STAMP)  ## lint (ruff) and run the test suite
+	$(BIN)/ruff check src
 	$(BIN)/python -m pytest $(ARGS)
 
 axolotl-env: $(STAMP)  ## build .venv-axolotl for provider=axolotl (Axolotl 0.19 + CPU torch; ~2-3.5 min, 4.3 GB)

@@ -8,7 +8,7 @@ Commands: /system [TEXT] shows or sets the system prompt (default: the run's), /
 from __future__ import annotations
 
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 HELP = "commands: /system [TEXT]  /reset  /save  /quit"
@@ -19,7 +19,7 @@ class Session:
         self.run_dir, self.system, self.compare = run_dir, system, compare
         self.history: dict[str, list[dict]] = {"tuned": [], "base": []}
         self.turns: list[dict] = []
-        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d_%H-%M-%S")
+        stamp = datetime.now(UTC).strftime("%Y-%m-%d_%H-%M-%S")
         self.path = run_dir / "chat" / f"transcript-{stamp}.json"
 
     def conversation(self, side: str, message: str) -> list[dict]:
@@ -37,7 +37,7 @@ class Session:
         from .rundir import write_json_atomic
 
         write_json_atomic(self.path, {"run_dir": str(self.run_dir), "compare": self.compare,
-                                      "saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                      "saved": datetime.now(UTC).isoformat(timespec="seconds"),
                                       "turns": self.turns})
         return self.path
 

@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     resume = sub.add_parser("resume", help="continue an interrupted or failed run from its last checkpoint")
     resume.add_argument("run_dir", type=Path)
 
-    setup = sub.add_parser("setup", help="build a provider's own environment (axolotl: .venv-axolotl, ~2-3 min, 4.3 GB)")
+    setup = sub.add_parser("setup",
+                           help="build a provider's own environment (axolotl: .venv-axolotl, ~2-3 min, 4.3 GB)")
     setup.add_argument("target", choices=("axolotl",))
     setup.add_argument("--force", action="store_true", help="delete the environment and build it again")
     setup.add_argument("--python", help="interpreter to make the venv with (default: the one behind ftorch's venv)")

@@ -24,7 +24,6 @@ def plan(args) -> int:
     from omegaconf import OmegaConf
 
     from . import runner
-
     from .compose import recipe_files
 
     project = find_project()
@@ -57,12 +56,10 @@ def plan(args) -> int:
 
 
 def train(args) -> int:
-    from . import runner
-    from .launch import launch
-
-    from . import tracking
+    from . import runner, tracking
     from .backends import get_backend
     from .compose import plan_trials, recipe_files
+    from .launch import launch
 
     project = find_project()
     args.overrides = recipe_files(project, args.overrides)

@@ -62,8 +62,9 @@ def _register(project: Project) -> None:
     from omegaconf import OmegaConf
 
     OmegaConf.register_new_resolver("ftorch_root", lambda: str(project.root), replace=True)
-    from .schema import PROVIDER_MODELS, RunConfig, defaults_tree
     from hydra_plugins.ftorch_optuna import optuna_sweeper  # noqa: F401  registers hydra/sweeper=ftorch_optuna
+
+    from .schema import PROVIDER_MODELS, RunConfig, defaults_tree
 
     store = ConfigStore.instance()
     base = defaults_tree(RunConfig)
@@ -104,7 +105,7 @@ def yaml_problem(exc: BaseException, path: Path | None = None) -> Problem:
     import yaml
 
     hint = "fix the file there (YAML: indentation, a missing ':' or closing bracket or quote, a tab)"
-    if isinstance(exc, UnicodeDecodeError) or isinstance(exc, yaml.reader.ReaderError):
+    if isinstance(exc, (UnicodeDecodeError, yaml.reader.ReaderError)):
         return Problem(str(path) if path else "config", "not a text file (binary content, or not UTF-8)",
                        "a recipe is a UTF-8 YAML file; is this the file you meant?")
     if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
@@ -173,7 +174,6 @@ def prepare(project: Project) -> None:
 def recipe_files(project: Project, overrides: list[str]) -> list[str]:
     """`recipe=path/to/file.yaml` (e.g. a sweep's best.yaml) -> registered as a recipe named after the file."""
     from hydra.core.config_store import ConfigStore
-    from omegaconf import OmegaConf
 
     prepare(project)
     result = []
@@ -316,7 +316,7 @@ def check_runs_folder(composed, multirun: bool) -> None:
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             message = f"no space left on the disk of {existing}"
-            hint = f"free some space there, or put the runs on another disk: paths.runs=/path/with/space"
+            hint = "free some space there, or put the runs on another disk: paths.runs=/path/with/space"
         elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
             reason = "is on a read-only file system" if exc.errno == errno.EROFS else "is not writable by you"
             message = f"{existing} {reason}: the run's folder {target} cannot be created there"

@@ -86,11 +86,13 @@ def _print_check(report, cost) -> None:
     table.add_row("tokenizer", f"{counter.tokenizer}" + ("" if counter.exact else f" · [yellow]{counter.note}[/]"))
     out.print(table)
     if cost is not None:
-        table = Table(title=f"OpenAI cost estimate · prices as of {cost.as_of}", show_header=False, title_justify="left")
+        table = Table(title=f"OpenAI cost estimate · prices as of {cost.as_of}", show_header=False,
+                      title_justify="left")
         table.add_row("model", f"{cost.model} ({cost.family or 'no price known'})")
         table.add_row("epochs", f"{cost.epochs}" + (" (auto, as OpenAI chooses)" if cost.epochs_auto else ""))
         table.add_row("billed tokens", f"{cost.billed_tokens:,} (estimated)")
-        table.add_row("cost", f"${cost.usd:,.2f}" if cost.usd is not None else "unknown: add the model to the price table")
+        table.add_row("cost", f"${cost.usd:,.2f}" if cost.usd is not None
+                      else "unknown: add the model to the price table")
         out.print(table)
     verdict = "[red]errors: fix them before training[/]" if report.errors else "[green]ok[/]"
     out.print(verdict)

@@ -8,10 +8,10 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import runner
 from .compose import Project, prepare
 from .errors import FtorchError, RunInterrupted
 from .secrets import redact_hydra_dir
-from . import runner
 
 
 @dataclass
@@ -65,7 +65,8 @@ def launch(project: Project, overrides: list[str], multirun: bool) -> tuple[list
 
     prepare(project)
     if multirun and not any(o.startswith("hydra.sweep.dir=") for o in overrides):
-        overrides = [*overrides, f"hydra.sweep.dir={_sweep_dir(project, overrides)}"]  # known here, whatever runs trials
+        # known here, whatever runs the trials
+        overrides = [*overrides, f"hydra.sweep.dir={_sweep_dir(project, overrides)}"]
     GlobalHydra.instance().clear()
     argv = sys.argv
     sys.argv = ["ftorch", *(["--multirun"] if multirun else []), *overrides]

@@ -13,15 +13,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .secrets import REDACTED, is_secret, redact, redact_hydra_dir, redact_override, scrub, scrub_text_tree
 from .errors import ConfigError, Problem
+from .secrets import REDACTED, is_secret, redact, redact_hydra_dir, redact_override, scrub, scrub_text_tree
 
 __all__ = ["REDACTED", "RunDir", "is_secret", "redact", "redact_hydra_dir", "redact_override", "write_json_atomic"]
 
@@ -33,7 +33,7 @@ KEY_PACKAGES = ("ftorch", "torch", "transformers", "peft", "trl", "accelerate", 
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

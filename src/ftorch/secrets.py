@@ -330,7 +330,7 @@ def remember_argv(argv: list[str]) -> None:
         key, sep, value = item.partition("=")
         if sep and not value.strip().startswith("${"):
             leaf = key.lstrip("+~").rsplit(".", 1)[-1]
-            if leaf.endswith("_env") and secret_name(leaf[: -len("_env")]) and not ENV_NAME.match(value):
-                remember(value)
-            elif is_secret(leaf, value):
+            pasted_into_env_key = (leaf.endswith("_env") and secret_name(leaf[: -len("_env")])
+                                   and not ENV_NAME.match(value))
+            if pasted_into_env_key or is_secret(leaf, value):
                 remember(value)

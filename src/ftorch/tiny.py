@@ -12,7 +12,8 @@ from pathlib import Path
 from .schema import TinyModel
 
 BUILD_VERSION = 1  # bump when the build recipe changes, so old caches are not reused
-SPECIAL_TOKENS = ["<|pad|>", "<|begin|>", "<|end|>", "<|system|>", "<|developer|>", "<|user|>", "<|assistant|>", "<|tool|>"]
+SPECIAL_TOKENS = ["<|pad|>", "<|begin|>", "<|end|>", "<|system|>", "<|developer|>", "<|user|>", "<|assistant|>",
+                  "<|tool|>"]
 
 # Assistant turns sit inside {% generation %} so TRL can train on assistant tokens only;
 # the end-of-turn token is inside too, so the model learns to stop.

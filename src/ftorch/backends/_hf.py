@@ -144,9 +144,11 @@ def metrics_callback(run: RunDir):
             if not state.is_world_process_zero:
                 return
             logs = dict(logs or {})
-            row: dict[str, Any] = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4), "time": time.time()}
+            row: dict[str, Any] = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4),
+                                   "time": time.time()}
             if "loss" in logs:
-                row.update(kind="train", loss=logs["loss"], lr=logs.get("learning_rate"), grad_norm=logs.get("grad_norm"))
+                row.update(kind="train", loss=logs["loss"], lr=logs.get("learning_rate"),
+                           grad_norm=logs.get("grad_norm"))
                 tokens = state.num_input_tokens_seen or None
                 then, then_tokens = self.last
                 moment = time.perf_counter()

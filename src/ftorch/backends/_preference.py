@@ -28,7 +28,7 @@ LOGGED = {"rewards/accuracies": "reward_accuracy", "rewards/margins": "reward_ma
           "rewards/chosen": "reward_chosen", "rewards/rejected": "reward_rejected"}
 
 
-def check(cfg: "RunConfig") -> None:
+def check(cfg: RunConfig) -> None:
     """Refuse settings that do nothing for this method (a setting that silently does nothing is a bug)."""
     from ..schema import PreferenceSettings
 
@@ -47,7 +47,7 @@ def check(cfg: "RunConfig") -> None:
                                   "remove train.assistant_only_loss=false"))
 
 
-def trainer_args(cfg: "RunConfig", sft: dict[str, Any]) -> dict[str, Any]:
+def trainer_args(cfg: RunConfig, sft: dict[str, Any]) -> dict[str, Any]:
     """The method's config keyword arguments: the shared training settings (`sft`, from peft._sft_args) less the
     SFT-only ones, plus the method's own."""
     common = {k: v for k, v in sft.items() if k not in ("packing", "padding_free", "assistant_only_loss",
@@ -89,7 +89,7 @@ def classes(method: str):
     return CPOConfig, CPOTrainer
 
 
-def adapter_dir(cfg: "RunConfig"):
+def adapter_dir(cfg: RunConfig):
     """model.adapter as a folder holding adapter_config.json: RUN_DIR/adapter, or the folder itself."""
     from pathlib import Path
 
@@ -104,7 +104,7 @@ def adapter_dir(cfg: "RunConfig"):
                               "adapter folder"))
 
 
-def plan_notes(cfg: "RunConfig", shape: dict | None, choice) -> tuple[list[str], dict[str, Any]]:
+def plan_notes(cfg: RunConfig, shape: dict | None, choice) -> tuple[list[str], dict[str, Any]]:
     """What plan shows about the method, and the memory estimates with and without a reference copy."""
     method, p = cfg.train.method, cfg.train.preference
     notes = [f"method: {method} through {TRL_TRAINER[method]}, LoRA"]
@@ -146,7 +146,7 @@ def plan_notes(cfg: "RunConfig", shape: dict | None, choice) -> tuple[list[str],
     return notes, estimates
 
 
-def memory_gib(shape: dict, cfg: "RunConfig", choice) -> tuple[float, float]:
+def memory_gib(shape: dict, cfg: RunConfig, choice) -> tuple[float, float]:
     """(with a separate reference copy, as planned) in GiB. The policy's step runs on 2x the rows (chosen and
     rejected); a reference forward pass adds its logits (no saved activations: no gradient); a separate
     reference model adds its weights."""
@@ -168,7 +168,7 @@ def memory_gib(shape: dict, cfg: "RunConfig", choice) -> tuple[float, float]:
     return (planned + policy.weights) / memory.GiB, planned / memory.GiB
 
 
-def datasets(plan: "Plan"):
+def datasets(plan: Plan):
     """train (and validation) as TRL's conversational prompt/chosen/rejected rows."""
     from datasets import Dataset
 
@@ -180,7 +180,7 @@ def datasets(plan: "Plan"):
     return built["train"], built.get("validation")
 
 
-def train(plan: "Plan", run: "RunDir", resume_from: str | None, backend) -> "Result":
+def train(plan: Plan, run: RunDir, resume_from: str | None, backend) -> Result:
     """One preference run: the same steps as peft's SFT loop with the method's TRL trainer."""
     from peft import LoraConfig
 

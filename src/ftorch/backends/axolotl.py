@@ -97,7 +97,7 @@ DISTRIBUTED: dict[str, dict[str, Any]] = {  # Axolotl's own deepspeed_configs/ze
 }
 
 
-def _axolotl_config(cfg: "RunConfig", output_dir: str, dataset_paths: dict[str, str], base_model: str | None = None,
+def _axolotl_config(cfg: RunConfig, output_dir: str, dataset_paths: dict[str, str], base_model: str | None = None,
                     device: str | None = None, resume_from: str | None = None) -> dict[str, Any]:
     """The one place ftorch's names become Axolotl's. `base_model` defaults to model.name (what plan shows);
     the run passes the local folder, and the device the Axolotl environment sees ('cpu' or 'cuda'; None in
@@ -187,7 +187,7 @@ def default_python() -> Path:
     return axolotl_python(find_project().root)
 
 
-def child_python(cfg: "RunConfig") -> Path:
+def child_python(cfg: RunConfig) -> Path:
     """provider.python, else $FTORCH_AXOLOTL_PYTHON, else <project>/.venv-axolotl/bin/python."""
     chosen = cfg.provider.python or os.environ.get("FTORCH_AXOLOTL_PYTHON")
     return Path(chosen).expanduser() if chosen else default_python()
@@ -197,7 +197,7 @@ class AxolotlBackend:
     name = "axolotl"
     unused_settings = {"train.allow_truncation": IGNORED["train.allow_truncation"]}
 
-    def plan(self, cfg: "RunConfig", data: "DataReport") -> Plan:
+    def plan(self, cfg: RunConfig, data: DataReport) -> Plan:
         from . import _hf
 
         if cfg.data.format != "chat":
@@ -217,10 +217,10 @@ class AxolotlBackend:
                     estimates=step_estimate(cfg.train, data.count("train")),
                     notes=_notes(cfg))
 
-    def cancel(self, run: "RunDir", cfg: "RunConfig") -> str:
+    def cancel(self, run: RunDir, cfg: RunConfig) -> str:
         return no_remote_job(self.name, run)
 
-    def preflight(self, cfg: "RunConfig") -> None:
+    def preflight(self, cfg: RunConfig) -> None:
         python = child_python(cfg)
         if python.is_file() and os.access(python, os.X_OK):
             return
@@ -233,15 +233,15 @@ class AxolotlBackend:
                                    "set it up once with: ftorch setup axolotl   (a separate venv with torch and "
                                    "axolotl, ~2 min, ~4.3 GB; Axolotl cannot share ftorch's environment)"))
 
-    def run(self, plan: Plan, run: "RunDir") -> Result:
+    def run(self, plan: Plan, run: RunDir) -> Result:
         return self._train(plan, run, resume_from=None)
 
-    def resume(self, plan: Plan, run: "RunDir") -> Result:
+    def resume(self, plan: Plan, run: RunDir) -> Result:
         checkpoint = latest_checkpoint(run.checkpoints)
         run.append_log(f"resuming from {checkpoint}" if checkpoint else "no checkpoint found: starting from step 0")
         return self._train(plan, run, resume_from=checkpoint)
 
-    def _train(self, plan: Plan, run: "RunDir", resume_from: Path | None) -> Result:
+    def _train(self, plan: Plan, run: RunDir, resume_from: Path | None) -> Result:
         from . import _hf
 
         cfg = plan.config
@@ -313,7 +313,7 @@ def validate(python: str, config_path: Path, passthrough: dict[str, Any]) -> Non
         raise ConfigError(problems, hint=f"Axolotl's own schema rejected {config_path} before training")
 
 
-def _launch_command(python: str, config: str, cfg: "RunConfig") -> list[str]:
+def _launch_command(python: str, config: str, cfg: RunConfig) -> list[str]:
     train = ["-m", "axolotl.cli.train", config]
     if cfg.train.num_gpus > 1:
         return [python, "-m", "accelerate.commands.launch", "--num_processes", str(cfg.train.num_gpus), *train]
@@ -334,7 +334,7 @@ def _child_env(base: str) -> dict[str, str]:
     return env
 
 
-def _finish(run: "RunDir", extra: dict[str, Any]) -> Result:
+def _finish(run: RunDir, extra: dict[str, Any]) -> Result:
     """Copy the adapter out of Axolotl's output_dir; metrics from its trainer state (exact steps)."""
     saved = [p for p in run.checkpoints.iterdir() if p.is_file() and ADAPTER_FILES.match(p.name)]
     if not any(p.name == "adapter_config.json" for p in saved):
@@ -349,7 +349,7 @@ def _finish(run: "RunDir", extra: dict[str, Any]) -> Result:
                   extra=extra)
 
 
-def _notes(cfg: "RunConfig") -> list[str]:
+def _notes(cfg: RunConfig) -> list[str]:
     t, provider = cfg.train, cfg.provider
     notes = [f"model: {cfg.model.name} ({'built locally (model.tiny)' if cfg.model.tiny else 'local folder or hub id'}"
              "; axolotl.yaml gets its folder at run time)",
@@ -373,7 +373,8 @@ def _notes(cfg: "RunConfig") -> list[str]:
         notes.append("Liger plugin: fused kernels for rope, rms_norm, glu, layer_norm"
                      + (", fused linear cross-entropy" if t.fused_loss != "off" else "") + " (GPU)")
     if t.packing == "auto" or t.gradient_checkpointing == "auto":
-        notes.append("train.packing / gradient_checkpointing = auto: on when Axolotl's environment sees a GPU, off on CPU")
+        notes.append("train.packing / gradient_checkpointing = auto: on when Axolotl's environment sees a GPU, "
+                     "off on CPU")
     if t.packing is True:
         notes.append("sample_packing with sdpa attention (samples kept apart); pays off on GPU, slower on CPU")
     notes += [f"passthrough: provider.axolotl.{key}" for key in provider.axolotl]
@@ -400,7 +401,7 @@ class _Output:
     """Splits the child's bytes into lines: echoed as they come, kept in train.log (a progress bar's last state
     only), and step logs ({'loss': '1.23', ...} as transformers prints them) turned into metrics.jsonl rows."""
 
-    def __init__(self, run: "RunDir", log, logging_steps: int, start_step: int) -> None:
+    def __init__(self, run: RunDir, log, logging_steps: int, start_step: int) -> None:
         self.run, self.log, self.logging_steps = run, log, logging_steps
         self.step, self.checkpoint = start_step, latest_checkpoint(run.checkpoints)
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -447,7 +448,7 @@ class _Output:
             self.run.update(last_checkpoint_step=_step_of(checkpoint))
 
 
-def stream(command: list[str], env: dict[str, str], run: "RunDir", *, logging_steps: int,
+def stream(command: list[str], env: dict[str, str], run: RunDir, *, logging_steps: int,
            start_step: int) -> tuple[int, list[str]]:
     """Run `command` in the run dir; return its exit code and last lines. On Ctrl-C (or SIGTERM turned into
     RunInterrupted) stop it with SIGINT, then SIGTERM, then SIGKILL, and re-raise."""
@@ -469,7 +470,7 @@ def stream(command: list[str], env: dict[str, str], run: "RunDir", *, logging_st
             child.stdout.close()
 
 
-def _stop(child: subprocess.Popen, output: _Output, run: "RunDir") -> None:
+def _stop(child: subprocess.Popen, output: _Output, run: RunDir) -> None:
     fd = child.stdout.fileno()
     for sig, grace in STOP_SIGNALS:
         if child.poll() is not None:
@@ -514,7 +515,7 @@ def latest_checkpoint(folder: Path) -> Path | None:
     return max(found, key=_step_of, default=None)
 
 
-def _final_metrics(run: "RunDir") -> dict[str, Any]:
+def _final_metrics(run: RunDir) -> dict[str, Any]:
     """final_loss, final_eval_loss and global_step: from the last checkpoint's trainer state (exact values)
     where there is one, else from the rows read off the child's output."""
     metrics: dict[str, Any] = {}

@@ -16,12 +16,12 @@ class Plan:
     """What a backend would do, decided before anything is spent; saved as plan.json."""
 
     provider: str
-    config: "RunConfig"
+    config: RunConfig
     inputs: dict[str, Any]  # the exact backend input (trainer kwargs, job body, generated config)
     estimates: dict[str, Any] = field(default_factory=dict)  # steps, tokens, cost, memory
     notes: list[str] = field(default_factory=list)  # choices made and why
     ignored: list[str] = field(default_factory=list)  # settings this provider does not use (all at their defaults)
-    data: "DataReport | None" = field(default=None, compare=False, repr=False)  # the checked examples, not saved
+    data: DataReport | None = field(default=None, compare=False, repr=False)  # the checked examples, not saved
 
     def to_dict(self) -> dict[str, Any]:
         return {"provider": self.provider, "inputs": self.inputs, "estimates": self.estimates, "notes": self.notes,
@@ -42,24 +42,24 @@ class Backend(Protocol):
     # Setting one away from its default is a config error (backends/settings.py): mapped or refused.
     unused_settings: dict[str, str]
 
-    def plan(self, cfg: "RunConfig", data: "DataReport") -> Plan:
+    def plan(self, cfg: RunConfig, data: DataReport) -> Plan:
         """Pure and fast: no GPU, no network, no heavy imports. Raises ConfigError for impossible settings."""
 
-    def preflight(self, cfg: "RunConfig") -> None:
+    def preflight(self, cfg: RunConfig) -> None:
         """Cheap local checks before a run directory is made (credentials present, extras installed)."""
 
-    def run(self, plan: Plan, run: "RunDir") -> Result:
+    def run(self, plan: Plan, run: RunDir) -> Result:
         """Do the work, recording checkpoints and remote ids in the run dir as soon as they exist."""
 
-    def resume(self, plan: Plan, run: "RunDir") -> Result:
+    def resume(self, plan: Plan, run: RunDir) -> Result:
         """Continue the run recorded in `run` (latest checkpoint, or the remote job); never start a second paid job."""
 
-    def cancel(self, run: "RunDir", cfg: "RunConfig") -> str:
+    def cancel(self, run: RunDir, cfg: RunConfig) -> str:
         """`ftorch cancel RUN_DIR`: stop the run's remote job and return its new status; a provider that trains
         here has none (its runs stop with Ctrl-C) and says so with a ConfigError."""
 
 
-def no_remote_job(provider: str, run: "RunDir") -> str:
+def no_remote_job(provider: str, run: RunDir) -> str:
     """cancel() of a provider that trains on this machine."""
     from ..errors import ConfigError, Problem
 

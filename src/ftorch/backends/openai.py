@@ -27,7 +27,7 @@ RETRYABLE_CREATE_ATTEMPTS = 3
 MAX_POLL_FAILURES = 30
 
 
-def _job_body(cfg: "RunConfig") -> dict[str, Any]:
+def _job_body(cfg: RunConfig) -> dict[str, Any]:
     """The one place ftorch's provider.* names become the fine-tuning API's job body."""
     p = cfg.provider
     hyper: dict[str, Any] = {"n_epochs": p.n_epochs, "batch_size": p.batch_size,
@@ -52,7 +52,7 @@ class OpenAIBackend:
            for key in ("revision", "dtype", "trust_remote_code")},
     }
 
-    def plan(self, cfg: "RunConfig", data: "DataReport") -> Plan:
+    def plan(self, cfg: RunConfig, data: DataReport) -> Plan:
         from ..data.cost import MIN_EXAMPLES, PriceTable, estimate
         from ..data.tokens import counter_for
 
@@ -87,20 +87,20 @@ class OpenAIBackend:
         return Plan(self.name, cfg, inputs={"job": _job_body(cfg), "files": files},
                     estimates={"train_examples": examples, "cost": cost.to_dict()}, notes=notes, data=data)
 
-    def cancel(self, run: "RunDir", cfg: "RunConfig") -> str:
+    def cancel(self, run: RunDir, cfg: RunConfig) -> str:
         return cancel(run, cfg)
 
-    def preflight(self, cfg: "RunConfig") -> None:
+    def preflight(self, cfg: RunConfig) -> None:
         """Before any run directory exists: the SDK is installed and the key variable is set (no network)."""
         api.make_client(cfg.provider)
 
-    def run(self, plan: Plan, run: "RunDir") -> Result:
+    def run(self, plan: Plan, run: RunDir) -> Result:
         return self._attach_or_start(plan, run)
 
-    def resume(self, plan: Plan, run: "RunDir") -> Result:
+    def resume(self, plan: Plan, run: RunDir) -> Result:
         return self._attach_or_start(plan, run)
 
-    def _attach_or_start(self, plan: Plan, run: "RunDir") -> Result:
+    def _attach_or_start(self, plan: Plan, run: RunDir) -> Result:
         cfg = plan.config.provider
         client = api.make_client(cfg)
         job_id = run.read().get("job_id") or self._find_job(client, _run_key(run))
@@ -113,7 +113,7 @@ class OpenAIBackend:
         run.update(job_id=job_id)
         return self._follow(client, job_id, plan, run)
 
-    def _upload(self, client, plan: Plan, run: "RunDir") -> dict[str, dict]:
+    def _upload(self, client, plan: Plan, run: RunDir) -> dict[str, dict]:
         from ..tiny import cache_root
 
         record = api.UploadRecord(cache_root() / "openai_files.json", api.endpoint_of(client))
@@ -123,7 +123,7 @@ class OpenAIBackend:
             run.append_log(f"{split} file {entry['file_id']} ({'reused' if entry['reused'] else 'uploaded'})")
         return files
 
-    def _create(self, client, plan: Plan, run: "RunDir", files: dict[str, dict]) -> str:
+    def _create(self, client, plan: Plan, run: RunDir, files: dict[str, dict]) -> str:
         import openai
 
         key = _run_key(run)
@@ -169,7 +169,7 @@ class OpenAIBackend:
         matching = [j for j in jobs.data if (j.metadata or {}).get("ftorch_run") == key]
         return matching[0].id if matching else None
 
-    def _follow(self, client, job_id: str, plan: Plan, run: "RunDir") -> Result:
+    def _follow(self, client, job_id: str, plan: Plan, run: RunDir) -> Result:
         cfg = plan.config.provider
         try:
             job = _Follower(client, job_id, run, cfg.poll_interval_s, cfg.max_poll_interval_s).until_done()
@@ -198,7 +198,7 @@ class OpenAIBackend:
 class _Follower:
     """Poll a job with backoff; stream its events to the console and events.jsonl; record checkpoints."""
 
-    def __init__(self, client, job_id: str, run: "RunDir", interval: float, longest: float):
+    def __init__(self, client, job_id: str, run: RunDir, interval: float, longest: float):
         self.client, self.job_id, self.run = client, job_id, run
         self.interval, self.longest = interval, longest
         self.events = run.path / "events.jsonl"
@@ -259,7 +259,7 @@ class _Follower:
                                                                           key=lambda c: c["step_number"]))
 
 
-def _download_metrics(client, job, run: "RunDir") -> dict[str, Any]:
+def _download_metrics(client, job, run: RunDir) -> dict[str, Any]:
     """The job's result file (step metrics CSV, served base64-encoded) -> metrics.jsonl rows."""
     if not job.result_files:
         return {}
@@ -298,7 +298,7 @@ def _number(value: str | None) -> float | None:
         return None
 
 
-def _run_key(run: "RunDir") -> str:
+def _run_key(run: RunDir) -> str:
     """A stable id for this run (its folder), carried in the job's metadata and as the idempotency key."""
     import hashlib
 
@@ -326,7 +326,7 @@ def _wind_down(exc, files: dict[str, dict]) -> BackendError:
         "Models you already fine-tuned stay usable for inference and evaluation."))
 
 
-def cancel(run: "RunDir", cfg: "RunConfig") -> str:
+def cancel(run: RunDir, cfg: RunConfig) -> str:
     """`ftorch cancel RUN_DIR`: cancel the run's job; returns its new status."""
     job_id = run.read().get("job_id")
     if not job_id:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from ..schema import RunConfig
 
 
-def _sft_args(cfg: "RunConfig", settings: dict[str, Any] | None = None) -> dict[str, Any]:
+def _sft_args(cfg: RunConfig, settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """The one place ftorch's train.* names become SFTConfig names. `settings` are memory.choose()'s picks for
     what the config leaves on 'auto' (micro-batch, packing, checkpointing, kernels); without them, CPU defaults."""
     from ..schema import resolved
@@ -58,7 +58,7 @@ def _sft_args(cfg: "RunConfig", settings: dict[str, Any] | None = None) -> dict[
     }
 
 
-def _lora_args(cfg: "RunConfig") -> dict[str, Any]:
+def _lora_args(cfg: RunConfig) -> dict[str, Any]:
     lora = cfg.train.lora
     return {"r": lora.r, "lora_alpha": lora.alpha, "lora_dropout": lora.dropout,
             "target_modules": list(lora.target_modules), "task_type": "CAUSAL_LM", "bias": "none",
@@ -69,7 +69,7 @@ class PeftBackend:
     name = "peft"
     unused_settings: dict[str, str] = {}
 
-    def plan(self, cfg: "RunConfig", data: "DataReport") -> Plan:
+    def plan(self, cfg: RunConfig, data: DataReport) -> Plan:
         if cfg.data.format != "chat" and not cfg.train.is_preference:
             raise ConfigError(Problem("data.format", f"{cfg.data.format} data needs a preference method",
                                       "set train.method=dpo (or orpo, kto, simpo)"))
@@ -115,10 +115,10 @@ class PeftBackend:
             estimates=estimates, notes=notes,
         )
 
-    def cancel(self, run: "RunDir", cfg: "RunConfig") -> str:
+    def cancel(self, run: RunDir, cfg: RunConfig) -> str:
         return no_remote_job(self.name, run)
 
-    def _plan_preference(self, cfg: "RunConfig", data: "DataReport", notes: list[str],
+    def _plan_preference(self, cfg: RunConfig, data: DataReport, notes: list[str],
                          estimates: dict[str, Any]) -> Plan:
         """train.method=dpo|orpo|kto|simpo: no packing (pairs are scored side by side), TRL's own loss."""
         from . import _preference
@@ -140,16 +140,16 @@ class PeftBackend:
             estimates=estimates, notes=notes,
         )
 
-    def preflight(self, cfg: "RunConfig") -> None:
+    def preflight(self, cfg: RunConfig) -> None:
         """Nothing to check before the run: models load (or are built) inside it."""
 
-    def run(self, plan: Plan, run: "RunDir") -> Result:
+    def run(self, plan: Plan, run: RunDir) -> Result:
         return self._launch(plan, run, resume_from=None)
 
-    def resume(self, plan: Plan, run: "RunDir") -> Result:
+    def resume(self, plan: Plan, run: RunDir) -> Result:
         return self._launch(plan, run, resume_from=_hf.resume_point(run))
 
-    def _launch(self, plan: Plan, run: "RunDir", resume_from: str | None) -> Result:
+    def _launch(self, plan: Plan, run: RunDir, resume_from: str | None) -> Result:
         """One process, or train.num_gpus processes through torchrun (DDP: NCCL on GPUs, gloo on CPU)."""
         if plan.config.train.num_gpus > 1:
             from .peft_worker import launch_distributed
@@ -157,14 +157,14 @@ class PeftBackend:
             return launch_distributed(plan, run, resume_from)
         return self._train(plan, run, resume_from=resume_from)
 
-    def _train(self, plan: Plan, run: "RunDir", resume_from: str | None) -> Result:
+    def _train(self, plan: Plan, run: RunDir, resume_from: str | None) -> Result:
         handler = _hf.attach_log_file(run)
         try:
             return self._train_logged(plan, run, resume_from)
         finally:
             _hf.detach_log_file(handler)
 
-    def _train_logged(self, plan: Plan, run: "RunDir", resume_from: str | None) -> Result:
+    def _train_logged(self, plan: Plan, run: RunDir, resume_from: str | None) -> Result:
         if plan.config.train.is_preference:
             from . import _preference
 
@@ -236,7 +236,7 @@ class PeftBackend:
                              "processes": int(os.environ.get("WORLD_SIZE", "1"))})
 
 
-def _datasets(plan: Plan, tokenizer, run: "RunDir"):
+def _datasets(plan: Plan, tokenizer, run: RunDir):
     """Train (and validation) data tokenized once per content key and reused by every run that shares it."""
     from ..tiny import cache_root
     from . import _preprocess
@@ -259,7 +259,7 @@ def _datasets(plan: Plan, tokenizer, run: "RunDir"):
     return train.dataset, validation.dataset if validation else None, train.trainer_ready
 
 
-def _choose(cfg: "RunConfig", gpu_bytes: int | None):
+def _choose(cfg: RunConfig, gpu_bytes: int | None):
     """memory.choose() for this config: the settings left on 'auto', each with its reason (torch-free)."""
     from importlib.util import find_spec
 
@@ -272,7 +272,7 @@ def _choose(cfg: "RunConfig", gpu_bytes: int | None):
                          device="cuda" if gpu_bytes else "cpu")
 
 
-def _shape(cfg: "RunConfig") -> dict | None:
+def _shape(cfg: RunConfig) -> dict | None:
     """The model's config.json numbers (the tiny model's from its settings), without loading it."""
     from ..models import shape as model_shape
 
@@ -331,7 +331,7 @@ def _precision(requested: str, device: str) -> str:
     return "fp32"
 
 
-def _load_tokenizer(path: str, cfg: "RunConfig"):
+def _load_tokenizer(path: str, cfg: RunConfig):
     from transformers import AutoTokenizer
 
     with _hf.loading(path, "tokenizer"):
@@ -346,7 +346,7 @@ def _load_tokenizer(path: str, cfg: "RunConfig"):
     return tokenizer
 
 
-def _load_model(path: str, cfg: "RunConfig", precision: str, settings: dict[str, Any] | None = None):
+def _load_model(path: str, cfg: RunConfig, precision: str, settings: dict[str, Any] | None = None):
     import torch
     from transformers import AutoModelForCausalLM
 

@@ -29,7 +29,7 @@ def unused_paths(unused: Mapping[str, str]) -> dict[str, str]:
     return expanded
 
 
-def refuse_unused(cfg: "RunConfig", provider: str, unused: Mapping[str, str]) -> None:
+def refuse_unused(cfg: RunConfig, provider: str, unused: Mapping[str, str]) -> None:
     """ConfigError listing every unused setting that differs from its default (one problem each)."""
     from ..schema import RunConfig, defaults_tree
 

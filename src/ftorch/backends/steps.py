@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from ..schema import TrainConfig
 
 
-def step_estimate(train: "TrainConfig", examples: int) -> dict[str, int]:
+def step_estimate(train: TrainConfig, examples: int) -> dict[str, int]:
     """steps_per_epoch and total_steps as transformers' Trainer counts them: under DDP each of num_gpus ranks
     sees ceil(examples / num_gpus) examples (the distributed sampler pads), in batches of batch_size, and
     takes a step every grad_accum batches."""

@@ -28,8 +28,8 @@ from ..errors import BackendError, ConfigError, DataError, FtorchError, MissingE
 from ..rundir import write_json_atomic
 from . import _hf
 from .base import Plan, Result, no_remote_job
-from .steps import step_estimate
 from .peft import _lora_args, _sft_args
+from .steps import step_estimate
 
 if TYPE_CHECKING:
     from ..data.report import DataReport
@@ -51,7 +51,7 @@ ERRORS: dict[str, type[FtorchError]] = {cls.__name__: cls for cls in (ConfigErro
                                                                        MissingExtra)}
 
 
-def _unsloth_args(cfg: "RunConfig") -> dict[str, Any]:
+def _unsloth_args(cfg: RunConfig) -> dict[str, Any]:
     """The one place ftorch's names become FastLanguageModel's. Device-dependent values (dtype, whether 4-bit
     loading really happens) are resolved when the run starts and recorded in run.json."""
     lora = _lora_args(cfg)
@@ -79,7 +79,7 @@ def _for_device(inputs: dict[str, Any], device: str) -> dict[str, Any]:
     return {**inputs, "get_peft_model": peft_model}
 
 
-def _sft_config_args(cfg: "RunConfig") -> dict[str, Any]:
+def _sft_config_args(cfg: RunConfig) -> dict[str, Any]:
     """peft's SFTConfig translation, less checkpointing: get_peft_model above owns it (TRL's own would wrap
     the layers a second time; TRL 1.x defaults gradient_checkpointing to True, and 1.15 has no
     activation_checkpointing), and without Liger: Unsloth patches the same layers with its own kernels."""
@@ -117,7 +117,7 @@ class UnslothBackend:
                                   "truncates long examples at train.max_length",
     }
 
-    def plan(self, cfg: "RunConfig", data: "DataReport") -> Plan:
+    def plan(self, cfg: RunConfig, data: DataReport) -> Plan:
         problems = []
         if cfg.data.format != "chat":
             problems.append(Problem("data.format", f"provider=unsloth trains on chat data (SFT); "
@@ -182,10 +182,10 @@ class UnslothBackend:
             notes=notes,
         )
 
-    def cancel(self, run: "RunDir", cfg: "RunConfig") -> str:
+    def cancel(self, run: RunDir, cfg: RunConfig) -> str:
         return no_remote_job(self.name, run)
 
-    def preflight(self, cfg: "RunConfig") -> None:
+    def preflight(self, cfg: RunConfig) -> None:
         """Installed, loadable, and a GPU (or allow_cpu), decided without importing unsloth (which would patch
         this process)."""
         if importlib.util.find_spec("unsloth") is None or importlib.util.find_spec("unsloth_zoo") is None:
@@ -197,13 +197,13 @@ class UnslothBackend:
         if not cfg.provider.allow_cpu and not _hf.cuda_available():
             raise _no_gpu_error()
 
-    def run(self, plan: Plan, run: "RunDir") -> Result:
+    def run(self, plan: Plan, run: RunDir) -> Result:
         return self._train(plan, run, resume_from=None)
 
-    def resume(self, plan: Plan, run: "RunDir") -> Result:
+    def resume(self, plan: Plan, run: RunDir) -> Result:
         return self._train(plan, run, resume_from=_hf.resume_point(run))
 
-    def _train(self, plan: Plan, run: "RunDir", resume_from: str | None) -> Result:
+    def _train(self, plan: Plan, run: RunDir, resume_from: str | None) -> Result:
         from .peft import _precision
 
         cfg = plan.config
@@ -241,7 +241,7 @@ class UnslothBackend:
         return Result(status="succeeded", metrics=outcome["metrics"], artifacts=outcome["artifacts"], extra=extra)
 
     @staticmethod
-    def _peft_check(run: "RunDir", base_path: str, exact: bool) -> dict[str, Any]:
+    def _peft_check(run: RunDir, base_path: str, exact: bool) -> dict[str, Any]:
         """Load the adapter as `ftorch eval` will (plain transformers + PEFT, no Unsloth) and compare with the
         logits the child recorded from the trained model. Judged only when training ran in fp32 without 4-bit;
         otherwise the differences are recorded (a QLoRA adapter on a 16-bit base is close, not equal)."""
@@ -257,7 +257,7 @@ class UnslothBackend:
         return _hf.peft_reload_check(logits, probe, base_path, run.adapter, dtype, None, device)
 
 
-def _child_env(cfg: "RunConfig", device: str, work: Path) -> dict[str, str]:
+def _child_env(cfg: RunConfig, device: str, work: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["UNSLOTH_COMPILE_LOCATION"] = str(work / "compiled_cache")  # not ./unsloth_compiled_cache
     env["UNSLOTH_DISABLE_STATISTICS"] = "1"  # no download from the hub just to count environments
@@ -267,7 +267,7 @@ def _child_env(cfg: "RunConfig", device: str, work: Path) -> dict[str, str]:
     return env
 
 
-def _run_child(run: "RunDir", env: dict[str, str]) -> int:
+def _run_child(run: RunDir, env: dict[str, str]) -> int:
     """Run the child to its end. Ctrl-C reaches it through the terminal; SIGTERM (RunInterrupted here) is passed
     on; either way it gets STOP_GRACE_S to stop before it is killed, and the interruption is re-raised."""
     command = [sys.executable, "-m", "ftorch.backends.unsloth_child", str(run.path)]
@@ -287,7 +287,7 @@ def _run_child(run: "RunDir", env: dict[str, str]) -> int:
         raise
 
 
-def _child_failure(outcome: dict | None, code: int, run: "RunDir") -> BaseException:
+def _child_failure(outcome: dict | None, code: int, run: RunDir) -> BaseException:
     if code in (130, -signal.SIGINT, -signal.SIGTERM) and (outcome is None or outcome.get("status") == "interrupted"):
         return KeyboardInterrupt()
     error = (outcome or {}).get("error")

@@ -103,9 +103,10 @@ def _train(run: RunDir, request: dict[str, Any]) -> dict[str, Any]:
 
     import torch
     import yaml
-    from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
     from unsloth import FastLanguageModel
+
+    from datasets import Dataset
 
     from ..data.report import check_data
     from ..schema import RunConfig

@@ -110,7 +110,8 @@ def scan(path: Path, fmt: str, keep_ok: bool = True) -> Iterator[Line]:
                     continue
                 issues: list[Issue] = []
                 if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                    issues.append(Issue(name, 1, "bom", "file starts with a UTF-8 byte-order mark; save it without BOM"))
+                    issues.append(Issue(name, 1, "bom",
+                                        "file starts with a UTF-8 byte-order mark; save it without BOM"))
                     raw = raw[3:]
                 body = raw.rstrip(b"\r\n")
                 if not body.strip():

@@ -32,7 +32,7 @@ class PriceTable:
     source: Path
 
     @classmethod
-    def load(cls, path: Path) -> "PriceTable":
+    def load(cls, path: Path) -> PriceTable:
         if not path.is_file():
             raise ConfigError(Problem(str(path), "price table not found"))
         data = yaml.safe_load(path.read_text()) or {}

@@ -10,7 +10,7 @@ with a possible hit pays for a per-message check."""
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta, Struct
@@ -40,7 +40,7 @@ class _Assistant(Struct, tag="assistant", **_OPTIONS):
     weight: Literal[0, 1] | None = None
 
 
-_Message = Union[_System, _Developer, _User, _Assistant]
+_Message = _System | _Developer | _User | _Assistant
 
 
 class _Chat(Struct, forbid_unknown_fields=True, gc=False):

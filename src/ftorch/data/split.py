@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DataError, Problem
-from .checks import scan
 from ..rundir import write_json_atomic
+from .checks import scan
 from .manifest import sha256_file
 from .profile import normalized_key
 
@@ -57,7 +57,8 @@ def split_file(source: Path, out_dir: Path, ratios: tuple[float, float, float], 
     out_dir.mkdir(parents=True, exist_ok=True)
     for split, path in outputs.items():
         path.write_bytes(b"".join(rows[split]))
-    manifest = {"kind": "ftorch split", "source": str(source.resolve()), "source_sha256": sha256_file(source), "seed": seed,
+    manifest = {"kind": "ftorch split", "source": str(source.resolve()), "source_sha256": sha256_file(source),
+                "seed": seed,
                 "ratios": dict(zip(SPLITS, ratios)), "method": "sha256(seed:normalized text) -> [0,1) bucket",
                 "files": {split: {"path": str(path.resolve()), "examples": len(rows[split]),
                                   "sha256": sha256_file(path)} for split, path in outputs.items()}}

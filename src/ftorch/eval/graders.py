@@ -7,7 +7,6 @@ import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 
-
 JUDGE_SYSTEM = ("You grade one answer of an AI assistant. Rubric: {rubric}\n"
                 "Reply with a single integer from 1 (fails the rubric) to 5 (fully meets it), and nothing else.")
 JUDGE_USER = "Conversation:\n{prompt}\n\nReference answer:\n{reference}\n\nAnswer to grade:\n{answer}"

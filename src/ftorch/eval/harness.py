@@ -1,7 +1,8 @@
 """General capability on lm-evaluation-harness tasks (optional extra), base against tuned: the run's model
 (base + PEFT adapter, already loaded for the evaluation) handed to lm-eval's `hf` model, with the adapter
-switched off for `base` (lm-eval's own adapter loading breaks on tied embeddings saved with the adapter). The tasks' data must be reachable:
-on the hub (network) or in local files named by your own task YAMLs (eval.lm_eval_include_path).
+switched off for `base` (lm-eval's own adapter loading breaks on tied embeddings saved with the adapter).
+The tasks' data must be reachable: on the hub (network) or in local files named by your own task YAMLs
+(eval.lm_eval_include_path).
 Every logged sample (prompt, responses, target, per-sample metrics) comes back under "samples", for
 lm_eval_samples.jsonl."""
 

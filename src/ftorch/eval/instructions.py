@@ -34,7 +34,8 @@ BULLET_RE = re.compile(r"^[ \t]*[-*] +\S", re.MULTILINE)
 NUMBERED_RE = re.compile(r"^[ \t]*\d+[.)] +\S", re.MULTILINE)
 CODE_FENCE_RE = re.compile(r"\A```[A-Za-z]*[ \t]*\n(.*)\n```\Z", re.DOTALL)
 # Words a Title Case line may leave in lowercase (never its first word).
-MINOR_WORDS = frozenset("a an and as at but by for from in into nor of on or over the to vs with".split())
+MINOR_WORDS = frozenset(["a", "an", "and", "as", "at", "but", "by", "for", "from", "in", "into", "nor", "of", "on",
+                         "or", "over", "the", "to", "vs", "with"])
 OPENING_QUOTES = ('"', "“")
 CLOSING_QUOTES = ('"', "”")
 

@@ -97,7 +97,8 @@ def _sacrebleu():
     try:
         import sacrebleu
     except ImportError:
-        raise MissingExtra(Problem("eval.metrics", "chrf needs sacrebleu", "pip install 'ftorch[text-metrics]'")) from None
+        raise MissingExtra(Problem("eval.metrics", "chrf needs sacrebleu",
+                                   "pip install 'ftorch[text-metrics]'")) from None
     return sacrebleu
 
 

@@ -36,7 +36,7 @@ import random
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from typing import Literal, TypedDict
 
@@ -181,7 +181,7 @@ class SafetyPrompt:
     prompt: str
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load_all(kind: str) -> tuple[SafetyPrompt, ...]:
     if kind not in KINDS:
         raise ValueError(f"unknown safety set {kind!r}; expected one of {', '.join(KINDS)}")

@@ -65,8 +65,9 @@ def write_merged(source: Source, folder: Path, dtype: str) -> dict:
     tokenizer.save_pretrained(str(folder))
     if getattr(tokenizer, "chat_template", None) and not (folder / "chat_template.jinja").is_file():
         (folder / "chat_template.jinja").write_text(tokenizer.chat_template)
-    info = {"kind": "merged", "dtype": dtype, "base_model": source.cfg.model.name if source.cfg.model.tiny is None
-            else "tiny", "adapter": str(source.adapter), "files": sorted(p.name for p in folder.iterdir() if p.name != "INCOMPLETE")}
+    base = source.cfg.model.name if source.cfg.model.tiny is None else "tiny"
+    info = {"kind": "merged", "dtype": dtype, "base_model": base, "adapter": str(source.adapter),
+            "files": sorted(p.name for p in folder.iterdir() if p.name != "INCOMPLETE")}
     (folder / "ftorch-export.json").write_text(json.dumps(info, indent=2) + "\n")
     return info
 

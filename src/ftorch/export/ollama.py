@@ -78,7 +78,8 @@ def _match(tokenizer) -> tuple[Family, bool] | None:
     try:
         rendered = [tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=g) for m, g in probes]
     except Exception as exc:  # no template, or one that rejects a system message
-        raise ExportError(Problem("export --to ollama", f"the model's chat template cannot be rendered: {exc}"))
+        raise ExportError(Problem("export --to ollama",
+                                  f"the model's chat template cannot be rendered: {exc}")) from None
     bos = tokenizer.bos_token or ""
     for family in FAMILIES:
         expected = [family.render(m, g) for m, g in probes]

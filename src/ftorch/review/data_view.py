@@ -47,7 +47,7 @@ class DataIndex:
     clusters: dict[int, dict] = field(default_factory=dict)  # line -> {"kind", "lines"}
 
     @classmethod
-    def build(cls, path: Path, fmt: str, counter: TokenCounter, max_length: int | None = None) -> "DataIndex":
+    def build(cls, path: Path, fmt: str, counter: TokenCounter, max_length: int | None = None) -> DataIndex:
         index = cls(path, fmt, counter, max_length)
         offset = 0
         with path.open("rb") as handle:
@@ -165,7 +165,7 @@ class DataReview:
     decisions: store.Decisions
 
     @classmethod
-    def open(cls, path: Path, fmt: str, counter: TokenCounter, max_length: int | None = None) -> "DataReview":
+    def open(cls, path: Path, fmt: str, counter: TokenCounter, max_length: int | None = None) -> DataReview:
         index = DataIndex.build(path, fmt, counter, max_length)
         review_file = store.review_path(path)
         return cls(index, review_file, store.replay(review_file, index.hashes))

@@ -75,7 +75,7 @@ class EvalReview:
     train_data: Path | None = None
 
     @classmethod
-    def open(cls, run_dir: Path) -> "EvalReview":
+    def open(cls, run_dir: Path) -> EvalReview:
         folder = latest_eval(run_dir)
         report = json.loads((folder / "report.json").read_text())
         files = report.get("files") or {}

@@ -104,8 +104,8 @@ def export(review: DataReview) -> Exported:
     if pairs:
         _write(preference, [json.dumps(p, ensure_ascii=False) for p in pairs])
     undecided = len(index.lines) - accepted - edited - rejected
-    return Exported(curated if rows else None, preference if pairs else None, accepted, edited, rejected, undecided, len(pairs),
-                    len(decisions.stale))
+    return Exported(curated if rows else None, preference if pairs else None, accepted, edited, rejected, undecided,
+                    len(pairs), len(decisions.stale))
 
 
 def _write(path: Path, rows: list[str]) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ def review_path(data: Path) -> Path:
 
 def append_record(path: Path, record: dict) -> dict:
     """Append one record and make it durable before returning."""
-    record = {"v": VERSION, "at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **record}
+    record = {"v": VERSION, "at": datetime.now(UTC).isoformat(timespec="seconds"), **record}
     line = json.dumps(record, ensure_ascii=False) + "\n"
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:

@@ -133,7 +133,7 @@ def _format(value: Any) -> str:
 
 
 def _plain(config) -> dict:
-    without = OmegaConf.masked_copy(config, [k for k in config.keys() if k != "hydra"])
+    without = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
     return OmegaConf.to_container(without, resolve=True)
 
 
