@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 
 def read_metrics(path: Path) -> list[dict]:
-    """metrics.jsonl rows; after a resume a step may appear twice, and the later row wins."""
-    if not path.exists():
-        return []
-    by_step: dict[tuple[str, int], dict] = {}
-    for line in path.read_text().splitlines():
-        if line.strip():
-            row = json.loads(line)
-            by_step[(row.get("kind", "train"), row["step"])] = row
-    return sorted(by_step.values(), key=lambda r: r["step"])
+    from .metrics_log import read
+
+    return read(path)
 
 
 def loss_plot(metrics: Path, out: Path, title: str) -> Path | None:

@@ -128,13 +128,11 @@ def _transformers_console(on: bool) -> bool | None:
     return was_on
 
 
-# preference trainers' logged metrics (train.method=dpo|orpo|kto|simpo) -> their names in metrics.jsonl
-PREFERENCE_LOGS = {"rewards/accuracies": "reward_accuracy", "rewards/margins": "reward_margin"}
-
-
 def metrics_callback(run: RunDir):
     """A TrainerCallback writing one metrics.jsonl row per log event, with tokens/s between logs."""
     from transformers import TrainerCallback
+
+    from .. import metrics_log
 
     class MetricsRecorder(TrainerCallback):
         def __init__(self) -> None:
@@ -143,33 +141,19 @@ def metrics_callback(run: RunDir):
         def on_log(self, args, state, control, logs=None, **kwargs):
             if not state.is_world_process_zero:
                 return
-            logs = dict(logs or {})
-            row: dict[str, Any] = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4),
-                                   "time": time.time()}
-            if "loss" in logs:
-                row.update(kind="train", loss=logs["loss"], lr=logs.get("learning_rate"),
-                           grad_norm=logs.get("grad_norm"))
-                tokens = state.num_input_tokens_seen or None
+            logs = {**(logs or {}), "epoch": round(state.epoch or 0.0, 4)}
+            extra: dict[str, Any] = {"time": time.time()}
+            tokens = state.num_input_tokens_seen or None
+            if "loss" in logs and tokens is not None:
                 then, then_tokens = self.last
                 moment = time.perf_counter()
-                if tokens is not None:
-                    row["tokens"] = tokens
-                    if then_tokens is not None and moment > then:
-                        row["tokens_per_s"] = round((tokens - then_tokens) / (moment - then), 1)
-                    self.last = (moment, tokens)
-                if "mean_token_accuracy" in logs:  # only with TRL's fused loss
-                    row["token_accuracy"] = logs["mean_token_accuracy"]
-                row.update({name: logs[key] for key, name in PREFERENCE_LOGS.items() if key in logs})
-            elif "eval_loss" in logs:
-                row.update(kind="eval", eval_loss=logs["eval_loss"])
-                row.update({f"eval_{name}": logs[f"eval_{key}"] for key, name in PREFERENCE_LOGS.items()
-                            if f"eval_{key}" in logs})
-            elif "train_runtime" in logs:
-                row.update(kind="summary", **{k: v for k, v in logs.items() if isinstance(v, (int, float))})
-            else:
-                return
-            with run.metrics.open("a") as handle:
-                handle.write(json.dumps(row) + "\n")
+                extra["tokens"] = tokens
+                if then_tokens is not None and moment > then:
+                    extra["tokens_per_s"] = round((tokens - then_tokens) / (moment - then), 1)
+                self.last = (moment, tokens)
+            row = metrics_log.from_trainer_logs(state.global_step, logs, **extra)
+            if row is not None:
+                metrics_log.append(run.metrics, row)
 
         def on_save(self, args, state, control, **kwargs):
             if not state.is_world_process_zero:

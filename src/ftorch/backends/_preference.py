@@ -11,6 +11,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, Problem
+from ..metrics_log import final_metrics
 
 if TYPE_CHECKING:
     from ..rundir import RunDir
@@ -23,9 +24,6 @@ TRL_TRAINER = {"dpo": "trl.DPOTrainer", "kto": "trl.KTOTrainer", "orpo": "trl.ex
                "simpo": "trl.experimental.cpo.CPOTrainer (loss_type=simpo, cpo_alpha=0)"}
 APPLIES = {"loss_type": {"dpo"}, "label_smoothing": {"dpo"}, "reference": {"dpo", "kto"}, "simpo_gamma": {"simpo"},
            "max_completion_length": {"orpo", "simpo"}, "sft_weight": {"dpo"}}
-# the trainers' logged preference metrics that go into metrics.jsonl (and their names there)
-LOGGED = {"rewards/accuracies": "reward_accuracy", "rewards/margins": "reward_margin",
-          "rewards/chosen": "reward_chosen", "rewards/rejected": "reward_rejected"}
 
 
 def check(cfg: RunConfig) -> None:
@@ -233,18 +231,7 @@ def train(plan: Plan, run: RunDir, resume_from: str | None, backend) -> Result:
     _hf.publish_adapter(run, write_adapter)
     check = _hf.reload_check(trainer.model, path, run.adapter, tokenizer, quantized=cfg.train.quantization == "4bit")
     run.append_log(f"reload check: {check}")
-    history = trainer.state.log_history
-    losses = [h["loss"] for h in history if "loss" in h]
-    if losses:
-        metrics["final_loss"] = losses[-1]
-    evals = [h["eval_loss"] for h in history if "eval_loss" in h]
-    if evals:
-        metrics["final_eval_loss"] = evals[-1]
-    for key, name in LOGGED.items():
-        seen = [h[key] for h in history if key in h]
-        if seen:
-            metrics[f"final_train_{name}"] = seen[-1]
-    metrics["global_step"] = trainer.state.global_step
+    metrics.update(final_metrics(trainer.state.log_history, trainer.state.global_step))
     return Result(status="succeeded", metrics=metrics,
                   artifacts={"adapter": str(run.adapter), "checkpoints": str(run.checkpoints)},
                   extra={"trainable_params": trainable, "total_params": total, "device": device,

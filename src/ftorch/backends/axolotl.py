@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from .. import metrics_log
 from ..errors import BackendError, ConfigError, MissingExtra, Problem
 from ..schema import resolved
 from ..secrets import scrub, scrub_tree
@@ -429,19 +430,14 @@ class _Output:
             logs = {k: _number(v) for k, v in ast.literal_eval(text).items()}
         except (ValueError, SyntaxError, AttributeError):
             return
-        row: dict[str, Any] = {"epoch": logs.get("epoch"), "time": time.time()}
         if "loss" in logs:
             self.step += self.logging_steps
-            row.update(kind="train", loss=logs["loss"], lr=logs.get("learning_rate"), grad_norm=logs.get("grad_norm"))
-            for ours, theirs in (("tokens", "tokens/total"), ("tokens_per_s", "tokens/train_per_sec_per_gpu")):
-                if theirs in logs:
-                    row[ours] = logs[theirs]
-        elif "eval_loss" in logs:
-            row.update(kind="eval", eval_loss=logs["eval_loss"])
-        else:
-            row.update(kind="summary", **{k: v for k, v in logs.items() if isinstance(v, (int, float))})
-        with self.run.metrics.open("a") as handle:
-            handle.write(json.dumps({"step": self.step, **row}) + "\n")
+        extra = {ours: logs[theirs] for ours, theirs in (("tokens", "tokens/total"),
+                                                          ("tokens_per_s", "tokens/train_per_sec_per_gpu"))
+                 if "loss" in logs and theirs in logs}
+        row = metrics_log.from_trainer_logs(self.step, logs, time=time.time(), **extra)
+        if row is not None:
+            metrics_log.append(self.run.metrics, row)
         checkpoint = latest_checkpoint(self.run.checkpoints)
         if checkpoint != self.checkpoint and checkpoint is not None:
             self.checkpoint = checkpoint
@@ -518,22 +514,13 @@ def latest_checkpoint(folder: Path) -> Path | None:
 def _final_metrics(run: RunDir) -> dict[str, Any]:
     """final_loss, final_eval_loss and global_step: from the last checkpoint's trainer state (exact values)
     where there is one, else from the rows read off the child's output."""
-    metrics: dict[str, Any] = {}
-    rows = [json.loads(line) for line in run.metrics.read_text().splitlines()] if run.metrics.exists() else []
-    history: list[dict] = []
+    rows = metrics_log.read(run.metrics)
     checkpoint = latest_checkpoint(run.checkpoints)
     if checkpoint is not None:
         state = json.loads((checkpoint / "trainer_state.json").read_text())
-        history, metrics["global_step"] = state.get("log_history", []), state.get("global_step")
-    losses = [h["loss"] for h in history if "loss" in h] or [r["loss"] for r in rows if r["kind"] == "train"]
-    evals = [h["eval_loss"] for h in history if "eval_loss" in h] or [r["eval_loss"] for r in rows
-                                                                       if r["kind"] == "eval"]
-    if losses:
-        metrics["final_loss"] = losses[-1]
-    if evals:
-        metrics["final_eval_loss"] = evals[-1]
-    if metrics.get("global_step") is None and rows:
-        metrics["global_step"] = max(r["step"] for r in rows)
+        metrics = metrics_log.final_metrics(state.get("log_history", []), state.get("global_step"))
+    else:  # the rows read off the child's output have the same keys as a log history
+        metrics = metrics_log.final_metrics(rows, max((r["step"] for r in rows), default=None))
     summary = [r for r in rows if r["kind"] == "summary"]
     if summary:
         metrics.update({k: v for k, v in summary[-1].items() if k.startswith("train_")})

@@ -13,7 +13,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import metrics_log
 from ..errors import BackendError, ConfigError, Problem
+from ..metrics_log import MetricsRow
 from . import openai_client as api
 from .base import Plan, Result
 
@@ -268,16 +270,17 @@ def _download_metrics(client, job, run: RunDir) -> dict[str, Any]:
     (run.path / "result_file.csv").write_bytes(_decode_result(raw))
     rows = list(csv.DictReader(io.StringIO(_decode_result(raw).decode("utf-8"))))
     final: dict[str, Any] = {}
-    with run.metrics.open("a") as handle:
-        for row in rows:
-            step = int(float(row["step"]))
-            entry = {"step": step, "kind": "train", "loss": _number(row.get("train_loss")),
-                     "token_accuracy": _number(row.get("train_accuracy"))}
-            handle.write(json.dumps(entry) + "\n")
-            if _number(row.get("valid_loss")) is not None:
-                handle.write(json.dumps({"step": step, "kind": "eval", "eval_loss": _number(row["valid_loss"])}) + "\n")
-                final["final_eval_loss"] = _number(row["valid_loss"])
-            final["final_loss"], final["global_step"] = entry["loss"], step
+    written: list[MetricsRow] = []
+    for row in rows:
+        step = int(float(row["step"]))
+        entry = MetricsRow(step=step, kind="train", loss=_number(row.get("train_loss")),
+                           token_accuracy=_number(row.get("train_accuracy")))
+        written.append(entry)
+        if _number(row.get("valid_loss")) is not None:
+            written.append(MetricsRow(step=step, kind="eval", eval_loss=_number(row["valid_loss"])))
+            final["final_eval_loss"] = _number(row["valid_loss"])
+        final["final_loss"], final["global_step"] = entry.loss, step
+    metrics_log.append(run.metrics, written)
     return final
 
 

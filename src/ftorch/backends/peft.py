@@ -7,6 +7,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BackendError, ConfigError, Problem
+from ..metrics_log import final_metrics
 from ..models import is_gguf
 from . import _hf, _varlen
 from .base import Plan, Result, no_remote_job
@@ -222,13 +223,7 @@ class PeftBackend:
             check = _hf.reload_check(trainer.model, path, run.adapter, tokenizer,
                                      quantized=cfg.train.quantization == "4bit")
             run.append_log(f"reload check: {check}")
-        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-        if losses:
-            metrics["final_loss"] = losses[-1]
-        evals = [h["eval_loss"] for h in trainer.state.log_history if "eval_loss" in h]
-        if evals:
-            metrics["final_eval_loss"] = evals[-1]
-        metrics["global_step"] = trainer.state.global_step
+        metrics.update(final_metrics(trainer.state.log_history, trainer.state.global_step))
         return Result(status="succeeded", metrics=metrics,
                       artifacts={"adapter": str(run.adapter), "checkpoints": str(run.checkpoints)},
                       extra={"trainable_params": trainable, "total_params": total, "device": device,

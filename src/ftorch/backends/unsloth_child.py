@@ -170,15 +170,10 @@ def _train(run: RunDir, request: dict[str, Any]) -> dict[str, Any]:
 
 
 def _metrics(train_metrics: dict[str, Any], state) -> dict[str, Any]:
+    from ..metrics_log import final_metrics
+
     metrics = {k: v for k, v in train_metrics.items() if isinstance(v, (int, float))}
-    losses = [h["loss"] for h in state.log_history if "loss" in h]
-    if losses:
-        metrics["final_loss"] = losses[-1]
-    evals = [h["eval_loss"] for h in state.log_history if "eval_loss" in h]
-    if evals:
-        metrics["final_eval_loss"] = evals[-1]
-    metrics["global_step"] = state.global_step
-    return metrics
+    return {**metrics, **final_metrics(state.log_history, state.global_step)}
 
 
 def _reload_check(fast_model, trained, tokenizer, run: RunDir, load: dict[str, Any],
