@@ -19,9 +19,8 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
-from .cache_check import damage, has_manifest, publish, write_manifest
+from .cache import cache_root, damage, has_manifest, publish, write_manifest
 from .errors import ModelError, Problem
-from .tiny import cache_root
 
 PACKAGE_PREFIX = "package:"
 CONVERSION_VERSION = 1  # bump when the conversion changes, so old cache entries are not reused
@@ -166,7 +165,7 @@ def local_path(name: str, announce=print) -> str:
 
 def _cache_damage(folder: Path) -> str | None:
     """What is wrong with a converted model's cache entry (None: sound). Sizes and the ends of each file are checked
-    against its manifest (cache_check); an entry from before manifests is adopted when it was finished (.complete)
+    against its manifest (cache.py); an entry from before manifests is adopted when it was finished (.complete)
     and every safetensors file is as long as its own header says."""
     if has_manifest(folder):
         return damage(folder)

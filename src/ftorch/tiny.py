@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from importlib import resources
 from pathlib import Path
 
+from .cache import cache_root
 from .schema import TinyModel
 
 BUILD_VERSION = 1  # bump when the build recipe changes, so old caches are not reused
@@ -32,10 +32,6 @@ CHAT_TEMPLATE = (
 )
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("FTORCH_CACHE", Path.home() / ".cache" / "ftorch"))
-
-
 def _corpus() -> str:
     return resources.files("ftorch").joinpath("assets/tiny_corpus.txt").read_text()
 
@@ -52,8 +48,8 @@ def tiny_model_dir(spec: TinyModel) -> Path:
 
 def ensure_tiny_model(spec: TinyModel, announce=None) -> Path:
     """The cached model folder, built first if missing, and built again when its content is not what was recorded
-    (a truncated or missing file: cache_check). Safe when two processes build at once."""
-    from .cache_check import damage, has_manifest, publish
+    (a truncated or missing file: cache.py). Safe when two processes build at once."""
+    from .cache import damage, has_manifest, publish
 
     target = tiny_model_dir(spec)
     if target.exists():

@@ -57,7 +57,7 @@ def prepare(examples: list[dict], tokenizer, max_length: int, assistant_only: bo
     assistant (trained) tokens is a DataError listing them all."""
     from datasets import Dataset
 
-    from ..cache_check import damage, publish
+    from ..cache import damage, publish
 
     tell = announce or say
     start = time.perf_counter()

@@ -116,7 +116,7 @@ class OpenAIBackend:
         return self._follow(client, job_id, plan, run)
 
     def _upload(self, client, plan: Plan, run: RunDir) -> dict[str, dict]:
-        from ..tiny import cache_root
+        from ..cache import cache_root
 
         record = api.UploadRecord(cache_root() / "openai_files.json", api.endpoint_of(client))
         files = {split: api.upload(client, Path(path), record) for split, path in plan.inputs["files"].items()}

@@ -233,7 +233,7 @@ class PeftBackend:
 
 def _datasets(plan: Plan, tokenizer, run: RunDir):
     """Train (and validation) data tokenized once per content key and reused by every run that shares it."""
-    from ..tiny import cache_root
+    from ..cache import cache_root
     from . import _preprocess
 
     t = plan.config.train

@@ -155,7 +155,7 @@ def _tiktoken(name: str):
 
 
 def _cache_root() -> Path:
-    from ..tiny import cache_root
+    from ..cache import cache_root
 
     return cache_root()
 

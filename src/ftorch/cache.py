@@ -1,6 +1,7 @@
-"""Content manifests for ftorch's cache entries (the tiny model, GGUF conversions, tokenized data), so that a damaged
-entry (a truncated file after a crash or a full disk, a file deleted by hand) is found before it is loaded, and
-rebuilt instead of failing with a traceback.
+"""ftorch's cache: where it lives ($FTORCH_CACHE, default ~/.cache/ftorch), and content manifests
+for its entries (the tiny model, GGUF conversions, tokenized data), so that a
+damaged entry (a truncated file after a crash or a full disk, a file deleted by hand) is found before it is loaded,
+and rebuilt instead of failing with a traceback.
 
 An entry's `ftorch-manifest.json` lists every file with its size and a sha256: of the whole file when it is small,
 else of its first and last MiB (a 538 MB model is not hashed in full at every load; a truncated or zero-filled tail
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -19,6 +21,12 @@ MANIFEST = "ftorch-manifest.json"
 FULL_HASH_BELOW = 16 << 20
 EDGE = 1 << 20
 
+
+
+def cache_root() -> Path:
+    """Where ftorch keeps what it builds once: tiny models, GGUF conversions, tokenized data, tiktoken files,
+    the OpenAI upload record."""
+    return Path(os.environ.get("FTORCH_CACHE", Path.home() / ".cache" / "ftorch"))
 
 def _digest(path: Path, size: int) -> str:
     sha = hashlib.sha256()
