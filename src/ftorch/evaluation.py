@@ -98,6 +98,9 @@ def evaluate_run(run: RunDir, cfg: RunConfig, console, models=None) -> dict:
         save(path, result)
         (path / "report.md").write_text(scrub(render.markdown(report, run.path)))
         render.plot(report, path / "eval.png")
+        from .eval.tradeoff import plot as tradeoff_plot
+
+        tradeoff_plot(report, path / "tradeoff.png")
     except BaseException as exc:
         _record_unfinished(run, path, exc)
         raise
@@ -226,7 +229,8 @@ def _record(run: RunDir, path: Path, report: dict) -> None:
     history = [*record.get("evaluations", []), str(path)]
     run.update(metrics=metrics, evaluated=True, regressed=bool(report["regressions"]),
                evaluation={"status": "succeeded", "dir": str(path), "verdict": report["verdict"], "headline": headline,
-                           "regressions": report["regressions"]}, evaluations=history)
+                           "regressions": report["regressions"],
+                           "prompt_arm": (report.get("prompt_arms") or {}).get("chosen")}, evaluations=history)
 
 
 def evaluate_after_training(run: RunDir, cfg: RunConfig, console) -> dict | None:

@@ -26,7 +26,8 @@ class Constraint:
     def describe(self) -> str:
         if self.kind == "json_schema":
             return "replies held to eval.json_schema"
-        return f"replies held to the {len(self.labels)} labels seen in train"
+        n = len(self.labels)
+        return f"replies held to the {n} label{'s' * (n != 1)} seen in train"
 
     def regex(self) -> str:
         return "(" + "|".join(re.escape(label) for label in self.labels) + ")"
