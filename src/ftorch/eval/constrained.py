@@ -59,6 +59,7 @@ class TokenMask:
         parser = (JsonSchemaParser(constraint.schema) if constraint.kind == "json_schema"
                   else RegexParser(constraint.regex()))
         self.enforcer = TokenEnforcer(tokenizer_data, parser)
+        parser.config.max_consecutive_whitespaces = 1  # compact JSON: no runs of padding while tokens run out
         self.eos, self.stop_ids = tokenizer_data.eos_token_id, stop_ids
 
     def allowed(self, tokens: list[int]) -> list[int]:
