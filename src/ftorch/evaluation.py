@@ -188,6 +188,11 @@ def _check_eval_budget(run: RunDir, cfg: RunConfig, counter, price: dict | None)
     ev = cfg.eval
     task = load_task(cfg)
     calls = {name: [task.conversation(name, e) for e in task.examples] for name in SYSTEMS}
+    if ev.prompt_arms:  # the sweep on validation, and the chosen arm's prompts on test at the largest k
+        from .eval.selection import sweep_conversations
+
+        sweep, prompted = sweep_conversations(cfg, task.system_prompt)
+        calls["base"], calls["prompted"] = calls["base"] + sweep, prompted
     extra = _general_and_safety_prompts(ev)
     calls["base"] += extra
     calls["tuned"] += extra

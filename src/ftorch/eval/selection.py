@@ -208,3 +208,21 @@ def load_reference(cfg: RunConfig, local=None):
     family = PriceTable.load(table).family(name) if table.is_file() else None
     price = family[1] if family else None
     return OpenAIChat(client(cfg.eval), name, name, counter_for(name, price), cfg.eval.seed), price
+
+
+def sweep_conversations(cfg: RunConfig, system_prompt: str | None) -> tuple[list, list]:
+    """For a cost estimate before any call: (every validation conversation the sweep may send, with retrieved
+    and constrained at the largest k; and the test split's longest possible 'prompted' prompt per example)."""
+    from .tasks import load_task
+
+    ev = cfg.eval
+    data = split(cfg)
+    prompts = Prompts(system_prompt, data.pool, ev.seed)
+    ks = sorted(set(ev.k_shots)) if "k_shot" in ev.prompt_arms else []
+    largest = max([*ks, ev.few_shot])
+    arms = ([Arm("zero_shot")] * ("zero_shot" in ev.prompt_arms) + [Arm("k_shot", k) for k in ks]
+            + [Arm("retrieved", largest)] * ("retrieved" in ev.prompt_arms)
+            + [Arm("retrieved", largest)] * ("constrained" in ev.prompt_arms))
+    sweep = [prompts.conversation(arm, e.prompt) for arm in arms for e in data.validation]
+    test = [prompts.conversation(Arm("retrieved", largest), e.prompt) for e in load_task(cfg).examples]
+    return sweep, test
