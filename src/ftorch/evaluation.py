@@ -252,6 +252,9 @@ def summary_lines(report: dict) -> list[str]:
 
     headline = report["task"]["headline"]
     systems = report["task"]["systems"]
-    scores = ", ".join(f"{name} {pct(systems[name][headline]['mean'], 'no scored examples')}" for name in systems)
+    chosen = (report.get("prompt_arms") or {}).get("chosen")
+    label = {"prompted": f"prompted ({chosen})"} if chosen else {}
+    scores = ", ".join(f"{label.get(name, name)} {pct(systems[name][headline]['mean'], 'no scored examples')}"
+                       for name in systems)
     return [f"eval ({headline}, n={report['n']}): {scores}", f"verdict: {report['verdict']}"]
 

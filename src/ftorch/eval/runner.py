@@ -25,6 +25,8 @@ class Generator(Protocol):
     def system(self, name: str): ...  # a context manager selecting base / prompted / tuned
     def generate(self, conversations: list[Messages], max_new_tokens: int, batch_size: int,
                  on_batch: Callable[[int], None] | None = None) -> list[str]: ...
+    # optional: `constraint_kinds` and generate(..., constraint=) for the constrained arm (eval/constrained.py),
+    # `context_length` for capping the examples in a prompt
     def prompt_tokens(self, messages: Messages) -> int: ...
 
 
