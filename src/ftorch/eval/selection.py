@@ -171,19 +171,16 @@ def _interval(values: list[float], metric: str) -> tuple[float, float]:
 
 
 def _clearly_below(scores: list, leader: list) -> bool:
-    """The arm's 95% interval lies wholly below the leader's, on the same examples."""
+    """The arm's 95% interval lies wholly below the leader's, on the same examples (the report's intervals:
+    Wilson for pass/fail scores, its bounded extension for graded ones)."""
+    from .runner import _mean_ci
+
     mine = [s for s in scores if s is not None]
     theirs = [s for s in leader if s is not None]
     if not mine or not theirs:
         return False
     binary = all(s in (0.0, 1.0) for s in mine + theirs)
     return _mean_ci(mine, binary)[1] < _mean_ci(theirs, binary)[0]
-
-
-def _mean_ci(values, binary):
-    from .runner import _mean_ci as interval
-
-    return interval(values, binary)
 
 
 def load_reference(cfg: RunConfig, local=None):
