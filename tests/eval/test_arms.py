@@ -98,9 +98,9 @@ def test_the_choice_is_made_on_validation_and_the_test_split_cannot_move_it(tmp_
         cfg = config(tmp_path, chat_jsonl, test_rows=rows)
         model = ShotCounter(needs=3, on_test=lambda shots: shots == 0)
         result = evaluate(RunDir(tmp_path / "run"), cfg, model)
-        swept = [asked for system, asked, _ in model.asked[: 10 * 6]]
-        assert not any("odd" in text for text in swept)  # the sweep never saw a test input
-        reports.append(result["report"])
+        swept = sum(a.get("n", 0) for a in result["report"]["prompt_arms"]["arms"])
+        assert swept < len(model.asked) and not any("odd" in text for _, text, _ in model.asked[:swept])
+        reports.append(result["report"])  # (the sweep never saw a test input)
     timeless = [{**r["prompt_arms"], "arms": [{k: v for k, v in a.items() if k != "seconds_per_call"}
                                              for a in r["prompt_arms"]["arms"]]} for r in reports]
     assert timeless[0] == timeless[1]  # everything but the wall time per call
@@ -110,6 +110,9 @@ def test_the_choice_is_made_on_validation_and_the_test_split_cannot_move_it(tmp_
         "zero_shot": 0.0, "k_shot_1": 0.0, "k_shot_3": 1.0, "k_shot_5": 1.0, "k_shot_10": 1.0, "retrieved_3": 1.0,
         "constrained_k_shot_3": None}  # skipped: this scripted provider cannot hold replies to anything
     assert "k_shot_3 scored 100.0% exact_match on 10 validation examples" in arms["why"]
+    # k_shot_5 (eval.few_shot) ran first; zero_shot and k_shot_1, clearly below it, stopped after 5 of 10
+    assert [a["name"] for a in arms["arms"]][:2] == ["k_shot_5", "k_shot_1"]
+    assert {a["name"] for a in arms["arms"] if a["status"] == "stopped early"} == {"zero_shot", "k_shot_1"}
     # on test the chosen prompt scores 0 (the scripted trap), and tuned is compared with it, not with zero_shot
     report = reports[0]
     assert report["task"]["systems"]["prompted"]["exact_match"]["mean"] == 0.0

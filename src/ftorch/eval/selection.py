@@ -1,5 +1,5 @@
-"""Choose the strongest prompt on validation data: score every arm of eval.prompt_arms there (zero-shot, k-shot
-for each k, retrieved with the best k, constrained on the best so far, and the reference model with the best
+"""Choose the strongest prompt on validation data: score every arm of eval.prompt_arms there (k-shot for each k,
+zero-shot, retrieved with the best k, constrained on the best so far, and the reference model with the best
 strategy), stop an arm early when it is clearly worse, and pick the best on the headline metric (fewer prompt
 tokens on a tie). Only validation examples and the shot pool are read: the test split cannot influence the
 choice. The chosen arm becomes the 'prompted' system on the test split."""
@@ -41,11 +41,15 @@ def choose(cfg: RunConfig, system_prompt: str | None, generator, *, price: dict 
     sweep = _Sweep(cfg, data, prompts, scorer, metric, generate or _plain(ev))
     log: list[dict] = []
     names = set(ev.prompt_arms)
+    # a likely strong arm first (eval.few_shot's k, else the middle k), so weak ones can stop early against it
+    ks = sorted(set(ev.k_shots)) if "k_shot" in names else []
+    if ks:
+        first = ev.few_shot if ev.few_shot in ks else ks[len(ks) // 2]
+        ks = [first] + [k for k in ks if k != first]
+    for k in ks:
+        log.append(sweep.run(Arm("k_shot", k), generator, price))
     if "zero_shot" in names:
         log.append(sweep.run(Arm("zero_shot"), generator, price))
-    if "k_shot" in names:
-        for k in sorted(set(ev.k_shots)):
-            log.append(sweep.run(Arm("k_shot", k), generator, price))
     if "retrieved" in names:
         shot = [e for e in log if e["arm"].strategy == "k_shot" and e["status"] == "scored"]
         k = sweep.best(shot)["arm"].k if shot else (ev.few_shot or 5)
