@@ -98,6 +98,9 @@ def evaluate_run(run: RunDir, cfg: RunConfig, console, models=None) -> dict:
         save(path, result)
         (path / "report.md").write_text(scrub(render.markdown(report, run.path)))
         render.plot(report, path / "eval.png")
+        from .eval.tradeoff import plot as tradeoff_plot
+
+        tradeoff_plot(report, path / "tradeoff.png")
     except BaseException as exc:
         _record_unfinished(run, path, exc)
         raise
@@ -185,6 +188,11 @@ def _check_eval_budget(run: RunDir, cfg: RunConfig, counter, price: dict | None)
     ev = cfg.eval
     task = load_task(cfg)
     calls = {name: [task.conversation(name, e) for e in task.examples] for name in SYSTEMS}
+    if ev.prompt_arms:  # the sweep on validation, and the chosen arm's prompts on test at the largest k
+        from .eval.selection import sweep_conversations
+
+        sweep, prompted = sweep_conversations(cfg, task.system_prompt)
+        calls["base"], calls["prompted"] = calls["base"] + sweep, prompted
     extra = _general_and_safety_prompts(ev)
     calls["base"] += extra
     calls["tuned"] += extra
@@ -230,7 +238,8 @@ def _record(run: RunDir, path: Path, report: dict) -> None:
     history = [*record.get("evaluations", []), str(path)]
     run.update(metrics=metrics, evaluated=True, regressed=bool(report["regressions"]),
                evaluation={"status": "succeeded", "dir": str(path), "verdict": report["verdict"], "headline": headline,
-                           "regressions": report["regressions"]}, evaluations=history)
+                           "regressions": report["regressions"],
+                           "prompt_arm": (report.get("prompt_arms") or {}).get("chosen")}, evaluations=history)
 
 
 def evaluate_after_training(run: RunDir, cfg: RunConfig, console) -> dict | None:
@@ -247,7 +256,10 @@ def summary_lines(report: dict) -> list[str]:
 
     headline = report["task"]["headline"]
     systems = report["task"]["systems"]
-    scores = ", ".join(f"{name} {pct(systems[name][headline]['mean'], 'no scored examples')}" for name in systems)
+    chosen = (report.get("prompt_arms") or {}).get("chosen")
+    label = {"prompted": f"prompted ({chosen})"} if chosen else {}
+    scores = ", ".join(f"{label.get(name, name)} {pct(systems[name][headline]['mean'], 'no scored examples')}"
+                       for name in systems)
     lines = [f"eval ({headline}, n={report['n']}): {scores}"]
     pairs = (report.get("preference") or {}).get("pairs")
     if pairs:

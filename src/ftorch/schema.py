@@ -242,6 +242,9 @@ METRICS = ("exact_match", "normalized_match", "json_valid", "json_schema", "fiel
            "judge")
 
 
+PROMPT_ARMS = ("zero_shot", "k_shot", "retrieved", "constrained")
+
+
 class EvalConfig(Strict):
     """Evaluation after every run: the task metrics on held-out data for base, prompted and tuned, plus
     general capability (instruction suite, drift) and safety, base against tuned."""
@@ -284,6 +287,18 @@ class EvalConfig(Strict):
     max_regression: Annotated[float, Field(ge=0.0, le=1.0)] = Field(
         0.05, description="a drop of more than this in the general suite's pass rate (or a rise in harmful "
         "compliance) marks the run 'regressed'")
+    prompt_arms: list[Literal[PROMPT_ARMS]] = Field(
+        default_factory=lambda: list(PROMPT_ARMS), description="prompting strategies swept on validation data; the "
+        "best becomes the 'prompted' system the tuned model is compared with on the test split. [] = the fixed "
+        "few_shot prompt, no sweep")
+    k_shots: list[PositiveInt] = Field(default_factory=lambda: [1, 3, 5, 10], description="k for the k_shot arm "
+                                       "(each a separate arm; a k whose prompts exceed the context is skipped)")
+    validation_limit: PositiveInt = Field(40, description="validation examples the arms are scored on: from "
+                                          "data.validation, else a fixed slice of train kept out of the shots")
+    early_stop: bool = Field(True, description="stop an arm after half the validation examples when it is "
+                             "clearly worse than the best so far (its interval lies below the best's)")
+    reference_model: str | None = Field(None, description="a bigger model as one more arm, prompted with the best "
+                                        "strategy: a local model folder, or an OpenAI model id (network)")
 
     @model_validator(mode="after")
     def _schema_metric_needs_a_schema(self) -> "EvalConfig":

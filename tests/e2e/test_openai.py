@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.slow,
 FAST = ["recipe=openai-quickstart", "provider.poll_interval_s=0.01", "provider.max_poll_interval_s=0.05"]
 NO_EVAL = ["eval=none"]
 QUICK_EVAL = ["eval.limit=3", "eval.few_shot=2", "eval.general_limit=3", "eval.safety_limit=3",
-              "eval.max_new_tokens=16"]
+              "eval.max_new_tokens=16", "eval.validation_limit=3", "eval.k_shots=[1,2]"]
 
 
 @pytest.fixture
@@ -60,6 +60,11 @@ def test_full_lifecycle_with_evaluation(standin, tmp_path):
     # the evaluation went through chat completions: base model for base/prompted, the fine-tuned id for tuned
     models = {r.json["model"] for r in standin.requests_to("POST", "/v1/chat/completions")}
     assert models == {"gpt-4o-mini-2024-07-18", record["fine_tuned_model"]}
+    # the prompting arms were swept on validation; the constrained one asked for the schema as response_format
+    formats = [r.json["response_format"] for r in standin.requests_to("POST", "/v1/chat/completions")
+               if "response_format" in r.json]
+    assert formats and formats[0]["type"] == "json_schema" and formats[0]["json_schema"]["schema"]["required"]
+    assert record["evaluation"]["prompt_arm"]
     references = [json.loads(json.loads(line)["messages"][-1]["content"])
                   for line in (ROOT / "datasets/quickstart/test.jsonl").read_text().splitlines()[:3]]
     expected = sum(r["action"] == "move" for r in references) / 3 / 5  # one field of five right

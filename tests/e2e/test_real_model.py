@@ -11,7 +11,8 @@ from conftest import ROOT, read_run, run_cli, run_dirs
 
 pytestmark = pytest.mark.slow
 SHORT = ["train.max_steps=2", "train.batch_size=2", "train.save_steps=100", "train.max_length=160",
-         "eval.limit=4", "eval.few_shot=1", "eval.general_limit=2", "eval.safety_limit=2", "eval.max_new_tokens=24"]
+         "eval.limit=4", "eval.few_shot=1", "eval.general_limit=2", "eval.safety_limit=2", "eval.max_new_tokens=24",
+         "eval.validation_limit=4", "eval.k_shots=[1]"]  # every arm kind (constrained included), on 4 examples
 
 
 def converted_folders(cache):
@@ -76,6 +77,11 @@ def test_the_report_has_finite_held_out_loss_and_no_nan(real_run):
     assert len(predictions) == 4
     # a real instruct model answers: the prompted baseline is not empty by construction
     assert any(p["systems"]["prompted"]["output"] for p in predictions)
+    # the prompting arms ran on the real model, the schema-constrained one through the batched decoder
+    arms = {a["name"]: a for a in report["prompt_arms"]["arms"]}
+    assert {"zero_shot", "k_shot_1", "retrieved_1"} <= set(arms) and report["prompt_arms"]["chosen"] in arms
+    assert any(name.startswith("constrained_") and a["status"] == "scored" for name, a in arms.items())
+    assert (eval_dir / "tradeoff.png").is_file() and "## Quality versus cost" in markdown
 
 
 def test_a_gguf_path_works_as_model_name(real_run, tmp_path, offline_env):

@@ -101,7 +101,9 @@ def test_three_systems_regression_flag_and_outputs(project):
 
 def test_prompting_as_good_gives_the_tie_verdict(project):
     run, cfg = project
-    cfg = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"general": False, "safety": False})})
+    # prompt_arms=[]: the fixed few_shot prompt, no sweep (tests/eval/test_arms.py covers the sweep)
+    cfg = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"general": False, "safety": False,
+                                                                     "prompt_arms": []})})
     report = evaluate_run(run, cfg, console=None, models=(ScriptedModel(), None, None))
     assert report["regressions"] == []
     assert report["verdict"].startswith("Quality ties: exact_match 100.0% tuned against 100.0% prompted")

@@ -55,39 +55,59 @@ class LocalModel:
 
     @contextmanager
     def system(self, name: str) -> Iterator[None]:
-        """'base' switches the adapter off for the block; 'tuned' and 'prompted' use what they need."""
-        if name == "base" and self.has_adapter:
+        """Every system but 'tuned' is the base model: the adapter is off for the block ('prompted' and the
+        prompting arms are the base model with a different prompt, never the tuned model with examples)."""
+        if name != "tuned" and self.has_adapter:
             with self.model.disable_adapter():
                 yield
         else:
             yield
 
+    constraint_kinds = ("json_schema", "labels")  # what `generate(constraint=)` can hold replies to
+
     def prompt_tokens(self, messages: Messages) -> int:
         return len(self._encode(messages))
+
+    @property
+    def context_length(self) -> int | None:
+        """Tokens the model attends to (prompt and reply), for capping the number of examples in a prompt."""
+        length = getattr(self.model.config, "max_position_embeddings", None)
+        return int(length) if isinstance(length, int) and length > 0 else None
+
+    def _token_mask(self, constraint):
+        from .constrained import TokenMask, tokenizer_data
+
+        if getattr(self, "_enforcer_data", None) is None:
+            self._enforcer_data = tokenizer_data(self.tokenizer)  # about a second for a 50k vocabulary: once
+        return TokenMask(self._enforcer_data, constraint, self._stop_ids())
 
     def _encode(self, messages: Messages) -> list[int]:
         return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
                                                   return_dict=False)
 
     def generate(self, conversations: list[Messages], max_new_tokens: int, batch_size: int,
-                 on_batch: Callable[[int], None] | None = None, min_new_tokens: int = 0) -> list[str]:
+                 on_batch: Callable[[int], None] | None = None, min_new_tokens: int = 0,
+                 constraint=None) -> list[str]:
         """Greedy replies, batched by similar length (order restored). A row stops at the end-of-turn token or
         max_new_tokens and leaves the batch at once (its KV cache rows are dropped), so finished rows cost
         nothing while longer ones go on. Identical to one-at-a-time generation up to floating-point
-        reduction order (bench/eval_generate.py counts the identical replies)."""
+        reduction order (bench/eval_generate.py counts the identical replies). A `constraint`
+        (eval/constrained.py) masks each row's logits to what it allows next."""
         encoded = [self._encode(m) for m in conversations]
+        mask = self._token_mask(constraint) if constraint is not None else None
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         replies: list[str] = [""] * len(encoded)
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
             for index, tokens in zip(chunk, self._greedy([encoded[i] for i in chunk], max_new_tokens,
-                                                         min_new_tokens)):
+                                                         min_new_tokens, mask)):
                 replies[index] = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
             if on_batch:
                 on_batch(len(chunk))
         return replies
 
-    def _greedy(self, prompts: list[list[int]], max_new_tokens: int, min_new_tokens: int) -> list[list[int]]:
+    def _greedy(self, prompts: list[list[int]], max_new_tokens: int, min_new_tokens: int,
+                token_mask=None) -> list[list[int]]:
         """Greedy decoding of left-padded prompts with a KV cache that shrinks as rows finish."""
         import torch
         from transformers import DynamicCache
@@ -108,6 +128,11 @@ class LocalModel:
             for step in range(max_new_tokens):
                 if step < min_new_tokens:
                     logits[:, stop_ids] = float("-inf")
+                if token_mask is not None:
+                    allowed = torch.full_like(logits, float("-inf"))
+                    for row, index in enumerate(active):
+                        allowed[row, token_mask.allowed(prompts[index] + generated[index])] = 0.0
+                    logits = logits + allowed
                 chosen = logits.argmax(-1)
                 finished = torch.isin(chosen, stop_ids) | (step + 1 >= max_new_tokens)
                 for row, token in enumerate(chosen.tolist()):

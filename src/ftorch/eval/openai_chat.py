@@ -26,19 +26,26 @@ class OpenAIChat:
         finally:
             self.current = previous
 
+    constraint_kinds = ("json_schema",)  # response_format; a label set cannot be held to on this API
+
     def prompt_tokens(self, messages: Messages) -> int:
         return self.counter.count_messages(messages)
 
     def generate(self, conversations: list[Messages], max_new_tokens: int, batch_size: int,
-                 on_batch: Callable[[int], None] | None = None) -> list[str]:
+                 on_batch: Callable[[int], None] | None = None, constraint=None) -> list[str]:
         from ..backends.openai_client import api_errors
 
-        model = self.models[self.current]
+        model = self.models.get(self.current, self.models["base"])  # a prompting arm asks the base model
+        extra = {}
+        if constraint is not None:
+            from .constrained import response_format
+
+            extra["response_format"] = response_format(constraint)
 
         def ask(messages: Messages) -> str:
             with api_errors(f"chat completion with {model}"):
                 reply = self.client.chat.completions.create(model=model, messages=messages, temperature=0,
-                                                            max_completion_tokens=max_new_tokens, seed=self.seed)
+                                                            max_completion_tokens=max_new_tokens, seed=self.seed, **extra)
             if reply.usage:
                 self.usage["prompt_tokens"] += reply.usage.prompt_tokens
                 self.usage["completion_tokens"] += reply.usage.completion_tokens

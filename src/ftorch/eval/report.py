@@ -84,7 +84,7 @@ def verdict(report: dict) -> str:
     kind, quality = _quality(report)
     better, worse = _secondary(report)
     if kind == "tuned":
-        first = (f"Fine-tuning beat prompting: {headline} {tuned:.1%} against {prompted:.1%} "
+        first = (f"Fine-tuning beat {_strongest(report) or 'prompting'}: {headline} {tuned:.1%} against {prompted:.1%} "
                  f"({_diff_with_ci(test, tuned - prompted)}, {_p_text(p)})")
         first += f", with {_join(gains)}." if gains else "."
         rest = [f"It also gains significantly on {_join(better)}." if better else "",
@@ -92,7 +92,7 @@ def verdict(report: dict) -> str:
                 f"It loses significantly on {_join(worse)}." if worse else ""]
         return " ".join(s for s in [first, *rest, forgetting] if s)
     if kind == "prompted":
-        first = (f"Prompting wins: {headline} {prompted:.1%} prompted against {tuned:.1%} tuned "
+        first = (f"{_strongest(report, 'wins') or 'Prompting wins'}: {headline} {prompted:.1%} prompted against {tuned:.1%} tuned "
                  f"({_diff_with_ci(test, tuned - prompted)}, {_p_text(p)}): for quality, fine-tuning is not worth it "
                  "here; improve the prompt instead.")
         upside = (f"What fine-tuning still buys: {_join(gains)}." if gains
@@ -101,7 +101,7 @@ def verdict(report: dict) -> str:
                 f"It costs {_join(losses)}." if losses else "",
                 f"It also loses significantly on {_join(worse)}." if worse else ""]
         return " ".join(s for s in [first, upside, *rest, forgetting] if s)
-    first = (f"Quality ties: {headline} {tuned:.1%} tuned against {prompted:.1%} prompted "
+    first = (f"{_strongest(report, 'ties') or 'Quality ties'}: {headline} {tuned:.1%} tuned against {prompted:.1%} prompted "
              f"({_diff_with_ci(test, tuned - prompted)}, {_p_text(p)}, n={report['n']}), so there is no evidence that "
              "fine-tuning beats prompting on quality.")
     still = []
@@ -110,7 +110,8 @@ def verdict(report: dict) -> str:
     if better:
         still.append("significant gains on " + _join(better))
     buys = (f"What fine-tuning still buys: {'; and '.join(still)}." if still
-            else "Fine-tuning buys nothing measurable over the few-shot prompt here.")
+            else f"Fine-tuning buys nothing measurable over the {'strongest' if _strongest(report) else 'few-shot'} "
+            "prompt here.")
     against = []
     if losses:
         against.append(_join(losses))
@@ -118,6 +119,22 @@ def verdict(report: dict) -> str:
         against.append("significant losses on " + _join(worse))
     but = f"Against it: {'; and '.join(against)}." if against else ""
     return " ".join(s for s in [first, buys, but, forgetting] if s)
+
+
+def _strongest(report: dict, outcome: str | None = None) -> str:
+    """The chosen prompting arm named for the verdict ("" without a sweep): "the strongest prompt, k_shot_5
+    (...; best of 6 arms on validation)"; with `outcome` a sentence opening such as "Quality ties with ..."."""
+    arms = report.get("prompt_arms")
+    if not arms:
+        return ""
+    tried = sum(1 for a in arms["arms"] if a.get("status") != "skipped")
+    name = (f"the strongest prompt, {arms['chosen']} ({arms['chosen_description']}; best of {tried} "
+            f"arm{'s' * (tried != 1)} on validation)")
+    if outcome == "wins":
+        return name[0].upper() + name[1:] + ", wins"
+    if outcome == "ties":
+        return f"Quality ties with {name}"
+    return name
 
 
 def _mean(systems: dict, name: str, metric: str):
@@ -260,8 +277,10 @@ def markdown(report: dict, run_dir: Path) -> str:
         if timed:
             row += f" {fixed(_latency(report, name), '.2f', 'not measured')} |"
         lines.append(row)
-    lines += ["", f"{report['n']} held-out examples; prompted = system prompt + {report['few_shot']} examples "
-              "from the training split.", ""]
+    arms = report.get("prompt_arms")
+    described = (f"the strongest prompt on validation, {arms['chosen']}: {arms['chosen_description']}" if arms
+                 else f"system prompt + {report['few_shot']} examples from the training split")
+    lines += ["", f"{report['n']} held-out examples; prompted = {described}.", ""]
     for name, test in report["significance"].items():
         lines.append(f"- {name.replace('_', ' ')}: {_test_text(test)}")
     by_metric = report.get("significance_by_metric") or {}
@@ -279,6 +298,9 @@ def markdown(report: dict, run_dir: Path) -> str:
         from .preference import markdown as preference_markdown
 
         lines += ["", *preference_markdown(report["preference"])]
+    from .tradeoff import arms_section, table
+
+    lines += arms_section(report) + table(report)
     lines += _general_and_safety(report)
     lines += human_check_lines(report)
     return "\n".join(lines) + "\n"

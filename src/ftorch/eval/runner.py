@@ -25,6 +25,8 @@ class Generator(Protocol):
     def system(self, name: str): ...  # a context manager selecting base / prompted / tuned
     def generate(self, conversations: list[Messages], max_new_tokens: int, batch_size: int,
                  on_batch: Callable[[int], None] | None = None) -> list[str]: ...
+    # optional: `constraint_kinds` and generate(..., constraint=) for the constrained arm (eval/constrained.py),
+    # `context_length` for capping the examples in a prompt
     def prompt_tokens(self, messages: Messages) -> int: ...
 
 
@@ -41,12 +43,23 @@ def evaluate(run: RunDir, cfg: RunConfig, generator: Generator, *, local=None, p
         judge = Judge(ev)
     report: dict[str, Any] = {"config": ev.model_dump(mode="json"), "n": len(task.examples),
                               "system_prompt": task.system_prompt, "few_shot": len(task.shots)}
+    answers_for = {name: (generator, price, None) for name in SYSTEMS}  # who answers, its price, its constraint
+    if ev.prompt_arms:  # the strongest prompt, chosen on validation data, becomes 'prompted'
+        from .selection import choose, load_reference
+
+        with generator.system("base"):
+            chosen = choose(cfg, task.system_prompt, generator, price=price, reference=load_reference(cfg, local),
+                            generate=lambda g, c, label, constraint: _generate(g, c, ev, progress, label, constraint))
+        task.prompter = lambda prompt: chosen.prompts.conversation(chosen.arm, prompt)
+        answers_for["prompted"] = (chosen.generator, chosen.price, chosen.arm.constraint)
+        report["prompt_arms"] = chosen.report
     outputs, latency = {}, {}
     for name in SYSTEMS:
         conversations = [task.conversation(name, e) for e in task.examples]
         started = time.perf_counter()
-        with generator.system(name):
-            outputs[name] = _generate(generator, conversations, ev, progress, f"task · {name}")
+        answerer, _, constraint = answers_for[name]
+        with answerer.system(name):
+            outputs[name] = _generate(answerer, conversations, ev, progress, f"task · {name}", constraint)
         # wall time per held-out example, generated in batches of eval.batch_size as the evaluation ran them
         latency[name] = {"seconds_per_call": (time.perf_counter() - started) / max(1, len(conversations)),
                          "batch_size": ev.batch_size}
@@ -60,7 +73,7 @@ def evaluate(run: RunDir, cfg: RunConfig, generator: Generator, *, local=None, p
     report["task"] = _summaries(predictions, names, ev.headline)
     report["significance"] = _significance(predictions, ev.headline)
     report["significance_by_metric"] = _significance_by_metric(predictions, names)
-    report["cost"] = _cost(task, generator, price)
+    report["cost"] = _cost(task, generator, price, answers_for)
     if cfg.data.format == "preference":
         from . import preference
 
@@ -84,12 +97,14 @@ def evaluate(run: RunDir, cfg: RunConfig, generator: Generator, *, local=None, p
     return {"report": report, "predictions": predictions}
 
 
-def _generate(generator: Generator, conversations: list[Messages], ev, progress, label: str) -> list[str]:
+def _generate(generator: Generator, conversations: list[Messages], ev, progress, label: str,
+              constraint=None) -> list[str]:
+    extra = {"constraint": constraint} if constraint is not None else {}  # eval/constrained.py
     if progress is None:
-        return generator.generate(conversations, ev.max_new_tokens, ev.batch_size)
+        return generator.generate(conversations, ev.max_new_tokens, ev.batch_size, **extra)
     task_id = progress.add_task(label, total=len(conversations))
     replies = generator.generate(conversations, ev.max_new_tokens, ev.batch_size,
-                                 on_batch=lambda n: progress.advance(task_id, n))
+                                 on_batch=lambda n: progress.advance(task_id, n), **extra)
     progress.update(task_id, visible=False)
     return replies
 
@@ -188,14 +203,16 @@ def _compare(predictions: list[dict], metric: str) -> dict:
     return result
 
 
-def _cost(task: Task, generator: Generator, price: dict | None) -> dict:
-    """Prompt tokens per call for each system; dollars per 1,000 calls where a price is known."""
+def _cost(task: Task, generator: Generator, price: dict | None, answers_for: dict | None = None) -> dict:
+    """Prompt tokens per call for each system (each with its real prompt: the chosen arm's examples included);
+    dollars per 1,000 calls where a price is known."""
     result = {}
     for name in SYSTEMS:
-        tokens = [generator.prompt_tokens(task.conversation(name, e)) for e in task.examples]
+        answerer, own_price, _ = (answers_for or {}).get(name, (generator, price, None))
+        tokens = [answerer.prompt_tokens(task.conversation(name, e)) for e in task.examples]
         mean = statistics.fmean(tokens) if tokens else 0.0
         entry: dict[str, Any] = {"prompt_tokens_per_call": mean}
-        per_million = (price or {}).get("tuned_input_usd_per_1m" if name == "tuned" else "input_usd_per_1m")
+        per_million = (own_price or {}).get("tuned_input_usd_per_1m" if name == "tuned" else "input_usd_per_1m")
         if per_million is not None:
             entry["usd_per_1k_calls"] = mean * 1000 / 1e6 * per_million
         result[name] = entry

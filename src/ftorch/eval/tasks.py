@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,8 +31,11 @@ class Task:
     system_prompt: str | None
     shots: list[Messages]  # few-shot conversations (user/assistant turns) from train
     full: list[Messages]  # each held-out example whole, for held-out loss
+    prompter: Callable[[Messages], Messages] | None = None  # the chosen prompting arm (eval/selection.py)
 
     def conversation(self, system: str, example: HeldOut) -> Messages:
+        if system == "prompted" and self.prompter is not None:
+            return self.prompter(example.prompt)
         head = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
         shots = [m for shot in self.shots for m in shot] if system == "prompted" else []
         return head + shots + example.prompt
