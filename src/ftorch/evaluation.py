@@ -13,9 +13,9 @@ import yaml
 from .errors import ConfigError, FtorchError, Problem
 from .rundir import RunDir
 from .schema import RunConfig
+from .secrets import scrub
 
 INCOMPLETE = "INCOMPLETE"  # in eval/<timestamp>/ until the evaluation has finished
-from .secrets import scrub
 
 
 def config_of(run: RunDir, overrides: list[str]) -> RunConfig:
@@ -48,7 +48,8 @@ def config_of(run: RunDir, overrides: list[str]) -> RunConfig:
             OmegaConf.update(merged, key, override.value(), force_add=override.is_add())
         else:
             raise ConfigError(Problem(f"command line: {override.input_line}",
-                                      "only eval.* settings can change for a finished run (eval=NAME or eval.KEY=VALUE)"))
+                                      "only eval.* settings can change for a finished run "
+                                      "(eval=NAME or eval.KEY=VALUE)"))
     try:
         return RunConfig.model_validate(OmegaConf.to_container(merged, resolve=True))
     except ValidationError as exc:
@@ -79,10 +80,9 @@ def evaluate_run(run: RunDir, cfg: RunConfig, console, models=None) -> dict:
     `models` = (generator, local model or None, price) overrides the provider's own (for tests)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from .backends._hf import attach_log_file, detach_log_file
     from .eval import report as render
     from .eval.runner import eval_dir, evaluate, save
-
-    from .backends._hf import attach_log_file, detach_log_file
 
     path = eval_dir(run)
     library_log = attach_log_file(run)  # library warnings and loading bars to train.log, not the console

@@ -85,7 +85,7 @@ class OpenAIProvider(Strict):
     cancel_on_interrupt: bool = Field(False, description="Ctrl-C cancels the job instead of leaving it running")
 
     @model_validator(mode="after")
-    def _azure_needs_endpoint(self) -> "OpenAIProvider":
+    def _azure_needs_endpoint(self) -> OpenAIProvider:
         if self.api == "azure" and not (self.azure_endpoint and self.api_version):
             raise ValueError("api=azure needs provider.azure_endpoint and provider.api_version")
         if self.beta != "auto" and self.method != "dpo":
@@ -140,7 +140,7 @@ class TinyModel(Strict):
     seed: int = 0
 
     @model_validator(mode="after")
-    def _heads_divide_hidden(self) -> "TinyModel":
+    def _heads_divide_hidden(self) -> TinyModel:
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size ({self.hidden_size}) must be a multiple of num_heads ({self.num_heads})")
         return self
@@ -301,7 +301,7 @@ class EvalConfig(Strict):
                                         "strategy: a local model folder, or an OpenAI model id (network)")
 
     @model_validator(mode="after")
-    def _schema_metric_needs_a_schema(self) -> "EvalConfig":
+    def _schema_metric_needs_a_schema(self) -> EvalConfig:
         if "judge" in self.metrics and not self.judge_model:
             raise ValueError("metric 'judge' needs eval.judge_model")
         if "json_schema" in self.metrics and not self.json_schema:
@@ -332,7 +332,7 @@ class SweepSettings(Strict):
     fail_fast: bool = Field(False, description="stop the sweep at the first failed trial")
 
     @model_validator(mode="after")
-    def _one_direction_per_objective(self) -> "SweepSettings":
+    def _one_direction_per_objective(self) -> SweepSettings:
         if isinstance(self.direction, list):
             count = 1 if isinstance(self.objective, str) else len(self.objective)
             if len(self.direction) != count:
@@ -370,7 +370,7 @@ class RunConfig(Strict):
     paths: PathsConfig = Field(default_factory=PathsConfig)
 
     @model_validator(mode="after")
-    def _method_matches_data(self) -> "RunConfig":
+    def _method_matches_data(self) -> RunConfig:
         if self.model.adapter is not None and self.provider.name != "peft":
             raise ValueError(f"model.adapter: starting from an earlier run's adapter is available on provider=peft, "
                              f"not provider={self.provider.name}")

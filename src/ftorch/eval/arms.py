@@ -41,10 +41,10 @@ class Arm:
             text += f", {self.constraint.describe()}"
         return f"{self.model}: {text}" if self.model else text
 
-    def constrained(self, constraint: Constraint) -> "Arm":
+    def constrained(self, constraint: Constraint) -> Arm:
         return replace(self, constraint=constraint)
 
-    def on(self, model: str) -> "Arm":
+    def on(self, model: str) -> Arm:
         return replace(self, model=model)
 
 

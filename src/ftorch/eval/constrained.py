@@ -78,7 +78,8 @@ def tokenizer_data(tokenizer):
         from lmformatenforcer import TokenEnforcerTokenizerData
     except ImportError:
         raise MissingExtra(Problem("eval.prompt_arms", "the constrained arm needs lm-format-enforcer",
-                                   "pip install lm-format-enforcer, or leave 'constrained' out of eval.prompt_arms")) from None
+                                   "pip install lm-format-enforcer, or leave 'constrained' out of "
+                                   "eval.prompt_arms")) from None
     zero = tokenizer.encode("0", add_special_tokens=False)[-1]
     special = set(tokenizer.all_special_ids)
     regular = []

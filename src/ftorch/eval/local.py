@@ -20,7 +20,8 @@ class LocalModel:
         from ..backends._hf import loading
 
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        tokenizer_source = adapter if adapter is not None and (adapter / "tokenizer_config.json").exists() else base_path
+        with_tokenizer = adapter is not None and (adapter / "tokenizer_config.json").exists()
+        tokenizer_source = adapter if with_tokenizer else base_path
         with loading(str(tokenizer_source), "tokenizer"):
             self.tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_source))
         self.tokenizer.padding_side = "left"
@@ -38,7 +39,7 @@ class LocalModel:
         self.has_adapter = adapter is not None
 
     @classmethod
-    def from_loaded(cls, model, tokenizer, device: str | None = None) -> "LocalModel":
+    def from_loaded(cls, model, tokenizer, device: str | None = None) -> LocalModel:
         """A model already loaded some other way (an export: a merged folder, a GGUF file), without an adapter,
         decoded by the same batched greedy generation."""
         import torch

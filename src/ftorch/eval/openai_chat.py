@@ -45,7 +45,8 @@ class OpenAIChat:
         def ask(messages: Messages) -> str:
             with api_errors(f"chat completion with {model}"):
                 reply = self.client.chat.completions.create(model=model, messages=messages, temperature=0,
-                                                            max_completion_tokens=max_new_tokens, seed=self.seed, **extra)
+                                                            max_completion_tokens=max_new_tokens, seed=self.seed,
+                                                            **extra)
             if reply.usage:
                 self.usage["prompt_tokens"] += reply.usage.prompt_tokens
                 self.usage["completion_tokens"] += reply.usage.completion_tokens

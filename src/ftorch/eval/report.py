@@ -92,7 +92,8 @@ def verdict(report: dict) -> str:
                 f"It loses significantly on {_join(worse)}." if worse else ""]
         return " ".join(s for s in [first, *rest, forgetting] if s)
     if kind == "prompted":
-        first = (f"{_strongest(report, 'wins') or 'Prompting wins'}: {headline} {prompted:.1%} prompted against {tuned:.1%} tuned "
+        first = (f"{_strongest(report, 'wins') or 'Prompting wins'}: {headline} {prompted:.1%} prompted against "
+                 f"{tuned:.1%} tuned "
                  f"({_diff_with_ci(test, tuned - prompted)}, {_p_text(p)}): for quality, fine-tuning is not worth it "
                  "here; improve the prompt instead.")
         upside = (f"What fine-tuning still buys: {_join(gains)}." if gains
@@ -101,7 +102,8 @@ def verdict(report: dict) -> str:
                 f"It costs {_join(losses)}." if losses else "",
                 f"It also loses significantly on {_join(worse)}." if worse else ""]
         return " ".join(s for s in [first, upside, *rest, forgetting] if s)
-    first = (f"{_strongest(report, 'ties') or 'Quality ties'}: {headline} {tuned:.1%} tuned against {prompted:.1%} prompted "
+    first = (f"{_strongest(report, 'ties') or 'Quality ties'}: {headline} {tuned:.1%} tuned against "
+             f"{prompted:.1%} prompted "
              f"({_diff_with_ci(test, tuned - prompted)}, {_p_text(p)}, n={report['n']}), so there is no evidence that "
              "fine-tuning beats prompting on quality.")
     still = []
@@ -311,7 +313,8 @@ def human_check_lines(report: dict) -> list[str]:
     checked = {k: v for k, v in (report.get("human_check") or {}).items() if isinstance(v, dict)}
     if not checked:
         return []
-    lines = ["", "## Human-checked scoring", "", "| answers | checked | marked wrong | agreement |", "|---|---|---|---|"]
+    lines = ["", "## Human-checked scoring", "", "| answers | checked | marked wrong | agreement |",
+             "|---|---|---|---|"]
     lines += [f"| {name} | {v['checked']} | {v['wrong']} | {v['agreement']:.0%} |" for name, v in checked.items()]
     return lines
 

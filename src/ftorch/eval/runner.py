@@ -8,13 +8,13 @@ import math
 import statistics
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from ..rundir import RunDir, write_json_atomic
-from ..secrets import scrub_text_tree
 from ..schema import RunConfig
+from ..secrets import scrub_text_tree
 from . import metrics as task_metrics
 from .tasks import SYSTEMS, Task, load_task
 
@@ -327,7 +327,7 @@ def _last_user(messages: Messages) -> str:
 
 
 def eval_dir(run: RunDir) -> Path:
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d_%H-%M-%S_%f")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d_%H-%M-%S_%f")
     path = run.path / "eval" / stamp
     path.mkdir(parents=True, exist_ok=False)  # a new folder per evaluation: never overwrite an earlier one
     return path

@@ -77,7 +77,7 @@ def choose(cfg: RunConfig, system_prompt: str | None, generator, *, price: dict 
     runner_up = ranked[1] if len(ranked) > 1 else None
     why = (f"{best['arm'].name} scored {best['mean']:.1%} {metric} on {best['n']} validation examples, the highest"
            + (f" (next: {runner_up['arm'].name} {runner_up['mean']:.1%})" if runner_up else "")
-           + (f"; of equal scores the one with the fewest prompt tokens" if runner_up
+           + ("; of equal scores the one with the fewest prompt tokens" if runner_up
               and runner_up["mean"] == best["mean"] else ""))
     report = {"metric": metric, "validation": data.source, "n_validation": len(data.validation),
               "shot_pool": len(data.pool), "chosen": best["arm"].name, "chosen_description": best["arm"].describe(),
