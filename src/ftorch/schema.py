@@ -290,7 +290,8 @@ class EvalConfig(Strict):
     prompt_arms: list[Literal[PROMPT_ARMS]] = Field(
         default_factory=lambda: list(PROMPT_ARMS), description="prompting strategies swept on validation data; the "
         "best becomes the 'prompted' system the tuned model is compared with on the test split. [] = the fixed "
-        "few_shot prompt, no sweep")
+        "few_shot prompt, no sweep. Chat data only: on preference data the prompted system is the preferred "
+        "answers as examples plus eval.prompted_instructions")
     k_shots: list[PositiveInt] = Field(default_factory=lambda: [1, 3, 5, 10], description="k for the k_shot arm "
                                        "(each a separate arm; a k whose prompts exceed the context is skipped)")
     validation_limit: PositiveInt = Field(40, description="validation examples the arms are scored on: from "

@@ -44,7 +44,9 @@ def evaluate(run: RunDir, cfg: RunConfig, generator: Generator, *, local=None, p
     report: dict[str, Any] = {"config": ev.model_dump(mode="json"), "n": len(task.examples),
                               "system_prompt": task.system_prompt, "few_shot": len(task.shots)}
     answers_for = {name: (generator, price, None) for name in SYSTEMS}  # who answers, its price, its constraint
-    if ev.prompt_arms:  # the strongest prompt, chosen on validation data, becomes 'prompted'
+    # the strongest prompt, chosen on validation data, becomes 'prompted'; on preference data the prompted
+    # baseline is the preferred answers as examples plus eval.prompted_instructions (eval/preference.py)
+    if ev.prompt_arms and cfg.data.format == "chat":
         from .selection import choose, load_reference
 
         with generator.system("base"):
