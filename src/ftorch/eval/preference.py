@@ -67,8 +67,8 @@ def load_task(cfg) -> PreferenceTask:
         examples, full, pairs = examples[: cfg.eval.limit], full[: cfg.eval.limit], pairs[: cfg.eval.limit]
     as_chat = [{"messages": [*e["input"]["messages"], e["preferred_output"][0]]} for e in train.examples]
     system = cfg.eval.system_prompt or most_common_system_prompt(as_chat)
-    return PreferenceTask(examples, system, few_shot(as_chat, cfg.eval.few_shot, cfg.eval.seed), full, pairs,
-                          cfg.eval.prompted_instructions)
+    return PreferenceTask(examples, system, few_shot(as_chat, cfg.eval.few_shot, cfg.eval.seed), full, pairs=pairs,
+                          prompted_instructions=cfg.eval.prompted_instructions)
 
 
 def answer_logprobs(local, pairs: list[tuple[Messages, str, str]], batch_size: int) -> list[tuple[float, float]]:
