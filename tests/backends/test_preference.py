@@ -185,3 +185,17 @@ def test_sft_weight_adds_trl_s_sft_loss_to_dpo():
     args = trainer_args(cfg, {})
     assert args["loss_type"] == ["sigmoid", "sft"] and args["loss_weights"] == [1.0, 0.5]
     assert "loss_weights" not in trainer_args(prepare(project, ["recipe=dpo-quickstart-tiny"]).config, {})
+
+
+def test_the_preference_task_s_prompted_conversation_carries_the_do_not_rules():
+    from ftorch.compose import find_project
+    from ftorch.eval.tasks import load_task
+    from ftorch.runner import prepare
+
+    cfg = prepare(find_project(), ["recipe=dpo-quickstart-tiny",
+                                   "eval.prompted_instructions='Do not add text.'"]).config
+    task = load_task(cfg)
+    assert task.prompter is None and len(task.pairs) == len(task.examples) > 0
+    prompted = task.conversation("prompted", task.examples[0])
+    assert prompted[0]["role"] == "system" and prompted[0]["content"].endswith("Do not add text.")
+    assert "Do not add text." not in str(task.conversation("base", task.examples[0]))
