@@ -40,11 +40,11 @@ def get_backend(name: str) -> Backend:
 
 def make_plan(cfg, data) -> Plan:
     """The provider's plan, after refusing any setting it would not use (mapped or refused, never ignored)."""
-    from .settings import refuse_unused, unused_paths
+    from .settings import refuse_unused
 
     backend = get_backend(cfg.provider.name)
-    refuse_unused(cfg, backend.name, backend.unused_settings)
-    return dataclasses.replace(backend.plan(cfg, data), ignored=sorted(unused_paths(backend.unused_settings)))
+    ignored = refuse_unused(cfg, backend.name, backend.unused_settings)
+    return dataclasses.replace(backend.plan(cfg, data), ignored=ignored)
 
 
 __all__ = ["Backend", "Plan", "Result", "REGISTRY", "get_backend", "make_plan"]

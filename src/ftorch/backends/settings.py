@@ -14,11 +14,11 @@ if TYPE_CHECKING:
 _ABSENT = object()
 
 
-def unused_paths(unused: Mapping[str, str]) -> dict[str, str]:
+def unused_paths(unused: Mapping[str, str], defaults: dict | None = None) -> dict[str, str]:
     """The backend's declaration with `section.*` expanded to every leaf of that section of the schema."""
     from ..schema import RunConfig, defaults_tree
 
-    defaults = defaults_tree(RunConfig)
+    defaults = defaults_tree(RunConfig) if defaults is None else defaults
     expanded: dict[str, str] = {}
     for path, why in unused.items():
         if path.endswith(".*"):
@@ -29,19 +29,22 @@ def unused_paths(unused: Mapping[str, str]) -> dict[str, str]:
     return expanded
 
 
-def refuse_unused(cfg: RunConfig, provider: str, unused: Mapping[str, str]) -> None:
-    """ConfigError listing every unused setting that differs from its default (one problem each)."""
+def refuse_unused(cfg: RunConfig, provider: str, unused: Mapping[str, str]) -> list[str]:
+    """ConfigError listing every unused setting that differs from its default (one problem each); else the
+    unused settings' paths, expanded (what plan.json lists as `ignored`)."""
     from ..schema import RunConfig, defaults_tree
 
     defaults, values = defaults_tree(RunConfig), cfg.model_dump(mode="json")
+    paths = unused_paths(unused, defaults)
     problems = []
-    for path, why in unused_paths(unused).items():
+    for path, why in paths.items():
         value, default = _get(values, path), _get(defaults, path)
         if value is not _ABSENT and value != default:
             problems.append(Problem(path, f"{path}={_show(value)} has no effect with provider={provider}",
                                     f"{why}; remove it (default: {_show(default)})"))
     if problems:
         raise ConfigError(problems)
+    return sorted(paths)
 
 
 def _get(tree: Any, dotted: str) -> Any:
