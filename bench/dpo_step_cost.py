@@ -35,9 +35,9 @@ def seconds_per_step(recipe: str, steps: int, batch: int, extra: list[str]) -> t
     (the first step left out). CPU seconds are this process's, all threads: on a shared machine they move far
     less than wall time when other work competes for the cores."""
     from ftorch.backends import _hf, get_backend
-    from ftorch.compose import find_project
-    from ftorch.rundir import RunDir
-    from ftorch.runner import prepare
+    from ftorch.config.compose import find_project
+    from ftorch.run.rundir import RunDir
+    from ftorch.run.lifecycle import prepare
 
     cpu: list[float] = []
     original = _hf.metrics_callback

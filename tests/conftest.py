@@ -40,6 +40,20 @@ def offline_env(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
+def forget_secrets():
+    """ftorch remembers each secret it met for the life of the process (to scrub it from later output): a test's
+    made-up secrets must not scrub the next test's text when tests share a process."""
+    from ftorch import secrets
+
+    values, names = set(secrets._remembered), set(secrets._remembered_env)
+    yield
+    secrets._remembered.clear()
+    secrets._remembered.update(values)
+    secrets._remembered_env.clear()
+    secrets._remembered_env.update(names)
+
+
+@pytest.fixture(autouse=True)
 def no_network(monkeypatch):
     real_connect = socket.socket.connect
 
@@ -56,6 +70,14 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600, **popen) 
     """Run `python -m ftorch ARGS` as a user would, in a separate process."""
     return subprocess.run([sys.executable, "-m", "ftorch", *args], cwd=cwd or ROOT, capture_output=True,
                           text=True, timeout=timeout, env=os.environ.copy(), **popen)
+
+
+def train_run(runs: Path, *args: str, timeout: float = 600) -> tuple[Path, subprocess.CompletedProcess]:
+    """`ftorch train ARGS` into `runs`, which must succeed with one run directory: (that directory, the result)."""
+    result = run_cli("train", f"paths.runs={runs}", *args, timeout=timeout)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (run_dir,) = run_dirs(runs)
+    return run_dir, result
 
 
 def run_dirs(runs: Path) -> list[Path]:

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import chat
 from ftorch import cache as cache_check, models
-from ftorch.schema import TinyModel
+from ftorch.config.schema import TinyModel
 
 SMALL = TinyModel(hidden_size=16, intermediate_size=32, num_heads=2, num_layers=1, vocab_size=300)
 

@@ -2,9 +2,9 @@
 
 import pytest
 
-from ftorch.compose import compose, find_project
-from ftorch.config import Origins, load
-from ftorch.runner import prepare
+from ftorch.config.compose import compose, find_project
+from ftorch.config.load import Origins, load
+from ftorch.run.lifecycle import prepare
 
 PROJECT = find_project()
 
@@ -70,7 +70,7 @@ def test_every_group_option_validates(group, option):
 def test_a_sweep_whose_sweeper_library_is_missing_is_a_config_error(monkeypatch, tmp_path):
     import importlib.util
 
-    from ftorch.compose import plan_trials
+    from ftorch.config.compose import plan_trials
     from ftorch.errors import ConfigError
 
     real = importlib.util.find_spec

@@ -17,6 +17,8 @@ CASES = [
     (["model.name=???"], ["model.name", "missing required value"]),
     (["train.lora.r=0"], ["train.lora.r", "greater than 0"]),
     (["data.train=/nonexistent/train.jsonl"], ["data.train", "file not found"]),
+    (["recipe=quickstart", "model.tiny.num_heads=2"], ["model.tiny.num_heads", "'model.tiny' is not set in this config",
+                                                      "model=tiny"]),
 ]
 
 
@@ -77,3 +79,38 @@ def test_plan_touches_nothing_and_never_imports_torch(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "total_steps" in result.stdout
     assert not (tmp_path / "r").exists()
+
+
+def test_a_value_from_a_nested_default_names_that_file(tmp_path, capsys, monkeypatch):
+    """Provenance follows Hydra's own defaults list: train=mine pulls conf/train/shared.yaml through its defaults,
+    so a bad value set there is blamed on shared.yaml, and one the recipe sets on the recipe (merged last)."""
+    import shutil
+
+    from conftest import ROOT
+
+    project = tmp_path / "project"
+    (project / "recipes").mkdir(parents=True)
+    shutil.copytree(ROOT / "conf", project / "conf")
+    (project / "conf" / "train" / "shared.yaml").write_text("lr: -1.0\nbatch_size: 0\n")
+    (project / "conf" / "train" / "mine.yaml").write_text("defaults:\n  - shared\n  - _self_\nepochs: 1\n")
+    (project / "recipes" / "quickstart.yaml").write_text((ROOT / "recipes" / "quickstart.yaml").read_text())
+    (project / "recipes" / "mine.yaml").write_text("# @package _global_\ndefaults:\n  - override /train: mine\n"
+                                                   "train:\n  batch_size: -3\n")
+    monkeypatch.setenv("FTORCH_ROOT", str(project))
+    code = main(["plan", "recipe=mine"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "conf/train/shared.yaml: train.lr" in err
+    assert "recipes/mine.yaml: train.batch_size" in err
+
+
+def test_every_tiny_model_setting_can_be_overridden_without_a_plus(capsys):
+    """conf/model/tiny.yaml holds only what differs from the schema; the schema's other TinyModel keys are still
+    in the composed config, so model.tiny.num_heads=2 needs no '+'."""
+    import json
+
+    from ftorch.config.schema import TinyModel
+
+    assert main(["plan", "--json", "model=tiny", "model.tiny.num_heads=2"]) == 0
+    tiny = json.loads(capsys.readouterr().out)["config"]["model"]["tiny"]
+    assert tiny["num_heads"] == 2 and tiny["num_layers"] == TinyModel().num_layers and tiny["hidden_size"] == 256

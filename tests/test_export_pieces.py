@@ -8,7 +8,7 @@ import pytest
 from ftorch.export.ollama import FAMILIES, modelfile_text, recognise, writes_bos
 from ftorch.export.source import ExportError, new_folder
 from ftorch.export.verify import default_thresholds, judge
-from ftorch.rundir import RunDir
+from ftorch.run.rundir import RunDir
 
 SMOLLM2 = ("{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\n"
            "You are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}"

@@ -5,12 +5,12 @@ import pytest
 import yaml
 
 from ftorch.errors import ConfigError
-from ftorch.evaluation import config_of
-from ftorch.rundir import RunDir
-from ftorch.runner import prepare
+from ftorch.eval.finished import config_of
+from ftorch.run.rundir import RunDir
+from ftorch.run.lifecycle import prepare
 
 from conftest import TINY
-from ftorch.compose import find_project
+from ftorch.config.compose import find_project
 
 PROJECT = find_project()
 

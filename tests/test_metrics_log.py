@@ -5,8 +5,8 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from ftorch import metrics_log
-from ftorch.metrics_log import MetricsRow, final_metrics, from_trainer_logs
+from ftorch.run import metrics_log
+from ftorch.run.metrics_log import MetricsRow, final_metrics, from_trainer_logs
 
 
 def test_a_trainer_s_log_events_become_rows():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ftorch.review.eval_view import EvalReview, diff, latest_eval
 from tests.conftest import chat, run_cli
-from tests.eval.test_runner import project  # noqa: F401 (a fixture: a run folder ready to be evaluated)
+from tests.eval.test_suite import project  # noqa: F401 (a fixture: a run folder ready to be evaluated)
 
 METRICS = ("exact_match", "field_accuracy")
 
@@ -146,8 +146,8 @@ def test_the_report_renders_human_checked_agreement():
 
 def test_an_evaluation_as_ftorch_eval_writes_it(project):
     """The shapes the review reads are the ones the evaluation writes (a scripted model, no training)."""
-    from ftorch.evaluation import evaluate_run
-    from tests.eval.test_runner import ScriptedModel
+    from ftorch.eval.finished import evaluate_run
+    from tests.eval.test_suite import ScriptedModel
 
     run, cfg = project
     evaluate_run(run, cfg, console=None, models=(ScriptedModel(), None, None))

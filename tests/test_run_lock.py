@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from ftorch import runner
+from ftorch.run import lifecycle as runner
 from ftorch.backends import Result
 from ftorch.cli import main
 from ftorch.errors import ConfigError
-from ftorch.rundir import RunDir
+from ftorch.run.rundir import RunDir
 
 
 def make_run(folder: Path, status: str = "running", **fields) -> RunDir:
@@ -29,7 +29,7 @@ def test_one_holder_at_a_time_and_readers_see_who(tmp_path):
     run = make_run(tmp_path / "run")
     with run.owned("train"):
         assert run.holder() == {"pid": os.getpid(), "host": socket.gethostname()}
-        assert run.observed()["status"] == "running"
+        assert run.observed().status == "running"
         with pytest.raises(ConfigError, match=f"in use by pid {os.getpid()} on {socket.gethostname()}"):
             with run.owned("resume"):
                 pass
@@ -41,13 +41,13 @@ def test_a_running_run_whose_lock_is_free_has_died(tmp_path):
     with run.owned("train"):
         pass  # the owner is gone; run.json still says running
     seen = run.observed()
-    assert seen["status"] == "died" and "step 6" in seen["error"] and f"ftorch resume {run.path}" in seen["error"]
+    assert seen.status == "died" and "step 6" in seen.error and f"ftorch resume {run.path}" in seen.error
 
 
 def test_an_evaluation_left_running_has_died(tmp_path):
     run = make_run(tmp_path / "run", status="succeeded", evaluation={"status": "running", "dir": "x"})
     run.lock_file.touch()
-    assert run.observed()["evaluation"]["status"] == "died"
+    assert run.observed().evaluation.status == "died"
 
 
 @pytest.mark.parametrize("command", ["resume", "eval", "cancel"])

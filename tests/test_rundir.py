@@ -7,8 +7,8 @@ from omegaconf import OmegaConf
 
 from ftorch.backends import Result
 from ftorch.errors import BackendError, RunInterrupted
-from ftorch.rundir import REDACTED, RunDir, redact, redact_hydra_dir, redact_override, write_json_atomic
-from ftorch.runner import supervise
+from ftorch.run.rundir import REDACTED, RunDir, redact, redact_hydra_dir, redact_override, write_json_atomic
+from ftorch.run.lifecycle import supervise
 
 
 def started(tmp_path) -> RunDir:
@@ -85,3 +85,15 @@ def test_secrets_in_hydra_overrides_are_redacted(tmp_path):
                                         ("max_tokens", False), ("tokenizer", False), ("keyword", False)])
 def test_secret_key_names(key, secret):
     assert (redact({key: "value"}, {key: "value"})[key] == REDACTED) is secret
+
+
+def test_a_run_seen_without_writes_is_left_alone(tmp_path):
+    """What ranks other than 0 of a distributed run get (peft_worker): the same code runs, nothing lands."""
+    owner = RunDir(tmp_path)
+    owner.update(status="running")
+    owner.append_log("from rank 0")
+    quiet = RunDir(tmp_path, writes=False)
+    assert quiet.update(last_checkpoint_step=4).last_checkpoint_step == 4  # validated, not written
+    quiet.append_log("from rank 1")
+    assert owner.read() == {"status": "running"}
+    assert "from rank 0" in owner.log.read_text() and "from rank 1" not in owner.log.read_text()

@@ -119,7 +119,7 @@ def test_unquoted_non_ascii_path_gets_a_quoting_hint(capsys):
 
 
 def test_data_check_reports_weight_zero_and_truncation_with_lines(tmp_path, capsys):
-    from ftorch.schema import TinyModel
+    from ftorch.config.schema import TinyModel
     from ftorch.tiny import ensure_tiny_model
 
     folder = ensure_tiny_model(TinyModel(hidden_size=64, intermediate_size=128, num_heads=2))

@@ -5,6 +5,7 @@ answer, and gets one plausible mistake as the rejected answer, in turn:
   wrong_field  the right values under a wrong key ("date" for "day", "person" for "with", ...)
   malformed    broken JSON (single quotes, or the closing brace missing)
   chatty       a friendly preamble before the JSON ("Sure! Here is ...")
+  clock_time   the time as people say it ("5pm", "9:30am") instead of the 24-hour "17:00" the schema asks for
 Deterministic (seeded); train and test keep quickstart's split, so no prompt is in both."""
 
 import json
@@ -30,7 +31,13 @@ def chatty(answer: dict, rng: random.Random) -> str:
     return rng.choice(PREAMBLES) + json.dumps(answer)
 
 
-MISTAKES = [wrong_field, malformed, chatty]
+def clock_time(answer: dict, rng: random.Random) -> str:
+    hours, minutes = (int(part) for part in answer["time"].split(":"))
+    spoken = f"{hours % 12 or 12}{f':{minutes:02d}' if minutes else ''}{'pm' if hours >= 12 else 'am'}"
+    return json.dumps({**answer, "time": spoken})
+
+
+MISTAKES = [wrong_field, malformed, chatty, clock_time]
 
 
 def pair(row: dict, index: int, rng: random.Random) -> dict:

@@ -34,7 +34,7 @@ class Session:
         self.turns.append({"event": "reset"})
 
     def save(self) -> Path:
-        from .rundir import write_json_atomic
+        from .run.rundir import write_json_atomic
 
         write_json_atomic(self.path, {"run_dir": str(self.run_dir), "compare": self.compare,
                                       "saved": datetime.now(UTC).isoformat(timespec="seconds"),

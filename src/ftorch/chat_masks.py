@@ -39,7 +39,7 @@ class MaskError(ValueError):
 
 
 def has_generation_markers(template: str | None) -> bool:
-    return bool(template) and MARKERS.search(template) is not None
+    return template is not None and MARKERS.search(template) is not None
 
 
 def chat_template(tokenizer, tools: list | None = None) -> str:

@@ -12,9 +12,12 @@ Nothing here downloads anything. Heavy imports (torch, transformers) stay inside
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import os
+import sys
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
@@ -140,8 +143,6 @@ def shape(name: str) -> dict[str, Any] | None:
             except (OSError, ValueError):  # a damaged cache entry: local_path converts it again
                 pass
         return gguf_metadata(path)
-    from .backends.memory import load_model_config
-
     return load_model_config(name)
 
 
@@ -186,6 +187,15 @@ def _cache_damage(folder: Path) -> str | None:
     return None
 
 
+GGUF_BAR = "de-quantizing GGUF tensors"
+
+
+def _without_bars(text: str) -> str:
+    """What a library wrote to stderr, less the refreshes of the GGUF loader's progress bar."""
+    lines = text.replace("\r", "\n").splitlines(keepends=True)
+    return "".join(line for line in lines if GGUF_BAR not in line and line.strip())
+
+
 def convert_gguf(path: Path, out: Path) -> None:
     """Dequantise a GGUF model to float32 with transformers and save it as safetensors with its tokenizer, chat
     template and generation config. A GGUF-loaded model refuses save_pretrained, so its weights move into a fresh
@@ -193,13 +203,19 @@ def convert_gguf(path: Path, out: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    # transformers' GGUF loader drives a plain tqdm bar (not its own switchable one): in a log file each refresh
+    # is a line, so off a terminal the bar is caught and only what else was written passes through
+    caught = io.StringIO()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-        loaded = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
+        with contextlib.redirect_stderr(caught) if not sys.stderr.isatty() else contextlib.nullcontext():
+            tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+            loaded = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
     except Exception as exc:  # whatever the GGUF loader raises for this file is a problem with the user's model
         raise ModelError(Problem("model.name", f"transformers could not load the GGUF file '{path}': "
                                  f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
                                  f"supported GGUF architectures: {', '.join(GGUF_ARCHITECTURES)}")) from None
+    finally:
+        sys.stderr.write(_without_bars(caught.getvalue()))
     config = loaded.config
     if hasattr(config, "quantization_config"):
         delattr(config, "quantization_config")
@@ -215,3 +231,18 @@ def convert_gguf(path: Path, out: Path) -> None:
     (out / "ftorch-source.json").write_text(json.dumps({"gguf": str(path.resolve()), "size": path.stat().st_size,
                                                         "conversion_version": CONVERSION_VERSION}, indent=2))
     (out / ".complete").touch()
+
+
+def load_model_config(name_or_path: str) -> dict[str, Any] | None:
+    """config.json of a local folder, or of a hub id already in the local cache; None if neither (no network)."""
+    folder = Path(name_or_path).expanduser()
+    if folder.is_dir():  # a local model: its config, or nothing (never a hub lookup for a path)
+        local = folder / "config.json"
+        return json.loads(local.read_text()) if local.is_file() else None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(name_or_path, "config.json")
+    except Exception:  # not a valid hub id either
+        return None
+    return json.loads(Path(cached).read_text()) if isinstance(cached, str) else None

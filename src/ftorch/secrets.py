@@ -301,11 +301,11 @@ class ScrubbingStream(io.TextIOBase):
         return True
 
     @property
-    def encoding(self):  # type: ignore[override]
+    def encoding(self):
         return getattr(self._stream, "encoding", "utf-8")
 
     @property
-    def errors(self):  # type: ignore[override]
+    def errors(self):
         return getattr(self._stream, "errors", None)
 
     @property

@@ -18,7 +18,7 @@ LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # vLLM's accepted --max-lora-r
 
 
 def lora_name(source: Source) -> str:
-    recipe = re.sub(r"[^a-z0-9_.-]+", "-", (source.record.get("recipe") or "run").lower()).strip("-") or "run"
+    recipe = re.sub(r"[^a-z0-9_.-]+", "-", (source.record.recipe or "run").lower()).strip("-") or "run"
     return f"ftorch-{recipe}"
 
 
@@ -52,8 +52,8 @@ def missing() -> list[str]:
 
 def serve(args, out) -> int:
     source = open_run(args.run_dir)
-    if source.provider == "openai":
-        out.print(f"this run's model is served by OpenAI: call {source.record.get('fine_tuned_model')}",
+    if source.hosted:
+        out.print(f"this run's model is served by provider={source.provider}: call {source.record.fine_tuned_model}",
                   markup=False)
         return 0
     config = json.loads((source.adapter / "adapter_config.json").read_text())

@@ -9,7 +9,7 @@ from importlib import resources
 from pathlib import Path
 
 from .cache import cache_root
-from .schema import TinyModel
+from .config.schema import TinyModel
 
 BUILD_VERSION = 1  # bump when the build recipe changes, so old caches are not reused
 SPECIAL_TOKENS = ["<|pad|>", "<|begin|>", "<|end|>", "<|system|>", "<|developer|>", "<|user|>", "<|assistant|>",

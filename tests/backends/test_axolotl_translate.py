@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from conftest import TINY
-from ftorch.backends import axolotl
+from ftorch.backends import axolotl, axolotl_config
 from ftorch.cli import main
 from ftorch.errors import ConfigError
-from ftorch.rundir import RunDir
-from ftorch.schema import DataConfig, LoraSettings, ModelConfig, TrainConfig
+from ftorch.config.schema import DataConfig, LoraSettings, ModelConfig, PreferenceSettings, TrainConfig
+from ftorch.run.rundir import RunDir
 
 AXOLOTL = ["provider=axolotl", *TINY, "eval=none"]
 
@@ -100,21 +100,23 @@ def test_validation_split_becomes_test_datasets(chat_jsonl, capsys):
 
 
 def test_run_time_arguments(tmp_path):
-    from ftorch.schema import AxolotlProvider, RunConfig
+    from ftorch.config.schema import RunConfig
+    from ftorch.config.providers import AxolotlProvider
 
     cfg = RunConfig(provider=AxolotlProvider(), model=ModelConfig(name="m"), data=DataConfig(train="t.jsonl"))
-    out = axolotl._axolotl_config(cfg, str(tmp_path / "checkpoints"), {"train": "/d/t.jsonl"}, base_model="/models/m",
+    out = axolotl_config.translate(cfg, str(tmp_path / "checkpoints"), {"train": "/d/t.jsonl"}, base_model="/models/m",
                                   device="cpu", resume_from="/r/checkpoint-4")
     assert out["base_model"] == "/models/m" and out["resume_from_checkpoint"] == "/r/checkpoint-4"
     assert out["dataset_prepared_path"] == str(tmp_path / "axolotl_prepared")
     assert all(out[f"lora_{k}_kernel"] is False for k in ("mlp", "qkv", "o", "embedding"))  # they need CUDA
-    assert "lora_mlp_kernel" not in axolotl._axolotl_config(cfg, "o", {"train": "t"}, device="cuda")
+    assert "lora_mlp_kernel" not in axolotl_config.translate(cfg, "o", {"train": "t"}, device="cuda")
 
 
 def test_every_setting_is_mapped_or_listed_as_ignored():
-    used = set(axolotl.SOURCES.values()) | set(axolotl.IGNORED)
-    fields = {f"train.{n}" for n in TrainConfig.model_fields if n != "lora"}
+    used = set(axolotl_config.SOURCES.values()) | set(axolotl_config.IGNORED)
+    fields = {f"train.{n}" for n in TrainConfig.model_fields if n not in ("lora", "preference")}
     fields |= {f"train.lora.{n}" for n in LoraSettings.model_fields}
+    fields |= {f"train.preference.{n}" for n in PreferenceSettings.model_fields}
     fields |= {f"model.{n}" for n in ModelConfig.model_fields if n != "tiny"}  # tiny: model_path builds it
     fields |= {f"data.{n}" for n in DataConfig.model_fields}
     assert fields - used == set()
@@ -182,7 +184,7 @@ def test_missing_provider_python_names_the_setting(tmp_path, capsys):
     ("", "axolotl.yaml"),
 ])
 def test_axolotl_errors_map_back_to_ftorch_keys(key, expected):
-    assert axolotl.ftorch_key(key, {"wandb_project": "x"}) == expected
+    assert axolotl_config.ftorch_key(key, {"wandb_project": "x"}) == expected
 
 
 def test_validate_turns_the_child_report_into_one_config_error(tmp_path, monkeypatch):
@@ -228,14 +230,17 @@ STUBBORN = ("import signal, sys, time\nsignal.signal(signal.SIGINT, lambda *a: p
 
 
 def test_a_child_that_ignores_sigint_is_terminated(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(axolotl, "STOP_SIGNALS", ((signal.SIGINT, 0.5), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)))
+    from ftorch.backends import child as supervision
+
+    monkeypatch.setattr(supervision, "STOP_POLICY", ((signal.SIGINT, 0.5), (signal.SIGTERM, 5.0),
+                                                     (signal.SIGKILL, 5.0)))
     run = RunDir(tmp_path)
     child = subprocess.Popen([sys.executable, "-c", STUBBORN], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              start_new_session=True)
     assert child.stdout.readline() == b"ready\n"
     started = time.monotonic()
     with run.log.open("a") as log:
-        axolotl._stop(child, axolotl._Output(run, log, 1, 0), run)
+        supervision.stop(child, run, "axolotl", axolotl._Output(run, log, 1, 0).feed)
     assert child.poll() == -signal.SIGTERM and time.monotonic() - started < 5
     text = run.log.read_text()
     assert "with SIGINT" in text and "ignoring SIGINT" in text and "with SIGTERM" in text and "SIGKILL" not in text
@@ -245,7 +250,8 @@ def test_a_child_that_ignores_sigint_is_terminated(tmp_path, monkeypatch, capsys
 def test_stream_returns_the_exit_code_and_last_lines(tmp_path, capsys):
     run = RunDir(tmp_path)
     script = "print(\"{'loss': '1.5', 'learning_rate': '0.1', 'epoch': '1'}\"); print('boom'); raise SystemExit(3)"
-    code, tail = axolotl.stream([sys.executable, "-c", script], {}, run, logging_steps=1, start_step=0)
+    ended, tail = axolotl.stream([sys.executable, "-c", script], {}, run, logging_steps=1, start_step=0)
+    code = ended.code
     assert code == 3 and tail[-1] == "boom"
     assert json.loads(run.metrics.read_text())["loss"] == 1.5
 
@@ -316,3 +322,170 @@ def test_a_passthrough_of_a_mapped_key_is_refused(capsys, passthrough, ftorch_ke
     key = passthrough.partition("=")[0]
     assert f"provider.axolotl.{key}: ftorch sets Axolotl's '{key}' from {ftorch_key}" in err
     assert f"set {ftorch_key} instead" in err and "Traceback" not in err
+
+
+# --- preference training: train.method and train.preference.* -> Axolotl's rl: keys -------------------------
+DPO = ["recipe=dpo-quickstart-tiny", "provider=axolotl", *TINY[1:], "eval=none"]
+
+
+def dpo_yaml(capsys, *overrides: str) -> dict:
+    assert main(["plan", "--json", *DPO, *overrides]) == 0
+    return json.loads(capsys.readouterr().out)["plan"]["inputs"]["axolotl_yaml"]
+
+
+def dpo_refused(capsys, *overrides: str) -> str:
+    assert main(["plan", *DPO, *overrides]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize("overrides,expected", [
+    ([], {"rl": "dpo", "rl_beta": 0.1, "dpo_loss_type": ["sigmoid"], "sample_packing": False,
+          "datasets.0.type": "chat_template.default", "datasets.0.field_messages": "prompt",
+          "datasets.0.field_chosen": "chosen", "datasets.0.field_rejected": "rejected",
+          "datasets.0.path": "<run dir>/axolotl_data/train.jsonl", "chat_template": "tokenizer_default",
+          "learning_rate": 0.005, "max_steps": 8, "warmup_ratio": 0.03}),
+    (["train.preference.beta=0.3", "train.preference.loss_type=hinge"], {"rl_beta": 0.3, "dpo_loss_type": ["hinge"]}),
+    (["train.preference.loss_type=robust", "train.preference.label_smoothing=0.2"],
+     {"dpo_loss_type": ["robust"], "dpo_label_smoothing": 0.2}),
+    (["train.preference.sft_weight=0.5"], {"dpo_loss_type": ["sigmoid", "sft"], "dpo_loss_weights": [1.0, 0.5]}),
+    (["train.preference.reference=precomputed"], {"precompute_ref_log_probs": True}),
+    (["train.method=orpo", "train.preference.beta=0.2"], {"rl": "orpo", "rl_beta": 0.2,
+                                                          "datasets.0.type": "chat_template.argilla"}),
+    (["train.method=simpo", "train.preference.simpo_gamma=1.0", "train.warmup_ratio=0.25"],
+     {"rl": "simpo", "simpo_gamma": 1.0, "cpo_alpha": 0.0, "warmup_steps": 2}),  # ceil(0.25 * 8 steps)
+    (["provider.liger=true"], {"liger_rms_norm": True, "liger_fused_linear_cross_entropy": False}),
+])
+def test_preference_translation(capsys, overrides, expected):
+    config = dpo_yaml(capsys, *overrides)
+    assert {key: dig(config, key) for key in expected} == expected
+
+
+@pytest.mark.parametrize("overrides,absent", [
+    ([], ["train_on_inputs", "dpo_loss_weights", "dpo_label_smoothing", "precompute_ref_log_probs", "cpo_alpha",
+          "simpo_gamma", "warmup_steps", "test_datasets", "pad_to_sequence_len"]),
+    (["train.method=simpo"], ["warmup_ratio", "dpo_loss_type"]),
+    (["train.method=orpo"], ["dpo_loss_type", "simpo_gamma"]),
+])
+def test_preference_keys_left_out(capsys, overrides, absent):
+    assert not set(absent) & set(dpo_yaml(capsys, *overrides))
+
+
+def test_sft_has_no_rl_keys(capsys):
+    assert not {"rl", "rl_beta", "dpo_loss_type"} & set(plan_json(capsys)["inputs"]["axolotl_yaml"])
+
+
+def test_preference_validation_split_is_rewritten_too(capsys):
+    from ftorch.config.compose import find_project
+
+    val = find_project().root / "datasets" / "quickstart-dpo" / "test.jsonl"
+    config = dpo_yaml(capsys, f"data.validation={val}", "data.test=null")
+    assert config["test_datasets"][0]["path"] == "<run dir>/axolotl_data/validation.jsonl"
+    assert config["test_datasets"][0]["type"] == "chat_template.default" and config["eval_strategy"] == "epoch"
+
+
+# every train.preference.* setting, away from its default on the method it applies to: mapped or refused
+PREFERENCE_CASES = [("dpo", "beta=0.3"), ("dpo", "loss_type=ipo"), ("dpo", "reference=precomputed"),
+                    ("dpo", "sft_weight=0.5"), ("simpo", "simpo_gamma=1.0"), ("orpo", "max_completion_length=64"),
+                    ("simpo", "max_completion_length=64"), ("orpo", "beta=0.3"), ("simpo", "beta=0.3")]
+
+
+@pytest.mark.parametrize("method, setting", PREFERENCE_CASES)
+def test_every_preference_setting_is_mapped_or_refused(capsys, method, setting):
+    reference = dpo_yaml(capsys, f"train.method={method}")
+    key = "train.preference." + setting.partition("=")[0]
+    if main(["plan", "--json", *DPO, f"train.method={method}", f"{key}={setting.partition('=')[2]}"]) == 0:
+        assert json.loads(capsys.readouterr().out)["plan"]["inputs"]["axolotl_yaml"] != reference
+    else:
+        assert key in capsys.readouterr().err
+
+
+def test_label_smoothing_is_mapped_with_the_robust_loss(capsys):
+    assert dpo_yaml(capsys, "train.preference.loss_type=robust",
+                    "train.preference.label_smoothing=0.1")["dpo_label_smoothing"] == 0.1
+
+
+@pytest.mark.parametrize("overrides,expected", [
+    (["train.method=kto"], ["train.method: train.method=kto is not translated for provider=axolotl",
+                            "use provider=peft for kto"]),
+    (["train.packing=true"], ["train.packing: preference pairs are not packed"]),
+    (["train.fused_loss=on"], ["train.fused_loss: train.fused_loss=on is SFT's fused cross-entropy"]),
+    (["train.method=orpo", "train.preference.max_completion_length=64"],
+     ["train.preference.max_completion_length=64 has no effect with provider=axolotl"]),
+    (["train.assistant_only_loss=false"], ["train.assistant_only_loss: preference training scores the answers"]),
+    (["train.preference.simpo_gamma=1.0"], ["train.preference.simpo_gamma: does not apply to train.method=dpo"]),
+    (["+provider.axolotl.rl_beta=0.5"], ["provider.axolotl.rl_beta: ftorch sets Axolotl's 'rl_beta' from "
+                                         "train.preference.beta"]),
+    (["+provider.axolotl.trl={beta: 0.5}"], ["provider.axolotl.trl.beta: ftorch sets Axolotl's 'trl.beta' from "
+                                             "train.preference.beta"]),
+    (["+provider.axolotl.dpo_loss_type=[ipo]"], ["set train.preference.loss_type instead"]),
+    (["+provider.axolotl.rl=kto"], ["provider.axolotl.rl: ftorch sets Axolotl's 'rl' from train.method"]),
+])
+def test_preference_refusals_name_the_key(capsys, overrides, expected):
+    err = dpo_refused(capsys, *overrides)
+    assert all(text in err for text in expected), err
+
+
+def test_preference_plan_notes_and_purity(capsys, monkeypatch):
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: (_ for _ in ()).throw(AssertionError("no process")))
+    before = set(sys.modules)
+    assert main(["plan", "--json", *DPO, "train.method=orpo"]) == 0
+    notes = "\n".join(json.loads(capsys.readouterr().out)["plan"]["notes"])
+    assert "method: orpo through Axolotl's rl: orpo" in notes and "chat_template.argilla" in notes
+    assert "reference model: none (orpo is reference-free)" in notes
+    assert "ignored: train.method" not in notes
+    assert not {n.split(".")[0] for n in set(sys.modules) - before} & {"axolotl", "torch", "transformers", "trl"}
+
+
+def _split(tmp_path, examples):
+    from ftorch.data.checks import ChatFile
+
+    return ChatFile(path=tmp_path / "pairs.jsonl", examples=examples, lines=list(range(1, len(examples) + 1)),
+                    issues=[])
+
+
+def _pair(*prompt, chosen="yes", rejected="no"):
+    return {"input": {"messages": [{"role": r, "content": c} for r, c in prompt]},
+            "preferred_output": [{"role": "assistant", "content": chosen}],
+            "non_preferred_output": [{"role": "assistant", "content": rejected}]}
+
+
+def test_rl_rows_per_loader(tmp_path):
+    multi = _pair(("system", "be brief"), ("user", "a?"), ("assistant", "A"), ("user", "b?"))
+    (dpo,) = axolotl_config.rl_rows("dpo", _split(tmp_path, [multi]))
+    assert [m["role"] for m in dpo["prompt"]] == ["system", "user", "assistant", "user"]
+    assert dpo["chosen"] == [{"role": "assistant", "content": "yes"}]
+    (orpo,) = axolotl_config.rl_rows("orpo", _split(tmp_path, [multi]))
+    assert orpo["system"] == "be brief"
+    assert [m["content"] for m in orpo["chosen"]] == ["a?", "A", "b?", "yes"]
+    assert [m["content"] for m in orpo["rejected"]] == ["a?", "A", "b?", "no"]
+    (plain,) = axolotl_config.rl_rows("orpo", _split(tmp_path, [_pair(("user", "q"))]))
+    assert "system" not in plain and [m["role"] for m in plain["chosen"]] == ["user", "assistant"]
+
+
+def test_rl_rows_a_loader_cannot_read_are_data_errors_with_their_line(tmp_path):
+    from ftorch.errors import DataError
+
+    pairs = [_pair(("user", "ok")), _pair(("developer", "rules"), ("user", "q")), _pair(("user", "a"), ("user", "b"))]
+    with pytest.raises(DataError) as info:
+        axolotl_config.rl_rows("orpo", _split(tmp_path, pairs))
+    text = info.value.render()
+    assert f"{tmp_path / 'pairs.jsonl'}:2: a prompt role provider=axolotl cannot pass" in text and "developer" in text
+    assert f"{tmp_path / 'pairs.jsonl'}:3: Axolotl's ORPO loader" in text and ":1:" not in text
+    assert len(axolotl_config.rl_rows("dpo", _split(tmp_path, [pairs[2]]))) == 1  # dpo's loader reads any order
+
+
+def test_write_rl_data_writes_the_rows_in_the_run_dir(tmp_path):
+    splits = {"train": _split(tmp_path, [_pair(("user", "q"))] * 3), "test": _split(tmp_path, [_pair(("user", "t"))])}
+    paths = axolotl_config.write_rl_data("dpo", splits, tmp_path / "run")
+    assert paths == {"train": str(tmp_path / "run" / "axolotl_data" / "train.jsonl")}  # test stays ftorch's
+    rows = [json.loads(line) for line in Path(paths["train"]).read_text().splitlines()]
+    assert len(rows) == 3 and rows[0]["prompt"] == [{"role": "user", "content": "q"}]
+
+
+@pytest.mark.parametrize("key,expected", [("rl_beta", "train.preference.beta"), ("trl.beta", "train.preference.beta"),
+                                          ("dpo_loss_weights", "train.preference.sft_weight"),
+                                          ("warmup_steps", "train.warmup_ratio"), ("rl", "train.method")])
+def test_rl_errors_map_back_to_ftorch_keys(key, expected):
+    assert axolotl_config.ftorch_key(key, {}) == expected

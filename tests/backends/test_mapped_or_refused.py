@@ -1,6 +1,7 @@
 """Mapped or refused, per provider: every train.* and model.* setting, changed from its default, either changes
 what the provider's plan would run, or is a config error naming that key. Nothing is silently ignored."""
 
+import functools
 import json
 import typing
 
@@ -8,10 +9,10 @@ import pytest
 
 from ftorch.backends import REGISTRY, get_backend
 from ftorch.backends.settings import unused_paths
-from ftorch.compose import find_project
+from ftorch.config.compose import find_project
 from ftorch.errors import ConfigError
-from ftorch.runner import prepare
-from ftorch.schema import ModelConfig, TrainConfig, defaults_tree
+from ftorch.run.lifecycle import prepare
+from ftorch.config.schema import ModelConfig, TrainConfig, defaults_tree
 
 PROJECT = find_project()
 BASE = {"peft": ["recipe=quickstart-tiny"], "axolotl": ["recipe=axolotl-quickstart"],
@@ -104,3 +105,36 @@ def test_the_plan_lists_what_the_provider_does_not_use(monkeypatch):
         for path in unused_paths(get_backend(backend).unused_settings):
             section, _, key = path.partition(".")
             assert key.split(".")[0] in defaults_tree(TrainConfig if section == "train" else ModelConfig), path
+
+
+# train.preference.*: a preference run per provider that trains preferences, and every method
+PREFERENCE_BASE = {"peft": ["recipe=dpo-quickstart-tiny"],
+                   "unsloth": ["recipe=dpo-quickstart-tiny", "provider=unsloth", "provider.allow_cpu=true"]}
+PREFERENCE_CASES = [(backend, method, path, _alternatives(annotation, default))
+                    for backend in PREFERENCE_BASE for method in ("dpo", "kto", "orpo", "simpo")
+                    for path, annotation, default in _leaves(TrainConfig, "train.")
+                    if path.startswith("train.preference.")]
+
+
+@functools.cache
+def _preference_reference(backend, method):
+    return _plan([*PREFERENCE_BASE[backend], f"train.method={method}"])
+
+
+@pytest.mark.parametrize("backend, method, path, values", PREFERENCE_CASES,
+                         ids=[f"{b}-{m}-{p}" for b, m, p, _ in PREFERENCE_CASES])
+def test_every_preference_setting_is_mapped_or_refused(backend, method, path, values):
+    base = [*PREFERENCE_BASE[backend], f"train.method={method}"]
+    reference = _preference_reference(backend, method)
+    assert values, f"no alternative value for {path}"
+    outcomes = []
+    for value in values:
+        try:
+            outcomes.append("mapped" if _plan([*base, f"{path}={value}"]) != reference else value)
+        except ConfigError as exc:
+            assert path in exc.render(), exc.render()
+            outcomes.append("refused")
+        if outcomes[-1] in ("mapped", "refused"):
+            break
+    assert any(o in ("mapped", "refused") for o in outcomes), \
+        f"{path} is ignored by provider={backend} with train.method={method}: {outcomes}"

@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from ftorch.backends.memory import (GiB, LINEARS, MemoryBreakdown, ModelShape, StepSetup, TrainRequest, choose,
-                                    estimate)
-from ftorch.schema import TinyModel, TrainConfig
+from ftorch.backends.fit import TrainRequest, choose
+from ftorch.backends.memory import GiB, LINEARS, MemoryBreakdown, ModelShape, StepSetup, estimate
+from ftorch.config.schema import TinyModel, TrainConfig
 from ftorch.tiny import ensure_tiny_model
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -31,7 +31,7 @@ import torch
 
 from ftorch.backends import _hf
 from ftorch.backends.peft import _load_model, _load_tokenizer, _lora_args, _plain_loss_trainer, _sft_args
-from ftorch.schema import RunConfig
+from ftorch.config.schema import RunConfig
 
 WORDS = "book a call with ana lee on monday friday at noon 9am 3pm please thanks sure done".split()
 

@@ -7,11 +7,12 @@ import json
 import sys
 
 import pytest
-
 from conftest import TINY
+
 from ftorch.cli import main
 from ftorch.data.preference import from_prompt_chosen_rejected, prompt_leakage, trl_row
 from ftorch.eval.preference import rejected_behaviour, summarise
+from ftorch.run.record import RunRecord
 from ftorch.sweep.objective import direction_of, planned, resolve
 
 DPO = ["recipe=dpo-quickstart-tiny", *TINY[1:], "eval=none"]
@@ -68,11 +69,9 @@ def test_reference_free_methods_say_so(capsys):
     (["train.method=orpo", "train.preference.loss_type=ipo"], "train.preference.loss_type"),
     (["train.preference.max_completion_length=32"], "train.preference.max_completion_length"),
     (["train.preference.label_smoothing=0.1"], "train.preference.label_smoothing"),
-    (["train.num_gpus=2"], "train.num_gpus"),
     (["model.adapter=/no/such/run"], "model.adapter"),
     (["train.method=lora"], "data.format"),
-    (["provider=unsloth"], "data.format"),
-    (["provider=axolotl"], "data.format"),
+    (["provider=axolotl", "train.method=kto"], "train.method"),  # dpo/orpo/simpo: test_axolotl_translate.py
 ])
 def test_settings_that_do_not_apply_are_refused(capsys, overrides, key):
     assert key in refused(capsys, *overrides)
@@ -167,7 +166,7 @@ def test_rejected_behaviour_rate_per_system():
 
 
 def test_sweep_objective_can_name_preference_accuracy():
-    record = {"metrics": {"eval_tuned_preference_accuracy": 0.9}}
+    record = RunRecord(status="succeeded", metrics={"eval_tuned_preference_accuracy": 0.9})
     assert resolve(record, "preference_accuracy") == ("eval_tuned_preference_accuracy", 0.9)
     assert planned({"sweep": {"objective": "preference_accuracy"}})[0]["direction"] == "maximize"
     assert direction_of("eval_tuned_rejected_rate") == "minimize"
@@ -176,9 +175,8 @@ def test_sweep_objective_can_name_preference_accuracy():
 
 def test_sft_weight_adds_trl_s_sft_loss_to_dpo():
     from ftorch.backends._preference import trainer_args
-    from ftorch.runner import prepare
-
-    from ftorch.compose import find_project
+    from ftorch.config.compose import find_project
+    from ftorch.run.lifecycle import prepare
 
     project = find_project()
     cfg = prepare(project, ["recipe=dpo-quickstart-tiny", "train.preference.sft_weight=0.5"]).config
@@ -188,9 +186,9 @@ def test_sft_weight_adds_trl_s_sft_loss_to_dpo():
 
 
 def test_the_preference_task_s_prompted_conversation_carries_the_do_not_rules():
-    from ftorch.compose import find_project
+    from ftorch.config.compose import find_project
     from ftorch.eval.tasks import load_task
-    from ftorch.runner import prepare
+    from ftorch.run.lifecycle import prepare
 
     cfg = prepare(find_project(), ["recipe=dpo-quickstart-tiny",
                                    "eval.prompted_instructions='Do not add text.'"]).config

@@ -7,7 +7,7 @@ import pytest
 from conftest import ROOT, chat
 from test_chat_masks import runs
 from ftorch.backends import _preprocess
-from ftorch.schema import TinyModel
+from ftorch.config.schema import TinyModel
 from ftorch.tiny import ensure_tiny_model
 
 pytestmark = pytest.mark.slow

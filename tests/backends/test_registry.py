@@ -9,7 +9,7 @@ import pytest
 
 from ftorch.backends import INSTALL_HINTS, REGISTRY, get_backend
 from ftorch.errors import MissingExtra
-from ftorch.schema import PROVIDER_MODELS, PROVIDER_NAMES
+from ftorch.config.providers import PROVIDER_MODELS, PROVIDER_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,3 +35,9 @@ def test_a_provider_whose_module_cannot_import_names_how_to_install(monkeypatch)
     with pytest.raises(MissingExtra) as raised:
         get_backend("openai")
     assert "pip install 'ftorch[openai]'" in raised.value.render()
+
+
+def test_each_backend_says_where_its_weights_end_up():
+    """export and serve ask the backend, not the provider's name: a new provider declares it once."""
+    weights = {name: get_backend(name).weights for name in PROVIDER_NAMES}
+    assert weights == {"peft": "adapter", "openai": "hosted", "axolotl": "adapter", "unsloth": "adapter"}

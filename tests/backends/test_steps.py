@@ -3,9 +3,9 @@
 import pytest
 
 from ftorch.backends.steps import step_estimate
-from ftorch.compose import find_project
-from ftorch.runner import prepare
-from ftorch.schema import TrainConfig
+from ftorch.config.compose import find_project
+from ftorch.run.lifecycle import prepare
+from ftorch.config.schema import TrainConfig
 
 PROJECT = find_project()
 

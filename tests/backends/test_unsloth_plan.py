@@ -107,7 +107,7 @@ def test_missing_unsloth_is_exit_2_with_an_install_hint(tmp_path, capsys, monkey
     err = capsys.readouterr().err
     assert code == 2
     assert "missing dependency" in err and "unsloth is not installed in this environment" in err
-    assert "scripts/setup_unsloth_env.sh" in err and "pip uninstall -y torchvision" in err
+    assert "ftorch setup unsloth" in err and "pip uninstall -y torchvision" in err
     assert "Traceback" not in err
     assert not runs.exists()
 
@@ -136,16 +136,128 @@ def test_broken_torchvision_is_caught_before_import_unsloth(tmp_path, capsys, mo
 
 
 def test_child_errors_come_back_as_the_same_error(tmp_path):
-    from ftorch.rundir import RunDir
+    from ftorch.backends import child
+    from ftorch.run.rundir import RunDir
 
     run = RunDir(tmp_path)
+
+    def failure(record, code):
+        with pytest.raises(BaseException) as info:
+            child.outcome(child.Ended(code, record), where="provider=unsloth", log=run.log)
+        return info.value
+
     record = {"status": "failed", "error": {"type": "ConfigError", "hint": None, "problems": [
         {"where": "train.lora.target_modules", "message": "no module matches", "hint": "use q_proj"}]}}
-    error = unsloth._child_failure(record, 2, run)
+    error = failure(record, 2)
     assert isinstance(error, ConfigError) and error.exit_code == 2
     assert error.problems == [Problem("train.lora.target_modules", "no module matches", "use q_proj")]
-    assert isinstance(unsloth._child_failure({"status": "failed", "error": {**record["error"], "type": "MissingExtra"}},
-                                             2, run), MissingExtra)
-    crashed = unsloth._child_failure(None, -9, run)
+    assert isinstance(failure({"status": "failed", "error": {**record["error"], "type": "MissingExtra"}}, 2),
+                      MissingExtra)
+    crashed = failure(None, -9)
     assert isinstance(crashed, BackendError) and "exited with code -9 without a result" in crashed.render()
-    assert isinstance(unsloth._child_failure({"status": "interrupted"}, 130, run), KeyboardInterrupt)
+    assert isinstance(failure({"status": "interrupted"}, 130), KeyboardInterrupt)
+
+
+DPO = ["recipe=dpo-quickstart-tiny", "provider=unsloth", *TINY[1:], "eval=none"]
+
+
+def dpo_plan(capsys, *overrides: str, model: tuple[str, ...] = tuple(TINY[1:])) -> dict:
+    assert main(["plan", "--json", *DPO[:2], *model, *DPO[-1:], *overrides]) == 0
+    return json.loads(capsys.readouterr().out)["plan"]
+
+
+def test_preference_plan_shows_the_method_its_settings_and_both_memory_figures(capsys, monkeypatch):
+    fake_find_spec(monkeypatch, present=set())
+    before = set(sys.modules)
+    plan = dpo_plan(capsys, "train.preference.beta=0.3", model=())  # the recipe's tiny model: distinct figures
+    notes = "\n".join(plan["notes"])
+    assert "method: dpo through trl.DPOTrainer, LoRA (patched by Unsloth on a GPU" in notes
+    assert "preference settings: beta=0.3, loss_type=sigmoid" in notes
+    assert "TRL's frozen copy of the new LoRA" in notes and "no second model" in notes
+    assert "memory estimate:" in notes and "for a CUDA GPU with the weights Unsloth loads there" in notes
+    estimates = plan["estimates"]
+    assert 0 < estimates["memory_gib"] < estimates["memory_gib_with_reference_copy"]
+    assert estimates["train_pairs"] == 240
+    assert plan["inputs"]["method"] == "dpo" and "sft" not in plan["inputs"]
+    assert plan["inputs"]["get_peft_model"]["r"] == 16  # the model and its LoRA as for SFT
+    imported = {name.split(".")[0] for name in set(sys.modules) - before}
+    assert not imported & {"unsloth", "torch", "trl", "peft", "transformers"}
+
+
+def test_reference_free_and_precomputed_reference_say_so(capsys):
+    orpo = dpo_plan(capsys, "train.method=orpo")
+    assert "reference model: none (orpo is reference-free)" in orpo["notes"]
+    assert "memory_gib_with_reference_copy" not in orpo["estimates"]
+    precomputed = dpo_plan(capsys, "train.preference.reference=precomputed", model=())
+    assert any("log-probs computed once before training" in n for n in precomputed["notes"])
+    assert precomputed["estimates"]["memory_gib"] < dpo_plan(capsys, model=())["estimates"]["memory_gib"]
+
+
+@pytest.mark.parametrize("overrides,expected", [
+    (["train.preference.beta=0.3", "train.preference.loss_type=robust", "train.preference.label_smoothing=0.1"],
+     {"beta": 0.3, "loss_type": ["robust"], "label_smoothing": 0.1, "precompute_ref_log_probs": False}),
+    (["train.preference.reference=precomputed"], {"precompute_ref_log_probs": True}),
+    (["train.preference.sft_weight=0.5"], {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, 0.5]}),
+    (["train.method=kto", "train.preference.reference=precomputed"], {"precompute_ref_log_probs": True}),
+    (["train.method=simpo", "train.preference.simpo_gamma=1.0", "train.preference.max_completion_length=64"],
+     {"loss_type": "simpo", "cpo_alpha": 0.0, "simpo_gamma": 1.0, "max_completion_length": 64}),
+    (["train.method=orpo", "train.preference.beta=0.2"], {"beta": 0.2, "max_completion_length": None}),
+    (["train.lr=1e-3", "train.max_length=200"], {"learning_rate": 1e-3, "max_length": 200}),
+    # Unsloth's get_peft_model owns checkpointing, and its kernels replace Liger's
+    (["train.gradient_checkpointing=true"], {"gradient_checkpointing": False, "use_liger_kernel": False}),
+])
+def test_preference_translation(capsys, overrides, expected):
+    inputs = dpo_plan(capsys, *overrides)["inputs"]
+    args = inputs["preference"]
+    assert {k: args[k] for k in expected} == expected
+    assert not {"packing", "padding_free", "assistant_only_loss", "activation_checkpointing"} & set(args)
+
+
+@pytest.mark.parametrize("overrides,key", [
+    (["train.packing=true"], "train.packing"),
+    (["train.preference.simpo_gamma=1.0"], "train.preference.simpo_gamma"),
+    (["train.method=orpo", "train.preference.loss_type=ipo"], "train.preference.loss_type"),
+    (["train.preference.label_smoothing=0.1"], "train.preference.label_smoothing"),
+    (["train.assistant_only_loss=false"], "train.assistant_only_loss"),
+    (["train.allow_truncation=true"], "train.allow_truncation"),
+    (["model.adapter=/a/run"], "model.adapter"),
+])
+def test_preference_settings_that_do_not_apply_are_refused(capsys, overrides, key):
+    assert main(["plan", *DPO, *overrides]) == 2
+    err = capsys.readouterr().err
+    assert key in err and "Traceback" not in err
+
+
+def test_unsloth_translates_for_itself(capsys, monkeypatch):
+    """Its own translation, not an edit of provider=peft's: peft's translators may change (or break) freely."""
+    from ftorch.backends import peft
+
+    def broken(*args, **kwargs):
+        raise AssertionError("provider=unsloth used provider=peft's translation")
+
+    for name in ("_sft_args", "_lora_args", "_choose"):
+        monkeypatch.setattr(peft, name, broken)
+    sft = plan_json(capsys, "train.lora.r=4", "train.lora.modules_to_save=[lm_head]")["inputs"]
+    assert sft["get_peft_model"] == {"r": 4, "lora_alpha": 32, "lora_dropout": 0.05,
+                                     "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                                        "up_proj", "down_proj"],
+                                     "modules_to_save": ["lm_head"], "bias": "none", "random_state": 42,
+                                     "use_gradient_checkpointing": "auto"}
+    assert "task_type" not in sft["get_peft_model"]  # a LoraConfig key; get_peft_model does not take it
+    assert dpo_plan(capsys)["inputs"]["preference"]["beta"] == 0.1
+
+
+def test_the_trainer_settings_both_providers_share_come_from_one_place(capsys):
+    """The keys peft's and unsloth's TRL configs share are hf_translate's: the same values for the same config."""
+    from ftorch.backends import hf_translate
+    from ftorch.config.compose import find_project
+    from ftorch.run.lifecycle import prepare
+
+    changed = ["train.lr=3e-4", "train.save_steps=7", "train.warmup_ratio=0.1"]
+    unsloth_sft = plan_json(capsys, *changed)["inputs"]["sft"]
+    assert main(["plan", "--json", *TINY, "eval=none", *changed]) == 0
+    peft_sft = json.loads(capsys.readouterr().out)["plan"]["inputs"]["sft"]
+    cfg = prepare(find_project(), [*TINY, "eval=none", *changed]).plan.config
+    shared = hf_translate.trainer_args(cfg, cfg.train.batch_size, cfg.train.grad_accum)
+    assert {k: unsloth_sft[k] for k in shared} == shared == {k: peft_sft[k] for k in shared}
+    assert shared["learning_rate"] == 3e-4 and shared["save_steps"] == 7 and shared["warmup_steps"] == 0.1

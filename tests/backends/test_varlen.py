@@ -4,7 +4,7 @@
 import pytest
 
 from ftorch.backends import _varlen
-from ftorch.schema import TinyModel
+from ftorch.config.schema import TinyModel
 from ftorch.tiny import ensure_tiny_model
 
 pytestmark = pytest.mark.slow
@@ -55,8 +55,8 @@ def test_no_attention_across_packed_sequences(models):
 
 def test_plan_picks_varlen_packing_on_a_gpu_without_flash_attn():
     from ftorch.backends.peft import _choose
-    from ftorch.compose import find_project
-    from ftorch.runner import prepare
+    from ftorch.config.compose import find_project
+    from ftorch.run.lifecycle import prepare
 
     config = prepare(find_project(), []).config
     choice = _choose(config, 80 * 2**30)  # as on an 80 GB card

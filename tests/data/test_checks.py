@@ -8,7 +8,7 @@ from conftest import chat
 from ftorch.data.checks import read_chat_jsonl
 from ftorch.data.report import check_data
 from ftorch.errors import DataError
-from ftorch.schema import DataConfig
+from ftorch.config.schema import DataConfig
 
 
 def codes(path):

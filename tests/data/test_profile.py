@@ -50,7 +50,7 @@ def test_preference_tokens_take_the_longer_sequence():
 def test_local_tokenizer_count_matches_transformers_chat_template():
     from transformers import AutoTokenizer
 
-    from ftorch.schema import TinyModel
+    from ftorch.config.schema import TinyModel
     from ftorch.tiny import ensure_tiny_model
 
     folder = ensure_tiny_model(TinyModel(hidden_size=64, intermediate_size=128, num_heads=2))
@@ -75,3 +75,14 @@ def test_cost_uses_the_longest_matching_family():
     assert cost.usd == pytest.approx(30_000 / 1e6 * 5.0)
     assert estimate("ft:gpt-4o-mini-2024-07-18:org::x", 50, 1000, 2, prices).family == "gpt-4o-mini"
     assert estimate("unknown-model", 50, 1000, 2, prices).usd is None
+
+
+def test_the_price_table_is_found_from_any_folder(tmp_path, monkeypatch):
+    """One home for its location: the schema's default, relative to the project folder, not to the working one."""
+    from ftorch.data.cost import price_table_path
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FTORCH_ROOT", str(ROOT))
+    assert price_table_path() == ROOT / "conf" / "prices" / "openai.yaml"
+    assert price_table_path("conf/prices/openai.yaml").is_file()
+    assert price_table_path(str(tmp_path / "mine.yaml")) == tmp_path / "mine.yaml"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, TINY, read_run, run_cli, run_dirs
+from conftest import ROOT, TINY, read_run, run_cli, run_dirs, train_run
 
 PYTHON = Path(os.environ.get("FTORCH_AXOLOTL_PYTHON") or ROOT / ".venv-axolotl" / "bin" / "python")
 pytestmark = [
@@ -23,10 +23,7 @@ AXOLOTL = ["provider=axolotl", *TINY, "eval=none", f"provider.python={PYTHON}"]
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
-    result = run_cli("train", *AXOLOTL, f"paths.runs={runs}", "train.max_steps=5", "train.save_steps=2")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    (run_dir,) = run_dirs(runs)
-    return run_dir, result
+    return train_run(runs, *AXOLOTL, "train.max_steps=5", "train.save_steps=2")
 
 
 def test_run_succeeds_and_saves_the_adapter(trained):
@@ -98,10 +95,11 @@ PRESETS = {  # every preset the translator can emit, checked by Axolotl's own sc
 }
 
 
-def test_every_preset_passes_axolotls_schema(tmp_path):
+def schema_reports(tmp_path, base: list[str], presets: dict[str, list[str]]) -> list[dict]:
+    """Axolotl's own schema verdict on the axolotl.yaml `plan` generates for each preset (one child for all)."""
     paths = []
-    for name, overrides in PRESETS.items():
-        result = run_cli("plan", "--json", *AXOLOTL, *overrides)
+    for name, overrides in presets.items():
+        result = run_cli("plan", "--json", *base, *overrides)
         assert result.returncode == 0, result.stderr[-2000:]
         config = json.loads(result.stdout)["plan"]["inputs"]["axolotl_yaml"]
         config["base_model"] = str(ROOT / "missing-model")  # the schema does not load the model
@@ -110,6 +108,90 @@ def test_every_preset_passes_axolotls_schema(tmp_path):
     child = ROOT / "src" / "ftorch" / "backends" / "axolotl_child.py"
     done = subprocess.run([str(PYTHON), str(child), *map(str, paths)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    reports = [json.loads(line) for line in done.stdout.splitlines()]
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+def test_every_preset_passes_axolotls_schema(tmp_path):
+    reports = schema_reports(tmp_path, AXOLOTL, PRESETS)
     assert len(reports) == len(PRESETS)
     assert [r for r in reports if not r["ok"]] == []
+
+
+# --- preference training through Axolotl's rl: (the pairs rewritten for its chat-template loaders) ---------
+DPO = ["recipe=dpo-quickstart-tiny", "provider=axolotl", *TINY[1:], f"provider.python={PYTHON}", "train.batch_size=4",
+       "train.save_steps=2"]
+QUICK_EVAL = ["eval.limit=8", "eval.few_shot=2", "eval.general=false", "eval.safety=false", "eval.drift=false",
+              "eval.max_new_tokens=8"]
+
+
+@pytest.fixture(scope="module")
+def dpo_trained(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    return train_run(runs, *DPO, "train.max_steps=4", *QUICK_EVAL)
+
+
+def test_dpo_run_trains_through_axolotls_rl(dpo_trained):
+    run_dir, result = dpo_trained
+    record = read_run(run_dir)
+    assert record["status"] == "succeeded" and record["provider"] == "axolotl" and record["method"] == "dpo"
+    assert record["metrics"]["global_step"] == 4 and record["metrics"]["final_loss"] > 0
+    config = yaml.safe_load((run_dir / "axolotl.yaml").read_text())
+    assert config["rl"] == "dpo" and config["rl_beta"] == 0.1 and config["dpo_loss_type"] == ["sigmoid"]
+    assert config["datasets"][0]["type"] == "chat_template.default"
+    rows = [json.loads(line) for line in Path(config["datasets"][0]["path"]).read_text().splitlines()]
+    assert len(rows) == 240 and rows[0]["chosen"][0]["role"] == "assistant" and rows[0]["prompt"][-1]["role"] == "user"
+    for name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json"):
+        assert (run_dir / "adapter" / name).is_file(), name
+    train = [r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if r["kind"] == "train"]
+    assert [r["step"] for r in train] == [1, 2, 3, 4]
+    assert all(r["reward_accuracy"] is not None and r["reward_margin"] is not None for r in train)
+    assert sorted(p.name for p in (run_dir / "checkpoints").glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+
+
+def test_dpo_run_is_evaluated_with_preference_accuracy(dpo_trained):
+    run_dir, result = dpo_trained
+    metrics = read_run(run_dir)["metrics"]
+    for key in ("eval_base_preference_accuracy", "eval_tuned_preference_accuracy", "eval_tuned_rejected_rate"):
+        assert 0 <= metrics[key] <= 1, key
+    assert "eval_tuned_reward_margin" in metrics
+    assert "preference accuracy (n=8): base" in result.stdout and "verdict:" in result.stdout
+    (report_dir,) = (run_dir / "eval").iterdir()
+    report = json.loads((report_dir / "report.json").read_text())
+    assert report["preference"]["pairs"]["n"] == 8 and report["preference"]["pairs"]["tuned_vs_base"]["ci"] is not None
+
+
+@pytest.mark.parametrize("method, expected", [("orpo", {"rl": "orpo", "datasets.0.type": "chat_template.argilla"}),
+                                              ("simpo", {"rl": "simpo", "cpo_alpha": 0.0, "simpo_gamma": 0.5})])
+def test_orpo_and_simpo_train(tmp_path, method, expected):
+    result = run_cli("train", *DPO, f"paths.runs={tmp_path}", f"train.method={method}", "train.max_steps=2",
+                     "eval=none")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (run_dir,) = run_dirs(tmp_path)
+    record = read_run(run_dir)
+    assert record["status"] == "succeeded" and record["method"] == method and record["metrics"]["global_step"] == 2
+    config = yaml.safe_load((run_dir / "axolotl.yaml").read_text())
+    assert {key: _dig(config, key) for key in expected} == expected
+    assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
+
+
+RL_PRESETS = {  # every rl translation, checked by Axolotl's own schema in one child process
+    "dpo": [],
+    "dpo_rpo_robust": ["train.preference.sft_weight=0.5", "train.preference.loss_type=robust",
+                       "train.preference.label_smoothing=0.1"],
+    "dpo_ipo_precomputed": ["train.preference.loss_type=ipo", "train.preference.reference=precomputed"],
+    "orpo": ["train.method=orpo"],
+    "simpo": ["train.method=simpo", "train.preference.simpo_gamma=1.0"],
+    "liger": ["provider.liger=true"],
+    "validation": [f"data.validation={ROOT / 'datasets' / 'quickstart-dpo' / 'test.jsonl'}", "data.test=null"],
+}
+
+
+def test_every_rl_preset_passes_axolotls_schema(tmp_path):
+    reports = schema_reports(tmp_path, DPO, RL_PRESETS)
+    assert [r for r in reports if not r["ok"]] == [] and len(reports) == len(RL_PRESETS)
+
+
+def _dig(tree, dotted):
+    for part in dotted.split("."):
+        tree = tree[int(part)] if isinstance(tree, list) else tree[part]
+    return tree

@@ -25,8 +25,9 @@ ARGS = [*TINY, "train.max_steps=8", "train.save_steps=2", "train.batch_size=2", 
 QUICK_EVAL = ["eval.limit=2", "eval.general=false", "eval.safety=false", "eval.drift=false",
               "eval.max_new_tokens=4", "eval.few_shot=0"]
 PRELOAD = ["torch", "transformers", "peft", "trl", "trl.trainer.sft_trainer", "hydra", "datasets", "matplotlib.pyplot",
-           "ftorch.cli", "ftorch.commands", "ftorch.runner", "ftorch.launch", "ftorch.backends.peft", "ftorch.plots",
-           "ftorch.backends._preprocess", "ftorch.eval.runner"]
+           "ftorch.cli", "ftorch.cli.train", "ftorch.run.lifecycle", "ftorch.run.launch", "ftorch.backends.peft",
+           "ftorch.run.plots",
+           "ftorch.backends._preprocess", "ftorch.eval.suite"]
 # Where a kill can land: (hook, how). "call": SIGKILL when the hook is called the n-th time, after `delay`
 # seconds (a timer, so it lands wherever the process is then); "write": the n-th file written through the hook
 # gets half its bytes, then SIGKILL.
@@ -139,7 +140,7 @@ def _arm(hook: str, n: int, delay: float) -> None:
 
         torch.save = save
     elif hook == "eval":  # the evaluation has begun (its folder and run.json's record exist): die after `delay`
-        from ftorch.eval import runner
+        from ftorch.eval import suite as runner
 
         real_evaluate = runner.evaluate
 
@@ -240,23 +241,23 @@ def assert_truthful_after_kill(run_dir: Path) -> None:
     """After kill -9: nobody holds the lock, readers see 'died' (training) or an evaluation that died, and the
     checkpoint run.json names is complete."""
     from ftorch.backends._hf import checkpoint_problem
-    from ftorch.rundir import RunDir
+    from ftorch.run.rundir import RunDir
 
     run = RunDir(run_dir)
     assert run.holder() is None
-    record = run.read()
+    record = run.record()
     seen = run.observed(record)
-    if record["status"] == "running":
-        assert seen["status"] == "died" and f"ftorch resume {run_dir}" in seen["error"]
+    if record.status == "running":
+        assert seen.status == "died" and f"ftorch resume {run_dir}" in seen.error
     else:
-        assert record["status"] == "succeeded" and seen["evaluation"]["status"] == "died", record
-    step = record.get("last_checkpoint_step")
-    if step and record["status"] == "running":
+        assert record.status == "succeeded" and seen.evaluation.status == "died", record
+    step = record.last_checkpoint_step
+    if step and record.status == "running":
         assert checkpoint_problem(run_dir / "checkpoints" / f"checkpoint-{step}") is None
 
 
 def assert_finished_like(run_dir: Path, reference: bytes) -> None:
-    from ftorch.rundir import RunDir
+    from ftorch.run.rundir import RunDir
 
     record = RunDir(run_dir).read()
     assert record["status"] == "succeeded" and record["metrics"]["global_step"] == MAX_STEPS, record
@@ -315,7 +316,7 @@ def test_kill_while_the_final_adapter_is_written_never_trains_past_max_steps(ref
 
 
 def test_kill_during_evaluation_leaves_a_truthful_record(reference, tmp_path):
-    from ftorch.rundir import RunDir
+    from ftorch.run.rundir import RunDir
 
     assert run_cli_forked(["train", f"paths.runs={tmp_path}", *ARGS]) == 0
     run_dir = the_run(tmp_path)
@@ -327,5 +328,5 @@ def test_kill_during_evaluation_leaves_a_truthful_record(reference, tmp_path):
         assert all((p / "report.json").is_file() for p in folders if not (p / "INCOMPLETE").is_file())
     assert run_cli_forked(["eval", str(run_dir), *QUICK_EVAL]) == 0  # and a new evaluation still succeeds
     record = RunDir(run_dir).observed()
-    assert record["evaluation"]["status"] == "succeeded" and record["status"] == "succeeded"
+    assert record.evaluation.status == "succeeded" and record.status == "succeeded"
     assert adapter_bytes(run_dir) == reference

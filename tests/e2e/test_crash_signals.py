@@ -8,7 +8,6 @@ import os
 import random
 import signal
 import time
-from pathlib import Path
 
 import pytest
 
@@ -31,7 +30,7 @@ def wait_for(predicate, process, timeout: float = 120) -> None:
                                           (5, "TERM TERM")])
 def test_repeated_signals_leave_a_true_status(tmp_path, seed, signals):
     """Ctrl-C twice or three times 0.05-0.3 s apart, or SIGTERM, at a random moment of training or saving."""
-    from ftorch.rundir import RunDir
+    from ftorch.run.rundir import RunDir
 
     rng = random.Random(seed)
     console = tmp_path / "console.txt"
@@ -57,7 +56,7 @@ def test_repeated_signals_leave_a_true_status(tmp_path, seed, signals):
 
 
 def test_sigterm_during_evaluation_is_recorded(tmp_path):
-    from ftorch.rundir import RunDir
+    from ftorch.run.rundir import RunDir
 
     console = tmp_path / "console.txt"
     process = start_forked(["train", f"paths.runs={tmp_path / 'runs'}", *ARGS, "eval=json", *QUICK_EVAL],
@@ -69,7 +68,7 @@ def test_sigterm_during_evaluation_is_recorded(tmp_path):
     record = RunDir(run_dir).observed()
     text = console.read_text()
     assert process.exitcode == 130, text[-3000:]
-    assert record["status"] == "succeeded" and record["evaluation"]["status"] == "interrupted", record
+    assert record.status == "succeeded" and record.evaluation.status == "interrupted", record
     assert not list((run_dir / "eval").iterdir())  # the unfinished evaluation's folder is gone
     assert "evaluation: interrupted" in text and "Traceback" not in text, text[-3000:]
 
@@ -89,7 +88,7 @@ def test_full_disk_is_a_clear_error_and_resume_recovers(reference, tmp_path):  #
 
 
 def test_two_resumes_at_the_same_instant_one_trains(reference, tmp_path):  # noqa: F811
-    from ftorch.rundir import RunDir
+    from ftorch.run.rundir import RunDir
 
     assert run_cli_forked(["train", f"paths.runs={tmp_path / 'runs'}", *ARGS], kill=("step", 3, 0.0)) == -9
     run_dir = the_run(tmp_path / "runs")

@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from conftest import TINY, read_run, run_cli, run_dirs
+from conftest import TINY, read_run, run_cli, run_dirs, train_run
 from test_crash_resume import adapter_bytes, run_cli_forked
 
 pytestmark = pytest.mark.slow
@@ -19,10 +19,7 @@ QUICK_EVAL = ["eval.limit=8", "eval.few_shot=2", "eval.general=false", "eval.saf
 @pytest.fixture(scope="module")
 def dpo_run(tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
-    result = run_cli("train", f"paths.runs={runs}", *DPO, *QUICK_EVAL)
-    assert result.returncode == 0, result.stderr[-3000:]
-    (run_dir,) = run_dirs(runs)
-    return run_dir, result
+    return train_run(runs, *DPO, *QUICK_EVAL)
 
 
 def test_dpo_run_records_like_sft(dpo_run):
@@ -87,3 +84,18 @@ def test_simpo_starts_from_the_dpo_adapter_and_kto_trains(dpo_run, tmp_path):
     assert run_cli_forked(["train", f"paths.runs={tmp_path / 'kto'}", *DPO, "train.method=kto", "train.max_steps=2",
                            "eval=none"]) == 0
     assert read_run(run_dirs(tmp_path / "kto")[0])["metrics"]["global_step"] == 2
+
+
+def test_dpo_on_two_processes_through_torchrun(tmp_path):
+    """train.num_gpus=2 with a preference method: DDP (gloo on CPU), one writer, the console without a bar per
+    rank from TRL's tokenization."""
+    result = run_cli("train", f"paths.runs={tmp_path}", *DPO, "train.num_gpus=2", "provider.device=cpu", "eval=none")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = run_dirs(tmp_path)
+    record = read_run(run_dir)
+    assert record["status"] == "succeeded" and record["processes"] == 2 and record["metrics"]["global_step"] == 4
+    steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+             if json.loads(line)["kind"] == "train"]
+    assert steps == [1, 2, 3, 4]
+    assert record["reload_check"]["matches_trained"]
+    assert "Tokenizing train dataset" not in result.stdout + result.stderr

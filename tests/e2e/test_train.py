@@ -9,7 +9,7 @@ import time
 import pytest
 import yaml
 
-from conftest import ROOT, TINY, read_run, run_cli, run_dirs
+from conftest import ROOT, TINY, read_run, run_cli, run_dirs, train_run
 
 pytestmark = pytest.mark.slow
 FAST = [*TINY, "train.max_steps=4", "train.save_steps=2", "train.batch_size=4"]
@@ -20,10 +20,7 @@ QUICK_EVAL = ["eval.limit=6", "eval.few_shot=2", "eval.general_limit=6", "eval.s
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
-    result = run_cli("train", f"paths.runs={runs}", *FAST, *QUICK_EVAL)
-    assert result.returncode == 0, result.stderr[-3000:]
-    (run_dir,) = run_dirs(runs)
-    return run_dir, result
+    return train_run(runs, *FAST, *QUICK_EVAL)
 
 
 def test_run_directory_contents(trained):
@@ -190,7 +187,7 @@ def test_two_processes_through_torchrun(tmp_path):
     steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()
              if json.loads(line)["kind"] == "train"]
     assert steps == [1, 2, 3, 4]  # one writer
-    assert record["reload_check"]["matches_trained"] and not (run_dir / "worker_result.json").exists()
+    assert record["reload_check"]["matches_trained"] and not (run_dir / "child_result.json").exists()
 
 
 def test_the_console_shows_ftorch_s_lines_and_library_noise_goes_to_train_log(trained):
@@ -205,3 +202,28 @@ def test_the_console_shows_ftorch_s_lines_and_library_noise_goes_to_train_log(tr
     done, total = lines[-1].split("/")
     assert 1 <= len(lines) <= 11 and done == total
     assert "py.warnings" in (run_dir / "train.log").read_text()
+
+
+@pytest.mark.parametrize("sweep", [False, True], ids=["one run", "two trials"])
+def test_each_config_is_validated_and_its_data_checked_once(tmp_path, monkeypatch, sweep):
+    """The checks before the launch are the checks of the run: Hydra's run of the task does not repeat them."""
+    from ftorch.cli import main
+    from ftorch.run import lifecycle
+
+    calls = {"load": 0, "check_data": 0}
+
+    def counted(name, real):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return real(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(lifecycle, "load", counted("load", lifecycle.load))
+    monkeypatch.setattr(lifecycle, "check_data", counted("check_data", lifecycle.check_data))
+    lrs = ["train.lr=1e-3,2e-3"] if sweep else []
+    code = main(["train", *(["-m"] if sweep else []), f"paths.runs={tmp_path}", *TINY, "train.max_steps=1", "eval=none",
+                 *lrs])
+    assert code == 0
+    trials = 2 if sweep else 1
+    assert len(run_dirs(tmp_path)) == trials
+    assert calls == {"load": trials, "check_data": trials}

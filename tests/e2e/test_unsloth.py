@@ -1,7 +1,7 @@
 """provider=unsloth for real: a tiny LoRA run through Unsloth's CPU fallback (provider.allow_cpu=true), as a
 user runs it. Needs an interpreter where `import unsloth` works:
 
-    bash scripts/setup_unsloth_env.sh
+    ftorch setup unsloth
     .venv-unsloth/bin/python -m pytest tests/e2e/test_unsloth.py
 """
 
@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, TINY, read_run, run_cli, run_dirs
+from conftest import ROOT, TINY, read_run, run_cli, train_run
 
 pytestmark = pytest.mark.slow
 RUN = ["provider=unsloth", "provider.allow_cpu=true", *TINY, "train.max_steps=5", "train.save_steps=3", "eval=none"]
@@ -25,7 +25,7 @@ def unsloth_works():
     """Checked in a child process: importing unsloth here would patch transformers for the whole test session."""
     if importlib.util.find_spec("unsloth") is None:
         pytest.skip(f"unsloth is not installed in {sys.executable}; create .venv-unsloth with "
-                    "scripts/setup_unsloth_env.sh and run .venv-unsloth/bin/python -m pytest tests/e2e/test_unsloth.py")
+                    "`ftorch setup unsloth` and run .venv-unsloth/bin/python -m pytest tests/e2e/test_unsloth.py")
     probe = subprocess.run([sys.executable, "-c", "import unsloth"], capture_output=True, text=True, timeout=600,
                            env=os.environ.copy())
     if probe.returncode != 0:
@@ -36,10 +36,7 @@ def unsloth_works():
 @pytest.fixture(scope="module")
 def trained(unsloth_works, tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
-    result = run_cli("train", f"paths.runs={runs}", *RUN)
-    assert result.returncode == 0, result.stderr[-4000:]
-    (run_dir,) = run_dirs(runs)
-    return run_dir, result
+    return train_run(runs, *RUN)
 
 
 def test_run_succeeds_on_unsloths_cpu_path(trained):
@@ -90,3 +87,46 @@ def test_resume_continues_from_the_last_checkpoint(trained, tmp_path):
     assert record["status"] == "succeeded" and record["metrics"]["global_step"] == 5
     assert "resuming from" in (run_dir / "train.log").read_text() and "checkpoint-3" in record["resume_from"]
     assert record["reload_check"]["matches_trained"]
+
+
+DPO = ["recipe=dpo-quickstart-tiny", "provider=unsloth", "provider.allow_cpu=true", *TINY[1:], "train.max_steps=3",
+       "train.save_steps=3", "train.batch_size=4"]
+QUICK_EVAL = ["eval.limit=8", "eval.few_shot=2", "eval.general=false", "eval.safety=false", "eval.drift=false",
+              "eval.max_new_tokens=8"]
+
+
+@pytest.fixture(scope="module")
+def dpo_trained(unsloth_works, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("dpo")
+    return train_run(runs, *DPO, *QUICK_EVAL)
+
+
+def test_dpo_trains_through_unsloth_and_records_like_sft(dpo_trained):
+    run_dir, result = dpo_trained
+    record = read_run(run_dir)
+    assert record["status"] == "succeeded" and record["provider"] == "unsloth" and record["method"] == "dpo"
+    assert record["device"] == "cpu" and record["unsloth"]["trl"]
+    assert record["metrics"]["global_step"] == 3 and record["metrics"]["final_loss"] > 0
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in rows if r["kind"] == "train"]
+    assert [r["step"] for r in train] == [1, 2, 3]
+    assert all("reward_accuracy" in r and "reward_margin" in r for r in train)
+    assert "method dpo through trl.DPOTrainer" in (run_dir / "train.log").read_text()
+    for name in ("adapter/adapter_config.json", "adapter/adapter_model.safetensors"):
+        assert (run_dir / name).is_file(), name
+    assert not (run_dir / "adapter" / "ref").exists()  # TRL's frozen reference copy is not published
+    for check in ("reload_check", "peft_reload_check"):  # through Unsloth (child), through plain PEFT (parent)
+        assert record[check]["matches_trained"] and record[check]["changes_base_output"], check
+    assert "unsloth" not in sys.modules
+
+
+def test_dpo_run_is_evaluated_with_preference_accuracy(dpo_trained):
+    run_dir, result = dpo_trained
+    metrics = read_run(run_dir)["metrics"]
+    for key in ("eval_base_preference_accuracy", "eval_tuned_preference_accuracy", "eval_tuned_rejected_rate"):
+        assert 0 <= metrics[key] <= 1, key
+    assert "eval_tuned_reward_margin" in metrics
+    assert "preference accuracy (n=8): base" in result.stdout and "verdict:" in result.stdout
+    (report_dir,) = (run_dir / "eval").iterdir()
+    report = json.loads((report_dir / "report.json").read_text())
+    assert report["preference"]["pairs"]["n"] == 8

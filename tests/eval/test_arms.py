@@ -10,12 +10,12 @@ import pytest
 from conftest import chat
 from ftorch.eval.arms import Arm, Prompts, split
 from ftorch.eval.constrained import constraint_for
-from ftorch.eval.runner import evaluate
+from ftorch.eval.suite import evaluate
 from ftorch.eval.selection import choose
 from ftorch.eval.tradeoff import pareto
-from ftorch.evaluation import evaluate_run
-from ftorch.rundir import RunDir
-from ftorch.schema import RunConfig
+from ftorch.eval.finished import evaluate_run
+from ftorch.run.rundir import RunDir
+from ftorch.config.schema import RunConfig
 
 ANSWER = '{"label": "yes"}'
 COLOURS = ["red", "green", "blue", "amber", "violet"]

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from ftorch.eval.constrained import Constraint
-from ftorch.schema import TinyModel
+from ftorch.config.schema import TinyModel
 
 SCHEMA = {"type": "object", "required": ["action", "day"], "additionalProperties": False,
           "properties": {"action": {"enum": ["schedule", "cancel", "move"]},

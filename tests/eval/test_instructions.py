@@ -167,7 +167,7 @@ def test_general_answers_are_saved_beside_the_report(tmp_path):
     from contextlib import nullcontext
     from types import SimpleNamespace
 
-    from ftorch.eval import runner
+    from ftorch.eval import suite as runner
 
     class Scripted:
         current = "base"

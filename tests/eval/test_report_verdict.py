@@ -1,5 +1,5 @@
 """The verdict and the report text, from hand-made report dicts shaped like the ones `runner.evaluate` builds
-(tests/eval/test_runner.py builds real ones): every verdict case, and no NaN anywhere in what a person reads."""
+(tests/eval/test_suite.py builds real ones): every verdict case, and no NaN anywhere in what a person reads."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ftorch.eval import report as render
 from ftorch.eval.stats import wilson_interval
-from ftorch.evaluation import summary_lines
+from ftorch.eval.finished import summary_lines
 
 N = 200
 

@@ -236,7 +236,7 @@ class _Scripted:
 def test_safety_answers_are_saved_beside_the_report(tmp_path):
     from types import SimpleNamespace
 
-    from ftorch.eval import runner
+    from ftorch.eval import suite as runner
 
     ev = SimpleNamespace(safety_limit=16, seed=0, safety_grader=None, max_new_tokens=8, batch_size=4)
     section = runner._safety(_Scripted(), ev, None)

@@ -136,7 +136,7 @@ def test_bounded_mean_interval_is_wilson_at_the_mean():
 
 
 def test_graded_metric_summary_uses_the_bounded_interval():
-    from ftorch.eval.runner import _mean_ci
+    from ftorch.eval.suite import _mean_ci
 
     low, high = _mean_ci([0.0] * 40, binary=False)
     assert low == 0.0 and high == pytest.approx(0.0876, abs=1e-4)

@@ -3,21 +3,23 @@
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
+from ftorch.run.record import RunRecord
 from ftorch.sweep.objective import direction_of, objectives, planned
 from hydra_plugins.ftorch_optuna.optuna_sweeper import distribution
 
 
 def test_auto_objective_prefers_the_evaluation_headline():
-    record = {"metrics": {"eval_tuned_field_accuracy": 0.8, "final_loss": 1.2},
-              "evaluation": {"headline": "field_accuracy"}}
+    record = RunRecord(status="succeeded", metrics={"eval_tuned_field_accuracy": 0.8, "final_loss": 1.2},
+                       evaluation={"status": "succeeded", "headline": "field_accuracy"})
     assert objectives(record, "auto", "auto") == [{"name": "eval_tuned_field_accuracy", "value": 0.8,
                                                    "direction": "maximize"}]
-    assert objectives({"metrics": {"final_loss": 1.2}}, "auto", "auto")[0] == {
+    assert objectives(RunRecord(status="succeeded", metrics={"final_loss": 1.2}), "auto", "auto")[0] == {
         "name": "final_loss", "value": 1.2, "direction": "minimize"}
 
 
 def test_multi_objective_with_forgetting():
-    record = {"metrics": {"eval_general_base": 0.5, "eval_general_tuned": 0.4, "final_loss": 2.0}}
+    record = RunRecord(status="succeeded", metrics={"eval_general_base": 0.5, "eval_general_tuned": 0.4,
+                                                    "final_loss": 2.0})
     found = objectives(record, ["final_loss", "general_change"], "auto")
     assert [f["direction"] for f in found] == ["minimize", "maximize"]
     assert found[1]["value"] == pytest.approx(-0.1)
@@ -100,7 +102,7 @@ def test_a_trial_finished_before_the_interruption_is_counted_on_resume(tmp_path)
 def test_objectives_and_directions_must_pair_up():
     from pydantic import ValidationError
 
-    from ftorch.schema import SweepSettings
+    from ftorch.config.schema import SweepSettings
 
     with pytest.raises(ValidationError, match="lists 1 directions for 2 objective"):
         SweepSettings(objective=["final_loss", "eval_tuned_field_accuracy"], direction=["minimize"])
@@ -108,4 +110,17 @@ def test_objectives_and_directions_must_pair_up():
         SweepSettings(objective="final_loss", direction=["minimize", "maximize"])
     assert SweepSettings(objective=["a", "b"], direction="maximize").direction == "maximize"
     with pytest.raises(ValueError):  # the record-side pairing never cuts a list short either
-        objectives({"metrics": {}}, ["a", "b"], ["minimize"])
+        objectives(RunRecord(status="succeeded"), ["a", "b"], ["minimize"])
+
+
+def test_planned_objectives_take_their_defaults_from_the_schema():
+    from ftorch.config.schema import EvalConfig
+    from ftorch.sweep.objective import planned
+
+    headline = EvalConfig().headline
+    assert planned({}) == [{"name": f"eval_tuned_{headline}", "direction": "maximize"}]
+    assert planned({"eval": {"enabled": False}, "data": {"validation": "v.jsonl"}}) == [
+        {"name": "final_eval_loss", "direction": "minimize"}]
+    assert planned({"eval": {"enabled": False}}) == [{"name": "final_loss", "direction": "minimize"}]
+    assert planned({"sweep": {"objective": ["general_change", "final_loss"], "direction": ["maximize", "auto"]}}) \
+        == [{"name": "general_change", "direction": "maximize"}, {"name": "final_loss", "direction": "minimize"}]

@@ -20,7 +20,7 @@ INSTALL_HINTS: dict[str, str] = {
     "peft": "peft, trl and transformers come with ftorch itself: reinstall it (make install, or pip install -e .)",
     "openai": "install it: pip install 'ftorch[openai]'",
     "axolotl": "build its environment: ftorch setup axolotl (or make axolotl-env)",
-    "unsloth": "build its environment: make install-unsloth (see the README's Unsloth section)",
+    "unsloth": "build its environment: ftorch setup unsloth, then run .venv-unsloth/bin/ftorch",
 }
 
 

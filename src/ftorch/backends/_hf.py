@@ -11,11 +11,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
+from ..config.schema import ModelConfig
 from ..errors import BackendError, ModelError, Problem
-from ..rundir import RunDir
-from ..schema import ModelConfig
+from ..run.rundir import RunDir
+from .checkpoints import checkpoint_problem, resume_point, step_of  # noqa: F401  (one rule: checkpoints.py)
 
 PROBE = [{"role": "user", "content": "Book a call with Ana Monday 9am."}]
 
@@ -132,13 +133,13 @@ def metrics_callback(run: RunDir):
     """A TrainerCallback writing one metrics.jsonl row per log event, with tokens/s between logs."""
     from transformers import TrainerCallback
 
-    from .. import metrics_log
+    from ..run import metrics_log
 
     class MetricsRecorder(TrainerCallback):
         def __init__(self) -> None:
             self.last = (time.perf_counter(), None)
 
-        def on_log(self, args, state, control, logs=None, **kwargs):
+        def on_log(self, args, state, control, logs=None, **kwargs) -> None:
             if not state.is_world_process_zero:
                 return
             logs = {**(logs or {}), "epoch": round(state.epoch or 0.0, 4)}
@@ -196,62 +197,7 @@ def quiet_progress(trainer, stream=None) -> None:
     trainer.add_callback(BarWithLoss() if stream.isatty() else LinePerTenth())
 
 
-CHECKPOINT_FILES = ("adapter_config.json", "optimizer.pt", "scheduler.pt", "training_args.bin")
-
-
-def checkpoint_problem(folder: Path) -> str | None:
-    """Why checkpoint-N is not a complete save (kill -9 while it was written), or None when it is: its trainer
-    state parses and names step N (the Trainer writes it last), and every file it needs is there, none empty."""
-    try:
-        state = json.loads((folder / "trainer_state.json").read_text())
-    except FileNotFoundError:
-        return "no trainer_state.json"
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return "trainer_state.json is truncated"
-    if f"checkpoint-{state.get('global_step')}" != folder.name:
-        return f"trainer_state.json is for step {state.get('global_step')}"
-    names = {p.name: p for p in folder.iterdir() if p.is_file()}
-    missing = [n for n in CHECKPOINT_FILES if n not in names]
-    if not any(n.startswith("adapter_model.") for n in names):
-        missing.append("adapter_model.safetensors")
-    if not any(n.startswith("rng_state") for n in names):
-        missing.append("rng_state.pth")
-    if missing:
-        return "missing " + ", ".join(missing)
-    empty = sorted(n for n, p in names.items() if p.stat().st_size == 0)
-    return f"empty {', '.join(empty)}" if empty else None
-
-
-def _checkpoints(run: RunDir) -> list[Path]:
-    found = [p for p in run.checkpoints.glob("checkpoint-*") if p.is_dir() and p.name[11:].isdigit()] \
-        if run.checkpoints.is_dir() else []
-    return sorted(found, key=lambda p: int(p.name[11:]), reverse=True)
-
-
-def resume_point(run: RunDir) -> str | None:
-    """The newest complete checkpoint to continue from (None: start again at step 0), noted in train.log.
-    Incomplete ones (a save cut short) are set aside with a note, here and on the console, and metrics.jsonl
-    loses the rows past the chosen step, which training is about to log again."""
-    checkpoint = None
-    for folder in _checkpoints(run):
-        problem = checkpoint_problem(folder)
-        if problem is None:
-            checkpoint = str(folder)
-            break
-        note = f"checkpoint {folder.name} is incomplete ({problem}): removed; resuming from an earlier one"
-        run.append_log(note)
-        print(f"ftorch: {note}", file=sys.stderr, flush=True)
-        shutil.rmtree(folder, ignore_errors=True)
-    run.append_log(f"resuming from {checkpoint}" if checkpoint else "no checkpoint found: starting from step 0")
-    keep_metrics_until(run, step_of(checkpoint) if checkpoint else 0)
-    return checkpoint
-
-
-def step_of(checkpoint: str | Path) -> int:
-    return int(Path(checkpoint).name.rsplit("-", 1)[-1])
-
-
-def training_finished(checkpoint: str | None) -> bool:
+def training_finished(checkpoint: str | None) -> TypeGuard[str]:
     """Whether this checkpoint was saved at the last step (what is left is only saving the adapter)."""
     if checkpoint is None:
         return False
@@ -306,6 +252,28 @@ def publish_adapter(run: RunDir, write: Callable[[Path], None], main: bool = Tru
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(partial, run.adapter)
+
+
+def publish_trained(trainer, run: RunDir, tokenizer, base_path: str, save_model: Callable[[Path], None],
+                    collective: bool = False, quantized: bool = False) -> dict[str, Any] | None:
+    """After training, on every rank: rank 0 saves the model with `save_model(folder)` and the tokenizer,
+    publishes the adapter and checks that it reloads. A `collective` save (the Trainer's own, which gathers a
+    sharded model on all ranks and writes on rank 0) runs on every rank. Returns the reload check on rank 0,
+    None on the others."""
+    main = trainer.is_world_process_zero()
+
+    def write(folder: Path) -> None:
+        if collective or main:
+            save_model(folder)
+        if main:
+            tokenizer.save_pretrained(str(folder))
+
+    publish_adapter(run, write, main=main)
+    if not main:
+        return None
+    check = reload_check(trainer.model, base_path, run.adapter, tokenizer, quantized=quantized)
+    run.append_log(f"reload check: {check}")
+    return check
 
 
 def reload_check(trained, base_path: str, adapter_dir: Path, tokenizer, quantized: bool = False) -> dict[str, Any]:
@@ -412,7 +380,9 @@ def peft_reload_check(expected, inputs: dict[str, Any], base_path: str, adapter_
 
     inputs = {k: v.to(device) for k, v in inputs.items()}
     with torch.no_grad():
-        base = AutoModelForCausalLM.from_pretrained(base_path, dtype=getattr(torch, dtype)).to(device).eval()
+        base = AutoModelForCausalLM.from_pretrained(base_path, dtype=getattr(torch, dtype))
+        # transformers types PreTrainedModel.to through a wrapper that loses `self` (it takes a device at run time)
+        base = base.to(device).eval()  # type: ignore[arg-type]
         base_logits = base(**inputs).logits.float().cpu()
         reloaded = PeftModel.from_pretrained(base, str(adapter_dir)).eval()
         got = reloaded(**inputs).logits.float().cpu()

@@ -8,14 +8,19 @@ around them (checkpoints, metrics.jsonl, the adapter's publication and reload ch
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, Problem
-from ..metrics_log import final_metrics
+from ..run.metrics_log import final_metrics
 
 if TYPE_CHECKING:
-    from ..rundir import RunDir
-    from ..schema import RunConfig
+    from pathlib import Path
+
+    from ..config.schema import RunConfig
+    from ..data.report import DataReport
+    from ..run.rundir import RunDir
     from .base import Plan, Result
 
 # what each method needs: a reference model (dpo, kto) or none (orpo, simpo: reference-free objectives)
@@ -28,7 +33,7 @@ APPLIES = {"loss_type": {"dpo"}, "label_smoothing": {"dpo"}, "reference": {"dpo"
 
 def check(cfg: RunConfig) -> None:
     """Refuse settings that do nothing for this method (a setting that silently does nothing is a bug)."""
-    from ..schema import PreferenceSettings
+    from ..config.schema import PreferenceSettings
 
     method, p = cfg.train.method, cfg.train.preference
     defaults = PreferenceSettings()
@@ -45,13 +50,15 @@ def check(cfg: RunConfig) -> None:
                                   "remove train.assistant_only_loss=false"))
 
 
-def trainer_args(cfg: RunConfig, sft: dict[str, Any]) -> dict[str, Any]:
-    """The method's config keyword arguments: the shared training settings (`sft`, from peft._sft_args) less the
-    SFT-only ones, plus the method's own."""
-    common = {k: v for k, v in sft.items() if k not in ("packing", "padding_free", "assistant_only_loss",
-                                                           "include_num_input_tokens_seen")}
+def trainer_args(cfg: RunConfig, shared: dict[str, Any]) -> dict[str, Any]:
+    """The method's config keyword arguments: the provider's training settings (`shared`: hf_translate's
+    trainer_args plus the provider's own keys, e.g. peft._sft_args) less any SFT-only ones, plus the method's own."""
+    common = {k: v for k, v in shared.items() if k not in ("packing", "padding_free", "assistant_only_loss",
+                                                              "include_num_input_tokens_seen")}
     method, p = cfg.train.method, cfg.train.preference
     common["beta"] = p.beta
+    if cfg.train.num_gpus > 1:  # DDP: every LoRA weight takes part in each step (the reference is adapter-off)
+        common["ddp_find_unused_parameters"] = False
     if method == "dpo":
         common.update(loss_type=[p.loss_type], label_smoothing=p.label_smoothing,
                       precompute_ref_log_probs=p.reference == "precomputed")
@@ -106,7 +113,7 @@ def plan_notes(cfg: RunConfig, shape: dict | None, choice) -> tuple[list[str], d
     """What plan shows about the method, and the memory estimates with and without a reference copy."""
     method, p = cfg.train.method, cfg.train.preference
     notes = [f"method: {method} through {TRL_TRAINER[method]}, LoRA"]
-    settings = {"beta": p.beta}
+    settings: dict[str, Any] = {"beta": p.beta}
     if method == "dpo":
         settings.update(loss_type=p.loss_type, label_smoothing=p.label_smoothing, sft_weight=p.sft_weight)
     if method == "simpo":
@@ -168,14 +175,54 @@ def memory_gib(shape: dict, cfg: RunConfig, choice) -> tuple[float, float]:
 
 def datasets(plan: Plan):
     """train (and validation) as TRL's conversational prompt/chosen/rejected rows."""
+    assert plan.data is not None  # plan() sets it; training always runs on a checked plan
+    return datasets_of(plan.data)
+
+
+def datasets_of(data: DataReport):
+    """datasets() from a checked DataReport (the Unsloth child checks the data itself)."""
     from datasets import Dataset
 
     from ..data.preference import trl_row
 
-    splits = plan.data.splits
+    splits = data.splits
     built = {name: Dataset.from_list([trl_row(e) for e in splits[name].examples])
              for name in ("train", "validation") if name in splits}
     return built["train"], built.get("validation")
+
+
+def make_trainer(method: str, args: dict[str, Any], model, tokenizer, data: DataReport, run: RunDir, device: str,
+                 precision: str, peft_config=None):
+    """The method's TRL trainer on the checked data, logging to metrics.jsonl. `args` is the plan's
+    trainer_args(); `model` is the base (with `peft_config`) or a model that already carries its LoRA (Unsloth's
+    get_peft_model, a starting adapter): TRL then takes the reference as that model with its adapter disabled."""
+    from . import _hf
+
+    unknown_args(method, args)
+    config_cls, trainer_cls = classes(method)
+    config = config_cls(output_dir=str(run.checkpoints), use_cpu=device == "cpu", bf16=precision == "bf16",
+                        fp16=precision == "fp16", **args)
+    train_ds, eval_ds = datasets_of(data)
+    with _no_dataset_bars():
+        return trainer_cls(model=model, args=config, train_dataset=train_ds, eval_dataset=eval_ds,
+                           processing_class=tokenizer, peft_config=peft_config,
+                           callbacks=[_hf.metrics_callback(run)])
+
+
+def unknown_args(method: str, args: dict[str, Any]) -> None:
+    """A BackendError naming the keys the installed TRL's config for the method lacks (an environment older or
+    newer than the one ftorch's translation was written for), instead of TypeError from inside TRL."""
+    import dataclasses
+    from importlib.metadata import version
+
+    from ..errors import BackendError
+
+    config_cls, _ = classes(method)
+    unknown = sorted(set(args) - {f.name for f in dataclasses.fields(config_cls)})
+    if unknown:
+        raise BackendError(Problem(f"train.method={method}", f"TRL {version('trl')} in this environment has no "
+                                   f"{config_cls.__name__} field {', '.join(unknown)}",
+                                   "install the TRL version of ftorch's constraints.txt in this environment"))
 
 
 def train(plan: Plan, run: RunDir, resume_from: str | None, backend) -> Result:
@@ -187,16 +234,13 @@ def train(plan: Plan, run: RunDir, resume_from: str | None, backend) -> Result:
     from .base import Result
 
     cfg = plan.config
-    device = cfg.provider.device if cfg.provider.device != "auto" else ("cuda" if _hf.cuda_available() else "cpu")
-    if cfg.train.quantization == "4bit":
-        _hf.require_cuda_for_4bit(device)
-    precision = peft_backend._precision(cfg.train.precision, device)
+    device, precision = peft_backend.device_and_precision(cfg)
     path = _hf.model_path(cfg.model)
     run.append_log(f"model {path} on {device}, precision {precision}; method {cfg.train.method}")
     tokenizer = peft_backend._load_tokenizer(path, cfg)
     model = peft_backend._load_model(path, cfg, precision, plan.inputs["settings"])
     start = adapter_dir(cfg)
-    peft_config = LoraConfig(**plan.inputs["lora"])
+    peft_config: LoraConfig | None = LoraConfig(**plan.inputs["lora"])
     if start is not None:
         from peft import PeftModel
 
@@ -204,19 +248,16 @@ def train(plan: Plan, run: RunDir, resume_from: str | None, backend) -> Result:
             model = PeftModel.from_pretrained(model, str(start), is_trainable=True)
         peft_config = None
         run.append_log(f"starting from the adapter in {start}")
-    train_ds, eval_ds = datasets(plan)
-    config_cls, trainer_cls = classes(cfg.train.method)
-    args = config_cls(output_dir=str(run.checkpoints), use_cpu=device == "cpu", bf16=precision == "bf16",
-                      fp16=precision == "fp16", **plan.inputs["preference"])
+    assert plan.data is not None  # plan() sets it; training always runs on a checked plan
     with _hf.lora_targets_checked(model, plan.inputs["lora"]["target_modules"]):
-        trainer = trainer_cls(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                              processing_class=tokenizer, peft_config=peft_config,
-                              callbacks=[_hf.metrics_callback(run)])
+        trainer = make_trainer(cfg.train.method, plan.inputs["preference"], model, tokenizer, plan.data, run,
+                               device, precision, peft_config=peft_config)
     _hf.quiet_progress(trainer)
     trainable, total = trainer.model.get_nb_trainable_parameters()
     share = f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.3f}%)"
     run.append_log(share)
-    print(share, flush=True)
+    if trainer.is_world_process_zero():
+        print(share, flush=True)
     if _hf.training_finished(resume_from):
         _hf.restore_finished(trainer, resume_from, run)
         metrics: dict[str, Any] = {}
@@ -224,16 +265,27 @@ def train(plan: Plan, run: RunDir, resume_from: str | None, backend) -> Result:
         output = trainer.train(resume_from_checkpoint=resume_from)
         metrics = {k: v for k, v in output.metrics.items() if isinstance(v, (int, float))}
 
-    def write_adapter(folder):
+    def save_trained(folder: Path) -> None:  # TRL may keep a frozen "ref" adapter beside the trained one
         trainer.model.save_pretrained(str(folder), selected_adapters=["default"])
-        tokenizer.save_pretrained(str(folder))
 
-    _hf.publish_adapter(run, write_adapter)
-    check = _hf.reload_check(trainer.model, path, run.adapter, tokenizer, quantized=cfg.train.quantization == "4bit")
-    run.append_log(f"reload check: {check}")
+    check = _hf.publish_trained(trainer, run, tokenizer, path, save_trained, quantized=cfg.train.quantization == "4bit")
     metrics.update(final_metrics(trainer.state.log_history, trainer.state.global_step))
     return Result(status="succeeded", metrics=metrics,
                   artifacts={"adapter": str(run.adapter), "checkpoints": str(run.checkpoints)},
                   extra={"trainable_params": trainable, "total_params": total, "device": device,
                          "precision": precision, "reload_check": check, "method": cfg.train.method,
-                         "processes": 1})
+                         "processes": int(os.environ.get("WORLD_SIZE", "1"))})
+
+
+@contextmanager
+def _no_dataset_bars() -> Iterator[None]:
+    """TRL tokenizes the pairs with `datasets.map`: its bars (one per rank) are not ftorch's progress."""
+    import datasets as dataset_bars
+
+    was_on = dataset_bars.is_progress_bar_enabled()
+    dataset_bars.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if was_on:
+            dataset_bars.enable_progress_bars()

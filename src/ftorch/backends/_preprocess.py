@@ -200,7 +200,7 @@ def _row(messages: list[dict], tokenizer, max_length: int, assistant_only: bool,
         kept = sum(mask[:max_length])
         cut = {"index": index, "tokens": len(ids), "clipped": clipped, "trainable_kept": kept,
                "trainable_cut": sum(mask) - kept}
-        if clipped and not cut["trainable_cut"]:  # was any trained text beyond the clip?
+        if clipped and budget is not None and not cut["trainable_cut"]:  # was any trained text beyond the clip?
             cut["trainable_cut"] = int(any(m.get("role") == "assistant" for m in messages[_first_clipped(messages,
                                                                                                      budget):]))
     ids, mask = ids[:max_length], mask[:max_length]

@@ -2,6 +2,7 @@
 
     python axolotl_child.py CONFIG.yaml [CONFIG.yaml ...]
     python axolotl_child.py --probe      # {"cuda", "gpus", "bf16", "torch", "axolotl"}: what this environment has
+    python axolotl_child.py --result PATH -m axolotl.cli.train CONFIG.yaml   # train (see `train` below)
 
 Prints one JSON object per config on stdout (everything Axolotl prints goes to stderr):
     {"path", "ok", "errors": [{"key", "message"}], "unknown_keys": [...], "suggestions": {key: close_match}}
@@ -24,7 +25,10 @@ import re
 import sys
 import types
 import typing
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 _FIELD_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 # This file sits beside ftorch's backends/axolotl.py: its folder must not shadow the real `axolotl` package.
@@ -39,6 +43,8 @@ def main(argv: list[str]) -> int:
     if argv == ["--probe"]:
         print(json.dumps(probe()), flush=True)
         return 0
+    if argv[0] == "--result":
+        return train(argv[1], argv[2:])
     os.environ.setdefault("AXOLOTL_DO_NOT_TRACK", "1")
     os.environ.setdefault("WANDB_MODE", "disabled")
     with contextlib.redirect_stdout(sys.stderr):  # banners and warnings must not mix with the JSON
@@ -54,6 +60,75 @@ def main(argv: list[str]) -> int:
     for result in results:
         print(json.dumps(result, default=str), flush=True)
     return 0
+
+
+def train(result_path: str, command: list[str]) -> int:
+    """`-m MODULE ARGS...` run as `python -m` would, and how it ended written to `result_path` as ftorch's
+    training children all report it (ftorch/backends/child.py; this file cannot import ftorch):
+    {"status": "succeeded"} exit 0, {"status": "interrupted"} exit 130 (Ctrl-C, or SIGTERM: the stop policy's
+    second signal), {"status": "failed", "error": {...}} exit 1. Under accelerate launch every rank runs this,
+    and rank 0 alone writes."""
+    import runpy
+    import signal
+    import traceback
+
+    if len(command) < 2 or command[0] != "-m":
+        print("usage: axolotl_child.py --result PATH -m MODULE [ARGS...]", file=sys.stderr)
+        return 2
+    module = command[1]
+
+    # Axolotl's train installs its own SIGINT handler, which saves the model and exits 0: a stopped run must not
+    # pass for a finished one, so every SIGINT/SIGTERM handler installed from here on notes the signal first.
+    stopped: list[int] = []
+    install = signal.signal
+
+    def noting(signum: int, handler: Any) -> Any:
+        if signum in (signal.SIGINT, signal.SIGTERM) and callable(handler):
+            inner = handler
+
+            def handler(sig, frame):  # noqa: ANN001
+                stopped.append(sig)
+                return inner(sig, frame)
+        return install(signum, handler)
+
+    def interrupt(signum, frame) -> None:
+        raise KeyboardInterrupt()
+
+    signal.signal = noting  # type: ignore[assignment]
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    sys.argv = [module, *command[2:]]
+    status, code, error = "succeeded", 0, None
+    try:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    except KeyboardInterrupt:
+        status, code = "interrupted", 130
+    except SystemExit as exc:  # fire's exit on a bad command line, or the trainer's own sys.exit
+        if exc.code not in (0, None):
+            status, code = "failed", exc.code if isinstance(exc.code, int) else 1
+            error = f"{module} exited with code {exc.code}"
+    except BaseException as exc:  # noqa: BLE001 - any failure inside Axolotl ends the run: say which
+        traceback.print_exc()
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        status, code, error = "failed", 1, f"axolotl train failed: {type(exc).__name__}: {first}"
+    if stopped and status != "failed":
+        status, code, error = "interrupted", 130, None
+    if os.environ.get("RANK", "0") == "0":
+        record: dict[str, Any] = {"status": status}
+        if error is not None:
+            record["error"] = {"type": "BackendError", "hint": None,
+                               "problems": [{"where": "provider=axolotl", "message": error, "hint": None}]}
+        _write_atomic(result_path, record)
+    return code
+
+
+def _write_atomic(path: str, record: dict[str, Any]) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as handle:
+        json.dump(record, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
 
 
 def probe() -> dict[str, Any]:
@@ -126,7 +201,7 @@ def _errors(exc: Exception) -> list[dict[str, str]]:
     return [{"key": "", "message": f"{type(exc).__name__}: {exc}"}]
 
 
-def _input_model(with_plugins: bool) -> type:
+def _input_model(with_plugins: bool) -> type[BaseModel]:
     """AxolotlInputConfig, merged with the registered plugins' argument models when the config has plugins."""
     from axolotl.utils.schemas.config import AxolotlInputConfig
 
@@ -137,7 +212,7 @@ def _input_model(with_plugins: bool) -> type:
     return AxolotlInputConfig
 
 
-def unknown_keys(data: dict, models: list[type], suggestions: dict[str, str], prefix: str = "",
+def unknown_keys(data: dict, models: list[type[BaseModel]], suggestions: dict[str, str], prefix: str = "",
                  top: bool = False) -> list[str]:
     """Keys of `data` that none of `models` declares (by name or alias), recursing into nested models;
     a close spelling among the declared ones goes into `suggestions`."""
@@ -145,10 +220,10 @@ def unknown_keys(data: dict, models: list[type], suggestions: dict[str, str], pr
         return []
     fields = {}
     for model in models:
-        for name, info in model.model_fields.items():
-            for spelling in (name, info.alias, info.validation_alias):
+        for name, declared in model.model_fields.items():
+            for spelling in (name, declared.alias, declared.validation_alias):
                 if isinstance(spelling, str):
-                    fields[spelling] = info
+                    fields[spelling] = declared
     found: list[str] = []
     for key, value in data.items():
         info = fields.get(key)
@@ -170,7 +245,7 @@ def unknown_keys(data: dict, models: list[type], suggestions: dict[str, str], pr
     return found
 
 
-def _models_in(annotation: Any) -> list[type]:
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
     """The pydantic models inside a field's type: Optional[X], list[X | Y], Annotated[...]."""
     from pydantic import BaseModel
 
@@ -178,7 +253,7 @@ def _models_in(annotation: Any) -> list[type]:
         return [annotation]
     if isinstance(annotation, type) and not isinstance(annotation, types.GenericAlias):
         return []
-    found: list[type] = []
+    found: list[type[BaseModel]] = []
     for arg in typing.get_args(annotation):
         found += _models_in(arg)
     return found

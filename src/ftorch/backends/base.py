@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 
 if TYPE_CHECKING:
+    from ..config.schema import RunConfig
     from ..data.report import DataReport
-    from ..rundir import RunDir
-    from ..schema import RunConfig
+    from ..run.rundir import RunDir
 
 
 @dataclass(frozen=True)
@@ -36,8 +37,23 @@ class Result:
     extra: dict[str, Any] = field(default_factory=dict)  # more fields for run.json
 
 
+class EvalModels(NamedTuple):
+    """What an evaluation of a run talks to (Backend.eval_models)."""
+
+    generator: Any  # answers as base, prompted and tuned (eval/runner.py's generator: LocalModel, OpenAIChat)
+    local: Any  # the local model, for what needs weights (likelihoods), or None
+    price: dict[str, Any] | None  # the price-table row its calls are billed at, or None when they are free
+
+
+# the conversations an evaluation would send, per system ("base", "prompted", "tuned"): built only when asked
+EvalCalls = Callable[[], dict[str, list[list[dict[str, Any]]]]]
+
+
 class Backend(Protocol):
     name: str
+    # where a run's weights end up: "adapter" = a LoRA adapter in RUN/adapter (export and serve take it);
+    # "hosted" = they stay with the provider, reached by the model id run.json records (fine_tuned_model)
+    weights: Literal["adapter", "hosted"]
     # settings this provider has no use for -> why (and what to set instead); `section.*` = every key in it.
     # Setting one away from its default is a config error (backends/settings.py): mapped or refused.
     unused_settings: dict[str, str]
@@ -57,6 +73,14 @@ class Backend(Protocol):
     def cancel(self, run: RunDir, cfg: RunConfig) -> str:
         """`ftorch cancel RUN_DIR`: stop the run's remote job and return its new status; a provider that trains
         here has none (its runs stop with Ctrl-C) and says so with a ConfigError."""
+
+    def eval_models(self, run: RunDir, cfg: RunConfig) -> EvalModels:
+        """What `ftorch eval` (and the evaluation after training) scores for this run: the trained model and
+        its base, loaded here or reached through the provider's API. ConfigError when the run has none."""
+
+    def check_eval_budget(self, run: RunDir, cfg: RunConfig, calls: EvalCalls) -> None:
+        """Refuse, with a ConfigError, an evaluation that would cost more than the run's budget (what training
+        spent counts); nothing to check where the evaluation runs on this machine."""
 
 
 def no_remote_job(provider: str, run: RunDir) -> str:

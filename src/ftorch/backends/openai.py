@@ -13,16 +13,18 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import metrics_log
+from ..config.providers import OpenAIProvider
 from ..errors import BackendError, ConfigError, Problem
-from ..metrics_log import MetricsRow
+from ..run import metrics_log
+from ..run.metrics_log import MetricsRow
 from . import openai_client as api
+from . import openai_eval
 from .base import Plan, Result
 
 if TYPE_CHECKING:
+    from ..config.schema import RunConfig
     from ..data.report import DataReport
-    from ..rundir import RunDir
-    from ..schema import RunConfig
+    from ..run.rundir import RunDir
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 RETRYABLE_CREATE_ATTEMPTS = 3
@@ -31,7 +33,7 @@ MAX_POLL_FAILURES = 30
 
 def _job_body(cfg: RunConfig) -> dict[str, Any]:
     """The one place ftorch's provider.* names become the fine-tuning API's job body."""
-    p = cfg.provider
+    p = cfg.provider_as(OpenAIProvider)
     hyper: dict[str, Any] = {"n_epochs": p.n_epochs, "batch_size": p.batch_size,
                              "learning_rate_multiplier": p.learning_rate_multiplier}
     if p.method == "dpo":
@@ -47,6 +49,7 @@ def _job_body(cfg: RunConfig) -> dict[str, Any]:
 
 class OpenAIBackend:
     name = "openai"
+    weights = "hosted"
     unused_settings = {
         "train.*": "train.* is for local training; OpenAI's job takes provider.n_epochs, provider.batch_size, "
                    "provider.learning_rate_multiplier and provider.seed",
@@ -55,10 +58,10 @@ class OpenAIBackend:
     }
 
     def plan(self, cfg: RunConfig, data: DataReport) -> Plan:
-        from ..data.cost import MIN_EXAMPLES, PriceTable, estimate
+        from ..data.cost import MIN_EXAMPLES, PriceTable, estimate, price_table_path
         from ..data.tokens import counter_for
 
-        p = cfg.provider
+        p = cfg.provider_as(OpenAIProvider)
         wanted = "preference" if p.method == "dpo" else "chat"
         if cfg.data.format != wanted:
             raise ConfigError(Problem("data.format", f"method={p.method} needs {wanted} data, got {cfg.data.format}"))
@@ -68,7 +71,7 @@ class OpenAIBackend:
         examples = data.count("train")
         if examples < MIN_EXAMPLES:
             raise ConfigError(Problem("data.train", f"{examples} examples: OpenAI needs at least {MIN_EXAMPLES}"))
-        prices = PriceTable.load(Path(p.prices))
+        prices = PriceTable.load(price_table_path(p.prices))
         family = prices.family(cfg.model.name)
         if family and p.method not in family[1].get("methods", []):
             raise ConfigError(Problem("provider.method", f"{cfg.model.name} does not support method={p.method}"))
@@ -92,9 +95,12 @@ class OpenAIBackend:
     def cancel(self, run: RunDir, cfg: RunConfig) -> str:
         return cancel(run, cfg)
 
+    eval_models = staticmethod(openai_eval.eval_models)  # ftorch eval: what is scored, loaded or reached
+    check_eval_budget = staticmethod(openai_eval.check_eval_budget)
+
     def preflight(self, cfg: RunConfig) -> None:
         """Before any run directory exists: the SDK is installed and the key variable is set (no network)."""
-        api.make_client(cfg.provider)
+        api.make_client(cfg.provider_as(OpenAIProvider))
 
     def run(self, plan: Plan, run: RunDir) -> Result:
         return self._attach_or_start(plan, run)
@@ -103,7 +109,7 @@ class OpenAIBackend:
         return self._attach_or_start(plan, run)
 
     def _attach_or_start(self, plan: Plan, run: RunDir) -> Result:
-        cfg = plan.config.provider
+        cfg = plan.config.provider_as(OpenAIProvider)
         client = api.make_client(cfg)
         job_id = run.read().get("job_id") or self._find_job(client, _run_key(run))
         if job_id is None:
@@ -148,7 +154,7 @@ class OpenAIBackend:
                 if attempt == RETRYABLE_CREATE_ATTEMPTS:
                     with api.api_errors("create the fine-tuning job"):
                         raise
-                time.sleep(plan.config.provider.poll_interval_s * attempt)
+                time.sleep(plan.config.provider_as(OpenAIProvider).poll_interval_s * attempt)
                 found = self._find_job(client, key)
                 if found:
                     return found
@@ -172,7 +178,7 @@ class OpenAIBackend:
         return matching[0].id if matching else None
 
     def _follow(self, client, job_id: str, plan: Plan, run: RunDir) -> Result:
-        cfg = plan.config.provider
+        cfg = plan.config.provider_as(OpenAIProvider)
         try:
             job = _Follower(client, job_id, run, cfg.poll_interval_s, cfg.max_poll_interval_s).until_done()
         except KeyboardInterrupt:
@@ -255,7 +261,7 @@ class _Follower:
         new = {c.id: c.model_dump(mode="json") for c in page.data if c.id not in self.checkpoints}
         if new:
             self.checkpoints.update(new)
-            from ..rundir import write_json_atomic
+            from ..run.rundir import write_json_atomic
 
             write_json_atomic(self.run.path / "checkpoints.json", sorted(self.checkpoints.values(),
                                                                           key=lambda c: c["step_number"]))
@@ -334,7 +340,7 @@ def cancel(run: RunDir, cfg: RunConfig) -> str:
     job_id = run.read().get("job_id")
     if not job_id:
         raise ConfigError(Problem(str(run.path), "this run has no OpenAI job to cancel"))
-    client = api.make_client(cfg.provider)
+    client = api.make_client(cfg.provider_as(OpenAIProvider))
     with api.api_errors("cancel the job", job_id):
         job = client.fine_tuning.jobs.cancel(job_id)
     record = run.read()

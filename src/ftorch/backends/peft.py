@@ -6,57 +6,37 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
-from ..errors import BackendError, ConfigError, Problem
-from ..metrics_log import final_metrics
+from ..config.providers import PeftProvider
+from ..errors import ConfigError, Problem
 from ..models import is_gguf
-from . import _hf, _varlen
+from ..run.metrics_log import final_metrics
+from . import _hf, _varlen, hf_translate, local_eval
 from .base import Plan, Result, no_remote_job
 from .steps import step_estimate
 
 if TYPE_CHECKING:
+    from ..config.schema import RunConfig
     from ..data.report import DataReport
-    from ..rundir import RunDir
-    from ..schema import RunConfig
+    from ..run.rundir import RunDir
 
 
 def _sft_args(cfg: RunConfig, settings: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The one place ftorch's train.* names become SFTConfig names. `settings` are memory.choose()'s picks for
-    what the config leaves on 'auto' (micro-batch, packing, checkpointing, kernels); without them, CPU defaults."""
-    from ..schema import resolved
+    """provider=peft's SFTConfig: the shared trainer settings (hf_translate) plus its SFT keys. `settings` are
+    fit.choose()'s picks for what the config leaves on 'auto' (micro-batch, packing, checkpointing, kernels);
+    without them, CPU defaults."""
+    from ..config.schema import resolved
 
     t = cfg.train
     s = settings or {"micro_batch_size": t.batch_size, "grad_accum": t.grad_accum, "kernels": "none",
                      "packing": resolved(t.packing, False),
                      "gradient_checkpointing": resolved(t.gradient_checkpointing, False)}
-    return {
-        "learning_rate": t.lr,
-        "num_train_epochs": t.epochs,
-        "max_steps": t.max_steps or -1,
-        "per_device_train_batch_size": s["micro_batch_size"],
-        "per_device_eval_batch_size": s["micro_batch_size"],
-        "gradient_accumulation_steps": s["grad_accum"],
-        "max_length": t.max_length,
-        "warmup_steps": t.warmup_ratio,  # a float in [0, 1) is a ratio of total steps in transformers 5
-        "lr_scheduler_type": t.scheduler,
-        "weight_decay": t.weight_decay,
-        "optim": t.optimizer,
-        "max_grad_norm": t.max_grad_norm,
-        "seed": t.seed,
-        "data_seed": t.seed,
-        "packing": s["packing"],
-        "padding_free": s["packing"],
-        "activation_checkpointing": s["gradient_checkpointing"],
-        "use_liger_kernel": s["kernels"] == "liger",
-        "assistant_only_loss": t.assistant_only_loss,
-        "logging_steps": t.logging_steps,
-        "save_strategy": "steps",
-        "save_steps": t.save_steps,
-        "save_total_limit": t.save_total_limit,
-        "eval_strategy": "epoch" if cfg.data.validation else "no",
-        "report_to": [],
-        "include_num_input_tokens_seen": "non_padding",
-        "dataset_num_proc": None,
-    }
+    return {**hf_translate.trainer_args(cfg, s["micro_batch_size"], s["grad_accum"]),
+            "packing": s["packing"],
+            "padding_free": s["packing"],
+            "activation_checkpointing": s["gradient_checkpointing"],
+            "use_liger_kernel": s["kernels"] == "liger",
+            "assistant_only_loss": t.assistant_only_loss,
+            "include_num_input_tokens_seen": "non_padding"}
 
 
 def _lora_args(cfg: RunConfig) -> dict[str, Any]:
@@ -66,8 +46,19 @@ def _lora_args(cfg: RunConfig) -> dict[str, Any]:
             "modules_to_save": list(lora.modules_to_save) or None}
 
 
+def device_and_precision(cfg: RunConfig) -> tuple[str, str]:
+    """Where provider=peft trains (provider.device, auto = cuda when there is one) and in which precision; 4-bit
+    needs CUDA. The same for SFT and preference runs."""
+    p = cfg.provider_as(PeftProvider)
+    device = p.device if p.device != "auto" else ("cuda" if _hf.cuda_available() else "cpu")
+    if cfg.train.quantization == "4bit":
+        _hf.require_cuda_for_4bit(device)
+    return device, hf_translate.precision(cfg.train.precision, device)
+
+
 class PeftBackend:
     name = "peft"
+    weights = "adapter"
     unused_settings: dict[str, str] = {}
 
     def plan(self, cfg: RunConfig, data: DataReport) -> Plan:
@@ -78,16 +69,14 @@ class PeftBackend:
             from . import _preference
 
             _preference.check(cfg)
-            if cfg.train.num_gpus > 1:
-                raise ConfigError(Problem("train.num_gpus", f"train.method={cfg.train.method} runs on one "
-                                          "process for now", "use train.num_gpus=1"))
             if cfg.model.adapter:
                 _preference.adapter_dir(cfg)
         elif cfg.model.adapter:
             raise ConfigError(Problem("model.adapter", "starting from an earlier adapter is available for "
                                       "preference methods (train.method=dpo, orpo, kto, simpo)",
                                       "remove model.adapter, or set a preference method"))
-        if cfg.train.quantization == "4bit" and cfg.provider.device == "cpu":
+        p = cfg.provider_as(PeftProvider)
+        if cfg.train.quantization == "4bit" and p.device == "cpu":
             raise ConfigError(Problem("train.quantization", "4bit (QLoRA) cannot run with provider.device=cpu",
                                       "use train.quantization=none, or a CUDA GPU"))
         _hf.check_model_reference(cfg.model)
@@ -95,14 +84,14 @@ class PeftBackend:
         source = ("built locally (model.tiny) and cached" if cfg.model.tiny else
                   "GGUF, converted once and cached" if is_gguf(cfg.model.name) else "local folder or hub id")
         notes = [f"model: {cfg.model.name} ({source})",
-                 f"device: {cfg.provider.device} (auto = cuda when available, else cpu)",
+                 f"device: {p.device} (auto = cuda when available, else cpu)",
                  f"loss on assistant tokens only: {cfg.train.assistant_only_loss}"]
         if cfg.train.is_preference:
             return self._plan_preference(cfg, data, notes, estimates)
         if any(m.get("weight") == 0 for e in data.splits["train"].examples for m in e["messages"]):
             notes.append("warning: 'weight: 0' on assistant messages is not honoured by provider=peft; "
                          "those turns are trained on")
-        choice = _choose(cfg, _gpu_bytes(cfg.provider.device))
+        choice = _choose(cfg, _gpu_bytes(p.device))
         notes += choice.reasons
         if choice.estimate is not None:
             estimates["memory_gib"] = round(choice.estimate.total / 2**30, 3)
@@ -119,6 +108,9 @@ class PeftBackend:
     def cancel(self, run: RunDir, cfg: RunConfig) -> str:
         return no_remote_job(self.name, run)
 
+    eval_models = staticmethod(local_eval.eval_models)  # ftorch eval: what is scored, loaded or reached
+    check_eval_budget = staticmethod(local_eval.check_eval_budget)
+
     def _plan_preference(self, cfg: RunConfig, data: DataReport, notes: list[str],
                          estimates: dict[str, Any]) -> Plan:
         """train.method=dpo|orpo|kto|simpo: no packing (pairs are scored side by side), TRL's own loss."""
@@ -126,8 +118,8 @@ class PeftBackend:
 
         cfg_unpacked = cfg.model_copy(update={"train": cfg.train.model_copy(update={"packing": False,
                                                                                     "fused_loss": "off"})})
-        choice = _choose(cfg_unpacked, _gpu_bytes(cfg.provider.device))
-        more, memory = _preference.plan_notes(cfg, _shape(cfg), choice)
+        choice = _choose(cfg_unpacked, _gpu_bytes(cfg.provider_as(PeftProvider).device))
+        more, memory = _preference.plan_notes(cfg, hf_translate.model_shape(cfg), choice)
         notes = notes[:2] + more + [r for r in choice.reasons if "GiB" not in r]  # SFT-sized figures
         estimates = {**estimates, "train_pairs": estimates["train_examples"], **memory}
         sft = _sft_args(cfg_unpacked, choice.settings)
@@ -156,9 +148,11 @@ class PeftBackend:
             from .peft_worker import launch_distributed
 
             return launch_distributed(plan, run, resume_from)
-        return self._train(plan, run, resume_from=resume_from)
+        return self.train_in_process(plan, run, resume_from=resume_from)
 
-    def _train(self, plan: Plan, run: RunDir, resume_from: str | None) -> Result:
+    def train_in_process(self, plan: Plan, run: RunDir, resume_from: str | None) -> Result:
+        """Train in this process: the whole run, or one rank of a distributed one (peft_worker: ranks other
+        than 0 get a RunDir with writes=False)."""
         handler = _hf.attach_log_file(run)
         try:
             return self._train_logged(plan, run, resume_from)
@@ -174,10 +168,7 @@ class PeftBackend:
         from trl import SFTConfig, SFTTrainer
 
         cfg = plan.config
-        device = cfg.provider.device if cfg.provider.device != "auto" else ("cuda" if _hf.cuda_available() else "cpu")
-        if cfg.train.quantization == "4bit":
-            _hf.require_cuda_for_4bit(device)
-        precision = _precision(cfg.train.precision, device)
+        device, precision = device_and_precision(cfg)
         path = _hf.model_path(cfg.model)
         run.append_log(f"model {path} on {device}, precision {precision}")
         tokenizer = _load_tokenizer(path, cfg)
@@ -210,19 +201,8 @@ class PeftBackend:
             output = trainer.train(resume_from_checkpoint=resume_from)
             metrics = {k: v for k, v in output.metrics.items() if isinstance(v, (int, float))}
 
-        main = trainer.is_world_process_zero()
-
-        def write_adapter(folder):
-            trainer.save_model(str(folder))  # the Trainer saves on the main process only
-            if main:
-                tokenizer.save_pretrained(str(folder))
-
-        _hf.publish_adapter(run, write_adapter, main=main)
-        check = None
-        if main:
-            check = _hf.reload_check(trainer.model, path, run.adapter, tokenizer,
-                                     quantized=cfg.train.quantization == "4bit")
-            run.append_log(f"reload check: {check}")
+        check = _hf.publish_trained(trainer, run, tokenizer, path, lambda folder: trainer.save_model(str(folder)),
+                                    collective=True, quantized=cfg.train.quantization == "4bit")
         metrics.update(final_metrics(trainer.state.log_history, trainer.state.global_step))
         return Result(status="succeeded", metrics=metrics,
                       artifacts={"adapter": str(run.adapter), "checkpoints": str(run.checkpoints)},
@@ -237,7 +217,13 @@ def _datasets(plan: Plan, tokenizer, run: RunDir):
     from . import _preprocess
 
     t = plan.config.train
+    assert plan.data is not None  # plan() sets it; training always runs on a checked plan
     splits = plan.data.splits
+
+    def announce(message: str) -> None:
+        run.append_log(message)
+        _preprocess.say(message)
+
     prepared = {}
     for split in ("train", "validation"):
         if split in splits:
@@ -246,7 +232,7 @@ def _datasets(plan: Plan, tokenizer, run: RunDir):
                                                   cache_root() / "preprocessed", lines=splits[split].lines,
                                                   source=str(splits[split].path),
                                                   allow_truncation=t.allow_truncation or split != "train",
-                                                  announce=lambda m: (run.append_log(m), _preprocess.say(m)))
+                                                  announce=announce)
     train = prepared["train"]
     run.update(preprocessing={"key": train.key, "cache_hit": train.hit, "seconds": round(train.seconds, 3)})
     run.append_log(f"preprocessing: {'cache hit' if train.hit else 'tokenized'} {train.key} in {train.seconds:.2f} s")
@@ -255,26 +241,16 @@ def _datasets(plan: Plan, tokenizer, run: RunDir):
 
 
 def _choose(cfg: RunConfig, gpu_bytes: int | None):
-    """memory.choose() for this config: the settings left on 'auto', each with its reason (torch-free)."""
+    """fit.choose() for this config: the settings left on 'auto', each with its reason (torch-free)."""
     from importlib.util import find_spec
 
-    from . import memory
+    from . import fit
 
-    shape = _shape(cfg)
-    return memory.choose(shape, cfg.train, gpu_bytes, fused_available=True,
+    shape = hf_translate.model_shape(cfg)
+    return fit.choose(shape, cfg.train, gpu_bytes, fused_available=True,
                          liger_available=find_spec("liger_kernel") is not None,
                          varlen_available=find_spec("flash_attn") is not None or _varlen.available_without_import(),
                          device="cuda" if gpu_bytes else "cpu")
-
-
-def _shape(cfg: RunConfig) -> dict | None:
-    """The model's config.json numbers (the tiny model's from its settings), without loading it."""
-    from ..models import shape as model_shape
-
-    t = cfg.model.tiny
-    return ({"hidden_size": t.hidden_size, "num_hidden_layers": t.num_layers, "num_attention_heads": t.num_heads,
-             "num_key_value_heads": t.num_heads, "intermediate_size": t.intermediate_size,
-             "vocab_size": t.vocab_size, "tie_word_embeddings": True} if t else model_shape(cfg.model.name))
 
 
 def _gpu_bytes(device: str) -> int | None:
@@ -314,18 +290,6 @@ def _plain_loss_trainer(sft_trainer: type) -> type:
     return PlainLossSFTTrainer
 
 
-def _precision(requested: str, device: str) -> str:
-    if requested != "auto":
-        if requested == "fp16" and device == "cpu":
-            raise BackendError(Problem("train.precision", "fp16 training needs a GPU", "use fp32 or bf16 on CPU"))
-        return requested
-    if device == "cuda":
-        import torch
-
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "fp32"
-
-
 def _load_tokenizer(path: str, cfg: RunConfig):
     from transformers import AutoTokenizer
 
@@ -337,7 +301,7 @@ def _load_tokenizer(path: str, cfg: RunConfig):
     how = _hf.ensure_training_chat_template(tokenizer, path, cfg.train.assistant_only_loss)
     logging.getLogger("ftorch").info("assistant-only loss: %s", {"markers": "the template's {% generation %} markers",
                                      "offsets": "spans found by ftorch in the model's own template",
-                                     "trl": "TRL's training version of the template"}.get(how, "off"))
+                                     "trl": "TRL's training version of the template"}.get(how or "", "off"))
     return tokenizer
 
 

@@ -9,14 +9,14 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ConfigError, Problem
 
 if TYPE_CHECKING:
-    from ..schema import RunConfig
+    from ..config.schema import RunConfig
 
 _ABSENT = object()
 
 
 def unused_paths(unused: Mapping[str, str], defaults: dict | None = None) -> dict[str, str]:
     """The backend's declaration with `section.*` expanded to every leaf of that section of the schema."""
-    from ..schema import RunConfig, defaults_tree
+    from ..config.schema import RunConfig, defaults_tree
 
     defaults = defaults_tree(RunConfig) if defaults is None else defaults
     expanded: dict[str, str] = {}
@@ -32,7 +32,7 @@ def unused_paths(unused: Mapping[str, str], defaults: dict | None = None) -> dic
 def refuse_unused(cfg: RunConfig, provider: str, unused: Mapping[str, str]) -> list[str]:
     """ConfigError listing every unused setting that differs from its default (one problem each); else the
     unused settings' paths, expanded (what plan.json lists as `ignored`)."""
-    from ..schema import RunConfig, defaults_tree
+    from ..config.schema import RunConfig, defaults_tree
 
     defaults, values = defaults_tree(RunConfig), cfg.model_dump(mode="json")
     paths = unused_paths(unused, defaults)

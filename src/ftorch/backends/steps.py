@@ -7,7 +7,7 @@ import math
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..schema import TrainConfig
+    from ..config.schema import TrainConfig
 
 
 def step_estimate(train: TrainConfig, examples: int) -> dict[str, int]:

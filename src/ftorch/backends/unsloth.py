@@ -1,4 +1,5 @@
-"""provider=unsloth: Unsloth's FastLanguageModel, its LoRA wrapper and TRL's SFTTrainer, on one GPU (or,
+"""provider=unsloth: Unsloth's FastLanguageModel, its LoRA wrapper and TRL's SFTTrainer (or, for
+train.method=dpo|orpo|kto|simpo, the method's TRL trainer: ftorch.backends._preference), on one GPU (or,
 with provider.allow_cpu, Unsloth's CPU fallback).
 
 Training runs in a child process, `python -m ftorch.backends.unsloth_child RUN_DIR`, for three reasons:
@@ -9,60 +10,56 @@ Training runs in a child process, `python -m ftorch.backends.unsloth_child RUN_D
 - GPU memory goes back when the child exits, so a sweep's next trial starts clean.
 - Unsloth's generated code (unsloth_compiled_cache/) goes into the run directory, not the working directory.
 The cost is one more interpreter start and the library imports (~5-10 s). The child reads config.yaml and
-request.json from the run directory and writes unsloth/result.json; this module turns that back into a
-Result or the same FtorchError, and Ctrl-C / SIGTERM into an interrupted run.
+unsloth/request.json from the run directory; starting, stopping it and its result are backends/child.py's
+(one policy for every child), which turns its record back into a Result or the same FtorchError, and
+Ctrl-C / SIGTERM into an interrupted run.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import BackendError, ConfigError, DataError, FtorchError, MissingExtra, Problem
-from ..rundir import write_json_atomic
-from . import _hf
+from ..config.providers import UnslothProvider
+from ..errors import ConfigError, MissingExtra, Problem
+from ..run.rundir import write_json_atomic
+from . import _hf, child, hf_translate, local_eval
 from .base import Plan, Result, no_remote_job
-from .peft import _lora_args, _sft_args
 from .steps import step_estimate
 
 if TYPE_CHECKING:
+    from ..config.schema import RunConfig
     from ..data.report import DataReport
-    from ..rundir import RunDir
-    from ..schema import RunConfig
+    from ..run.rundir import RunDir
 
-WORK_DIR = "unsloth"  # inside the run directory: request.json, result.json, probe.pt, compiled_cache/
-STOP_GRACE_S = 60
+WORK_DIR = "unsloth"  # inside the run directory: request.json, probe.pt, compiled_cache/
 # Unsloth's save_pretrained_gguf quantizations that need no importance matrix (unsloth/save.py ALLOWED_QUANTS).
 GGUF_METHODS = ("not_quantized", "fast_quantized", "quantized", "f32", "bf16", "f16", "q8_0", "q4_k_m", "q5_k_m",
                 "q2_k", "q2_k_l", "q3_k_l", "q3_k_m", "q3_k_s", "q4_0", "q4_1", "q4_k_s", "q4_k", "q5_k", "q5_0",
                 "q5_1", "q5_k_s", "q6_k", "q3_k_xs")
-INSTALL_HINT = ("create its environment with `bash scripts/setup_unsloth_env.sh` and run ftorch from "
+INSTALL_HINT = ("create its environment with `ftorch setup unsloth` and run ftorch from "
                 ".venv-unsloth/bin/ftorch (by hand: pip install torch==2.13.0 first, then `pip install -c "
                 "constraints.txt torch==2.13.0 unsloth unsloth_zoo`, then `pip uninstall -y torchvision`: the "
                 "torchvision that unsloth pulls from PyPI does not load beside a CPU torch and breaks "
                 "`import unsloth`)")
-ERRORS: dict[str, type[FtorchError]] = {cls.__name__: cls for cls in (ConfigError, DataError, BackendError,
-                                                                       MissingExtra)}
 
 
 def _unsloth_args(cfg: RunConfig) -> dict[str, Any]:
     """The one place ftorch's names become FastLanguageModel's. Device-dependent values (dtype, whether 4-bit
     loading really happens) are resolved when the run starts and recorded in run.json."""
-    lora = _lora_args(cfg)
-    checkpointing = cfg.train.gradient_checkpointing
+    lora, checkpointing = cfg.train.lora, cfg.train.gradient_checkpointing
+    p = cfg.provider_as(UnslothProvider)
     return {
         "from_pretrained": {"max_seq_length": cfg.train.max_length,
-                            "load_in_4bit": cfg.provider.load_in_4bit or cfg.train.quantization == "4bit",
+                            "load_in_4bit": p.load_in_4bit or cfg.train.quantization == "4bit",
                             "revision": cfg.model.revision, "trust_remote_code": cfg.model.trust_remote_code},
-        "get_peft_model": {"r": lora["r"], "lora_alpha": lora["lora_alpha"], "lora_dropout": lora["lora_dropout"],
-                           "target_modules": lora["target_modules"], "modules_to_save": lora["modules_to_save"],
-                           "bias": lora["bias"], "random_state": cfg.train.seed,
+        "get_peft_model": {"r": lora.r, "lora_alpha": lora.alpha, "lora_dropout": lora.dropout,
+                           "target_modules": list(lora.target_modules),
+                           "modules_to_save": list(lora.modules_to_save) or None,
+                           "bias": "none", "random_state": cfg.train.seed,
                            # "unsloth": its offloaded checkpointing on GPU (plain recomputation on CPU);
                            # "auto" is resolved when the device is known (_for_device)
                            "use_gradient_checkpointing": "auto" if checkpointing == "auto" else
@@ -79,15 +76,42 @@ def _for_device(inputs: dict[str, Any], device: str) -> dict[str, Any]:
     return {**inputs, "get_peft_model": peft_model}
 
 
+def _trainer_args(cfg: RunConfig) -> dict[str, Any]:
+    """What every TRL config gets from provider=unsloth: the shared trainer settings (hf_translate) at
+    train.batch_size x train.grad_accum, with checkpointing left to get_peft_model above (TRL's own would wrap the
+    layers a second time; TRL 1.x defaults gradient_checkpointing to True) and without Liger (Unsloth patches
+    the same layers with its own kernels)."""
+    return {**hf_translate.trainer_args(cfg, cfg.train.batch_size, cfg.train.grad_accum),
+            "gradient_checkpointing": False, "use_liger_kernel": False}
+
+
 def _sft_config_args(cfg: RunConfig) -> dict[str, Any]:
-    """peft's SFTConfig translation, less checkpointing: get_peft_model above owns it (TRL's own would wrap
-    the layers a second time; TRL 1.x defaults gradient_checkpointing to True, and 1.15 has no
-    activation_checkpointing), and without Liger: Unsloth patches the same layers with its own kernels."""
-    args = _sft_args(cfg)
-    args.pop("activation_checkpointing", None)
-    args["gradient_checkpointing"] = False
-    args["use_liger_kernel"] = False
-    return args
+    """SFTConfig: the trainer settings plus the SFT keys. packing=auto is off (true asks TRL for padding-free
+    packing, which Unsloth's CPU path turns off again)."""
+    from ..config.schema import resolved
+
+    packing = resolved(cfg.train.packing, False)
+    return {**_trainer_args(cfg), "packing": packing, "padding_free": packing,
+            "assistant_only_loss": cfg.train.assistant_only_loss, "include_num_input_tokens_seen": "non_padding"}
+
+
+def _as_loaded(cfg: RunConfig) -> RunConfig:
+    """cfg with train.quantization saying what Unsloth loads on a GPU (provider.load_in_4bit decides there)."""
+    four_bit = _unsloth_args(cfg)["from_pretrained"]["load_in_4bit"]
+    return cfg.model_copy(update={"train": cfg.train.model_copy(update={"quantization": "4bit" if four_bit
+                                                                        else "none"})})
+
+
+def _memory_choice(cfg: RunConfig):
+    """fit.choose() for the run on a CUDA GPU as Unsloth makes it: train.batch_size per step, no packing, its
+    own loss and kernels (none of TRL's or Liger's), checkpointing as get_peft_model gets it (auto = on)."""
+    from . import fit
+
+    checkpointing = cfg.train.gradient_checkpointing
+    train = _as_loaded(cfg).train.model_copy(update={"packing": False, "fused_loss": "off",
+                                                     "gradient_checkpointing": checkpointing is not False})
+    return fit.choose(hf_translate.model_shape(cfg), train, None, fused_available=False, liger_available=False,
+                         varlen_available=False, device="cuda")
 
 
 def _no_gpu_error() -> ConfigError:
@@ -112,6 +136,7 @@ def _torchvision_problem() -> MissingExtra | None:
 
 class UnslothBackend:
     name = "unsloth"
+    weights = "adapter"
     unused_settings = {
         "train.allow_truncation": "ftorch's truncation check runs in provider=peft's preprocessing; Unsloth "
                                   "truncates long examples at train.max_length",
@@ -119,20 +144,25 @@ class UnslothBackend:
 
     def plan(self, cfg: RunConfig, data: DataReport) -> Plan:
         problems = []
-        if cfg.data.format != "chat":
-            problems.append(Problem("data.format", f"provider=unsloth trains on chat data (SFT); "
-                                    f"{cfg.data.format} (DPO) training is not available through ftorch yet",
-                                    "preference methods (train.method=dpo, orpo, kto, simpo) run on provider=peft"))
+        if cfg.train.is_preference:
+            from . import _preference
+
+            _preference.check(cfg)
+            if cfg.train.packing is True:
+                problems.append(Problem("train.packing", f"train.method={cfg.train.method} scores each pair's "
+                                        "chosen and rejected answers side by side; they are not packed",
+                                        "remove train.packing=true"))
         if cfg.train.num_gpus > 1:
             problems.append(Problem("train.num_gpus", "provider=unsloth trains on one GPU",
                                     "use provider=axolotl for several GPUs"))
-        if cfg.train.quantization == "4bit" and not cfg.provider.load_in_4bit:
+        p = cfg.provider_as(UnslothProvider)
+        if cfg.train.quantization == "4bit" and not p.load_in_4bit:
             problems.append(Problem("train.quantization", "4bit contradicts provider.load_in_4bit=false",
                                     "with provider=unsloth, 4-bit loading is provider.load_in_4bit"))
         if cfg.train.fused_loss != "auto":
             problems.append(Problem("train.fused_loss", "has no effect with provider=unsloth (Unsloth picks its own "
                                     "loss kernel)", "leave it at auto"))
-        gguf = cfg.provider.export_gguf
+        gguf = p.export_gguf
         if gguf is not None and gguf.lower() not in GGUF_METHODS:
             problems.append(Problem("provider.export_gguf", f"unknown GGUF quantization '{gguf}'",
                                     f"one of: {', '.join(GGUF_METHODS)}"))
@@ -150,7 +180,7 @@ class UnslothBackend:
                  "bf16 (fp16 without bf16 support) unless train.precision says otherwise",
                  ("without a GPU, provider.allow_cpu=true: Unsloth's CPU fallback (stock transformers/PEFT/TRL, "
                   "chunked cross-entropy); 4-bit off (no bitsandbytes 4-bit on CPU), fp32 unless "
-                  "train.precision=bf16, packing off; slow, meant for tests") if cfg.provider.allow_cpu else
+                  "train.precision=bf16, packing off; slow, meant for tests") if p.allow_cpu else
                  "without a CUDA GPU the run is refused (provider.allow_cpu=false)",
                  "trains in a child process (python -m ftorch.backends.unsloth_child), so Unsloth's patches "
                  "never reach the evaluation that follows",
@@ -163,12 +193,14 @@ class UnslothBackend:
         if cfg.train.lora.dropout > 0:
             notes.append(f"train.lora.dropout={cfg.train.lora.dropout}: Unsloth's fast LoRA kernels need dropout 0; "
                          "with dropout the LoRA layers run unfused (slower)")
-        if cfg.provider.export_merged_16bit:
+        if p.export_merged_16bit:
             notes.append("after training: merged 16-bit weights in merged/ (save_pretrained_merged)")
         if gguf:
             notes.append(f"after training: GGUF {gguf} in gguf/ (save_pretrained_gguf; on first use Unsloth clones "
                          "and builds llama.cpp under ~/.unsloth, which needs network and a C++ toolchain; ftorch "
                          "stops it from installing system packages). A failed export is reported, the run stands")
+        if cfg.train.is_preference:
+            return self._plan_preference(cfg, data, notes, estimates)
         if any(m.get("weight") == 0 for e in data.splits["train"].examples for m in e["messages"]):
             notes.append("warning: 'weight: 0' on assistant messages is not honoured by provider=unsloth; "
                          "those turns are trained on")
@@ -177,13 +209,45 @@ class UnslothBackend:
             inputs={"model": {"name": cfg.model.name, "tiny": cfg.model.tiny is not None, "dtype": cfg.model.dtype},
                     "precision": cfg.train.precision,  # as asked; resolved on the device at run time
                     **_unsloth_args(cfg), "sft": _sft_config_args(cfg),
-                    "exports": {"merged_16bit": cfg.provider.export_merged_16bit, "gguf": gguf}},
+                    "exports": {"merged_16bit": p.export_merged_16bit, "gguf": gguf}},
             estimates=estimates,
             notes=notes,
         )
 
+    def _plan_preference(self, cfg: RunConfig, data: DataReport, notes: list[str],
+                         estimates: dict[str, Any]) -> Plan:
+        """train.method=dpo|orpo|kto|simpo: the model and LoRA as for SFT, then the method's TRL trainer (which
+        Unsloth patches on a GPU) on the LoRA model; the reference is that model with its adapter disabled."""
+        from . import _preference
+
+        p = cfg.provider_as(UnslothProvider)
+        notes = [n for n in notes if not n.startswith(("loss on assistant tokens", "train.packing=auto"))]
+        choice = _memory_choice(cfg)
+        more, memory = _preference.plan_notes(_as_loaded(cfg), hf_translate.model_shape(cfg), choice)
+        more[0] += " (patched by Unsloth on a GPU; stock TRL on its CPU fallback)"
+        more = [("reference model: the same weights scored through TRL's frozen copy of the new LoRA, which is "
+                 "zero-initialised: the base's outputs, no second model")
+                if n == "reference model: the same weights with the LoRA adapter disabled (no second model)" else n
+                for n in more]
+        if memory:
+            more.append("the memory figures are for a CUDA GPU with the weights Unsloth loads there, its "
+                        f"checkpointing {'on' if choice.settings['gradient_checkpointing'] else 'off'}, stock "
+                        "kernels (Unsloth's own usually need less)")
+        return Plan(
+            provider=self.name, config=cfg, data=data,
+            inputs={"model": {"name": cfg.model.name, "tiny": cfg.model.tiny is not None, "dtype": cfg.model.dtype},
+                    "precision": cfg.train.precision, **_unsloth_args(cfg), "method": cfg.train.method,
+                    "preference": _preference.trainer_args(cfg, _trainer_args(cfg)),
+                    "exports": {"merged_16bit": p.export_merged_16bit, "gguf": p.export_gguf}},
+            estimates={**estimates, "train_pairs": estimates["train_examples"], **memory},
+            notes=notes[:1] + more + notes[1:],
+        )
+
     def cancel(self, run: RunDir, cfg: RunConfig) -> str:
         return no_remote_job(self.name, run)
+
+    eval_models = staticmethod(local_eval.eval_models)  # ftorch eval: what is scored, loaded or reached
+    check_eval_budget = staticmethod(local_eval.check_eval_budget)
 
     def preflight(self, cfg: RunConfig) -> None:
         """Installed, loadable, and a GPU (or allow_cpu), decided without importing unsloth (which would patch
@@ -194,7 +258,7 @@ class UnslothBackend:
         problem = _torchvision_problem()
         if problem is not None:
             raise problem
-        if not cfg.provider.allow_cpu and not _hf.cuda_available():
+        if not cfg.provider_as(UnslothProvider).allow_cpu and not _hf.cuda_available():
             raise _no_gpu_error()
 
     def run(self, plan: Plan, run: RunDir) -> Result:
@@ -204,41 +268,37 @@ class UnslothBackend:
         return self._train(plan, run, resume_from=_hf.resume_point(run))
 
     def _train(self, plan: Plan, run: RunDir, resume_from: str | None) -> Result:
-        from .peft import _precision
-
         cfg = plan.config
         self.preflight(cfg)  # again: a resume may happen elsewhere
         device = "cuda" if _hf.cuda_available() else "cpu"
         if device == "cpu" and cfg.train.quantization == "4bit":
             _hf.require_cuda_for_4bit(device)
-        precision = _precision(cfg.train.precision, device)
+        precision = hf_translate.precision(cfg.train.precision, device)
         dtype = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}[precision]
         if cfg.model.dtype != "auto":
             dtype = cfg.model.dtype
         four_bit = plan.inputs["from_pretrained"]["load_in_4bit"] and device == "cuda"
         work = run.path / WORK_DIR
         work.mkdir(parents=True, exist_ok=True)
-        for stale in ("result.json", "probe.pt"):
-            (work / stale).unlink(missing_ok=True)
-        request = {"inputs": _for_device(plan.inputs, device), "model_path": _hf.model_path(cfg.model),
+        (work / "probe.pt").unlink(missing_ok=True)
+        request: dict[str, Any] = {"inputs": _for_device(plan.inputs, device), "model_path": _hf.model_path(cfg.model),
                    "device": device, "precision": precision, "dtype": dtype, "load_in_4bit": four_bit,
                    "resume_from": resume_from}
         write_json_atomic(work / "request.json", request)
         checkpointing = request["inputs"]["get_peft_model"]["use_gradient_checkpointing"]
         run.append_log(f"unsloth child: model {request['model_path']} on {device}, weights {dtype}, "
                        f"4-bit {four_bit}, precision {precision}, gradient checkpointing {checkpointing}")
-        code = _run_child(run, _child_env(cfg, device, work))
-        outcome = json.loads((work / "result.json").read_text()) if (work / "result.json").is_file() else None
-        if outcome is None or outcome.get("status") != "succeeded":
-            raise _child_failure(outcome, code, run)
+        ended = child.supervise([sys.executable, "-m", "ftorch.backends.unsloth_child", str(run.path)], run,
+                                what="unsloth child", env=_child_env(cfg, device, work))
+        outcome = child.outcome(ended, where="provider=unsloth", log=run.log)
 
         exact = dtype == "float32" and not four_bit
         check = self._peft_check(run, request["model_path"], exact)
         run.append_log(f"plain PEFT reload check: {check}")
         (work / "probe.pt").unlink()  # up to ~10 MB of logits for a large vocabulary, needed only for the check
-        extra = {**outcome["extra"], "peft_reload_check": check, "resume_from": resume_from,
+        extra = {**outcome.extra, "peft_reload_check": check, "resume_from": resume_from,
                  "gradient_checkpointing": checkpointing}
-        return Result(status="succeeded", metrics=outcome["metrics"], artifacts=outcome["artifacts"], extra=extra)
+        return Result(status="succeeded", metrics=outcome.metrics, artifacts=outcome.artifacts, extra=extra)
 
     @staticmethod
     def _peft_check(run: RunDir, base_path: str, exact: bool) -> dict[str, Any]:
@@ -261,38 +321,7 @@ def _child_env(cfg: RunConfig, device: str, work: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["UNSLOTH_COMPILE_LOCATION"] = str(work / "compiled_cache")  # not ./unsloth_compiled_cache
     env["UNSLOTH_DISABLE_STATISTICS"] = "1"  # no download from the hub just to count environments
-    if device == "cuda" or not cfg.provider.allow_cpu:
+    if device == "cuda" or not cfg.provider_as(UnslothProvider).allow_cpu:
         env["UNSLOTH_DISABLE_CPU_FALLBACK"] = "1"  # never a silent CPU run when a GPU was expected
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
-
-
-def _run_child(run: RunDir, env: dict[str, str]) -> int:
-    """Run the child to its end. Ctrl-C reaches it through the terminal; SIGTERM (RunInterrupted here) is passed
-    on; either way it gets STOP_GRACE_S to stop before it is killed, and the interruption is re-raised."""
-    command = [sys.executable, "-m", "ftorch.backends.unsloth_child", str(run.path)]
-    # nothing in it may wait for input; it holds the run's lock too, so an orphaned child still owns the run
-    process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, pass_fds=run.held_fds())
-    run.update(child_pid=process.pid)
-    try:
-        return process.wait()
-    except BaseException:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        raise
-
-
-def _child_failure(outcome: dict | None, code: int, run: RunDir) -> BaseException:
-    if code in (130, -signal.SIGINT, -signal.SIGTERM) and (outcome is None or outcome.get("status") == "interrupted"):
-        return KeyboardInterrupt()
-    error = (outcome or {}).get("error")
-    if error is None:
-        return BackendError(Problem("provider=unsloth", f"the Unsloth training process exited with code {code} "
-                                    "without a result", f"see {run.log} and the output above"))
-    problems = [Problem(p["where"], p["message"], p.get("hint")) for p in error["problems"]]
-    return ERRORS.get(error["type"], BackendError)(problems, hint=error.get("hint"))

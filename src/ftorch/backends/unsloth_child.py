@@ -2,17 +2,16 @@
 ftorch.backends.unsloth, which says why it is a separate process).
 
 It imports unsloth before anything that imports transformers, trains with FastLanguageModel + TRL's
-SFTTrainer as RUN_DIR/unsloth/request.json says, saves the adapter, checks that it reloads through Unsloth,
-records the probe logits for the parent's plain-PEFT check, runs the optional exports, and writes
-RUN_DIR/unsloth/result.json: {"status": "succeeded", metrics, artifacts, extra} or {"status": "failed",
-"error": {type, problems, hint}} (exit 1 or 2) or {"status": "interrupted"} (exit 130).
+SFTTrainer, or the preference method's TRL trainer (ftorch.backends._preference), as
+RUN_DIR/unsloth/request.json says, saves the adapter, checks that it reloads through Unsloth, records the probe
+logits for the parent's plain-PEFT check, runs the optional exports, and reports how it ended the way every
+training child does (backends/child.py: RUN_DIR/child_result.json and the exit code).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import signal
 import sys
 import traceback
 from collections.abc import Callable
@@ -20,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BackendError, FtorchError, MissingExtra, Problem
-from ..rundir import RunDir, write_json_atomic
+from ..run.rundir import RunDir
+from . import child
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,16 +29,15 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m ftorch.backends.unsloth_child RUN_DIR", file=sys.stderr)
         return 2
     run = RunDir(Path(argv[0]))
-    result_path = run.path / "unsloth" / "result.json"
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    child.raise_interrupt_on_sigterm()
     try:
         _import_unsloth()  # first: Unsloth patches transformers/TRL as they are imported
         outcome = _train_logged(run, json.loads((run.path / "unsloth" / "request.json").read_text()))
     except KeyboardInterrupt:
-        write_json_atomic(result_path, {"status": "interrupted"})
+        child.report(run.path, "interrupted")
         return 130
     except FtorchError as exc:
-        write_json_atomic(result_path, {"status": "failed", "error": _error_record(exc)})
+        child.report_error(run.path, exc)
         return exc.exit_code
     except Exception as exc:  # a failure inside Unsloth/TRL: the traceback goes to stderr and train.log
         text = traceback.format_exc()
@@ -47,19 +46,10 @@ def main(argv: list[str] | None = None) -> int:
         first = str(exc).splitlines()[0] if str(exc) else ""
         error = BackendError(Problem("provider=unsloth", f"training failed: {type(exc).__name__}: {first}",
                                      f"the traceback is above and in {run.log}"))
-        write_json_atomic(result_path, {"status": "failed", "error": _error_record(error)})
+        child.report_error(run.path, error)
         return 1
-    write_json_atomic(result_path, {"status": "succeeded", **outcome})
+    child.report(run.path, "succeeded", **outcome)
     return 0
-
-
-def _raise_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt()
-
-
-def _error_record(exc: FtorchError) -> dict[str, Any]:
-    return {"type": type(exc).__name__, "hint": exc.hint,
-            "problems": [{"where": p.where, "message": p.message, "hint": p.hint} for p in exc.problems]}
 
 
 def _import_unsloth() -> None:
@@ -98,18 +88,14 @@ def _quiet_console() -> None:
 
 
 def _train(run: RunDir, request: dict[str, Any]) -> dict[str, Any]:
-    import dataclasses
     from importlib.metadata import version
 
     import torch
     import yaml
-    from trl import SFTConfig, SFTTrainer
     from unsloth import FastLanguageModel
 
-    from datasets import Dataset
-
+    from ..config.schema import RunConfig
     from ..data.report import check_data
-    from ..schema import RunConfig
     from . import _hf
 
     cfg = RunConfig.model_validate(yaml.safe_load((run.path / "config.yaml").read_text()))
@@ -120,23 +106,21 @@ def _train(run: RunDir, request: dict[str, Any]) -> dict[str, Any]:
         model, tokenizer = FastLanguageModel.from_pretrained(model_name=path, **load)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    _hf.ensure_training_chat_template(tokenizer, path, cfg.train.assistant_only_loss, trl_masks=True)
+    if not cfg.train.is_preference:  # preference trainers find the answers' tokens from the prompt/answer split
+        _hf.ensure_training_chat_template(tokenizer, path, cfg.train.assistant_only_loss, trl_masks=True)
     with _hf.lora_targets_checked(model, inputs["get_peft_model"]["target_modules"]):
         model = FastLanguageModel.get_peft_model(model, **inputs["get_peft_model"])
 
-    unknown = sorted(set(inputs["sft"]) - {f.name for f in dataclasses.fields(SFTConfig)})
-    if unknown:
-        raise BackendError(Problem("provider=unsloth", f"TRL {version('trl')} in this environment has no SFTConfig "
-                                   f"field {', '.join(unknown)}", "rebuild it with scripts/setup_unsloth_env.sh"))
-    precision = request["precision"]
-    args = SFTConfig(output_dir=str(run.checkpoints), use_cpu=device == "cpu", bf16=precision == "bf16",
-                     fp16=precision == "fp16", **inputs["sft"])
     data = check_data(cfg.data)
-    train_ds = Dataset.from_list([{"messages": e["messages"]} for e in data.splits["train"].examples])
-    eval_ds = (Dataset.from_list([{"messages": e["messages"]} for e in data.splits["validation"].examples])
-               if "validation" in data.splits else None)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                         processing_class=tokenizer, callbacks=[_hf.metrics_callback(run)])
+    precision = request["precision"]
+    if cfg.train.is_preference:
+        from . import _preference
+
+        run.append_log(f"method {cfg.train.method} through {_preference.TRL_TRAINER[cfg.train.method]}")
+        trainer = _preference.make_trainer(cfg.train.method, inputs["preference"], model, tokenizer, data, run,
+                                           device, precision)
+    else:
+        trainer = _sft_trainer(inputs["sft"], model, tokenizer, data, run, device, precision)
     trainable, total = model.get_nb_trainable_parameters()
     share = f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.3f}%)"
     run.append_log(share)
@@ -147,8 +131,11 @@ def _train(run: RunDir, request: dict[str, Any]) -> dict[str, Any]:
     else:
         train_metrics = trainer.train(resume_from_checkpoint=request["resume_from"]).metrics
 
+    # TRL's preference trainers add a frozen "ref" copy beside the LoRA they are given: publish the trained one only
+    only_trained = {"selected_adapters": ["default"]} if "ref" in getattr(model, "peft_config", {}) else {}
+
     def write_adapter(folder: Path) -> None:
-        model.save_pretrained(str(folder))
+        model.save_pretrained(str(folder), **only_trained)
         tokenizer.save_pretrained(str(folder))
 
     _hf.publish_adapter(run, write_adapter)  # a kill leaves the old adapter/ or the new one, never half of one
@@ -162,15 +149,40 @@ def _train(run: RunDir, request: dict[str, Any]) -> dict[str, Any]:
     artifacts = {"adapter": str(run.adapter), "checkpoints": str(run.checkpoints)}
     artifacts.update({name: e["path"] for name, e in exports.items() if e["status"] == "succeeded"})
     return {"metrics": metrics, "artifacts": artifacts,
-            "extra": {"trainable_params": trainable, "total_params": total, "device": device, "precision": precision,
+            "extra": {"method": cfg.train.method, "trainable_params": trainable, "total_params": total,
+                      "device": device, "precision": precision,
                       "weights_dtype": request["dtype"], "load_in_4bit": request["load_in_4bit"],
-                      "reload_check": check, "exports": exports,
+                      "reload_check": check, "unsloth_exports": exports,
                       "unsloth": {"unsloth": version("unsloth"), "unsloth_zoo": version("unsloth_zoo"),
                                   "transformers": version("transformers"), "trl": version("trl")}}}
 
 
+def _sft_trainer(sft: dict[str, Any], model, tokenizer, data, run: RunDir, device: str, precision: str):
+    """TRL's SFTTrainer (Unsloth's, once imported) on the chat conversations, TRL tokenizing them itself."""
+    import dataclasses
+    from importlib.metadata import version
+
+    from trl import SFTConfig, SFTTrainer
+
+    from datasets import Dataset
+
+    from . import _hf
+
+    unknown = sorted(set(sft) - {f.name for f in dataclasses.fields(SFTConfig)})
+    if unknown:
+        raise BackendError(Problem("provider=unsloth", f"TRL {version('trl')} in this environment has no SFTConfig "
+                                   f"field {', '.join(unknown)}", "rebuild it with: ftorch setup unsloth --force"))
+    args = SFTConfig(output_dir=str(run.checkpoints), use_cpu=device == "cpu", bf16=precision == "bf16",
+                     fp16=precision == "fp16", **sft)
+    train_ds = Dataset.from_list([{"messages": e["messages"]} for e in data.splits["train"].examples])
+    eval_ds = (Dataset.from_list([{"messages": e["messages"]} for e in data.splits["validation"].examples])
+               if "validation" in data.splits else None)
+    return SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                      processing_class=tokenizer, callbacks=[_hf.metrics_callback(run)])
+
+
 def _metrics(train_metrics: dict[str, Any], state) -> dict[str, Any]:
-    from ..metrics_log import final_metrics
+    from ..run.metrics_log import final_metrics
 
     metrics = {k: v for k, v in train_metrics.items() if isinstance(v, (int, float))}
     return {**metrics, **final_metrics(state.log_history, state.global_step)}

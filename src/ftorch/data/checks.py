@@ -193,9 +193,8 @@ def check_preference_example(example: Any, file: str, line: int) -> list[Issue]:
     outputs = []
     for key in ("preferred_output", "non_preferred_output"):
         value = example.get(key)
-        ok = (isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict)
-              and value[0].get("role") == "assistant")
-        if not ok:
+        if not (isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict)
+                and value[0].get("role") == "assistant"):
             found.append(issue("bad_output", f"'{key}' must be a list of exactly one assistant message"))
             continue
         found += _check_messages({"messages": value}, issue, require_assistant=True, where=key)

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..errors import DataError, Problem
 from .checks import check_chat_example, check_preference_example
@@ -33,7 +34,7 @@ def convert(source: Path, kind: str, system: str | None = None, prompt_column: s
         records = _json_records(source)
     from .preference import from_prompt_chosen_rejected
 
-    to_chat = {"alpaca": _from_alpaca, "sharegpt": _from_sharegpt, "csv": _from_csv,
+    to_chat: Callable[[Any], dict] = {"alpaca": _from_alpaca, "sharegpt": _from_sharegpt, "csv": _from_csv,
                "prompt-chosen-rejected": from_prompt_chosen_rejected}[kind]
     check = check_preference_example if kind == "prompt-chosen-rejected" else check_chat_example
     examples, problems, warnings = [], [], []
@@ -129,9 +130,9 @@ def _from_alpaca(record: object) -> dict:
 
 
 def _from_sharegpt(record: object) -> dict:
-    turns = record.get("conversations") if isinstance(record, dict) else None
-    if not isinstance(turns, list):
+    if not isinstance(record, dict) or not isinstance(record.get("conversations"), list):
         raise ValueError("a ShareGPT record needs a 'conversations' list of {from, value}")
+    turns = record["conversations"]
     messages = []
     if isinstance(record.get("system"), str) and record["system"].strip():
         messages.append({"role": "system", "content": record["system"]})

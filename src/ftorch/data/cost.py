@@ -47,6 +47,19 @@ class PriceTable:
         return best, self.families[best]
 
 
+def price_table_path(configured: str | None = None) -> Path:
+    """The price table a run uses: provider.prices (a relative path is the project folder's), by default the
+    schema's conf/prices/openai.yaml. `ftorch data check --prices` takes a path as given instead."""
+    from ..config.providers import OpenAIProvider
+
+    path = Path(configured or OpenAIProvider.model_fields["prices"].default)
+    if path.is_absolute():
+        return path
+    from ..config.compose import find_project
+
+    return find_project().root / path
+
+
 @dataclass(frozen=True)
 class CostEstimate:
     model: str

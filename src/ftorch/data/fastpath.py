@@ -69,7 +69,7 @@ def accepts(fmt: str, block: list[bytes]) -> list[bool]:
     strict = _MAYBE_BLANK.search(b"".join(block)) is not None
     if fmt != "chat":
         return [_preference_ok(raw, strict) for raw in block]
-    verdicts = []
+    verdicts: list[bool] = []
     append = verdicts.append
     for raw in block:  # the hot loop: kept inline, no call per line beyond the decoder's
         try:

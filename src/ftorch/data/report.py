@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..config.schema import DataConfig
 from ..errors import DataError, Problem
-from ..schema import DataConfig
 from .checks import ChatFile, Issue, read_jsonl, scan
 from .manifest import file_entry
 from .profile import Profile, exact_key, normalized_key
@@ -53,7 +53,8 @@ def inspect_file(path: Path, fmt: str, counter: TokenCounter | None = None,
             example = line.example()
             tokens = counter.count(example, fmt) if counter else None
             profile.add(example, line.number, tokens, limit)
-            if max_length is not None and tokens is not None and tokens > max_length and fmt == "chat":
+            if counter is not None and max_length is not None and tokens is not None and tokens > max_length \
+                    and fmt == "chat":
                 kept, cut = counter.truncation(example["messages"], max_length)
                 issues.append(truncation_issue(str(path), line.number, tokens, max_length, kept, cut))
                 truncated += 1

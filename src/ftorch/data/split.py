@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DataError, Problem
-from ..rundir import write_json_atomic
+from ..run.rundir import write_json_atomic
 from .checks import scan
 from .manifest import sha256_file
 from .profile import normalized_key

@@ -9,8 +9,8 @@ import random
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..config.schema import RunConfig
 from ..data.checks import content_text, read_chat_jsonl
-from ..schema import RunConfig
 from .constrained import Constraint
 from .tasks import HeldOut, few_shot
 

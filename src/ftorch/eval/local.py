@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 Messages = list[dict]
 
@@ -23,13 +24,13 @@ class LocalModel:
         with_tokenizer = adapter is not None and (adapter / "tokenizer_config.json").exists()
         tokenizer_source = adapter if with_tokenizer else base_path
         with loading(str(tokenizer_source), "tokenizer"):
-            self.tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_source))
+            self.tokenizer: Any = AutoTokenizer.from_pretrained(str(tokenizer_source))  # transformers' stubs: unions
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         dtype = torch.bfloat16 if self.device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
         with loading(base_path, "model"):
-            model = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype)
+            model: Any = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype)  # or a PeftModel below
         if adapter is not None:
             from peft import PeftModel
 

@@ -126,7 +126,8 @@ def build_scorers(metrics: list[str], json_schema: str | None) -> dict[str, Call
     """The chosen metrics, checked up front (a missing library or schema fails before any generation)."""
     scorers = {}
     for name in metrics:
-        scorers[name] = schema_metric(json_schema) if name == "json_schema" else SIMPLE[name]
+        # the schema refuses metric json_schema without eval.json_schema
+        scorers[name] = schema_metric(json_schema or "") if name == "json_schema" else SIMPLE[name]
     if "chrf" in scorers:
         _sacrebleu()
     if "rouge_l" in scorers:

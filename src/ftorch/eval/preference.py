@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,8 @@ Messages = list[dict]
 
 @dataclass
 class PreferenceTask(Task):
-    pairs: list[tuple[Messages, str, str]] = None  # (prompt with its system message, chosen, rejected)
+    # (prompt with its system message, chosen, rejected)
+    pairs: list[tuple[Messages, str, str]] = field(default_factory=list)
     prompted_instructions: str | None = None
 
     def conversation(self, system: str, example: HeldOut) -> Messages:

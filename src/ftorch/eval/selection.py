@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..schema import RunConfig
+from ..config.schema import RunConfig
 from . import metrics as task_metrics
 from .arms import Arm, Data, Prompts, references, split
 from .constrained import constraint_for
@@ -64,7 +64,7 @@ def choose(cfg: RunConfig, system_prompt: str | None, generator, *, price: dict 
                                   f"this provider cannot hold replies to {constraint.describe().split('to ')[-1]}"))
         else:
             log.append(sweep.run(base.constrained(constraint), generator, price, why=why))
-    if reference is not None:
+    if reference is not None and ev.reference_model is not None:  # load_reference: None without a reference_model
         ref_generator, ref_price = reference
         arm = (sweep.best(log)["arm"] if sweep.scored(log) else Arm("zero_shot")).on(ev.reference_model)
         if arm.constraint is not None and arm.constraint.kind not in getattr(ref_generator, "constraint_kinds", ()):
@@ -139,7 +139,7 @@ class _Sweep:
         entry: dict[str, Any] = {"arm": arm, "order": len(self.done)}
         leader = self._leader()
         stopped = half < len(examples) and leader is not None and _clearly_below(scores, leader["scores"][:half])
-        if stopped:
+        if stopped and leader is not None:
             entry["reason"] = (f"stopped after {half} of {len(examples)} examples: clearly below "
                                f"{leader['arm'].name} on them (its 95% interval lies below)")
         elif half < len(examples):
@@ -169,7 +169,7 @@ class _Sweep:
 
 
 def _interval(values: list[float], metric: str) -> tuple[float, float]:
-    from .runner import _mean_ci
+    from .suite import _mean_ci
 
     return _mean_ci(values, metric in task_metrics.BINARY)
 
@@ -177,7 +177,7 @@ def _interval(values: list[float], metric: str) -> tuple[float, float]:
 def _clearly_below(scores: list, leader: list) -> bool:
     """The arm's 95% interval lies wholly below the leader's, on the same examples (the report's intervals:
     Wilson for pass/fail scores, its bounded extension for graded ones)."""
-    from .runner import _mean_ci
+    from .suite import _mean_ci
 
     mine = [s for s in scores if s is not None]
     theirs = [s for s in leader if s is not None]
@@ -200,12 +200,12 @@ def load_reference(cfg: RunConfig, local=None):
         from .local import LocalModel
 
         return LocalModel(str(path), None, device=getattr(local, "device", None)), None
-    from ..data.cost import PriceTable
+    from ..data.cost import PriceTable, price_table_path
     from ..data.tokens import counter_for
     from .graders import client
     from .openai_chat import OpenAIChat
 
-    table = Path(getattr(cfg.provider, "prices", "conf/prices/openai.yaml"))
+    table = price_table_path(getattr(cfg.provider, "prices", None))
     family = PriceTable.load(table).family(name) if table.is_file() else None
     price = family[1] if family else None
     return OpenAIChat(client(cfg.eval), name, name, counter_for(name, price), cfg.eval.seed), price

@@ -9,10 +9,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config.schema import RunConfig
 from ..data.checks import content_text, read_chat_jsonl
 from ..data.report import leakage
 from ..errors import DataError, Problem
-from ..schema import RunConfig
 
 Messages = list[dict]
 SYSTEMS = ("base", "prompted", "tuned")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .report import fixed, missing, pct
+from .numbers import fixed, missing, pct
 from .tasks import SYSTEMS
 
 

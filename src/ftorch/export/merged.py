@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from ..errors import Problem
 from .source import ExportError, Source
@@ -77,5 +78,5 @@ def load_merged(folder: Path, device: str = "cpu"):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype="auto")
+    model: Any = AutoModelForCausalLM.from_pretrained(str(folder), dtype="auto")  # transformers' stubs: unions
     return model.to(device).eval(), tokenizer

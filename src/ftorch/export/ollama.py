@@ -120,7 +120,7 @@ def _quote(text: str) -> str:
 
 def model_name(source: Source, quant: str) -> str:
     """An Ollama model name: ftorch-<recipe>:<run>-<type>, in the characters Ollama accepts."""
-    recipe = re.sub(r"[^a-z0-9_.-]+", "-", (source.record.get("recipe") or "run").lower()).strip("-.") or "run"
+    recipe = re.sub(r"[^a-z0-9_.-]+", "-", (source.record.recipe or "run").lower()).strip("-.") or "run"
     tag = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{source.run.path.name}-{quant}")[:128]
     return f"ftorch-{recipe}:{tag}"
 

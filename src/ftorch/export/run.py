@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..rundir import now
+from ..run.rundir import now
 from .source import Source, VerificationFailed, new_folder, open_run
 
 INCOMPLETE = "INCOMPLETE"  # in an export folder until its export has finished
@@ -44,7 +44,7 @@ def export(request: Request, announce=print) -> dict:
             entry["verification"] = {"skipped": "--no-verify"}
         marker.unlink()
         entry["created"] = now()
-        exports = [*source.run.read().get("exports", []), entry]
+        exports = [*source.run.record().exports, entry]
         source.run.update(exports=exports, export=entry)
     failures = (entry["verification"] or {}).get("failures")
     if failures:

@@ -8,11 +8,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config.schema import RunConfig
 from ..errors import EXIT_USER, FtorchError, Problem
-from ..rundir import RunDir
-from ..schema import RunConfig
-
-HF_PROVIDERS = ("peft", "unsloth", "axolotl")
+from ..run.record import RunRecord
+from ..run.rundir import RunDir
 
 
 class ExportError(FtorchError):
@@ -32,12 +31,17 @@ class VerificationFailed(FtorchError):
 @dataclass
 class Source:
     run: RunDir
-    record: dict
+    record: RunRecord
     cfg: RunConfig
 
     @property
     def provider(self) -> str:
         return self.cfg.provider.name
+
+    @property
+    def hosted(self) -> bool:
+        """The provider keeps the weights (called by record.fine_tuned_model); nothing here to export or serve."""
+        return hosted(self.provider)
 
     @property
     def adapter(self) -> Path:
@@ -50,9 +54,15 @@ class Source:
         return model_path(self.cfg.model)
 
 
+def hosted(provider: str) -> bool:
+    from ..backends import get_backend
+
+    return get_backend(provider).weights == "hosted"
+
+
 def open_run(path: Path, *, need_adapter: bool = True) -> Source:
     """The run at `path`, checked: a run dir whose training succeeded, with an adapter if the provider trains one."""
-    from ..evaluation import config_of
+    from ..eval.finished import config_of
 
     run = RunDir(Path(path))
     if not run.path.is_dir():
@@ -63,10 +73,10 @@ def open_run(path: Path, *, need_adapter: bool = True) -> Source:
                                   "give a folder under runs/ that ftorch train made"))
     record = run.observed()
     cfg = config_of(run, [])
-    if record.get("status") != "succeeded":
-        raise ExportError(Problem(str(path), f"this run's training has not succeeded (status: {record.get('status')})",
-                                  record.get("error") or "export a run whose training succeeded"))
-    if need_adapter and cfg.provider.name in HF_PROVIDERS and not (run.adapter / "adapter_config.json").is_file():
+    if record.status != "succeeded":
+        raise ExportError(Problem(str(path), f"this run's training has not succeeded (status: {record.status})",
+                                  record.error or "export a run whose training succeeded"))
+    if need_adapter and not hosted(cfg.provider.name) and not (run.adapter / "adapter_config.json").is_file():
         raise ExportError(Problem(str(run.adapter), "no LoRA adapter in this run (adapter_config.json missing)",
                                   "export a run whose training saved its adapter"))
     return Source(run, record, cfg)

@@ -10,7 +10,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..rundir import write_json_atomic
+from ..run.rundir import write_json_atomic
 from .source import Source
 
 

@@ -147,7 +147,7 @@ def summary_text(example: Any, raw: str | None) -> str:
     """A one-line preview: the last user message, or the raw text."""
     if raw is not None:
         return raw[:120]
-    messages = []
+    messages: list[Any] = []
     if isinstance(example, dict):
         messages = example.get("messages") or (example.get("input") or {}).get("messages") or []
     users = [content_text(m) for m in messages if isinstance(m, dict) and m.get("role") == "user"]

@@ -130,7 +130,7 @@ class EvalReview:
                 return [r for r in rows if (self._prompted(r, h) or 0) >= 1 and (self._tuned(r, h) or 0) < 1]
             if flt.startswith("fail:"):
                 metric = flt[5:]
-                return [r for r in rows if self._tuned(r, metric) is not None and self._tuned(r, metric) < 1]
+                return [r for r in rows if (score := self._tuned(r, metric)) is not None and score < 1]
         if section == "general" and flt == "tuned_failed":
             return [r for r in rows if not r["systems"].get("tuned", {}).get("prompt_level", True)]
         if section == "safety":
@@ -191,7 +191,7 @@ class EvalReview:
         """report.json gets the summary under "human_check"; report.md gets (or has replaced) its section, rendered
         by the report's own hook, and keeps everything else as the evaluation wrote it."""
         from ..eval.report import human_check_lines
-        from ..rundir import write_json_atomic
+        from ..run.rundir import write_json_atomic
 
         self.report["human_check"] = {**self.summary(), "file": self.marks_file.name}
         write_json_atomic(self.folder / "report.json", self.report)
@@ -216,7 +216,7 @@ class EvalReview:
         if self.train_data is None:
             return set()
         records, _ = store.read_records(store.review_path(self.train_data))
-        return {r.get("hash") for r in records if r.get("action") == "negative"}
+        return {r["hash"] for r in records if r.get("action") == "negative" and r.get("hash") is not None}
 
     def send_negative(self, item: str, note: str = "") -> dict:
         row = next((r for r in self.task if r["id"] == item), None)

@@ -38,7 +38,8 @@ def append_record(path: Path, record: dict) -> dict:
 
 def read_records(path: Path) -> tuple[list[dict], list[int]]:
     """Every readable record, and the numbers of lines that are not (a torn last line after a power cut)."""
-    records, unreadable = [], []
+    records: list[dict] = []
+    unreadable: list[int] = []
     if not path.is_file():
         return records, unreadable
     with path.open("rb") as handle:

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..run.record import RunRecord
 
 MAXIMIZE_HINTS = ("accuracy", "match", "valid", "schema", "chrf", "rouge", "eval_tuned_", "general_change",
                   "reward_margin")
 
 
-def resolve(record: dict[str, Any], name: str) -> tuple[str, float | None]:
+def resolve(record: RunRecord, name: str) -> tuple[str, float | None]:
     """(the metric's concrete name, its value or None when the run has no such number)."""
-    metrics = record.get("metrics") or {}
+    metrics = record.metrics
     if name == "auto":
-        headline = (record.get("evaluation") or {}).get("headline")
+        headline = record.evaluation.headline if record.evaluation else None
         for candidate in ([f"eval_tuned_{headline}"] if headline else []) + ["final_eval_loss", "final_loss"]:
             if _finite(metrics.get(candidate)) is not None:
                 return candidate, metrics[candidate]
@@ -34,12 +38,17 @@ def direction_of(name: str, requested: str = "auto") -> str:
     return "maximize" if any(hint in name for hint in MAXIMIZE_HINTS) else "minimize"
 
 
-def objectives(record: dict[str, Any], names: str | list[str], directions: str | list[str]) -> list[dict]:
+def _pairs(names: str | Sequence[str], directions: str | Sequence[str]) -> list[tuple[str, str]]:
+    """(objective, requested direction) for each objective; one direction may stand for all."""
+    name_list = [names] if isinstance(names, str) else list(names)
+    direction_list = [directions] * len(name_list) if isinstance(directions, str) else list(directions)
+    return list(zip(name_list, direction_list, strict=True))
+
+
+def objectives(record: RunRecord, names: str | list[str], directions: str | list[str]) -> list[dict]:
     """[{name, value, direction}] for each objective of the sweep."""
-    names = [names] if isinstance(names, str) else list(names)
-    directions = [directions] * len(names) if isinstance(directions, str) else list(directions)
     result = []
-    for name, requested in zip(names, directions, strict=True):
+    for name, requested in _pairs(names, directions):
         concrete, value = resolve(record, name)
         result.append({"name": concrete, "value": value, "direction": direction_of(concrete, requested)})
     return result
@@ -48,14 +57,14 @@ def objectives(record: dict[str, Any], names: str | list[str], directions: str |
 def score_run(run_dir, names: str | list[str], directions: str | list[str]) -> list[float] | None:
     """Score a finished run: its objectives are kept in its run.json; the values (None unless it
     succeeded with a finite number for each) are what the sweeper is told."""
-    from ..rundir import RunDir
+    from ..run.rundir import RunDir
 
     run = RunDir(run_dir)
-    record = run.read()
+    record = run.record()
     found = objectives(record, names, directions)
     run.update(objective=found)
     values = [item["value"] for item in found]
-    if record.get("status") != "succeeded" or any(v is None for v in values):
+    if record.status != "succeeded" or any(v is None for v in values):
         return None
     return values
 
@@ -66,18 +75,16 @@ def _finite(value: Any) -> float | None:
 
 def planned(config: dict[str, Any]) -> list[dict]:
     """The objectives a sweep over this (composed, resolved) config will report, known before any trial runs:
-    what 'auto' will mean, and each direction."""
-    sweep = config.get("sweep") or {}
-    names = sweep.get("objective", "auto")
-    names = [names] if isinstance(names, str) else list(names)
-    requested = sweep.get("direction", "auto")
-    requested = [requested] * len(names) if isinstance(requested, str) else list(requested)
-    evaluation = config.get("eval") or {}
+    what 'auto' will mean, and each direction. Defaults are the schema's."""
+    from ..config.schema import EvalConfig, SweepSettings
+
+    sweep = SweepSettings.model_validate(config.get("sweep") or {})
+    evaluation = EvalConfig.model_validate(config.get("eval") or {})
     result = []
-    for name, direction in zip(names, requested, strict=True):
+    for name, direction in _pairs(sweep.objective, sweep.direction):
         if name == "auto":
-            if evaluation.get("enabled", True):
-                name = f"eval_tuned_{evaluation.get('headline', 'normalized_match')}"
+            if evaluation.enabled:
+                name = f"eval_tuned_{evaluation.headline}"
             else:
                 name = "final_eval_loss" if (config.get("data") or {}).get("validation") else "final_loss"
         result.append({"name": name, "direction": direction_of(name, direction)})

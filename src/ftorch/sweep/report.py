@@ -13,8 +13,9 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError, Problem
-from ..plots import read_metrics
-from ..rundir import RunDir
+from ..run.plots import read_metrics
+from ..run.record import Objective, RunRecord
+from ..run.rundir import RunDir
 
 KEY_METRICS = ("final_loss", "final_eval_loss", "trained_tokens")
 
@@ -22,18 +23,22 @@ KEY_METRICS = ("final_loss", "final_eval_loss", "trained_tokens")
 @dataclass
 class Trial:
     path: Path
-    record: dict
+    record: RunRecord
     config: dict
     overrides: dict[str, str]
 
     @property
-    def objective(self) -> dict | None:
-        found = self.record.get("objective") or []
-        return found[0] if found else None
+    def objective(self) -> Objective | None:
+        return self.record.objective[0] if self.record.objective else None
+
+    @property
+    def value(self) -> float | None:
+        """The (first) objective's value, if the trial has one."""
+        return self.objective.value if self.objective else None
 
     @property
     def duration_s(self) -> float | None:
-        start, end = self.record.get("started"), self.record.get("ended")
+        start, end = self.record.started, self.record.ended
         if not start or not end:
             return None
         return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
@@ -69,35 +74,34 @@ def swept_keys(trials: list[Trial]) -> list[str]:
 
 def ranked(trials: list[Trial]) -> list[Trial]:
     """Best first by the (first) objective; trials without a value last."""
-    scored = [t for t in trials if t.objective and t.objective["value"] is not None]
-    maximize = bool(scored) and scored[0].objective["direction"] == "maximize"
-    scored.sort(key=lambda t: t.objective["value"], reverse=maximize)
+    scored = [t for t in trials if t.value is not None]
+    maximize = any(t.objective.direction == "maximize" for t in scored[:1] if t.objective)
+    scored.sort(key=lambda t: t.value or 0.0, reverse=maximize)
     return scored + [t for t in trials if t not in scored]
 
 
 def rows(trials: list[Trial]) -> tuple[list[str], list[list[Any]]]:
     keys = swept_keys(trials)
-    objective = next((t.objective["name"] for t in trials if t.objective), "objective")
-    metrics = [m for m in KEY_METRICS if any((t.record.get("metrics") or {}).get(m) is not None for t in trials)]
+    objective = next((t.objective.name for t in trials if t.objective), "objective")
+    metrics = [m for m in KEY_METRICS if any(t.record.metrics.get(m) is not None for t in trials)]
     costs = any(_cost(t) is not None for t in trials)
-    errors = any(t.record.get("error") for t in trials)
+    errors = any(t.record.error for t in trials)
     header = ["rank", "trial", *keys, objective, *metrics, "status", "duration_s"]
     header += ["cost_usd"] * costs + ["error"] * errors
     table = []
     for rank, trial in enumerate(ranked(trials), start=1):
-        numbers = trial.record.get("metrics") or {}
-        value = trial.objective["value"] if trial.objective else None
-        row = [rank, trial.path.name, *[trial.overrides.get(k, "") for k in keys], value,
-               *[numbers.get(m) for m in metrics], trial.record.get("status"),
+        numbers = trial.record.metrics
+        row = [rank, trial.path.name, *[trial.overrides.get(k, "") for k in keys], trial.value,
+               *[numbers.get(m) for m in metrics], trial.record.status,
                round(trial.duration_s, 1) if trial.duration_s is not None else None]
         row += [_cost(trial)] * costs
-        row += [(trial.record.get("error") or "").splitlines()[0][:120] if trial.record.get("error") else ""] * errors
+        row += [trial.record.error.splitlines()[0][:120] if trial.record.error else ""] * errors
         table.append(row)
     return header, table
 
 
 def _cost(trial: Trial) -> float | None:
-    return ((trial.record.get("plan_estimates") or {}).get("cost") or {}).get("usd")
+    return trial.record.cost_usd
 
 
 def write_report(sweep_dir: Path) -> dict[str, Path]:
@@ -114,7 +118,7 @@ def write_report(sweep_dir: Path) -> dict[str, Path]:
     outputs["md"].write_text("\n".join(lines) + "\n")
     plot(trials, outputs["png"])
     best = ranked(trials)[0]
-    if best.objective and best.objective["value"] is not None:
+    if best.value is not None:
         write_best(best, outputs["best"])
     else:
         outputs.pop("best")
@@ -125,7 +129,7 @@ def write_best(trial: Trial, path: Path) -> None:
     """The winner's whole resolved configuration as a recipe: `ftorch train recipe=<this file>` reruns it."""
     config = {k: v for k, v in trial.config.items() if k not in ("paths", "sweep")}
     header = (f"# @package _global_\n# Best trial of the sweep: {trial.path}\n"
-              f"# {trial.objective['name']} = {trial.objective['value']}\n"
+              f"# {trial.objective.name if trial.objective else 'objective'} = {trial.value}\n"
               f"# Re-run it: ftorch train recipe={path}\n")
     path.write_text(header + yaml.safe_dump(config, sort_keys=False))
 
@@ -138,10 +142,9 @@ def plot(trials: list[Trial], out: Path) -> None:
 
     keys = swept_keys(trials) or ["trial"]
     fig, axes = plt.subplots(1, len(keys) + 1, figsize=(4.2 * (len(keys) + 1), 3.6), dpi=110, squeeze=False)
-    name = next((t.objective["name"] for t in trials if t.objective), "objective")
+    name = next((t.objective.name for t in trials if t.objective), "objective")
     for ax, key in zip(axes[0], keys):
-        points = [(_number(t.overrides.get(key, t.path.name)), t.objective["value"]) for t in trials
-                  if t.objective and t.objective["value"] is not None]
+        points = [(_number(t.overrides.get(key, t.path.name)), t.value) for t in trials if t.value is not None]
         if points:
             xs, ys = zip(*points)
             ax.scatter(xs, ys)

@@ -59,19 +59,22 @@ class OptunaSweeper(Sweeper):
         except ImportError:
             raise ImportError("sweep=optuna needs Optuna: pip install 'ftorch[sweep]'") from None
 
+        if self.hydra_context is None or self.config is None or self.launcher is None:
+            raise RuntimeError("the sweeper runs after Hydra's setup() (which gives it its context and launcher)")
+        config, launcher = self.config, self.launcher
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         overrides = parser.parse_overrides([f"{k}={v}" for k, v in self.params.items()] + list(arguments))
         space = {o.get_key_element(): distribution(o) for o in overrides if o.is_sweep_override()}
         fixed = [f"{o.get_key_element()}={o.get_value_element_as_str()}" for o in overrides
                  if not o.is_sweep_override()]
-        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        targets = planned(_plain(self.config))
+        OmegaConf.save(config, sweep_dir / "multirun.yaml")
+        targets = planned(_plain(config))
         study = optuna.create_study(
             study_name=self.study_name, storage=self.storage or f"sqlite:///{sweep_dir / 'optuna.db'}",
             sampler=self._sampler(), directions=[t["direction"] for t in targets], load_if_exists=True)
-        sweep_settings = _plain(self.config).get("sweep") or {}
+        sweep_settings = _plain(config).get("sweep") or {}
         for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             values = _finished_run_values(sweep_dir, stale.number, sweep_settings)
             if values is not None and len(values) == len(targets):
@@ -84,7 +87,7 @@ class OptunaSweeper(Sweeper):
         while (done := len(_finished(study))) < self.n_trials:
             trials = [study.ask(space) for _ in range(min(self.n_jobs, self.n_trials - done))]
             batch = [fixed + [f"{key}={_format(value)}" for key, value in trial.params.items()] for trial in trials]
-            results = self.launcher.launch(batch, initial_job_idx=trials[0].number)
+            results = launcher.launch(batch, initial_job_idx=trials[0].number)
             for trial, result in zip(trials, results):
                 values = _values(result, len(targets))
                 if values is None:
@@ -113,13 +116,17 @@ def distribution(override: Override):
         return d.CategoricalDistribution([_plain_value(v) for v in value.list])
     if isinstance(value, RangeSweep):
         start, stop, step = value.start, value.stop, value.step
-        if all(isinstance(x, int) for x in (start, stop, step)):
+        if start is None or stop is None:  # Hydra's parser always sets both for range(...)
+            raise ValueError(f"{key}: a range sweep needs a start and a stop")
+        if isinstance(start, int) and isinstance(stop, int) and isinstance(step, int):
             return d.IntDistribution(start, stop - 1, step=step)
         return d.FloatDistribution(start, stop - step, step=step)
     if isinstance(value, IntervalSweep):
         log = "log" in value.tags
         if isinstance(value.start, int) and isinstance(value.end, int):
             return d.IntDistribution(int(value.start), int(value.end), log=log)
+        if value.start is None or value.end is None:  # Hydra's parser always sets both for interval(...)
+            raise ValueError(f"{key}: an interval sweep needs a start and an end")
         return d.FloatDistribution(float(value.start), float(value.end), log=log)
     raise ValueError(f"{key}: sweep type {type(value).__name__} is not supported; use choice, range or interval")
 
@@ -134,7 +141,8 @@ def _format(value: Any) -> str:
 
 def _plain(config) -> dict:
     without = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
-    return OmegaConf.to_container(without, resolve=True)
+    plain = OmegaConf.to_container(without, resolve=True)
+    return plain if isinstance(plain, dict) else {}
 
 
 def _values(result, count: int) -> list[float] | None:

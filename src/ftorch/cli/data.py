@@ -5,18 +5,51 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rich.table import Table
-
-from .commands import err, out
-from .errors import DataError, Problem
+from ..errors import DataError, Problem
 
 MAX_ISSUES_SHOWN = 50
 
 
+def add_parser(sub) -> None:
+    data = sub.add_parser("data", help="check, profile, split and convert datasets")
+    data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    check = data_sub.add_parser("check", help="validate every line, profile tokens and duplicates, estimate cost; "
+                                "exit 1 on errors")
+    check.add_argument("path", type=Path)
+    check.add_argument("--format", choices=("auto", "chat", "preference"), default="auto")
+    check.add_argument("--model", help="tokenizer to count with: an OpenAI model id or a local model folder")
+    check.add_argument("--max-length", type=int, metavar="N", help="report every example longer than N tokens "
+                       "and what truncation cuts (default with a local --model: train.max_length's default)")
+    check.add_argument("--epochs", default="auto", help="epochs for the OpenAI cost estimate (default: auto)")
+    check.add_argument("--prices", type=Path, help="price table (default: the project's conf/prices/openai.yaml)")
+    check.add_argument("--json", action="store_true")
+    split = data_sub.add_parser("split", help="deterministic train/validation/test split by seed and content hash")
+    split.add_argument("path", type=Path)
+    split.add_argument("--ratios", default="0.8,0.1,0.1", help="train,validation,test (default 0.8,0.1,0.1)")
+    split.add_argument("--seed", type=int, default=0)
+    split.add_argument("--out", type=Path, help="output folder (default: PATH's folder / STEM_split)")
+    split.add_argument("--format", choices=("auto", "chat", "preference"), default="auto")
+    split.add_argument("--json", action="store_true")
+    convert = data_sub.add_parser("convert", help="Alpaca, ShareGPT or CSV -> chat JSONL; "
+                                  "prompt/chosen/rejected -> preference JSONL")
+    convert.add_argument("path", type=Path)
+    convert.add_argument("--from", dest="source", choices=("alpaca", "sharegpt", "csv", "prompt-chosen-rejected"),
+                         required=True)
+    convert.add_argument("--out", type=Path, help="output file (default: STEM.chat.jsonl beside the input)")
+    convert.add_argument("--system", help="a system prompt added to every example that has none")
+    convert.add_argument("--prompt-column", default="prompt")
+    convert.add_argument("--completion-column", default="completion")
+    convert.add_argument("--skip-invalid", action="store_true", help="leave out bad records instead of stopping")
+
+
+def run(args) -> int:
+    return {"check": check, "split": split, "convert": convert}[args.data_command](args)
+
+
 def check(args) -> int:
-    from .data.checks import detect_format
-    from .data.report import inspect_file
-    from .data.tokens import counter_for, is_openai_model
+    from ..data.checks import detect_format
+    from ..data.report import inspect_file
+    from ..data.tokens import counter_for, is_openai_model
 
     path = _existing(args.path)
     fmt = detect_format(path) if args.format == "auto" else args.format
@@ -25,13 +58,13 @@ def check(args) -> int:
     counter = counter_for(args.model, family[1] if family else None)
     max_length = getattr(args, "max_length", None)
     if max_length is None and args.model and not is_openai_model(args.model):
-        from .schema import TrainConfig
+        from ..config.schema import TrainConfig
 
         max_length = TrainConfig().max_length  # a local model: what `train` would cut to by default
     report = inspect_file(path, fmt, counter, max_length)
     cost = None
     if prices is not None:
-        from .data.cost import estimate
+        from ..data.cost import estimate
 
         stats = report.profile.token_stats() or {"total": 0}
         cost = estimate(args.model, report.profile.examples, int(stats["total"]), args.epochs, prices)
@@ -49,12 +82,16 @@ def check(args) -> int:
 
 
 def _few_for_openai(path: Path, count: int):
-    from .data.checks import Issue
+    from ..data.checks import Issue
 
     return Issue(str(path), 0, "too_few_examples", f"{count} examples: OpenAI fine-tuning needs at least 10")
 
 
 def _print_check(report, cost) -> None:
+    from rich.table import Table
+
+    from .console import out
+
     out.rule(f"{report.path} · {report.fmt}")
     if report.issues:
         table = Table(title=f"{len(report.errors)} errors, {len(report.warnings)} warnings", title_justify="left")
@@ -99,8 +136,11 @@ def _print_check(report, cost) -> None:
 
 
 def split(args) -> int:
-    from .data.checks import detect_format
-    from .data.split import split_file
+    from rich.table import Table
+
+    from ..data.checks import detect_format
+    from ..data.split import split_file
+    from .console import out
 
     path = _existing(args.path)
     ratios = _ratios(args.ratios)
@@ -121,8 +161,9 @@ def split(args) -> int:
 
 
 def convert(args) -> int:
-    from .data.convert import convert as run_convert
-    from .data.convert import write_chat
+    from ..data.convert import convert as run_convert
+    from ..data.convert import write_chat
+    from .console import err, out
 
     path = _existing(args.path)
     kind = "preference" if args.source == "prompt-chosen-rejected" else "chat"
@@ -160,9 +201,6 @@ def _ratios(text: str) -> tuple[float, float, float]:
 
 
 def _prices(path: Path | None):
-    from .compose import find_project
-    from .data.cost import PriceTable
+    from ..data.cost import PriceTable, price_table_path
 
-    if path is None:
-        path = find_project().conf_dir / "prices" / "openai.yaml"
-    return PriceTable.load(path)
+    return PriceTable.load(path or price_table_path())

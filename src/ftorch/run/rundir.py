@@ -20,14 +20,15 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError, Problem
-from .secrets import REDACTED, is_secret, redact, redact_hydra_dir, redact_override, scrub, scrub_text_tree
+from ..errors import ConfigError, Problem
+from ..secrets import REDACTED, is_secret, redact, redact_hydra_dir, redact_override, scrub, scrub_text_tree
+from .record import WRITTEN_STATUSES, RunRecord
 
-__all__ = ["REDACTED", "RunDir", "is_secret", "redact", "redact_hydra_dir", "redact_override", "write_json_atomic"]
+__all__ = ["REDACTED", "RunDir", "RunRecord", "is_secret", "redact", "redact_hydra_dir", "redact_override",
+           "write_json_atomic"]
 
 LOCK_NAME = "run.lock"
 _HELD: dict[Path, int] = {}  # run dir -> this process's lock descriptor
-STATUSES = ("running", "succeeded", "failed", "interrupted")
 KEY_PACKAGES = ("ftorch", "torch", "transformers", "peft", "trl", "accelerate", "datasets", "hydra-core", "openai",
                 "unsloth", "unsloth_zoo", "optuna")
 
@@ -77,9 +78,12 @@ def package_versions() -> dict[str, str]:
 
 @dataclass
 class RunDir:
-    """One run's folder. All writes of run.json go through `update`, atomically."""
+    """One run's folder. All writes of run.json go through `update`, atomically. `writes=False` is how a
+    process that must leave the folder alone sees it (ranks other than 0 of a distributed run, which train
+    the same code): update() and append_log() write nothing."""
 
     path: Path
+    writes: bool = True
 
     @property
     def run_json(self) -> Path:
@@ -109,24 +113,27 @@ class RunDir:
     def lock_file(self) -> Path:
         return self.path / LOCK_NAME
 
-    def read(self) -> dict:
-        """run.json as a dict; a torn or foreign file is a ConfigError naming it (never a traceback)."""
-        try:
-            record = json.loads(self.run_json.read_text())
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ConfigError(Problem(str(self.run_json), f"run.json is corrupt ({type(exc).__name__}: {exc})",
-                                      "this run's record cannot be trusted; start a new run")) from None
-        if not isinstance(record, dict) or "status" not in record:
-            raise ConfigError(Problem(str(self.run_json), "run.json is not a run record (no status)"))
-        return record
+    def record(self) -> RunRecord:
+        """run.json, typed and validated; a torn, foreign or hand-broken file is a ConfigError naming it and
+        the key (never a traceback)."""
+        return RunRecord.load(self.run_json)
 
-    def update(self, **fields: Any) -> dict:
-        record = self.read() if self.run_json.exists() else {}
-        record.update(fields)
-        if record.get("status") not in STATUSES:
-            raise ValueError(f"bad run status {record.get('status')!r}")
-        write_json_atomic(self.run_json, record)
-        return record
+    def read(self) -> dict[str, Any]:
+        """run.json as a plain dict, validated like `record()`. For callers not yet on the typed record
+        (backends/); new code uses `record()`."""
+        return self.record().to_json()
+
+    def update(self, **fields: Any) -> RunRecord:
+        """Set `fields` in run.json (validated against RunRecord), atomically; unknown keys are kept. A RunDir
+        made with writes=False (the other ranks of a distributed run) validates and writes nothing."""
+        record = self.record() if self.run_json.exists() else None
+        data = {**(record.to_json() if record else {}), **fields}
+        if data.get("status") not in WRITTEN_STATUSES:
+            raise ValueError(f"bad run status {data.get('status')!r}")
+        merged = RunRecord.from_dict(data, self.run_json)
+        if self.writes:
+            write_json_atomic(self.run_json, merged.to_json())
+        return merged
 
     def start(self, *, recipe: str | None, provider: str, project_root: Path, overrides: list[str]) -> None:
         if self.run_json.exists():
@@ -138,10 +145,12 @@ class RunDir:
             packages=package_versions(), metrics={}, error=None,
         )
 
-    def finish(self, status: str, *, error: str | None = None, **fields: Any) -> dict:
+    def finish(self, status: str, *, error: str | None = None, **fields: Any) -> RunRecord:
         return self.update(status=status, ended=now(), error=error, **fields)
 
     def append_log(self, line: str) -> None:
+        if not self.writes:
+            return
         with self.log.open("a") as handle:
             handle.write(f"{now()} {scrub(line)}\n")
 
@@ -204,46 +213,48 @@ class RunDir:
         fd = _HELD.get(self.path.resolve())
         return (fd,) if fd is not None else ()
 
-    def alive(self, record: dict) -> bool:
+    def alive(self, record: RunRecord) -> bool:
         """Whether a process still owns this run: its lock is held (runs from before the lock: pid on this host)."""
         if self.lock_file.exists():
             return self.holder() is not None
         return pid_alive(record)
 
-    def observed(self, record: dict | None = None) -> dict:
+    def observed(self, record: RunRecord | None = None) -> RunRecord:
         """The record as a reader should report it: 'running' with nobody holding the lock is 'died' (with the
         last step and checkpoint, and the command that continues it); likewise an evaluation left 'running'."""
-        record = dict(record if record is not None else self.read())
-        if "running" in (record.get("status"), (record.get("evaluation") or {}).get("status")) \
-                and not self.alive(record):
+        record = record if record is not None else self.record()
+        if _running(record) and not self.alive(record):
             try:  # the owner may have finished between our read and the lock test: trust only a second read
-                record = dict(self.read())
+                record = self.record()
             except (OSError, ValueError):
                 pass
-        if "running" in (record.get("status"), (record.get("evaluation") or {}).get("status")) \
-                and not self.alive(record):
-            if record.get("status") == "running":
-                step = record.get("last_checkpoint_step")
-                record["status"] = "died"
-                record["error"] = (f"the process died (last checkpoint: step {step or 'none'}); "
-                                   f"continue with: ftorch resume {self.path}")
-            else:
-                record["evaluation"] = {**record["evaluation"], "status": "died",
-                                        "error": f"the evaluation died; run it again with: ftorch eval {self.path}"}
+        if _running(record) and not self.alive(record):
+            if record.status == "running":
+                step = record.last_checkpoint_step
+                return record.model_copy(update={
+                    "status": "died", "error": f"the process died (last checkpoint: step {step or 'none'}); "
+                                               f"continue with: ftorch resume {self.path}"})
+            if record.evaluation is not None:  # the run succeeded; its evaluation was left running
+                evaluation = record.evaluation.model_copy(update={
+                    "status": "died", "error": f"the evaluation died; run it again with: ftorch eval {self.path}"})
+                return record.model_copy(update={"evaluation": evaluation})
         return record
 
     def write_config(self, resolved: dict, raw: dict) -> None:
         (self.path / "config.yaml").write_text(yaml.safe_dump(redact(resolved, raw), sort_keys=False))
 
 
-def pid_alive(record: dict) -> bool:
+def _running(record: RunRecord) -> bool:
+    return record.status == "running" or (record.evaluation is not None and record.evaluation.status == "running")
+
+
+def pid_alive(record: RunRecord) -> bool:
     """Whether the process a run.json names (pid on this host) still exists: the owner test for runs from
     before the lock file."""
-    pid = record.get("pid")
-    if not pid or record.get("host") != socket.gethostname():
+    if not record.pid or record.host != socket.gethostname():
         return False
     try:
-        os.kill(pid, 0)
+        os.kill(record.pid, 0)
     except OSError:
         return False
     return True

@@ -11,8 +11,22 @@ from pathlib import Path
 from ..errors import DataError, Problem
 
 
-def review(args) -> int:
-    from ..commands import out
+def add_parser(sub) -> None:
+    review = sub.add_parser("review", help="a local page to accept, reject and edit examples, or to read and "
+                            "check an evaluation's answers", description="A data file: review its examples "
+                            "(decisions go to STEM.review.jsonl beside it). A run folder: its latest evaluation.")
+    review.add_argument("path", type=Path, metavar="DATA.jsonl|RUN_DIR")
+    review.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    review.add_argument("--no-browser", action="store_true", help="print the URL, do not open a browser")
+    review.add_argument("--export", action="store_true", help="write STEM.curated.jsonl (accepted + edited) and "
+                        "STEM.preference.jsonl (edits and negatives, OpenAI DPO format), then exit")
+    review.add_argument("--format", choices=("auto", "chat", "preference"), default="auto")
+    review.add_argument("--model", help="tokenizer to count with (as in `ftorch data check`)")
+    review.add_argument("--max-length", type=int, metavar="N", help="flag examples longer than N tokens")
+
+
+def run(args) -> int:
+    from .console import out
 
     path: Path = args.path
     if not path.exists():
@@ -21,7 +35,7 @@ def review(args) -> int:
         if args.export:
             raise DataError(Problem("--export", "exports a data file's review; a run folder has none",
                                     "run: ftorch review DATA.jsonl --export"))
-        from .eval_view import EvalReview
+        from ..review.eval_view import EvalReview
 
         target = EvalReview.open(path)
         out.print(f"evaluation: {target.folder}", markup=False)
@@ -45,14 +59,14 @@ def review(args) -> int:
 def _open_data(path: Path, args):
     from ..data.checks import detect_format
     from ..data.tokens import counter_for
-    from .data_view import DataReview
+    from ..review.data_view import DataReview
 
     fmt = detect_format(path) if args.format == "auto" else args.format
     return DataReview.open(path, fmt, counter_for(args.model), args.max_length)
 
 
 def _report_stale(target) -> None:
-    from ..commands import err
+    from .console import err
 
     decisions = target.decisions
     if decisions.moved:
@@ -67,8 +81,8 @@ def _report_stale(target) -> None:
 
 
 def _export(target) -> int:
-    from ..commands import out
-    from .export import export
+    from ..review.export import export
+    from .console import out
 
     if not target.review_file.is_file():
         raise DataError(Problem(str(target.index.path), f"no review yet ({target.review_file} does not exist)",
@@ -89,8 +103,8 @@ def _export(target) -> int:
 
 
 def _serve(target, port: int, browser: bool) -> int:
-    from ..commands import out
-    from .server import ReviewServer
+    from ..review.server import ReviewServer
+    from .console import out
 
     try:
         server = ReviewServer(target, port)

@@ -1,5 +1,6 @@
-"""Evaluate a finished run: base, prompted and tuned on the held-out task, then general capability and
-safety (base against tuned). Writes RUN_DIR/eval/<timestamp>/ and the headline numbers into run.json."""
+"""The evaluation suite, given models to ask: base, prompted and tuned on the held-out task, then general
+capability and safety (base against tuned). Writes RUN_DIR/eval/<timestamp>/ and the headline numbers into run.json.
+Started by eval/finished.py, which chooses the models."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..rundir import RunDir, write_json_atomic
-from ..schema import RunConfig
+from ..config.schema import RunConfig
+from ..run.rundir import RunDir, write_json_atomic
 from ..secrets import scrub_text_tree
 from . import metrics as task_metrics
 from .tasks import SYSTEMS, Task, load_task
@@ -43,7 +44,8 @@ def evaluate(run: RunDir, cfg: RunConfig, generator: Generator, *, local=None, p
         judge = Judge(ev)
     report: dict[str, Any] = {"config": ev.model_dump(mode="json"), "n": len(task.examples),
                               "system_prompt": task.system_prompt, "few_shot": len(task.shots)}
-    answers_for = {name: (generator, price, None) for name in SYSTEMS}  # who answers, its price, its constraint
+    # who answers, its price, its constraint
+    answers_for: dict[str, tuple[Any, dict | None, Any]] = {name: (generator, price, None) for name in SYSTEMS}
     # the strongest prompt, chosen on validation data, becomes 'prompted'; on preference data the prompted
     # baseline is the preferred answers as examples plus eval.prompted_instructions (eval/preference.py)
     if ev.prompt_arms and cfg.data.format == "chat":
@@ -76,7 +78,9 @@ def evaluate(run: RunDir, cfg: RunConfig, generator: Generator, *, local=None, p
     report["significance"] = _significance(predictions, ev.headline)
     report["significance_by_metric"] = _significance_by_metric(predictions, names)
     report["cost"] = _cost(task, generator, price, answers_for)
-    if cfg.data.format == "preference":
+    from .preference import PreferenceTask
+
+    if isinstance(task, PreferenceTask):  # data.format=preference
         from . import preference
 
         report["preference"] = preference.section(task, predictions, local, cfg)
@@ -114,7 +118,8 @@ def _generate(generator: Generator, conversations: list[Messages], ev, progress,
 def _score(task: Task, outputs: dict[str, list[str]], scorers) -> list[dict]:
     rows = []
     for index, example in enumerate(task.examples):
-        row = {"line": example.line, "input": example.prompt, "reference": example.reference, "systems": {}}
+        row: dict[str, Any] = {"line": example.line, "input": example.prompt, "reference": example.reference,
+                               "systems": {}}
         for name in SYSTEMS:
             reply = outputs[name][index]
             row["systems"][name] = {"output": reply,
@@ -226,7 +231,7 @@ def _held_out_loss(local, task: Task, batch_size: int) -> dict:
     assistant's tokens, or there are none) is None with the reason, never NaN."""
     from ..errors import DataError
 
-    result = {}
+    result: dict[str, dict[str, Any]] = {}
     for name in ("base", "tuned"):
         try:
             with local.system(name):

@@ -10,9 +10,9 @@ from conftest import chat
 from ftorch.errors import DataError
 from ftorch.eval import instructions
 from ftorch.eval.tasks import few_shot, load_task
-from ftorch.evaluation import evaluate_run
-from ftorch.rundir import RunDir
-from ftorch.schema import RunConfig
+from ftorch.eval.finished import evaluate_run
+from ftorch.run.rundir import RunDir
+from ftorch.config.schema import RunConfig
 
 ANSWER = '{"label": "yes"}'
 

@@ -3,19 +3,25 @@ the key, the file that set it, what was expected and, where one is close, a did-
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
-from typing import Any, get_args
+from typing import TYPE_CHECKING, Any, get_args
 
+from ..errors import ConfigError, Problem, did_you_mean
 from .compose import Project
-from .errors import ConfigError, Problem, did_you_mean
-from .schema import PROVIDER_NAMES, RunConfig
+from .providers import PROVIDER_NAMES
+from .schema import RunConfig
+
+if TYPE_CHECKING:
+    from pydantic_core import ErrorDetails
 
 
 @dataclass
 class Origins:
-    """Where a key's value came from: the command line, the recipe, a group file or conf/config.yaml."""
+    """Where a key's value came from: the command line, or the last file in Hydra's own defaults list (the order
+    Hydra merged the recipe, the group files, conf/config.yaml and the schema's defaults in) that sets it."""
 
     project: Project
     overrides: list[str]
@@ -31,30 +37,54 @@ class Origins:
                 continue  # a group choice (model=tiny), not a value
             if key == dotted or dotted.startswith(key + "."):
                 return f"command line ({item})"
-        from .compose import RECIPE_PATHS
-
-        candidates: list[tuple[Path, str]] = []
-        recipe = self.choices.get("recipe")
-        if recipe:  # applied last, so it wins; a recipe given as a path is registered under its stem
-            candidates.append((RECIPE_PATHS.get(recipe, self.project.recipes_dir / f"{recipe}.yaml"), dotted))
-        group, _, rest = dotted.partition(".")
-        choice = self.choices.get(group)
-        if choice and rest:
-            candidates.append((self.project.conf_dir / group / f"{choice}.yaml", rest))
-        candidates.append((self.project.conf_dir / "config.yaml", dotted))
         absent = object()
-        for path, key in candidates:
-            try:
-                node = OmegaConf.load(path) if path.is_file() else None
-                found = node is not None and OmegaConf.select(node, key, default=absent,
-                                                                throw_on_resolution_failure=False) is not absent
-            except Exception:  # an unreadable file cannot be where the value came from
-                found = False
-            if found:
-                return self._show(path)
+        for package, node, shown in reversed(self._sources):  # the last one merged wins
+            inner = dotted if package in ("", "_global_") else (
+                dotted[len(package) + 1:] if dotted.startswith(package + ".") else None)
+            if inner and OmegaConf.select(node, inner, default=absent, throw_on_resolution_failure=False) is not absent:
+                return shown
         return "config"
 
-    def _show(self, path: Path) -> str:
+    @cached_property
+    def _sources(self) -> list[tuple[str, Any, str]]:
+        """(package, config without its defaults list, file to show) in the order Hydra merges them."""
+        from hydra import initialize_config_dir
+        from hydra.core.global_hydra import GlobalHydra
+        from hydra.types import RunMode
+
+        from .compose import use_project
+
+        use_project(self.project)
+        GlobalHydra.instance().clear()
+        sources = []
+        try:
+            with initialize_config_dir(config_dir=str(self.project.conf_dir), version_base="1.3"):
+                loader = GlobalHydra.instance().config_loader()
+                for default in loader.compute_defaults_list("config", self.overrides, RunMode.RUN).defaults:
+                    if default.config_path is None or (default.package or "").startswith("hydra"):
+                        continue
+                    loaded = loader.repository.load_config(default.config_path)  # type: ignore[attr-defined]
+                    if loaded is None:
+                        continue
+                    node = loaded.config.copy()
+                    node.pop("defaults", None)
+                    sources.append((default.package or "", node, self._show(default.config_path, loaded.path)))
+        except Exception:  # noqa: BLE001  the overrides themselves are broken: only the command line can be named
+            return []
+        finally:
+            GlobalHydra.instance().clear()
+        return sources
+
+    def _show(self, config_path: str, source: str) -> str:
+        from .compose import RECIPE_GROUP, RECIPE_PATHS
+
+        group, _, name = config_path.rpartition("/")
+        if group == RECIPE_GROUP and name in RECIPE_PATHS:
+            path = RECIPE_PATHS[name]
+        elif source.startswith("file://"):
+            path = Path(source.removeprefix("file://")) / f"{config_path}.yaml"
+        else:  # the schema's defaults, stored by compose._register
+            return "the schema's defaults (src/ftorch/config/schema.py)"
         try:
             return str(path.relative_to(self.project.root))
         except ValueError:  # a recipe file outside the project
@@ -71,7 +101,7 @@ def load(cfg: Any, origins: Origins) -> RunConfig:
                         f"set it in the recipe or on the command line, e.g. {k}=...") for k in missing]
     resolved, unresolved = _resolve(cfg, skip=set(missing))
     problems += [Problem(f"{origins.of(k)}: {k}", msg) for k, msg in unresolved]
-    from . import secrets  # noted now, so every message, artifact and log line from here on is scrubbed
+    from .. import secrets  # noted now, so every message, artifact and log line from here on is scrubbed
 
     secrets.remember_config(resolved, OmegaConf.to_container(cfg, resolve=False))
     problems += [Problem(secrets.scrub(f"{origins.of(k)}: {k}"), msg, hint)
@@ -85,10 +115,21 @@ def load(cfg: Any, origins: Origins) -> RunConfig:
         raise ConfigError(list({p.render(): p for p in found}.values())) from None
 
 
+def plain_dict(cfg: Any) -> dict[str, Any]:
+    """A composed config as plain containers, interpolations unresolved, without its hydra node."""
+    from omegaconf import OmegaConf
+
+    plain = OmegaConf.to_container(cfg, resolve=False)
+    if not isinstance(plain, dict):  # a composed config is always a mapping at its root
+        raise ConfigError(Problem("config", f"the composed config is a {type(plain).__name__}, not a mapping"))
+    plain.pop("hydra", None)
+    return {str(key): value for key, value in plain.items()}
+
+
 def _missing_keys(cfg: Any, prefix: str = ""):
     from omegaconf import DictConfig, ListConfig, OmegaConf
 
-    keys = cfg.keys() if isinstance(cfg, DictConfig) else range(len(cfg))
+    keys: Iterable[Any] = cfg.keys() if isinstance(cfg, DictConfig) else range(len(cfg))
     for key in keys:
         if prefix == "" and key == "hydra":
             continue
@@ -105,8 +146,7 @@ def _resolve(cfg: Any, skip: set[str]) -> tuple[dict, list[tuple[str, str]]]:
     """Resolve interpolations key by key so a broken ${...} is reported with its key."""
     from omegaconf import OmegaConf
 
-    plain = OmegaConf.to_container(cfg, resolve=False)
-    plain.pop("hydra", None)
+    plain = plain_dict(cfg)
     errors: list[tuple[str, str]] = []
 
     def walk(node: Any, key: str) -> Any:
@@ -124,7 +164,7 @@ def _resolve(cfg: Any, skip: set[str]) -> tuple[dict, list[tuple[str, str]]]:
     return walk(plain, ""), errors
 
 
-def _problem(err: dict, origins: Origins) -> Problem:
+def _problem(err: ErrorDetails, origins: Origins) -> Problem:
     # pydantic names the member of a union that failed ("constrained-int", "literal['auto']"): not a key
     loc = [str(part) for part in err["loc"] if not (isinstance(part, str) and ("-" in part or "[" in part))]
     if len(loc) >= 2 and loc[0] == "provider" and loc[1] in PROVIDER_NAMES:

@@ -5,13 +5,18 @@ from __future__ import annotations
 import shutil
 import sys
 import traceback
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from . import runner
-from .compose import Project, prepare
-from .errors import FtorchError, RunInterrupted
-from .secrets import redact_hydra_dir
+from ..config.compose import Project, use_project
+from ..errors import FtorchError, RunInterrupted
+from ..secrets import redact_hydra_dir
+from . import lifecycle as runner
+
+if TYPE_CHECKING:
+    from .record import RunRecord
 
 
 @dataclass
@@ -23,17 +28,20 @@ class Outcome:
     interrupted: bool = False  # by Ctrl-C or SIGTERM (status is run.json's: succeeded if only the eval was cut)
 
 
-def launch(project: Project, overrides: list[str], multirun: bool) -> tuple[list[Outcome], Path | None]:
-    """Returns each trial's outcome and, for a multirun, the sweep directory."""
+def launch(project: Project, overrides: list[str], multirun: bool,
+           checked: Sequence[runner.Prepared] = ()) -> tuple[list[Outcome], Path | None]:
+    """Returns each trial's outcome and, for a multirun, the sweep directory. `checked`: trials already prepared
+    (validated, data checked) in this process; a trial with the same config is not prepared again."""
     import hydra
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
 
     outcomes: list[Outcome] = []
     sweep_dir: list[Path] = []
+    known = {key: p for p in checked if (key := runner.config_key(p.cfg)) is not None}
 
-    def task(cfg) -> float | None:
-        prepare(project)  # resolvers and recipes, also in a launcher's worker process
+    def task(cfg) -> float | list[float] | None:
+        use_project(project)  # resolvers and recipes, also in a launcher's worker process
         hc = HydraConfig.get()
         run_dir = Path(hc.runtime.output_dir)
         if multirun and not sweep_dir:
@@ -42,15 +50,17 @@ def launch(project: Project, overrides: list[str], multirun: bool) -> tuple[list
         if (run_dir / ".hydra").is_dir():  # Hydra wrote the raw overrides already: no secret waits for the run start
             redact_hydra_dir(run_dir / ".hydra")
         try:
-            prepared = runner.prepare_composed(project, cfg, list(hc.overrides.task), dict(hc.runtime.choices))
+            task_overrides = list(hc.overrides.task)
+            prepared = known.get(runner.config_key(cfg) or "")
+            prepared = (replace(prepared, overrides=task_overrides) if prepared is not None else
+                        runner.prepare_composed(project, cfg, task_overrides, dict(hc.runtime.choices)))
             if multirun and (run_dir / "run.json").is_file():  # a resumed sweep: finish or keep this trial
                 result = _continue_trial(run_dir)
             else:
                 result = runner.execute(project, prepared, run_dir)
         except (KeyboardInterrupt, RunInterrupted) as exc:
             _discard_if_not_started(run_dir)
-            record = _record(run_dir) or {"status": "interrupted"}
-            outcomes.append(Outcome(run_dir, record["status"], exc, interrupted=True))
+            outcomes.append(Outcome(run_dir, _status(run_dir, "interrupted"), exc, interrupted=True))
             raise KeyboardInterrupt from None  # stops a sweep too
         except Exception as exc:
             _discard_if_not_started(run_dir)
@@ -63,7 +73,7 @@ def launch(project: Project, overrides: list[str], multirun: bool) -> tuple[list
         outcomes.append(Outcome(run_dir, result.status, None, result.metrics))
         return _objective(run_dir, prepared.config)
 
-    prepare(project)
+    use_project(project)
     if multirun and not any(o.startswith("hydra.sweep.dir=") for o in overrides):
         # known here, whatever runs the trials
         overrides = [*overrides, f"hydra.sweep.dir={_sweep_dir(project, overrides)}"]
@@ -89,14 +99,15 @@ def _sweep_dir(project: Project, overrides: list[str]) -> str:
     runs them in other processes (joblib, submitit, ray) can be found and reported here."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from .compose import compose
+    from ..config.compose import compose
 
-    fixed = [o.input_line for o in OverridesParser.create().parse_overrides(overrides) if not o.is_sweep_override()]
+    fixed = [o.input_line for o in OverridesParser.create().parse_overrides(overrides)
+             if not o.is_sweep_override() and o.input_line is not None]
     return str(Path(compose(project, fixed).hydra.sweep.dir).resolve())
 
 
 def _outcomes_of_other_processes(folder: Path, known: list[Outcome]) -> list[Outcome]:
-    from .errors import BackendError, Problem
+    from ..errors import BackendError, Problem
 
     seen = {o.run_dir.resolve() for o in known}
     found = []
@@ -106,35 +117,35 @@ def _outcomes_of_other_processes(folder: Path, known: list[Outcome]) -> list[Out
         record = _record(path.parent)
         if record is None:
             continue
-        error = BackendError(Problem(str(path.parent), record["error"])) if record.get("error") else None
-        found.append(Outcome(path.parent, record["status"], error, record.get("metrics")))
+        error = BackendError(Problem(str(path.parent), record.error)) if record.error else None
+        found.append(Outcome(path.parent, record.status, error, record.metrics))
     return found
 
 
 def _objective(run_dir: Path, config) -> float | list[float] | None:
     """What the sweeper optimises, from the finished run's record (also kept in run.json)."""
-    from .sweep.objective import score_run
+    from ..sweep.objective import score_run
 
     values = score_run(run_dir, config.sweep.objective, config.sweep.direction)
     return values[0] if values is not None and len(values) == 1 else values
 
 
 def _continue_trial(run_dir: Path):
-    from .backends import Result
+    from ..backends import Result
     from .rundir import RunDir
 
-    record = RunDir(run_dir).read()
-    if record["status"] == "succeeded":
-        return Result("succeeded", metrics=record.get("metrics") or {})
+    record = RunDir(run_dir).record()
+    if record.status == "succeeded":
+        return Result("succeeded", metrics=record.metrics)
     return runner.resume(run_dir)
 
 
 def _status(run_dir: Path, default: str) -> str:
     record = _record(run_dir)
-    return record["status"] if record else default
+    return record.status if record else default
 
 
-def _record(run_dir: Path) -> dict | None:
+def _record(run_dir: Path) -> RunRecord | None:
     """run.json as readers report it ('died' for a running run nobody owns); None if absent or corrupt."""
     from .rundir import RunDir
 

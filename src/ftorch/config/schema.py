@@ -6,126 +6,16 @@ forbids unknown keys, so a typo is an error rather than a silently ignored setti
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Annotated, Literal, TypeGuard, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import BaseModel, Field, PositiveFloat, PositiveInt, model_validator
 
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_bool_for_a_number(cls, data: Any) -> Any:
-        """pydantic reads true as 1 for a number field (`train.epochs=true` would be 1.0): such a value goes on
-        as the text 'true', which the field then refuses at its own key."""
-        if not isinstance(data, dict):
-            return data
-        fixed = {}
-        for name, value in data.items():
-            if isinstance(value, bool) and name in cls.model_fields and name != "name":
-                kinds = _kinds(cls.model_fields[name].annotation)
-                if bool not in kinds and Any not in kinds and (int in kinds or float in kinds):
-                    value = str(value).lower()
-            fixed[name] = value
-        return fixed
-
-
-def _kinds(annotation: Any) -> set:
-    """The plain types a field's annotation accepts (through Annotated, unions and Optional)."""
-    if annotation is Any or isinstance(annotation, type):
-        return {annotation}
-    if get_origin(annotation) is Literal:
-        return {type(v) for v in get_args(annotation)}
-    found: set = set()
-    for arg in get_args(annotation):
-        if get_origin(annotation) in (Annotated,) and arg is not get_args(annotation)[0]:
-            break  # Annotated metadata
-        found |= _kinds(arg)
-    return found
-
-
-class PeftProvider(Strict):
-    """transformers + PEFT through TRL's SFTTrainer, on this machine."""
-
-    name: Literal["peft"] = "peft"
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where to train; auto picks cuda when present")
-
-
-Auto = Literal["auto"]
-
-
-class OpenAIProvider(Strict):
-    """OpenAI's fine-tuning API (or Azure OpenAI's) through the official openai SDK."""
-
-    name: Literal["openai"] = "openai"
-    api: Literal["openai", "azure"] = "openai"
-    base_url: str | None = Field(None, description="default: $OPENAI_BASE_URL, else the SDK's default")
-    api_key_env: str = Field("OPENAI_API_KEY", description="the NAME of the variable holding the key; the key "
-                             "itself never goes into a config (azure: AZURE_OPENAI_API_KEY)")
-    azure_endpoint: str | None = Field(None, description="api=azure: https://RESOURCE.openai.azure.com")
-    api_version: str | None = Field(None, description="api=azure: e.g. 2025-04-01-preview")
-    organization: str | None = None
-    project: str | None = None
-    method: Literal["supervised", "dpo"] = "supervised"
-    n_epochs: PositiveInt | Auto = "auto"
-    batch_size: PositiveInt | Auto = "auto"
-    learning_rate_multiplier: PositiveFloat | Auto = "auto"
-    beta: PositiveFloat | Auto = Field("auto", description="method=dpo only")
-    suffix: Annotated[str, Field(max_length=64)] | None = None
-    seed: int | None = None
-    metadata: dict[str, str] = Field(default_factory=dict)
-    max_cost_usd: PositiveFloat | None = Field(None, description="refuse to start a job (or an evaluation) "
-                                               "whose estimated cost is above this")
-    prices: str = Field("conf/prices/openai.yaml", description="price table (relative to the project folder)")
-    poll_interval_s: PositiveFloat = 5.0
-    max_poll_interval_s: PositiveFloat = 60.0
-    max_retries: Annotated[int, Field(ge=0)] = 2
-    timeout_s: PositiveFloat = 600.0
-    cancel_on_interrupt: bool = Field(False, description="Ctrl-C cancels the job instead of leaving it running")
-
-    @model_validator(mode="after")
-    def _azure_needs_endpoint(self) -> OpenAIProvider:
-        if self.api == "azure" and not (self.azure_endpoint and self.api_version):
-            raise ValueError("api=azure needs provider.azure_endpoint and provider.api_version")
-        if self.beta != "auto" and self.method != "dpo":
-            raise ValueError("provider.beta only applies to method=dpo")
-        return self
-
-
-class AxolotlProvider(Strict):
-    """Axolotl, run as a child process in an environment of its own (it cannot share one with Hydra)."""
-
-    name: Literal["axolotl"] = "axolotl"
-    python: str | None = Field(None, description="python of an Axolotl environment; default: the one "
-                               "`ftorch setup axolotl` creates in .venv-axolotl/")
-    distributed: Literal["none", "deepspeed_zero1", "deepspeed_zero2", "deepspeed_zero3", "fsdp"] = Field(
-        "none", description="multi-GPU preset, used when train.num_gpus > 1")
-    liger: bool = Field(False, description="Axolotl's Liger plugin (fused kernels; GPU)")
-    axolotl: dict[str, Any] = Field(default_factory=dict, description="passthrough: any Axolotl key ftorch does "
-                                    "not model, written as is into axolotl.yaml (`python` here = provider.python)")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _python_inside_passthrough(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("axolotl"), dict) and "python" in data["axolotl"]:
-            passthrough = dict(data["axolotl"])
-            data = {**data, "python": passthrough.pop("python"), "axolotl": passthrough}
-        return data
-
-
-class UnslothProvider(Strict):
-    """Unsloth's single-GPU fast path: FastLanguageModel, its LoRA wrapper, TRL's SFT trainer."""
-
-    name: Literal["unsloth"] = "unsloth"
-    load_in_4bit: bool = True
-    allow_cpu: bool = Field(False, description="let Unsloth fall back to the CPU (slow; for tests) instead of "
-                            "refusing on a machine without a supported GPU")
-    export_merged_16bit: bool = Field(False, description="also save merged 16-bit weights in merged/")
-    export_gguf: str | None = Field(None, description="also export GGUF with this quantization, e.g. q4_k_m")
-
-
-Provider = Annotated[PeftProvider | OpenAIProvider | AxolotlProvider | UnslothProvider, Field(discriminator="name")]
+from ..errors import ConfigError, Problem
+from .providers import (
+    P,
+    Provider,
+)
+from .strict import Strict
 
 
 class TinyModel(Strict):
@@ -238,11 +128,13 @@ class TrainConfig(Strict):
         return self.method in PREFERENCE_METHODS
 
 
-METRICS = ("exact_match", "normalized_match", "json_valid", "json_schema", "field_accuracy", "chrf", "rouge_l",
-           "judge")
+Metric = Literal["exact_match", "normalized_match", "json_valid", "json_schema", "field_accuracy", "chrf", "rouge_l",
+                 "judge"]
+METRICS: tuple[str, ...] = get_args(Metric)
 
 
-PROMPT_ARMS = ("zero_shot", "k_shot", "retrieved", "constrained")
+PromptArm = Literal["zero_shot", "k_shot", "retrieved", "constrained"]
+PROMPT_ARMS: tuple[str, ...] = get_args(PromptArm)
 
 
 class EvalConfig(Strict):
@@ -256,8 +148,8 @@ class EvalConfig(Strict):
     seed: int = 0
     system_prompt: str | None = Field(None, description="system prompt for all three systems; default: the one "
                                       "the training data uses most")
-    metrics: list[Literal[METRICS]] = Field(default_factory=lambda: ["exact_match", "normalized_match"])
-    headline: Literal[METRICS] = "normalized_match"
+    metrics: list[Metric] = Field(default_factory=lambda: list[Metric](["exact_match", "normalized_match"]))
+    headline: Metric = "normalized_match"
     json_schema: str | None = Field(None, description="JSON Schema file that outputs must conform to")
     max_new_tokens: PositiveInt = 128
     batch_size: PositiveInt = 16
@@ -287,8 +179,9 @@ class EvalConfig(Strict):
     max_regression: Annotated[float, Field(ge=0.0, le=1.0)] = Field(
         0.05, description="a drop of more than this in the general suite's pass rate (or a rise in harmful "
         "compliance) marks the run 'regressed'")
-    prompt_arms: list[Literal[PROMPT_ARMS]] = Field(
-        default_factory=lambda: list(PROMPT_ARMS), description="prompting strategies swept on validation data; the "
+    prompt_arms: list[PromptArm] = Field(
+        default_factory=lambda: list(get_args(PromptArm)),
+        description="prompting strategies swept on validation data; the "
         "best becomes the 'prompted' system the tuned model is compared with on the test split. [] = the fixed "
         "few_shot prompt, no sweep. Chat data only: on preference data the prompted system is the preferred "
         "answers as examples plus eval.prompted_instructions")
@@ -393,9 +286,16 @@ class RunConfig(Strict):
         return self
 
 
-PROVIDER_MODELS: dict[str, type[Strict]] = {"peft": PeftProvider, "openai": OpenAIProvider,
-                                            "axolotl": AxolotlProvider, "unsloth": UnslothProvider}
-PROVIDER_NAMES = tuple(PROVIDER_MODELS)
+    def provider_as(self, kind: type[P]) -> P:
+        """`provider` as the kind a caller needs (OpenAIProvider for a price table, say), for the type checker and
+        at run time: a run on another provider is a ConfigError naming provider.name, never an AttributeError."""
+        if not isinstance(self.provider, kind):
+            wanted = kind.model_fields["name"].default
+            raise ConfigError(Problem("provider.name", f"this needs provider={wanted}, and this run's provider is "
+                                      f"{self.provider.name}"))
+        return self.provider
+
+
 
 
 def defaults_tree(model: type[BaseModel]) -> dict:
@@ -406,7 +306,7 @@ def defaults_tree(model: type[BaseModel]) -> dict:
     tree: dict = {}
     for name, info in model.model_fields.items():
         if info.default_factory is not None:
-            value = info.default_factory()
+            value = info.default_factory()  # type: ignore[call-arg]  # ours take no arguments (no validated data)
             tree[name] = value.model_dump() if isinstance(value, BaseModel) else value
         elif info.default is PydanticUndefined:
             annotation = info.annotation
@@ -416,5 +316,5 @@ def defaults_tree(model: type[BaseModel]) -> dict:
     return tree
 
 
-def _is_model(annotation: object) -> bool:
+def _is_model(annotation: object) -> TypeGuard[type[BaseModel]]:
     return isinstance(annotation, type) and issubclass(annotation, BaseModel)

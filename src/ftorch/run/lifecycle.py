@@ -15,15 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .backends import Plan, Result, get_backend, make_plan
-from .compose import Project, compose
-from .config import Origins, load
-from .data.report import DataReport, check_data
-from .errors import EXIT_USER, ConfigError, DataError, FtorchError, Problem, RunInterrupted
-from .evaluation import evaluate_after_training
+from ..backends import Plan, Result, get_backend, make_plan
+from ..config.compose import Project, compose
+from ..config.load import Origins, load, plain_dict
+from ..config.schema import RunConfig
+from ..data.report import DataReport, check_data
+from ..errors import EXIT_USER, ConfigError, DataError, FtorchError, Problem, RunInterrupted
+from ..eval.finished import evaluate_after_training
 from .plots import loss_plot
 from .rundir import RunDir, pid_alive, write_json_atomic
-from .schema import RunConfig
 
 
 @dataclass
@@ -52,6 +52,19 @@ def prepare_composed(project: Project, cfg: Any, overrides: list[str], choices: 
     return Prepared(cfg, config, data, plan, choices.get("recipe"), overrides)
 
 
+def config_key(cfg: Any) -> str | None:
+    """A composed config's identity (its `hydra` node, which holds timestamps, left out): a trial whose config
+    was already validated and its data checked before the launch is not prepared a second time. None when a
+    value depends on when or where Hydra runs it (${now:}, ${hydra:}): such a config is prepared where it runs."""
+    from omegaconf import OmegaConf
+
+    plain = OmegaConf.to_container(cfg, resolve=False)
+    assert isinstance(plain, dict)
+    plain.pop("hydra", None)
+    text = json.dumps(plain, sort_keys=True, default=str)
+    return None if "${now:" in text or "${hydra:" in text else text
+
+
 def execute(project: Project, prepared: Prepared, run_path: Path) -> Result:
     """Start a new run in `run_path` (Hydra has created it) and carry it to a true final status. The process
     holds the run's lock throughout (training, evaluation, tracking); SIGTERM unwinds like Ctrl-C."""
@@ -62,15 +75,13 @@ def execute(project: Project, prepared: Prepared, run_path: Path) -> Result:
 
 
 def _execute(project: Project, prepared: Prepared, run: RunDir) -> Result:
-    from omegaconf import OmegaConf
 
     run.start(recipe=prepared.recipe, provider=prepared.config.provider.name, project_root=project.root,
               overrides=prepared.overrides)
     run.update(pid=os.getpid(), plan_estimates=prepared.plan.estimates)
-    raw = OmegaConf.to_container(prepared.cfg, resolve=False)
-    raw.pop("hydra", None)
+    raw = plain_dict(prepared.cfg)
     run.write_config(prepared.config.model_dump(mode="json"), raw)
-    from .secrets import scrub_tree
+    from ..secrets import scrub_tree
 
     write_json_atomic(run.path / "plan.json", scrub_tree(prepared.plan.to_dict()))
     write_json_atomic(run.manifest, prepared.data.manifest())
@@ -99,12 +110,12 @@ def resume(run_path: Path) -> Result:
 def _resume(run: RunDir, legacy: bool) -> Result:
     import yaml
 
-    record = run.read()
-    if record["status"] == "succeeded":
+    record = run.record()
+    if record.status == "succeeded":
         raise ConfigError(Problem(str(run.path), "this run already succeeded; nothing to resume"))
-    if record["status"] == "running" and legacy and pid_alive(record):
-        raise ConfigError(Problem(str(run.path), f"this run is still running (pid {record.get('pid')})"))
-    status = "died" if record["status"] == "running" else record["status"]  # we hold the lock: its owner is gone
+    if record.status == "running" and legacy and pid_alive(record):
+        raise ConfigError(Problem(str(run.path), f"this run is still running (pid {record.pid})"))
+    status = "died" if record.status == "running" else record.status  # we hold the lock: its owner is gone
     try:
         config = RunConfig.model_validate(yaml.safe_load((run.path / "config.yaml").read_text()))
     except (OSError, ValueError, yaml.YAMLError) as exc:
@@ -113,10 +124,10 @@ def _resume(run: RunDir, legacy: bool) -> Result:
     data = check_data(config.data)
     _same_data(run, data)
     plan = make_plan(config, data)
-    run.update(status="running", pid=os.getpid(), resumed=[*record.get("resumed", []), status], error=None)
+    run.update(status="running", pid=os.getpid(), resumed=[*record.resumed, status], error=None)
     backend = get_backend(config.provider.name)
     return _train_then_evaluate(run, config, _project_root(), lambda: backend.resume(plan, run),
-                                record.get("recipe") or "run")
+                                record.recipe or "run")
 
 
 def _train_then_evaluate(run: RunDir, config: RunConfig, root: Path, work: Callable[[], Result],
@@ -128,8 +139,8 @@ def _train_then_evaluate(run: RunDir, config: RunConfig, root: Path, work: Calla
         result = supervise(run, work, title)
         evaluate_after_training(run, config, console=None)
     except (KeyboardInterrupt, RunInterrupted):
-        if result is not None or run.read().get("status") == "succeeded":
-            from .evaluation import record_interrupted
+        if result is not None or run.record().status == "succeeded":
+            from ..eval.finished import record_interrupted
 
             record_interrupted(run)
         raise
@@ -253,14 +264,14 @@ def _track(run: RunDir, config: RunConfig, root: Path) -> None:
 
 
 def _project_root() -> Path:
-    from .compose import find_project
+    from ..config.compose import find_project
 
     return find_project().root
 
 
 def _copy_split_manifests(data: DataReport, run: RunDir) -> None:
     """Data made by `ftorch data split` carries its split manifest: keep it with the run."""
-    from .data.split import MANIFEST
+    from ..data.split import MANIFEST
 
     folders = {chat.path.resolve().parent for chat in data.splits.values()}
     for index, folder in enumerate(sorted(folders)):

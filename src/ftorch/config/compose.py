@@ -8,8 +8,9 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
-from .errors import ConfigError, Problem, did_you_mean
+from ..errors import ConfigError, Problem, did_you_mean
 
 RECIPE_GROUP = "recipe"
 
@@ -64,7 +65,8 @@ def _register(project: Project) -> None:
     OmegaConf.register_new_resolver("ftorch_root", lambda: str(project.root), replace=True)
     from hydra_plugins.ftorch_optuna import optuna_sweeper  # noqa: F401  registers hydra/sweeper=ftorch_optuna
 
-    from .schema import PROVIDER_MODELS, RunConfig, defaults_tree
+    from .providers import PROVIDER_MODELS
+    from .schema import RunConfig, TinyModel, defaults_tree
 
     store = ConfigStore.instance()
     base = defaults_tree(RunConfig)
@@ -72,6 +74,7 @@ def _register(project: Project) -> None:
     store.store(name="ftorch_base", node=base)
     for name, model in PROVIDER_MODELS.items():
         store.store(group="ftorch_base/provider", name=name, node=defaults_tree(model))
+    store.store(group="ftorch_base/model", name="tiny", node=defaults_tree(TinyModel))  # conf/model/tiny.yaml
     for path in sorted(project.recipes_dir.glob("*.yaml")):
         store.store(group=RECIPE_GROUP, name=path.stem, node=load_yaml(path), package="_global_")
         RECIPE_PATHS[path.stem] = path
@@ -163,7 +166,8 @@ def override_problem(exc: BaseException, overrides: list[str]) -> Problem:
                    "'key=\"value\"'")
 
 
-def prepare(project: Project) -> None:
+def use_project(project: Project) -> None:
+    """Make this project's recipes and resolvers the ones Hydra composes with."""
     from omegaconf import OmegaConf
 
     _register(project)
@@ -175,7 +179,7 @@ def recipe_files(project: Project, overrides: list[str]) -> list[str]:
     """`recipe=path/to/file.yaml` (e.g. a sweep's best.yaml) -> registered as a recipe named after the file."""
     from hydra.core.config_store import ConfigStore
 
-    prepare(project)
+    use_project(project)
     result = []
     for item in overrides:
         key, _, value = item.partition("=")
@@ -213,7 +217,7 @@ def compose(project: Project, overrides: list[str]):
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    prepare(project)
+    use_project(project)
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(project.conf_dir), version_base="1.3"):
@@ -242,17 +246,18 @@ def expand_sweep(overrides: list[str]) -> list[list[str]]:
     return [list(combo) for combo in itertools.product(*axes)]
 
 
-def plan_trials(project: Project, overrides: list[str], multirun: bool) -> tuple[bool, list[list[str]]]:
-    """Whether this is a multirun (-m, or hydra.mode=MULTIRUN in a sweep config) and the override lists of the
-    trials to check before anything starts: every grid point for Hydra's basic sweeper; for a sampling
-    sweeper (Optuna), the fixed part only (each sampled trial is checked when it runs)."""
+def plan_trials(project: Project, overrides: list[str], multirun: bool) -> tuple[bool, list[list[str]], Any]:
+    """Whether this is a multirun (-m, or hydra.mode=MULTIRUN in a sweep config), the override lists of the
+    trials to check before anything starts (every grid point for Hydra's basic sweeper; for a sampling
+    sweeper (Optuna), the fixed part only: each sampled trial is checked when it runs), and the config composed
+    from the fixed part, which for a single run is the run's whole config (composed once, not again)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except Exception as exc:
         raise ConfigError(override_problem(exc, overrides)) from None
-    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override() and o.input_line is not None]
     composed = compose(project, fixed)
     hydra = composed.hydra
     multirun = multirun or str(hydra.mode) == "RunMode.MULTIRUN" or str(hydra.mode) == "MULTIRUN"
@@ -263,11 +268,11 @@ def plan_trials(project: Project, overrides: list[str], multirun: bool) -> tuple
         if len(fixed) != len(overrides):
             raise ConfigError(Problem("command line", "comma-separated values sweep only in a multirun",
                                       "add -m (ftorch train -m ...)"))
-        return False, [overrides]
+        return False, [overrides], composed
     if "basic_sweeper" not in str(hydra.sweeper.get("_target_", "")):
-        return True, [fixed]
+        return True, [fixed], composed
     params = [f"{k}={v}" for k, v in (hydra.sweeper.get("params") or {}).items()]
-    return True, expand_sweep(params + overrides)
+    return True, expand_sweep(params + overrides), composed
 
 
 # sweeper plugin -> (the module it needs, the extra that installs it)
@@ -374,7 +379,12 @@ def translate_hydra_error(project: Project, exc: Exception, overrides: list[str]
 
 def unknown_key_problem(project: Project, key: str, source: str) -> Problem:
     """'train.lrr' -> did you mean 'train.lr'?, using the schema's field names."""
-    from .config import known_keys
+    from .load import known_keys
 
+    if key in known_keys():  # a real setting of a section this config leaves empty (model.tiny with model=smollm2)
+        section = key.rpartition(".")[0]
+        return Problem(f"{source}: {key}", f"a known key, but '{section}' is not set in this config",
+                       f"it applies once '{section}' is set, e.g. by the config group that sets it "
+                       f"(model=tiny sets model.tiny); `ftorch plan` shows the keys this config has")
     hint = did_you_mean(key, known_keys())
     return Problem(f"{source}: {key}", "unknown key", hint or "see `ftorch plan` for the keys a config takes")

@@ -10,11 +10,11 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
-from .errors import MissingExtra, Problem
+from ..config.schema import RunConfig
+from ..errors import MissingExtra, Problem
+from ..secrets import scrub, scrub_tree
 from .plots import read_metrics
 from .rundir import RunDir
-from .schema import RunConfig
-from .secrets import scrub, scrub_tree
 
 PACKAGES = {"tensorboard": ("tensorboard", "tensorboard"), "mlflow": ("mlflow", "mlflow-skinny")}
 
@@ -48,7 +48,7 @@ def _scalars(run: RunDir) -> list[tuple[int, str, float]]:
 
 
 def _final_numbers(run: RunDir) -> dict[str, float]:
-    metrics = run.read().get("metrics") or {}
+    metrics = run.record().metrics
     return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
@@ -72,13 +72,13 @@ def _mlflow(run: RunDir, cfg: RunConfig, project_root: Path) -> dict[str, Any]:
     store = Path(uri.removeprefix("sqlite:///")).parent if uri.startswith("sqlite:///") else project_root / "mlruns"
     store.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
-    record = run.read()
-    name = scrub(cfg.tracking.experiment or record.get("recipe") or "ftorch")
+    record = run.record()
+    name = scrub(cfg.tracking.experiment or record.recipe or "ftorch")
     if mlflow.get_experiment_by_name(name) is None:  # artifacts beside the store, not in the working directory
         mlflow.create_experiment(name, artifact_location=(store / "artifacts").as_uri())
     mlflow.set_experiment(name)
-    tags = {k: scrub(v) for k, v in {"ftorch.run_dir": str(run.path), "ftorch.status": record["status"],
-                                      "ftorch.provider": record["provider"]}.items()}
+    tags = {k: scrub(v) for k, v in {"ftorch.run_dir": str(run.path), "ftorch.status": record.status,
+                                      "ftorch.provider": record.provider or ""}.items()}
     parent = _sweep_parent(run)
     if parent:
         tags["mlflow.parentRunId"] = parent
@@ -90,7 +90,7 @@ def _mlflow(run: RunDir, cfg: RunConfig, project_root: Path) -> dict[str, Any]:
         for name in ("config.yaml", "run.json", "plan.json", "loss.png", "metrics.jsonl"):
             if (run.path / name).is_file():
                 mlflow.log_artifact(str(run.path / name))
-        evaluation = (record.get("evaluation") or {}).get("dir")
+        evaluation = record.evaluation.dir if record.evaluation else None
         if evaluation and Path(evaluation).is_dir():
             mlflow.log_artifacts(evaluation, artifact_path="eval")
         return {"backend": "mlflow", "uri": uri, "run_id": active.info.run_id, "parent_run_id": parent}

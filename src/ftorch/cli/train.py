@@ -1,0 +1,34 @@
+"""`ftorch train`: compose a recipe, check every trial's config and data, then run it (or sweep it)."""
+
+from __future__ import annotations
+
+
+def add_parser(sub) -> None:
+    train = sub.add_parser("train", help="compose a recipe, validate it, and run it",
+                           description="Overrides are Hydra's: key=value, group=option, +new.key=value.")
+    train.add_argument("-m", "--multirun", action="store_true", help="sweep: comma-separated values run as trials")
+    train.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+
+
+def run(args) -> int:
+    from ..backends import get_backend
+    from ..config.compose import find_project, plan_trials, recipe_files
+    from ..run import lifecycle, tracking
+    from ..run.launch import launch
+    from .console import out, report_outcomes
+
+    project = find_project()
+    args.overrides = recipe_files(project, args.overrides)
+    multirun, trials, composed = plan_trials(project, args.overrides, args.multirun)
+
+    checked = []
+    for overrides in trials:  # every trial's config and data are checked before the first one starts
+        prepared = (lifecycle.prepare(project, overrides) if multirun else
+                    lifecycle.prepare_composed(project, composed, overrides, dict(composed.hydra.runtime.choices)))
+        get_backend(prepared.config.provider.name).preflight(prepared.config)
+        tracking.check_installed(prepared.config)
+        checked.append(prepared)
+    if multirun:
+        out.print(f"sweep: {len(trials)} trials checked" if len(trials) > 1 else "sweep: base config checked")
+    outcomes, sweep_dir = launch(project, args.overrides, multirun, checked)
+    return report_outcomes(outcomes, sweep_dir)

@@ -1,0 +1,1 @@
+"""The typed schema, Hydra composition and validation of a run's config."""

@@ -1,0 +1,98 @@
+"""Each provider's own settings (`provider.*`), one model per provider, told apart by `provider.name`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
+
+from .strict import Strict
+
+
+class PeftProvider(Strict):
+    """transformers + PEFT through TRL's SFTTrainer, on this machine."""
+
+    name: Literal["peft"] = "peft"
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where to train; auto picks cuda when present")
+
+
+Auto = Literal["auto"]
+
+
+class OpenAIProvider(Strict):
+    """OpenAI's fine-tuning API (or Azure OpenAI's) through the official openai SDK."""
+
+    name: Literal["openai"] = "openai"
+    api: Literal["openai", "azure"] = "openai"
+    base_url: str | None = Field(None, description="default: $OPENAI_BASE_URL, else the SDK's default")
+    api_key_env: str = Field("OPENAI_API_KEY", description="the NAME of the variable holding the key; the key "
+                             "itself never goes into a config (azure: AZURE_OPENAI_API_KEY)")
+    azure_endpoint: str | None = Field(None, description="api=azure: https://RESOURCE.openai.azure.com")
+    api_version: str | None = Field(None, description="api=azure: e.g. 2025-04-01-preview")
+    organization: str | None = None
+    project: str | None = None
+    method: Literal["supervised", "dpo"] = "supervised"
+    n_epochs: PositiveInt | Auto = "auto"
+    batch_size: PositiveInt | Auto = "auto"
+    learning_rate_multiplier: PositiveFloat | Auto = "auto"
+    beta: PositiveFloat | Auto = Field("auto", description="method=dpo only")
+    suffix: Annotated[str, Field(max_length=64)] | None = None
+    seed: int | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+    max_cost_usd: PositiveFloat | None = Field(None, description="refuse to start a job (or an evaluation) "
+                                               "whose estimated cost is above this")
+    prices: str = Field("conf/prices/openai.yaml", description="price table (a relative path is the project 's)")
+    poll_interval_s: PositiveFloat = 5.0
+    max_poll_interval_s: PositiveFloat = 60.0
+    max_retries: Annotated[int, Field(ge=0)] = 2
+    timeout_s: PositiveFloat = 600.0
+    cancel_on_interrupt: bool = Field(False, description="Ctrl-C cancels the job instead of leaving it running")
+
+    @model_validator(mode="after")
+    def _azure_needs_endpoint(self) -> OpenAIProvider:
+        if self.api == "azure" and not (self.azure_endpoint and self.api_version):
+            raise ValueError("api=azure needs provider.azure_endpoint and provider.api_version")
+        if self.beta != "auto" and self.method != "dpo":
+            raise ValueError("provider.beta only applies to method=dpo")
+        return self
+
+
+class AxolotlProvider(Strict):
+    """Axolotl, run as a child process in an environment of its own (it cannot share one with Hydra)."""
+
+    name: Literal["axolotl"] = "axolotl"
+    python: str | None = Field(None, description="python of an Axolotl environment; default: the one "
+                               "`ftorch setup axolotl` creates in .venv-axolotl/")
+    distributed: Literal["none", "deepspeed_zero1", "deepspeed_zero2", "deepspeed_zero3", "fsdp"] = Field(
+        "none", description="multi-GPU preset, used when train.num_gpus > 1")
+    liger: bool = Field(False, description="Axolotl's Liger plugin (fused kernels; GPU)")
+    axolotl: dict[str, Any] = Field(default_factory=dict, description="passthrough: any Axolotl key ftorch does "
+                                    "not model, written as is into axolotl.yaml (`python` here = provider.python)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _python_inside_passthrough(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("axolotl"), dict) and "python" in data["axolotl"]:
+            passthrough = dict(data["axolotl"])
+            data = {**data, "python": passthrough.pop("python"), "axolotl": passthrough}
+        return data
+
+
+class UnslothProvider(Strict):
+    """Unsloth's single-GPU fast path: FastLanguageModel, its LoRA wrapper, TRL's SFT trainer."""
+
+    name: Literal["unsloth"] = "unsloth"
+    load_in_4bit: bool = True
+    allow_cpu: bool = Field(False, description="let Unsloth fall back to the CPU (slow; for tests) instead of "
+                            "refusing on a machine without a supported GPU")
+    export_merged_16bit: bool = Field(False, description="also save merged 16-bit weights in merged/")
+    export_gguf: str | None = Field(None, description="also export GGUF with this quantization, e.g. q4_k_m")
+
+
+P = TypeVar("P", PeftProvider, OpenAIProvider, AxolotlProvider, UnslothProvider)
+Provider = Annotated[PeftProvider | OpenAIProvider | AxolotlProvider | UnslothProvider, Field(discriminator="name")]
+
+
+PROVIDER_MODELS: dict[str, type[Strict]] = {"peft": PeftProvider, "openai": OpenAIProvider,
+                                            "axolotl": AxolotlProvider, "unsloth": UnslothProvider}
+PROVIDER_NAMES = tuple(PROVIDER_MODELS)

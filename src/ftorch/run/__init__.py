@@ -1,0 +1,1 @@
+"""A run's lifecycle: launch, supervision, its directory and records."""
