@@ -173,3 +173,12 @@ def test_truncation_of_trained_tokens_is_refused_unless_allowed(tokenizer, tmp_p
     assert len(prepared.dataset) == 2  # the example with nothing left is dropped
     assert "2 example(s) of t.jsonl are longer than train.max_length=64" in said[0]
     assert max(len(ids) for ids in prepared.dataset["input_ids"]) == 64
+
+
+def test_caching_the_rows_prints_no_dataset_bars(tokenizer, tmp_path, capfd):
+    import datasets
+
+    assert datasets.is_progress_bar_enabled()
+    _preprocess.prepare(quickstart(8), tokenizer, 128, True, False, tmp_path)
+    assert "Saving the dataset" not in capfd.readouterr().err
+    assert datasets.is_progress_bar_enabled()  # put back as found

@@ -8,12 +8,11 @@ around them (checkpoints, metrics.jsonl, the adapter's publication and reload ch
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, Problem
 from ..run.metrics_log import final_metrics
+from ._preprocess import no_dataset_bars
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -203,7 +202,7 @@ def make_trainer(method: str, args: dict[str, Any], model, tokenizer, data: Data
     config = config_cls(output_dir=str(run.checkpoints), use_cpu=device == "cpu", bf16=precision == "bf16",
                         fp16=precision == "fp16", **args)
     train_ds, eval_ds = datasets_of(data)
-    with _no_dataset_bars():
+    with no_dataset_bars():
         return trainer_cls(model=model, args=config, train_dataset=train_ds, eval_dataset=eval_ds,
                            processing_class=tokenizer, peft_config=peft_config,
                            callbacks=[_hf.metrics_callback(run)])
@@ -275,17 +274,3 @@ def train(plan: Plan, run: RunDir, resume_from: str | None, backend) -> Result:
                   extra={"trainable_params": trainable, "total_params": total, "device": device,
                          "precision": precision, "reload_check": check, "method": cfg.train.method,
                          "processes": int(os.environ.get("WORLD_SIZE", "1"))})
-
-
-@contextmanager
-def _no_dataset_bars() -> Iterator[None]:
-    """TRL tokenizes the pairs with `datasets.map`: its bars (one per rank) are not ftorch's progress."""
-    import datasets as dataset_bars
-
-    was_on = dataset_bars.is_progress_bar_enabled()
-    dataset_bars.disable_progress_bars()
-    try:
-        yield
-    finally:
-        if was_on:
-            dataset_bars.enable_progress_bars()

@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +34,21 @@ class Prepared:
     seconds: float
     trainer_ready: bool  # True: pass dataset_kwargs={"skip_prepare_dataset": True}
     truncated: list[dict] = field(default_factory=list)  # one per example longer than max_length (see _row)
+
+
+@contextmanager
+def no_dataset_bars() -> Iterator[None]:
+    """Silence `datasets`' progress bars (map, save_to_disk): they are not ftorch's progress, and off a TTY each
+    refresh would be a line of the console."""
+    import datasets as dataset_bars
+
+    was_on = dataset_bars.is_progress_bar_enabled()
+    dataset_bars.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if was_on:
+            dataset_bars.enable_progress_bars()
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
@@ -91,7 +108,8 @@ def prepare(examples: list[dict], tokenizer, max_length: int, assistant_only: bo
     dataset = Dataset.from_list(rows)
 
     def save(staging: Path) -> None:
-        dataset.save_to_disk(str(staging))
+        with no_dataset_bars():
+            dataset.save_to_disk(str(staging))
         (staging / REPORT).write_text(json.dumps(truncated))
 
     publish(folder, save, prefix=".tmp-")
