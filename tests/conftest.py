@@ -88,6 +88,21 @@ def read_run(run_dir: Path) -> dict:
     return json.loads((run_dir / "run.json").read_text())
 
 
+def assert_preference_evaluated(run_dir: Path, result: subprocess.CompletedProcess, n: int = 8) -> dict:
+    """A preference run's evaluation, whatever the provider: base and tuned preference accuracy, the tuned reward
+    margin and rejected rate in run.json, the console lines, and paired figures with an interval in report.json
+    (returned for the caller's own checks)."""
+    metrics = read_run(run_dir)["metrics"]
+    for key in ("eval_base_preference_accuracy", "eval_tuned_preference_accuracy", "eval_tuned_rejected_rate"):
+        assert 0 <= metrics[key] <= 1, key
+    assert "eval_tuned_reward_margin" in metrics
+    assert f"preference accuracy (n={n}): base" in result.stdout and "verdict:" in result.stdout
+    (report_dir,) = (run_dir / "eval").iterdir()
+    report = json.loads((report_dir / "report.json").read_text())
+    assert report["preference"]["pairs"]["n"] == n and report["preference"]["pairs"]["tuned_vs_base"]["ci"] is not None
+    return report
+
+
 @pytest.fixture
 def chat_jsonl(tmp_path):
     """Factory: write chat examples (dicts or raw strings) to a JSONL file."""

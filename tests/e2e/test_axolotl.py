@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, TINY, read_run, run_cli, run_dirs, train_run
+from conftest import ROOT, TINY, assert_preference_evaluated, read_run, run_cli, run_dirs, train_run
 
 PYTHON = Path(os.environ.get("FTORCH_AXOLOTL_PYTHON") or ROOT / ".venv-axolotl" / "bin" / "python")
 pytestmark = [
@@ -149,15 +149,7 @@ def test_dpo_run_trains_through_axolotls_rl(dpo_trained):
 
 
 def test_dpo_run_is_evaluated_with_preference_accuracy(dpo_trained):
-    run_dir, result = dpo_trained
-    metrics = read_run(run_dir)["metrics"]
-    for key in ("eval_base_preference_accuracy", "eval_tuned_preference_accuracy", "eval_tuned_rejected_rate"):
-        assert 0 <= metrics[key] <= 1, key
-    assert "eval_tuned_reward_margin" in metrics
-    assert "preference accuracy (n=8): base" in result.stdout and "verdict:" in result.stdout
-    (report_dir,) = (run_dir / "eval").iterdir()
-    report = json.loads((report_dir / "report.json").read_text())
-    assert report["preference"]["pairs"]["n"] == 8 and report["preference"]["pairs"]["tuned_vs_base"]["ci"] is not None
+    assert_preference_evaluated(*dpo_trained)
 
 
 @pytest.mark.parametrize("method, expected", [("orpo", {"rl": "orpo", "datasets.0.type": "chat_template.argilla"}),

@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from conftest import TINY, read_run, run_cli, run_dirs, train_run
+from conftest import TINY, assert_preference_evaluated, read_run, run_cli, run_dirs, train_run
 from test_crash_resume import adapter_bytes, run_cli_forked
 
 pytestmark = pytest.mark.slow
@@ -38,15 +38,9 @@ def test_dpo_run_records_like_sft(dpo_run):
 
 def test_dpo_evaluation_reports_preference_accuracy_base_and_tuned(dpo_run):
     run_dir, result = dpo_run
-    metrics = read_run(run_dir)["metrics"]
-    for key in ("eval_base_preference_accuracy", "eval_tuned_preference_accuracy", "eval_tuned_reward_margin",
-                "eval_tuned_rejected_rate", "eval_prompted_rejected_rate"):
-        assert 0 <= metrics[key] <= 1 or key == "eval_tuned_reward_margin", key
-    assert "preference accuracy (n=8): base" in result.stdout and "verdict:" in result.stdout
+    report = assert_preference_evaluated(run_dir, result)
+    assert 0 <= read_run(run_dir)["metrics"]["eval_prompted_rejected_rate"] <= 1
     (report_dir,) = (run_dir / "eval").iterdir()
-    report = json.loads((report_dir / "report.json").read_text())
-    pairs = report["preference"]["pairs"]
-    assert pairs["n"] == 8 and pairs["tuned_vs_base"]["ci"] is not None
     assert report["preference"]["rejected_behaviour"]["patterns"]
     text = (report_dir / "report.md").read_text()
     assert "## Preference" in text and "Implicit reward" in text

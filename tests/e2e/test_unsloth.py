@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, TINY, read_run, run_cli, train_run
+from conftest import ROOT, TINY, assert_preference_evaluated, read_run, run_cli, train_run
 
 pytestmark = pytest.mark.slow
 RUN = ["provider=unsloth", "provider.allow_cpu=true", *TINY, "train.max_steps=5", "train.save_steps=3", "eval=none"]
@@ -121,12 +121,4 @@ def test_dpo_trains_through_unsloth_and_records_like_sft(dpo_trained):
 
 
 def test_dpo_run_is_evaluated_with_preference_accuracy(dpo_trained):
-    run_dir, result = dpo_trained
-    metrics = read_run(run_dir)["metrics"]
-    for key in ("eval_base_preference_accuracy", "eval_tuned_preference_accuracy", "eval_tuned_rejected_rate"):
-        assert 0 <= metrics[key] <= 1, key
-    assert "eval_tuned_reward_margin" in metrics
-    assert "preference accuracy (n=8): base" in result.stdout and "verdict:" in result.stdout
-    (report_dir,) = (run_dir / "eval").iterdir()
-    report = json.loads((report_dir / "report.json").read_text())
-    assert report["preference"]["pairs"]["n"] == 8
+    assert_preference_evaluated(*dpo_trained)
