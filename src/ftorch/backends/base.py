@@ -40,7 +40,7 @@ class Result:
 class EvalModels(NamedTuple):
     """What an evaluation of a run talks to (Backend.eval_models)."""
 
-    generator: Any  # answers as base, prompted and tuned (eval/runner.py's generator: LocalModel, OpenAIChat)
+    generator: Any  # answers as base, prompted and tuned (eval/local.py's LocalModel, eval/openai_chat.py's OpenAIChat)
     local: Any  # the local model, for what needs weights (likelihoods), or None
     price: dict[str, Any] | None  # the price-table row its calls are billed at, or None when they are free
 
