@@ -1,4 +1,4 @@
-"""Code shared by the Hugging Face based backends (peft now, unsloth later). Heavy imports stay inside."""
+"""Code shared by the Hugging Face based backends (peft, unsloth, and axolotl for model paths). Heavy imports inside."""
 
 from __future__ import annotations
 
