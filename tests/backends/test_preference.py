@@ -197,3 +197,51 @@ def test_the_preference_task_s_prompted_conversation_carries_the_do_not_rules():
     prompted = task.conversation("prompted", task.examples[0])
     assert prompted[0]["role"] == "system" and prompted[0]["content"].endswith("Do not add text.")
     assert "Do not add text." not in str(task.conversation("base", task.examples[0]))
+
+
+class Recorder:
+    """A scripted model for the prompting arms: records each conversation, answers with an empty JSON object."""
+
+    def __init__(self):
+        self.asked: list[list[dict]] = []
+
+    def generate(self, conversations, max_new_tokens, batch_size, on_batch=None, constraint=None):
+        self.asked += conversations
+        return ["{}" for _ in conversations]
+
+    def prompt_tokens(self, messages):
+        return sum(len(str(m["content"]).split()) for m in messages)
+
+
+def test_prompting_arms_on_preference_data_show_preferred_answers_and_carry_the_do_not_rules():
+    from pathlib import Path
+
+    from ftorch.config.compose import find_project
+    from ftorch.data.checks import content_text, read_jsonl
+    from ftorch.eval.arms import split
+    from ftorch.eval.selection import choose
+    from ftorch.eval.tasks import load_task
+    from ftorch.run.lifecycle import prepare
+
+    rules = "Do not add text."
+    cfg = prepare(find_project(), ["recipe=dpo-quickstart-tiny", f"eval.prompted_instructions='{rules}'",
+                                   "eval.prompt_arms=[zero_shot,k_shot,retrieved]", "eval.k_shots=[1,3]",
+                                   "eval.validation_limit=6"]).config
+    pairs = read_jsonl(Path(cfg.data.train), "preference").examples
+    preferred = {content_text(p["preferred_output"][0]) for p in pairs}
+    rejected = {content_text(p["non_preferred_output"][0]) for p in pairs}
+    data = split(cfg)  # the arms' shot pool and validation: train pairs as prompt + preferred answer
+    assert len(data.pool) + len(data.validation) == len(pairs) and len(data.validation) == 6
+    assert all(c[-1]["role"] == "assistant" and c[-1]["content"] in preferred for c in data.pool)
+    assert all(h.reference in preferred for h in data.validation)
+    task = load_task(cfg)
+    model = Recorder()
+    chosen = choose(cfg, task.prompted_system_prompt, model)
+    assert [a["name"] for a in chosen.report["arms"]] == ["k_shot_3", "k_shot_1", "zero_shot", "retrieved_1"]
+    for conversation in model.asked:  # every arm's prompt: the rules once, never a rejected answer as an example
+        assert conversation[0]["role"] == "system" and conversation[0]["content"].count(rules) == 1
+        assert not any(m["role"] == "assistant" and m["content"] in rejected - preferred for m in conversation)
+    task.prompter = lambda prompt: chosen.prompts.conversation(chosen.arm, prompt)
+    prompted = task.conversation("prompted", task.examples[0])
+    assert prompted[0]["content"].count(rules) == 1 and prompted[-1] == task.examples[0].prompt[-1]
+    assert rules not in str(task.conversation("base", task.examples[0]))

@@ -48,6 +48,9 @@ def test_dpo_evaluation_reports_preference_accuracy_base_and_tuned(dpo_run):
     assert predictions[0]["reference"].startswith("{") and "rejected_behaviour" in predictions[0]["systems"]["tuned"]
     # the prompted baseline carries the recipe's "do not" instructions in its system prompt
     assert report["task"]["systems"]["prompted"] and report["system_prompt"]
+    # ... chosen among the prompting arms on pairs held out of train, as for chat data
+    arms = report["prompt_arms"]
+    assert arms["chosen"] in {a["name"] for a in arms["arms"]} and arms["n_validation"] == 8
 
 
 def test_killed_dpo_run_resumes_to_the_same_adapter(tmp_path):

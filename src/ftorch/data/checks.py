@@ -313,3 +313,16 @@ def read_jsonl(path: Path, fmt: str = "chat") -> ChatFile:
 
 def read_chat_jsonl(path: Path) -> ChatFile:
     return read_jsonl(path, "chat")
+
+
+def preferred_as_chat(example: dict) -> dict:
+    """A preference pair as the chat example it prefers: the prompt's messages, then the preferred answer."""
+    return {"messages": [*example["input"]["messages"], example["preferred_output"][0]]}
+
+
+def read_as_chat(path: Path, fmt: str) -> ChatFile:
+    """A chat file as read, or a preference file as the chat examples it prefers (what prompts may show)."""
+    file = read_jsonl(path, fmt)
+    if fmt == "preference":
+        file.examples = [preferred_as_chat(e) for e in file.examples]
+    return file

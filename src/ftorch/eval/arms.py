@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..config.schema import RunConfig
-from ..data.checks import content_text, read_chat_jsonl
+from ..data.checks import content_text, read_as_chat
 from .constrained import Constraint
 from .tasks import HeldOut, few_shot
 
@@ -62,9 +62,10 @@ def split(cfg: RunConfig) -> Data:
     """The shot pool and the validation examples. From data.validation when the run has one (and is not itself
     evaluated on it); else a seeded slice of train, which then leaves the pool."""
     ev = cfg.eval
-    train = [_without_system(e["messages"]) for e in read_chat_jsonl(Path(cfg.data.train)).examples]
+    fmt = cfg.data.format  # preference data: each pair as its prompt and preferred answer
+    train = [_without_system(e["messages"]) for e in read_as_chat(Path(cfg.data.train), fmt).examples]
     if cfg.data.validation and ev.split != "validation":
-        held = read_chat_jsonl(Path(cfg.data.validation))
+        held = read_as_chat(Path(cfg.data.validation), fmt)
         validation = [h for h in (_held_out(_without_system(e["messages"]), line)
                                   for e, line in zip(held.examples, held.lines)) if h][: ev.validation_limit]
         return Data(train, validation, f"data.validation (first {len(validation)})")

@@ -165,7 +165,7 @@ def _calls(cfg: RunConfig) -> dict[str, list[list[dict]]]:
     if ev.prompt_arms:
         from .selection import sweep_conversations
 
-        sweep, prompted = sweep_conversations(cfg, task.system_prompt)
+        sweep, prompted = sweep_conversations(cfg, task.prompted_system_prompt)
         calls["base"], calls["prompted"] = calls["base"] + sweep, prompted
     extra = _general_and_safety_prompts(ev)
     calls["base"] += extra

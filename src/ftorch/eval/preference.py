@@ -1,9 +1,9 @@
 """Evaluation of a preference run (train.method=dpo|orpo|kto|simpo, data.format=preference).
 
 - The held-out task: each held-out pair's prompt, with its preferred answer as the reference, so the usual task
-  metrics, general and safety sections and the verdict apply unchanged. The prompted baseline gets few-shot
-  examples (train prompts with their preferred answers) and `eval.prompted_instructions`: the "do not" rules a
-  prompt engineer would write.
+  metrics, general and safety sections and the verdict apply unchanged. The prompted baseline (and every
+  prompting arm it is chosen from) shows train prompts with their preferred answers as examples, and its system
+  prompt carries `eval.prompted_instructions`: the "do not" rules a prompt engineer would write.
 - Preference accuracy, base and tuned: the share of held-out pairs where the model gives the preferred answer
   a higher log-probability than the rejected one, with Wilson intervals and McNemar's paired test.
 - The implicit reward of the tuned policy against the base model (DPO's r = beta * log(pi_tuned / pi_base)): how
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..data.checks import content_text, read_jsonl
+from ..data.checks import content_text, preferred_as_chat, read_jsonl
 from ..errors import DataError, Problem
 from .tasks import HeldOut, Task, most_common_system_prompt
 
@@ -32,14 +32,11 @@ class PreferenceTask(Task):
     pairs: list[tuple[Messages, str, str]] = field(default_factory=list)
     prompted_instructions: str | None = None
 
-    def conversation(self, system: str, example: HeldOut) -> Messages:
-        messages = super().conversation(system, example)
-        if system != "prompted" or not self.prompted_instructions:
-            return messages
-        if messages and messages[0]["role"] == "system":
-            return [{"role": "system", "content": f"{messages[0]['content']}\n{self.prompted_instructions}"},
-                    *messages[1:]]
-        return [{"role": "system", "content": self.prompted_instructions}, *messages]
+    @property
+    def prompted_system_prompt(self) -> str | None:
+        """The system prompt with the "do not" rules a prompt engineer would add (eval.prompted_instructions)."""
+        parts = [p for p in (self.system_prompt, self.prompted_instructions) if p]
+        return "\n".join(parts) or None
 
 
 def load_task(cfg) -> PreferenceTask:
@@ -66,7 +63,7 @@ def load_task(cfg) -> PreferenceTask:
         pairs.append((messages, chosen, rejected))
     if cfg.eval.limit:
         examples, full, pairs = examples[: cfg.eval.limit], full[: cfg.eval.limit], pairs[: cfg.eval.limit]
-    as_chat = [{"messages": [*e["input"]["messages"], e["preferred_output"][0]]} for e in train.examples]
+    as_chat = [preferred_as_chat(e) for e in train.examples]
     system = cfg.eval.system_prompt or most_common_system_prompt(as_chat)
     return PreferenceTask(examples, system, few_shot(as_chat, cfg.eval.few_shot, cfg.eval.seed), full, pairs=pairs,
                           prompted_instructions=cfg.eval.prompted_instructions)

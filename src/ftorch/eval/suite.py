@@ -46,13 +46,14 @@ def evaluate(run: RunDir, cfg: RunConfig, generator: Generator, *, local=None, p
                               "system_prompt": task.system_prompt, "few_shot": len(task.shots)}
     # who answers, its price, its constraint
     answers_for: dict[str, tuple[Any, dict | None, Any]] = {name: (generator, price, None) for name in SYSTEMS}
-    # the strongest prompt, chosen on validation data, becomes 'prompted'; on preference data the prompted
-    # baseline is the preferred answers as examples plus eval.prompted_instructions (eval/preference.py)
-    if ev.prompt_arms and cfg.data.format == "chat":
+    # the strongest prompt, chosen on validation data, becomes 'prompted'; on preference data every arm's system
+    # prompt carries eval.prompted_instructions and its examples are prompts with their preferred answers
+    if ev.prompt_arms:
         from .selection import choose, load_reference
 
         with generator.system("base"):
-            chosen = choose(cfg, task.system_prompt, generator, price=price, reference=load_reference(cfg, local),
+            chosen = choose(cfg, task.prompted_system_prompt, generator, price=price,
+                            reference=load_reference(cfg, local),
                             generate=lambda g, c, label, constraint: _generate(g, c, ev, progress, label, constraint))
         task.prompter = lambda prompt: chosen.prompts.conversation(chosen.arm, prompt)
         answers_for["prompted"] = (chosen.generator, chosen.price, chosen.arm.constraint)

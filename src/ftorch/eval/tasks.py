@@ -33,10 +33,16 @@ class Task:
     full: list[Messages]  # each held-out example whole, for held-out loss
     prompter: Callable[[Messages], Messages] | None = None  # the chosen prompting arm (eval/selection.py)
 
+    @property
+    def prompted_system_prompt(self) -> str | None:
+        """The system prompt of the prompted baseline and of every prompting arm (PreferenceTask adds its rules)."""
+        return self.system_prompt
+
     def conversation(self, system: str, example: HeldOut) -> Messages:
         if system == "prompted" and self.prompter is not None:
             return self.prompter(example.prompt)
-        head = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        system_prompt = self.prompted_system_prompt if system == "prompted" else self.system_prompt
+        head = [{"role": "system", "content": system_prompt}] if system_prompt else []
         shots = [m for shot in self.shots for m in shot] if system == "prompted" else []
         return head + shots + example.prompt
 
