@@ -183,8 +183,8 @@ class EvalConfig(Strict):
         default_factory=lambda: list(get_args(PromptArm)),
         description="prompting strategies swept on validation data; the "
         "best becomes the 'prompted' system the tuned model is compared with on the test split. [] = the fixed "
-        "few_shot prompt, no sweep. Chat data only: on preference data the prompted system is the preferred "
-        "answers as examples plus eval.prompted_instructions")
+        "few_shot prompt, no sweep. On preference data the examples are train prompts with their preferred "
+        "answers and every arm's system prompt carries eval.prompted_instructions")
     k_shots: list[PositiveInt] = Field(default_factory=lambda: [1, 3, 5, 10], description="k for the k_shot arm "
                                        "(each a separate arm; a k whose prompts exceed the context is skipped)")
     validation_limit: PositiveInt = Field(40, description="validation examples the arms are scored on: from "
