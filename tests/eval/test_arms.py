@@ -197,3 +197,22 @@ def test_report_names_the_strongest_prompt_and_draws_the_tradeoff(tmp_path, chat
     assert "## Quality versus cost" in markdown and "| test | prompted (k_shot_3) |" in markdown
     assert (folder / "tradeoff.png").stat().st_size > 10_000
     assert json.loads((run.path / "run.json").read_text())["evaluation"]["prompt_arm"] == "k_shot_3"
+
+
+def test_off_a_terminal_the_evaluation_prints_a_line_per_stage(tmp_path, chat_jsonl):
+    import io
+
+    from rich.console import Console
+
+    cfg = config(tmp_path, chat_jsonl, test_rows=[chat(f"Is {i} even? colour red {i}", ANSWER) for i in range(6)],
+                 prompt_arms=["k_shot"], k_shots=[3], validation_limit=8)
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    run.start(recipe="t", provider="peft", project_root=tmp_path, overrides=[])
+    run.finish("succeeded")
+    log = io.StringIO()
+    evaluate_run(run, cfg, console=Console(file=log, force_terminal=False), models=(ShotCounter(needs=3), None, None))
+    lines = log.getvalue().splitlines()
+    for stage in ("task · base (6)", "task · prompted (6)", "task · tuned (6)"):
+        assert any(line.startswith(f"evaluated {stage} in ") for line in lines), (stage, lines)
+    assert any(line.startswith("evaluated ") and "k_shot_3" in line for line in lines), lines

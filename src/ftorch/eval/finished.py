@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import shutil
 import sys
+import time
 import traceback
+from contextlib import nullcontext
 from pathlib import Path
 
 import yaml
@@ -76,9 +78,32 @@ def _parse_overrides(overrides: list[str]) -> list:
     return parsed
 
 
+class LineProgress:
+    """Off a terminal (a log file, CI, `| tee`) live bars print nothing: one line per finished stage instead
+    ("evaluated task · base (40) in 31s"), through the three calls the evaluation makes of rich's Progress."""
+
+    def __init__(self, console) -> None:
+        self.console = console
+        self.stages: list[tuple[str, int, float]] = []  # label, conversations, started
+
+    def add_task(self, description: str, total: int) -> int:
+        self.stages.append((description, total, time.perf_counter()))
+        return len(self.stages) - 1
+
+    def advance(self, stage: int, n: int) -> None:
+        pass  # a line per stage, not per batch
+
+    def update(self, stage: int, visible: bool = True) -> None:
+        if not visible:  # the stage is done
+            label, total, started = self.stages[stage]
+            self.console.print(f"evaluated {label} ({total}) in {time.perf_counter() - started:.0f}s",
+                               highlight=False, soft_wrap=True)
+
+
 def evaluate_run(run: RunDir, cfg: RunConfig, console, models=None) -> dict:
     """Evaluate, write the report, and record the outcome in run.json; returns the report.
     `models` = (generator, local model or None, price) overrides the provider's own (for tests)."""
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..backends._hf import attach_log_file, detach_log_file
@@ -91,8 +116,11 @@ def evaluate_run(run: RunDir, cfg: RunConfig, console, models=None) -> dict:
         (path / INCOMPLETE).write_text("this evaluation has not finished (or was killed): its files are no result\n")
         run.update(evaluation={"status": "running", "dir": str(path)})
         generator, local, price = models or _models_for(run, cfg)
+        console = console or Console(stderr=True)  # beside the training's progress
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, console=console, transient=True) as progress:
+        bars = (Progress(*columns, console=console, transient=True) if console.is_terminal
+                else nullcontext(LineProgress(console)))
+        with bars as progress:
             result = evaluate(run, cfg, generator, local=local, price=price, progress=progress)
         report = result["report"]
         report["verdict"] = render.verdict(report)
