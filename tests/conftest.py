@@ -88,6 +88,20 @@ def read_run(run_dir: Path) -> dict:
     return json.loads((run_dir / "run.json").read_text())
 
 
+def assert_two_process_run(runs: Path, result: subprocess.CompletedProcess) -> tuple[Path, dict]:
+    """A train.num_gpus=2 run of 4 steps under torchrun: succeeded, two processes, one writer of metrics.jsonl, and
+    the reload check passed. Returns the run directory and its run.json for the caller's own checks."""
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = run_dirs(runs)
+    record = read_run(run_dir)
+    assert record["status"] == "succeeded" and record["processes"] == 2 and record["metrics"]["global_step"] == 4
+    steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+             if json.loads(line)["kind"] == "train"]
+    assert steps == [1, 2, 3, 4]  # one writer
+    assert record["reload_check"]["matches_trained"]
+    return run_dir, record
+
+
 def assert_preference_evaluated(run_dir: Path, result: subprocess.CompletedProcess, n: int = 8) -> dict:
     """A preference run's evaluation, whatever the provider: base and tuned preference accuracy, the tuned reward
     margin and rejected rate in run.json, the console lines, and paired figures with an interval in report.json

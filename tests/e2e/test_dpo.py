@@ -7,7 +7,8 @@ import signal
 
 import pytest
 
-from conftest import TINY, assert_preference_evaluated, read_run, run_cli, run_dirs, train_run
+from conftest import (TINY, assert_preference_evaluated, assert_two_process_run, read_run, run_cli, run_dirs,
+                      train_run)
 from test_crash_resume import adapter_bytes, run_cli_forked
 
 pytestmark = pytest.mark.slow
@@ -87,12 +88,5 @@ def test_dpo_on_two_processes_through_torchrun(tmp_path):
     """train.num_gpus=2 with a preference method: DDP (gloo on CPU), one writer, the console without a bar per
     rank from TRL's tokenization."""
     result = run_cli("train", f"paths.runs={tmp_path}", *DPO, "train.num_gpus=2", "provider.device=cpu", "eval=none")
-    assert result.returncode == 0, result.stderr[-3000:]
-    (run_dir,) = run_dirs(tmp_path)
-    record = read_run(run_dir)
-    assert record["status"] == "succeeded" and record["processes"] == 2 and record["metrics"]["global_step"] == 4
-    steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()
-             if json.loads(line)["kind"] == "train"]
-    assert steps == [1, 2, 3, 4]
-    assert record["reload_check"]["matches_trained"]
+    assert_two_process_run(tmp_path, result)
     assert "Tokenizing train dataset" not in result.stdout + result.stderr

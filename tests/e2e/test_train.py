@@ -9,7 +9,7 @@ import time
 import pytest
 import yaml
 
-from conftest import ROOT, TINY, read_run, run_cli, run_dirs, train_run
+from conftest import ROOT, TINY, assert_two_process_run, read_run, run_cli, run_dirs, train_run
 
 pytestmark = pytest.mark.slow
 FAST = [*TINY, "train.max_steps=4", "train.save_steps=2", "train.batch_size=4"]
@@ -180,14 +180,8 @@ def test_two_processes_through_torchrun(tmp_path):
     """train.num_gpus=2 runs DDP through torchrun (gloo on CPU); only rank 0 writes the run directory."""
     result = run_cli("train", f"paths.runs={tmp_path}", *TINY, "train.num_gpus=2", "provider.device=cpu",
                      "train.max_steps=4", "train.save_steps=2", "eval=none")
-    assert result.returncode == 0, result.stderr[-3000:]
-    (run_dir,) = run_dirs(tmp_path)
-    record = read_run(run_dir)
-    assert record["status"] == "succeeded" and record["processes"] == 2 and record["metrics"]["global_step"] == 4
-    steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()
-             if json.loads(line)["kind"] == "train"]
-    assert steps == [1, 2, 3, 4]  # one writer
-    assert record["reload_check"]["matches_trained"] and not (run_dir / "child_result.json").exists()
+    run_dir, _ = assert_two_process_run(tmp_path, result)
+    assert not (run_dir / "child_result.json").exists()
 
 
 def test_the_console_shows_ftorch_s_lines_and_library_noise_goes_to_train_log(trained):
