@@ -11,10 +11,17 @@ import shlex
 import subprocess
 import sys
 
-from .errors import MissingExtra, Problem
-from .export.source import ExportError, Source, open_run
+from .errors import EXIT_USER, FtorchError, MissingExtra, Problem
+from .export.source import Source, open_run
 
 LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # vLLM's accepted --max-lora-rank values
+
+
+class ServeError(FtorchError):
+    """An adapter vLLM cannot serve as it is: exit 2, with what to serve instead."""
+
+    exit_code = EXIT_USER
+    title = "cannot serve"
 
 
 def lora_name(source: Source) -> str:
@@ -28,8 +35,8 @@ def command(source: Source, base_path: str, host: str, port: int, python: str = 
     rank = int(config.get("r") or 8)
     max_rank = next((r for r in LORA_RANKS if r >= rank), None)
     if max_rank is None:
-        raise ExportError(Problem(str(source.adapter), f"LoRA rank {rank} is above vLLM's largest ({LORA_RANKS[-1]})",
-                                  "ftorch export RUN_DIR --to merged, and serve the merged folder"))
+        raise ServeError(Problem(str(source.adapter), f"LoRA rank {rank} is above vLLM's largest ({LORA_RANKS[-1]})",
+                                 "ftorch export RUN_DIR --to merged, and serve the merged folder"))
     return [python, "-m", "vllm.entrypoints.openai.api_server", "--model", base_path, "--enable-lora",
             "--lora-modules", f"{lora_name(source)}={source.adapter.resolve()}", "--max-lora-rank", str(max_rank),
             "--host", host, "--port", str(port)]
@@ -51,7 +58,7 @@ def missing() -> list[str]:
 
 
 def serve(args, out) -> int:
-    source = open_run(args.run_dir)
+    source = open_run(args.run_dir, purpose="serve")
     if source.hosted:
         out.print(f"this run's model is served by provider={source.provider}: call {source.record.fine_tuned_model}",
                   markup=False)

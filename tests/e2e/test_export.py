@@ -118,7 +118,7 @@ def test_user_mistakes_are_clear(trained, tmp_path, capsys):
     record = read_run(unfinished)
     (unfinished / "run.json").write_text(json.dumps({**record, "status": "failed", "error": "boom"}))
     code, err = export_in_process(unfinished)
-    assert code == 2 and "has not succeeded (status: failed)" in err and "boom" in err
+    assert code == 2 and "has not finished training (status: failed)" in err and "boom" in err
     (unfinished / "run.json").write_text(json.dumps(record))
     shutil.rmtree(unfinished / "adapter")
     code, err = export_in_process(unfinished)

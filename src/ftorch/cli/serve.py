@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .argtypes import port
+
 
 def add_parser(sub) -> None:
     serve = sub.add_parser("serve", help="vLLM's OpenAI-compatible server with the run's LoRA adapter (GPU)")
     serve.add_argument("run_dir", type=Path)
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=port, default=8000, help="0 to 65535 (default 8000)")
     serve.add_argument("--print", dest="print_only", action="store_true", help="print the command, start nothing")
 
 

@@ -12,6 +12,7 @@ from ..config.schema import RunConfig
 from ..errors import EXIT_USER, FtorchError, Problem
 from ..run.record import RunRecord
 from ..run.rundir import RunDir
+from ..safe_io import ensure_dir
 
 
 class ExportError(FtorchError):
@@ -19,6 +20,18 @@ class ExportError(FtorchError):
 
     exit_code = EXIT_USER
     title = "export error"
+
+
+class NoSuchRun(ExportError):
+    """A path that is not a run directory, given to export, chat or serve: exit 2."""
+
+    title = "no such run"
+
+
+class RunNotReady(ExportError):
+    """A run whose training has not finished (or left no adapter): nothing to export, chat with or serve yet."""
+
+    title = "run not ready"
 
 
 class VerificationFailed(FtorchError):
@@ -60,32 +73,42 @@ def hosted(provider: str) -> bool:
     return get_backend(provider).weights == "hosted"
 
 
-def open_run(path: Path, *, need_adapter: bool = True) -> Source:
-    """The run at `path`, checked: a run dir whose training succeeded, with an adapter if the provider trains one."""
+def open_run(path: Path, *, need_adapter: bool = True, purpose: str = "export") -> Source:
+    """The run at `path`, checked: a run dir whose training succeeded, with an adapter if the provider trains one.
+    `purpose` (export, chat, serve) names the command in the errors."""
     from ..eval.finished import config_of
 
     run = RunDir(Path(path))
     if not run.path.is_dir():
-        raise ExportError(Problem(str(path), "no such run directory", "give a folder under runs/, e.g. "
-                                  "runs/quickstart/<timestamp> (ftorch runs ls lists them)"))
+        raise NoSuchRun(Problem(str(path), "no such run directory", "give a folder under runs/, e.g. "
+                                "runs/quickstart/<timestamp> (ftorch runs ls lists them)"))
     if not run.run_json.is_file():
-        raise ExportError(Problem(str(path), "not a run directory (no run.json)",
-                                  "give a folder under runs/ that ftorch train made"))
+        raise NoSuchRun(Problem(str(path), "not a run directory (no run.json)",
+                                "give a folder under runs/ that ftorch train made"))
     record = run.observed()
-    cfg = config_of(run, [])
     if record.status != "succeeded":
-        raise ExportError(Problem(str(path), f"this run's training has not succeeded (status: {record.status})",
-                                  record.error or "export a run whose training succeeded"))
+        raise RunNotReady(unfinished(path, record, purpose))
+    cfg = config_of(run, [])
     if need_adapter and not hosted(cfg.provider.name) and not (run.adapter / "adapter_config.json").is_file():
-        raise ExportError(Problem(str(run.adapter), "no LoRA adapter in this run (adapter_config.json missing)",
-                                  "export a run whose training saved its adapter"))
+        raise RunNotReady(Problem(str(run.adapter), "no LoRA adapter in this run (adapter_config.json missing)",
+                                  f"{purpose} needs a run whose training saved its adapter"))
     return Source(run, record, cfg)
 
 
-def new_folder(run: RunDir, stem: str) -> Path:
-    """RUN/export/STEM, or STEM-2, STEM-3, ... : an earlier export is never overwritten. Made here, empty."""
-    root = run.path / "export"
-    root.mkdir(parents=True, exist_ok=True)
+def unfinished(path: Path, record: RunRecord, purpose: str) -> Problem:
+    """Why a run whose status is not 'succeeded' cannot be used yet, and what to do about it."""
+    if record.status == "running":  # observed(): its process is alive
+        pid = f", pid {record.pid}" if record.pid else ""
+        return Problem("", f"{path} is still training (status: running{pid}); {purpose} needs a finished run",
+                       "wait for it to finish (ftorch runs ls shows its progress)")
+    return Problem("", f"{path} has not finished training (status: {record.status}); {purpose} needs a finished "
+                       f"run: ftorch resume {path}", record.error)
+
+
+def new_folder(run: RunDir, stem: str, root: Path | None = None) -> Path:
+    """RUN/export/STEM, or STEM-2, STEM-3, ... : an earlier export is never overwritten. Made here, empty.
+    `root`: the user's own folder instead of RUN/export/ (ftorch export --out ROOT)."""
+    root = root if root is not None else ensure_dir(run.path / "export")  # a symlink planted at export/: refused
     taken = {p.name for p in root.iterdir()}
     index = 1
     while True:
