@@ -3,7 +3,6 @@ printout that goes through it. Fast: no training. tests/e2e/test_secrets_e2e.py 
 
 import json
 import logging
-import os
 import stat
 import sys
 import types
@@ -23,14 +22,14 @@ from ftorch.secrets import REDACTED, redact, redact_hydra_dir, redact_override, 
 @pytest.fixture(autouse=True)
 def forget_remembered_secrets():
     """Each test starts with no secret remembered by an earlier one in this process (cli.main remembers them)."""
-    saved = (set(secrets._remembered), set(secrets._remembered_env))
-    secrets._remembered.clear()
-    secrets._remembered_env.clear()
+    held = (secrets._remembered, secrets._remembered_env, secrets._names)
+    saved = [set(values) for values in held]
+    for values in held:
+        values.clear()
     yield
-    secrets._remembered.clear()
-    secrets._remembered_env.clear()
-    secrets._remembered.update(saved[0])
-    secrets._remembered_env.update(saved[1])
+    for values, before in zip(held, saved):
+        values.clear()
+        values.update(before)
 
 # Planted values: each must never be written or printed. Names are unique to this file (secrets are remembered
 # for the life of the process).
@@ -102,7 +101,8 @@ def test_variables_named_by_key_env_settings_are_secret(monkeypatch):
 
 
 def test_key_env_settings_refuse_a_key_without_echoing_it():
-    problems = secrets.key_env_problems({"provider": {"api_key_env": PASTED}, "eval": {"openai_api_key_env": "OK_NAME"}})
+    problems = secrets.key_env_problems({"provider": {"api_key_env": PASTED},
+                                         "eval": {"openai_api_key_env": "OK_NAME"}})
     assert [(k, m) for k, m, _ in problems] == [("provider.api_key_env",
                                                  "looks like a key, not the name of an environment variable")]
     assert_clean(repr(problems))
@@ -171,7 +171,9 @@ def plan_output(capsys, *overrides: str) -> str:
     return out + err
 
 
-OPENAI = ["recipe=openai-quickstart", "provider.suffix=${oc.env:OPENAI_API_KEY}", f"+provider.metadata.token={TOKEN}",
+# the key interpolated into a value ftorch only sends (metadata); in the suffix it is refused (see below)
+OPENAI = ["recipe=openai-quickstart", "+provider.metadata.note=${oc.env:OPENAI_API_KEY}",
+          f"+provider.metadata.token={TOKEN}",
           f"eval.system_prompt=use {PROMPT_KEY} ok"]
 LOCAL = [*TINY, f"eval.system_prompt=use {PROMPT_KEY} ok", "eval=none"]
 
@@ -272,3 +274,139 @@ def assert_tree_clean(root: Path) -> None:
         for value in PLANTED:
             for encoding in ("utf-8", "utf-16-le"):
                 assert value.encode(encoding) not in data, f"{value} in {path}"
+
+
+# Issue 25, item 7: redaction by value, not by substring; a secret inside a value ftorch needs is refused at plan
+# time; more key shapes and secret-like names.
+NEW_SHAPES = ["glpat-PLANTEDgitlab0123456789ab", "sk_live_PLANTEDstripe0123456789ab", "rk_live_PLANTEDrestrict01234567",
+              "sk_test_PLANTEDstripeTest012345", "whsec_PLANTEDwebhook0123456789abcdef",
+              "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJwbGFudGVkIn0.c2lnbmF0dXJlUExBTlRFRA"]
+
+
+@pytest.mark.parametrize("token", NEW_SHAPES, ids=["gitlab", "stripe-live", "stripe-restricted", "stripe-test",
+                                                   "stripe-webhook", "jwt"])
+def test_more_key_shapes_are_scrubbed_in_text_and_nested_records(tmp_path, token):
+    assert scrub(f"clone with {token}, then") == f"clone with {REDACTED}, then"
+    record = {"error": f"401 for {token}", "rows": [{"messages": [{"content": f"use '{token}'"}]}], "n": 3}
+    assert secrets.scrub_text_tree(record) == {"error": f"401 for {REDACTED}", "n": 3,
+                                               "rows": [{"messages": [{"content": f"use '{REDACTED}'"}]}]}
+    write_json_atomic(tmp_path / "run.json", record)
+    assert token not in (tmp_path / "run.json").read_text()
+    assert redact({"provider": {"note": token}})["provider"]["note"] == REDACTED
+
+
+def test_a_publishable_stripe_key_and_lookalikes_are_not_keys():
+    text = "pk_live_abcdefghijklmnop0123 task_live_abcdefghijklmnopq eyJustAWord.eyJump.x"
+    assert scrub(text) == text
+
+
+@pytest.mark.parametrize("name", ["accesskey", "access_key", "aws_secretkey", "passphrase", "GPG_PASSPHRASE",
+                                  "credentials", "auth", "jwt"])
+def test_accesskey_and_passphrase_names_are_secret(name):
+    value = f"Xq7{name[:3]}Rw92LmPz4Tk"  # high-entropy, its own per name
+    assert secrets.secret_name(name)
+    assert redact({"provider": {"metadata": {name: value}}})["provider"]["metadata"][name] == REDACTED
+    assert redact_override(f"+provider.metadata.{name}={value}") == f"+provider.metadata.{name}={REDACTED}"
+    secrets._remembered.clear()  # from here on, found only by its name
+    assert secrets.scrub_text_tree({"job": {name: value}}) == {"job": {name: REDACTED}}
+    for text in (f"{name}={value}", f"{name}: {value}", f'{{"{name}": "{value}"}}', f"{{'{name}': '{value}'}}"):
+        assert value not in scrub(text), text
+
+
+@pytest.mark.parametrize("name", ["max_new_tokens", "max_tokens", "prompt_tokens", "tokens", "author", "auth_url",
+                                  "keyword", "pad_token", "cache_key"])
+def test_counts_and_lookalike_names_are_never_redacted(name):
+    assert not secrets.secret_name(name)
+    record = {name: "Xq7aRw92LmPz4Tk0", "counts": {name: 128}}
+    assert secrets.scrub_text_tree(record) == record
+    assert scrub(f"{name}=Xq7aRw92LmPz4Tk0") == f"{name}=Xq7aRw92LmPz4Tk0"
+    assert redact({name: 12345678901234}) == {name: 12345678901234}
+
+
+def test_a_secret_name_beside_a_word_or_a_count_is_not_redacted_in_text():
+    text = "token: exact_match_accuracy, password: correct horse, key=128, auth: none"
+    assert scrub(text) == text
+    answer = '{"key": "ORD2024ab12cdXY", "action": "move"}'  # a dataset's own `key` field, in a model's answer
+    assert scrub(answer) == answer
+    assert secrets.scrub_text_tree({"key": "ORD2024ab12cdXY"}) == {"key": "ORD2024ab12cdXY"}
+
+
+def test_a_value_too_short_to_be_a_secret_is_never_redacted(monkeypatch):
+    monkeypatch.setenv("MY_SERVICE_TOKEN", "tiny-model")  # 10 characters
+    secrets.remember("gpt4o-mini")
+    text = "model tiny-model or gpt4o-mini in runs/tiny-model/x"
+    assert scrub(text) == text
+    raw = {"eval": {"judge_model": "${oc.env:MY_SERVICE_TOKEN}"}, "model": {"name": "tiny-model"}}
+    # interpolated from the variable, it goes from its own key; the same text elsewhere stays
+    assert redact({"eval": {"judge_model": "tiny-model"}, "model": {"name": "tiny-model"}}, raw) == {
+        "eval": {"judge_model": REDACTED}, "model": {"name": "tiny-model"}}
+    assert not secrets.recorded_value_problems({"model": {"name": "tiny-model"}})
+
+
+def test_a_secret_inside_a_bigger_token_is_not_redacted_but_a_whole_one_is(monkeypatch):
+    monkeypatch.setenv("MY_SERVICE_TOKEN", "Zq8plantedPart4k")
+    for text in ("xZq8plantedPart4k", "Zq8plantedPart4kx", "Zq8plantedPart4k_v2", "pre-Zq8plantedPart4k",
+                 "runs/Zq8plantedPart4k-2/adapter"):
+        assert scrub(text) == text
+    for text in ("Zq8plantedPart4k", "key=Zq8plantedPart4k,", "ft:gpt-4o-mini:org:Zq8plantedPart4k:abc",
+                 "runs/Zq8plantedPart4k/adapter", '"Zq8plantedPart4k"'):
+        assert "Zq8plantedPart4k" not in scrub(text), text
+
+
+def test_a_recipe_name_path_or_file_name_is_never_a_secret(monkeypatch):
+    monkeypatch.setenv("MY_API_KEY", "my-private-recipe")
+    monkeypatch.setenv("OTHER_TOKEN", "support-tickets-v2.jsonl")
+    texts = ["runs/my-private-recipe/2025-01-01/adapter", "data /data/support-tickets-v2.jsonl"]
+    assert [scrub(t) for t in texts] == [f"runs/{REDACTED}/2025-01-01/adapter", f"data /data/{REDACTED}"]  # not yet
+    secrets.note_names({"data": {"train": "/data/support-tickets-v2.jsonl"}}, {"recipe": "my-private-recipe"})
+    assert [scrub(t) for t in texts] == texts
+    assert not secrets.is_secret("suffix", "my-private-recipe")
+
+
+def test_secret_named_variable_holding_a_recipe_name_leaves_records_intact(tmp_path, monkeypatch, capsys):
+    """MY_API_KEY=quickstart-tiny: the recipe name and every path in plan --json, run.json and config.yaml stay."""
+    monkeypatch.setenv("MY_API_KEY", "quickstart-tiny")
+    plan = json.loads(plan_output(capsys, "--json", *TINY, f"paths.runs={tmp_path}"))
+    assert plan["recipe"] == "quickstart-tiny" and REDACTED not in json.dumps(plan)
+    run = RunDir(tmp_path / "quickstart-tiny" / "2025-01-01_00-00-00")
+    run.path.mkdir(parents=True)
+    run.start(recipe="quickstart-tiny", provider="peft", project_root=tmp_path, overrides=["recipe=quickstart-tiny"])
+    run.update(adapter=str(run.adapter), error=f"see {run.log}")
+    run.write_config(plan["config"], plan["config"])
+    record = json.loads(run.run_json.read_text())
+    assert record["recipe"] == "quickstart-tiny" and record["overrides"] == ["recipe=quickstart-tiny"]
+    assert record["adapter"] == str(run.adapter) and record["error"] == f"see {run.log}"
+    config = yaml.safe_load((run.path / "config.yaml").read_text())
+    assert config["data"] == plan["config"]["data"] and config["paths"]["runs"] == str(tmp_path)
+
+
+def test_a_secret_in_the_model_suffix_is_refused_at_plan_time(capsys, planted):
+    assert main(["plan", "recipe=openai-quickstart", "provider.suffix=${oc.env:OPENAI_API_KEY}"]) == 2
+    out, err = capsys.readouterr()
+    assert "provider.suffix: contains the value of OPENAI_API_KEY" in err
+    assert "Traceback" not in err
+    assert_clean(out + err)
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ([f"+provider.metadata.token={TOKEN}", f"provider.suffix=ft-{TOKEN}"],
+     "provider.suffix: contains the value of provider.metadata.token"),
+    (["provider.suffix=glpat-PLANTEDgitlab0123456789ab"], "provider.suffix: contains something shaped like a key"),
+    ([f"model.name=org/{ENV_KEY}"], "model.name: contains something shaped like a key"),
+])
+def test_other_secrets_inside_recorded_values_are_refused(capsys, planted, overrides, message):
+    assert main(["plan", "recipe=openai-quickstart", *overrides]) == 2
+    out, err = capsys.readouterr()
+    assert message in err
+    assert_clean(out + err)
+    assert "glpat-PLANTED" not in out + err
+
+
+def test_a_secret_variable_inside_a_data_path_is_refused(tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "Zq8plantedDir4k"
+    folder.mkdir()
+    train = folder / "train.jsonl"
+    train.write_text((Path(__file__).parents[1] / "datasets/quickstart/train.jsonl").read_text())
+    monkeypatch.setenv("MY_SERVICE_TOKEN", "Zq8plantedDir4k")
+    assert main(["plan", *TINY, f"data.train={train}"]) == 2
+    assert "data.train: contains the value of MY_SERVICE_TOKEN" in capsys.readouterr().err

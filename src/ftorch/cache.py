@@ -17,6 +17,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from .safe_io import write_text
+
 MANIFEST = "ftorch-manifest.json"
 FULL_HASH_BELOW = 16 << 20
 EDGE = 1 << 20
@@ -47,7 +49,7 @@ def write_manifest(folder: Path) -> None:
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST):
         size = path.stat().st_size
         files[path.relative_to(folder).as_posix()] = {"size": size, "sha256": _digest(path, size)}
-    (folder / MANIFEST).write_text(json.dumps({"version": 1, "files": files}, indent=1))
+    write_text(folder / MANIFEST, json.dumps({"version": 1, "files": files}, indent=1))  # never through a symlink
 
 
 def has_manifest(folder: Path) -> bool:

@@ -16,7 +16,6 @@ import contextlib
 import hashlib
 import io
 import json
-import os
 import sys
 from importlib.util import find_spec
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 
 from .cache import cache_root, damage, has_manifest, publish, write_manifest
 from .errors import ModelError, Problem
+from .safe_io import UnsafePath, write_text
 
 PACKAGE_PREFIX = "package:"
 CONVERSION_VERSION = 1  # bump when the conversion changes, so old cache entries are not reused
@@ -85,11 +85,8 @@ def gguf_metadata(path: Path) -> dict[str, Any]:
         pass
     meta = _read_gguf_header(path)
     try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        partial = cached.with_name(cached.name + f".{os.getpid()}.partial")
-        partial.write_text(json.dumps(meta))
-        partial.replace(cached)
-    except OSError:  # a read-only cache only costs the next plan the same seconds
+        write_text(cached, json.dumps(meta))  # atomically, never through a symlink planted at its name
+    except (OSError, UnsafePath):  # a read-only cache (or a planted symlink) only costs the next plan the same seconds
         pass
     return meta
 
@@ -228,9 +225,9 @@ def convert_gguf(path: Path, out: Path) -> None:
     model.generation_config = loaded.generation_config
     model.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
-    (out / "ftorch-source.json").write_text(json.dumps({"gguf": str(path.resolve()), "size": path.stat().st_size,
+    write_text(out / "ftorch-source.json", json.dumps({"gguf": str(path.resolve()), "size": path.stat().st_size,
                                                         "conversion_version": CONVERSION_VERSION}, indent=2))
-    (out / ".complete").touch()
+    write_text(out / ".complete", "")
 
 
 def load_model_config(name_or_path: str) -> dict[str, Any] | None:

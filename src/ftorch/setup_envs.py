@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Literal
 
 from .errors import BackendError, Problem
+from .safe_io import write_text
 
 ENVS = {"axolotl": ".venv-axolotl", "unsloth": ".venv-unsloth"}
 AXOLOTL_ENV = ENVS["axolotl"]
@@ -121,14 +122,14 @@ def _build(provider: str, project_root: Path, wanted: Mapping[str, str | None], 
         _say(f"[1/{total}] reusing {env} (unfinished, or its pins changed)")
     pip = [str(target), "-m", "pip"]
     _step(command, 2, total, "updating pip", [*pip, "install", "--progress-bar", "on", "--upgrade", "pip"])
-    (env / "ftorch-constraints.txt").write_text(f"torch=={TORCH_VERSION}\n")
+    write_text(env / "ftorch-constraints.txt", f"torch=={TORCH_VERSION}\n")
     _step(command, 3, total, f"installing torch=={TORCH_VERSION} (the CPU build where one lies on this machine)",
           [*pip, "install", "--progress-bar", "on", f"torch=={TORCH_VERSION}"])
     for number, step in enumerate(steps, start=4):
         head = {"install": [*pip, "install", "--progress-bar", "on"], "uninstall": [*pip, "uninstall"],
                 "python": [str(target)]}[step.kind]
         _step(command, number, total, step.title, [*head, *step.args])
-    stamp.write_text(json.dumps({**wanted, "seconds": round(time.perf_counter() - started, 1)}) + "\n")
+    write_text(stamp, json.dumps({**wanted, "seconds": round(time.perf_counter() - started, 1)}) + "\n")
     _say(f"{provider.capitalize()} environment ready in {time.perf_counter() - started:.0f} s: {target}")
     return target
 

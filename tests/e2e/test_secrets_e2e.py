@@ -37,6 +37,7 @@ def test_peft_run_with_evaluation_keeps_no_secret(tmp_path, monkeypatch):
     monkeypatch.setenv("FTORCH_PLANTED_TOKEN", ENV_SECRET)
     monkeypatch.setenv("OPENAI_API_KEY", FREE_KEY.replace("proj", "envk"))
     monkeypatch.setenv("HF_TOKEN", HF)
+    monkeypatch.setenv("MY_API_KEY", "quickstart-tiny")  # a recipe's name is never a secret (issue 25, item 7)
     result = run_cli("train", f"paths.runs={tmp_path}", *TINY, "train.max_steps=2", "train.save_steps=1",
                      "train.batch_size=4", "eval.limit=2", "eval.few_shot=1", "eval.general_limit=2",
                      "eval.safety_limit=2", "eval.max_new_tokens=4", "tracking=tensorboard",
@@ -46,6 +47,9 @@ def test_peft_run_with_evaluation_keeps_no_secret(tmp_path, monkeypatch):
     (run_dir,) = run_dirs(tmp_path)
     record = read_run(run_dir)
     assert record["status"] == "succeeded" and record["evaluated"] is True
+    assert record["recipe"] == "quickstart-tiny" and run_dir.parent.name == "quickstart-tiny"
+    assert "***REDACTED***" not in json.dumps(record["artifacts"]) + json.dumps(record.get("evaluation"))
+    assert all(Path(p).exists() for p in record["artifacts"].values() if isinstance(p, str) and "/" in p)
     assert (run_dir / "tensorboard").is_dir() and (run_dir / "plan.json").is_file()
     assert_nothing_leaked([ENV_SECRET, FREE_KEY, FREE_KEY.replace("proj", "envk"), HF], tmp_path,
                           result.stdout, result.stderr)
@@ -63,7 +67,7 @@ def test_openai_run_keeps_no_secret(tmp_path, monkeypatch):
         result = run_cli("train", f"paths.runs={tmp_path}", "recipe=openai-quickstart", "provider.poll_interval_s=0.01",
                          "provider.max_poll_interval_s=0.05", "eval.limit=2", "eval.few_shot=1",
                          "eval.general_limit=2", "eval.safety_limit=2", "eval.max_new_tokens=8",
-                         "provider.suffix=${oc.env:FTORCH_PLANTED_TOKEN}", f"+provider.metadata.token={TOKEN}",
+                         "+provider.metadata.note=${oc.env:FTORCH_PLANTED_TOKEN}", f"+provider.metadata.token={TOKEN}",
                          f"eval.system_prompt=Reply in JSON {FREE_KEY}")
         assert result.returncode == 0, result.stderr[-3000:]
         (run_dir,) = run_dirs(tmp_path)
@@ -89,3 +93,15 @@ def test_plan_of_the_other_providers_prints_no_secret(tmp_path, monkeypatch, pro
     for text in (result.stdout, result.stderr):
         for value in (ENV_SECRET, TOKEN, FREE_KEY, HF):
             assert value not in text
+
+
+def test_a_secret_in_the_model_suffix_is_refused_by_plan(tmp_path, monkeypatch):
+    """Redacted in run.json, the fine-tuned model's id (ft:...:SUFFIX:...) would be useless: refused before any
+    upload, naming the key and the variable, and without echoing the value."""
+    monkeypatch.setenv("FTORCH_PLANTED_TOKEN", ENV_SECRET)
+    result = run_cli("plan", "recipe=openai-quickstart", f"paths.runs={tmp_path}",
+                     "provider.suffix=${oc.env:FTORCH_PLANTED_TOKEN}")
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "provider.suffix: contains the value of FTORCH_PLANTED_TOKEN" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert ENV_SECRET not in result.stdout + result.stderr

@@ -16,6 +16,7 @@ from typing import Any, TypeGuard
 from ..config.schema import ModelConfig
 from ..errors import BackendError, ModelError, Problem
 from ..run.rundir import RunDir
+from ..safe_io import fresh_dir, open_append, remove, write_text
 from .checkpoints import checkpoint_problem, resume_point, step_of  # noqa: F401  (one rule: checkpoints.py)
 
 PROBE = [{"role": "user", "content": "Book a call with Ana Monday 9am."}]
@@ -80,11 +81,19 @@ def cuda_available() -> bool:
 LIBRARY_LOGGERS = ("transformers", "peft", "trl", "ftorch", "py.warnings")
 
 
-def attach_log_file(run: RunDir) -> logging.Handler:
+class SafeFileHandler(logging.FileHandler):
+    """A logging.FileHandler that appends without following a symlink (safe_io.open_append): one planted at
+    train.log is refused, naming it."""
+
+    def _open(self):
+        return open_append(Path(self.baseFilename))
+
+
+def attach_log_file(run: RunDir, file: Path | None = None) -> logging.Handler:
     """For the life of the run, library output goes to train.log instead of the console: transformers/peft/trl/
     ftorch log records and Python warnings (deprecations, PEFT's notices), with transformers' own stderr handler
     and its weight-loading bars off. The console keeps ftorch's lines and the training progress."""
-    handler = logging.FileHandler(run.log)
+    handler = SafeFileHandler(file or run.log)  # `file`: elsewhere than train.log (ftorch eval --out)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.setLevel(logging.INFO)
     from ..secrets import ScrubFilter
@@ -230,9 +239,7 @@ def keep_metrics_until(run: RunDir, step: int) -> None:
             continue
         if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step:
             kept.append(line + "\n")
-    tmp = run.metrics.with_name(f".{run.metrics.name}.tmp")
-    tmp.write_text("".join(kept))
-    os.replace(tmp, run.metrics)
+    write_text(run.metrics, "".join(kept))  # a temporary file made exclusively, renamed over: no symlink followed
 
 
 def publish_adapter(run: RunDir, write: Callable[[Path], None], main: bool = True) -> None:
@@ -240,13 +247,13 @@ def publish_adapter(run: RunDir, write: Callable[[Path], None], main: bool = Tru
     old folder, no folder, or the complete new one, never a half-written adapter/."""
     partial = run.path / ".adapter.partial"
     if main:
-        shutil.rmtree(partial, ignore_errors=True)
+        fresh_dir(partial)  # made here: a symlink planted at its name is removed, never written through
     write(partial)
     if not main:
         return
     if run.adapter.exists():
         old = run.path / ".adapter.old"
-        shutil.rmtree(old, ignore_errors=True)
+        remove(old)  # a symlink planted at its name is unlinked, never followed
         os.replace(run.adapter, old)
         os.replace(partial, run.adapter)
         shutil.rmtree(old, ignore_errors=True)

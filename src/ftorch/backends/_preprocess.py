@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..chat_masks import HINT, MaskError, assistant_token_mask
 from ..errors import DataError, Problem
+from ..safe_io import write_text
 
 VERSION = 3  # 3: rows truncated to max_length also with packing (TRL's bfd packing cuts them the same way)
 REPORT = "ftorch-truncation.json"
@@ -110,7 +111,7 @@ def prepare(examples: list[dict], tokenizer, max_length: int, assistant_only: bo
     def save(staging: Path) -> None:
         with no_dataset_bars():
             dataset.save_to_disk(str(staging))
-        (staging / REPORT).write_text(json.dumps(truncated))
+        write_text(staging / REPORT, json.dumps(truncated))
 
     publish(folder, save, prefix=".tmp-")
     return Prepared(Dataset.load_from_disk(str(folder)), key, False, time.perf_counter() - start, not packing,

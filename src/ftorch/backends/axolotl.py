@@ -13,7 +13,6 @@ import codecs
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ import yaml
 from ..config.providers import AxolotlProvider
 from ..errors import BackendError, ConfigError, MissingExtra, Problem
 from ..run import metrics_log
+from ..safe_io import copy_file, ensure_dir, open_append, write_text
 from ..secrets import scrub, scrub_tree
 from . import axolotl_config, child, local_eval
 from .axolotl_config import IGNORED, ftorch_key, refuse_mapped_passthrough, translate
@@ -136,7 +136,7 @@ class AxolotlBackend:
                            resume_from=str(resume_from) if resume_from else None,
                            total_steps=step_estimate(cfg.train, plan.data.count("train"))["total_steps"])
         config_path = run.path / "axolotl.yaml"
-        config_path.write_text(yaml.safe_dump(scrub_tree(config), sort_keys=False))  # keys come from the env
+        write_text(config_path, yaml.safe_dump(scrub_tree(config), sort_keys=False))  # keys come from the env
         run.append_log(f"axolotl config: {config_path}; python: {python}; model: {base}")
         validate(python, config_path, cfg.provider_as(AxolotlProvider).axolotl)
         command = _launch_command(python, str(config_path), cfg, report=True)
@@ -225,9 +225,9 @@ def _finish(run: RunDir, extra: dict[str, Any]) -> Result:
     if not any(p.name == "adapter_config.json" for p in saved):
         raise BackendError(Problem("provider=axolotl", f"Axolotl finished but saved no adapter in {run.checkpoints}",
                                    f"see {run.log}"))
-    run.adapter.mkdir(parents=True, exist_ok=True)
+    ensure_dir(run.adapter)  # a symlink planted at adapter/ is refused
     for path in saved:
-        shutil.copy2(path, run.adapter / path.name)
+        copy_file(path, run.adapter / path.name)  # never through a symlink planted inside
     return Result(status="succeeded", metrics=_final_metrics(run),
                   artifacts={"adapter": str(run.adapter), "checkpoints": str(run.checkpoints),
                              "axolotl_config": str(run.path / "axolotl.yaml")},
@@ -291,7 +291,7 @@ def stream(command: list[str], env: dict[str, str], run: RunDir, *, logging_step
            start_step: int) -> tuple[child.Ended, list[str]]:
     """Run `command` in the run dir under backends/child.py's supervision (its stop policy on Ctrl-C or
     SIGTERM); return how it ended and its last lines."""
-    with run.log.open("a", buffering=1) as log:
+    with open_append(run.log, buffering=1) as log:  # a symlink planted at train.log is refused
         output = _Output(run, log, logging_steps, start_step)
         ended = child.supervise(command, run, what="axolotl", env=env, cwd=run.path, pump=output.feed)
         return ended, list(output.tail)

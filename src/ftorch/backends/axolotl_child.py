@@ -123,12 +123,21 @@ def train(result_path: str, command: list[str]) -> int:
 
 
 def _write_atomic(path: str, record: dict[str, Any]) -> None:
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as handle:
-        json.dump(record, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    """A temporary file made exclusively beside `path` (mkstemp: O_EXCL), renamed over it: a symlink planted at
+    either name is replaced or refused, never written through (ftorch's safe_io, which this file cannot import)."""
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(record, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def probe() -> dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ..config.providers import AxolotlProvider
 from ..config.schema import resolved
 from ..errors import ConfigError, DataError, Problem
+from ..safe_io import ensure_dir, write_text
 
 if TYPE_CHECKING:
     from ..config.schema import RunConfig
@@ -61,6 +62,7 @@ IGNORED: dict[str, str] = {
     "model.adapter": "refused on provider=axolotl (starting from an adapter is provider=peft's)",
     "train.num_gpus": "not an Axolotl key: ftorch launches through `accelerate launch --num_processes N`",
     "data.test": "held out for ftorch's evaluation after training; Axolotl never sees it",
+    "data.max_line_bytes": "not an Axolotl key: ftorch's own data check refuses longer lines before Axolotl runs",
     "train.allow_truncation": "ftorch's own truncation check runs in provider=peft's preprocessing; Axolotl "
                               "truncates (or drops) long examples by its own rules",
     "train.preference.max_completion_length": "Axolotl 0.19 has no such key for rl: orpo/simpo "
@@ -260,9 +262,9 @@ def write_rl_data(method: str, splits: dict, folder: Path) -> dict[str, str]:
     for name in ("train", "validation"):
         if name in splits:
             path = Path(paths[name])
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rl_rows(method,
-                                                                                              splits[name])))
+            ensure_dir(path.parent)  # a symlink planted at axolotl_data/ is refused
+            write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rl_rows(method,
+                                                                                                splits[name])))
             written[name] = str(path)
     return written
 

@@ -6,7 +6,8 @@ point a run resumes from. Complete means its trainer_state.json parses and names
 Trainer writes beside it are there and none is empty: the adapter (adapter_config.json, adapter_model.*),
 training_args.bin, the RNG state (rng_state.pth, or rng_state_R.pth per rank), and the optimizer and scheduler
 state: optimizer.pt + scheduler.pt, or DeepSpeed's global_stepN/ folder (which holds both), or FSDP's
-optimizer_* folder + scheduler.pt.
+optimizer_* folder + scheduler.pt. None is cut short either: a torch.save archive (.pt, .pth, .bin) has the
+central directory a zip ends with, and a .safetensors file is as long as its header says.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -54,7 +56,37 @@ def checkpoint_problem(folder: Path) -> str | None:
     if missing:
         return "missing " + ", ".join(missing)
     empty = sorted(n for n, p in names.items() if p.stat().st_size == 0)
-    return f"empty {', '.join(empty)}" if empty else None
+    if empty:
+        return f"empty {', '.join(empty)}"
+    torn = sorted(n for n, p in names.items() if p.suffix in WEIGHT_SUFFIXES and _cut_short(p))
+    return f"{', '.join(torn)} cut short" if torn else None
+
+
+WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save's archives start so
+MAX_SAFETENSORS_HEADER = 100 * 2**20
+
+
+def _cut_short(path: Path) -> bool:
+    """Whether a weights file was cut short (a save killed, a full disk): a torch.save zip archive whose
+    central directory (written last) is missing, or a safetensors file shorter than its header says. A file in
+    neither format (torch's legacy pickles) is not judged. Only the ends are read, never the tensors."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(8)
+            if head[:4] == ZIP_MAGIC:
+                with zipfile.ZipFile(handle):
+                    return False
+            if path.suffix != ".safetensors":
+                return False
+            size = int.from_bytes(head, "little")
+            if len(head) < 8 or size > MAX_SAFETENSORS_HEADER or handle.read(1) != b"{":
+                return False  # not a safetensors file's start: nothing to judge by
+            header = json.loads(b"{" + handle.read(size - 1))
+            end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+            return path.stat().st_size < 8 + size + end
+    except (OSError, zipfile.BadZipFile, ValueError, KeyError, TypeError, IndexError, AttributeError):
+        return True
 
 
 def checkpoints(folder: Path) -> list[Path]:
@@ -75,16 +107,26 @@ def resume_point(run: RunDir) -> str | None:
     metrics.jsonl loses the rows past the chosen step, which training is about to log again."""
     from ._hf import keep_metrics_until
 
-    checkpoint = None
-    for folder in checkpoints(run.checkpoints):
-        problem = checkpoint_problem(folder)
-        if problem is None:
-            checkpoint = str(folder)
-            break
-        note = f"checkpoint {folder.name} is incomplete ({problem}): removed; resuming from an earlier one"
-        run.append_log(note)
-        print(f"ftorch: {note}", file=sys.stderr, flush=True)
-        shutil.rmtree(folder, ignore_errors=True)
+    newest = drop_incomplete(run)
+    checkpoint = str(newest) if newest else None
     run.append_log(f"resuming from {checkpoint}" if checkpoint else "no checkpoint found: starting from step 0")
     keep_metrics_until(run, step_of(checkpoint) if checkpoint else 0)
     return checkpoint
+
+
+def drop_incomplete(run: RunDir) -> Path | None:
+    """Remove the incomplete checkpoints newer than the newest complete one (saves cut short: a kill, a full
+    disk), each with a note on the console and in train.log; return that complete one (None: there is none).
+    The folder goes before the note is logged: on a full disk its space is what the note needs."""
+    for folder in checkpoints(run.checkpoints):
+        problem = checkpoint_problem(folder)
+        if problem is None:
+            return folder
+        shutil.rmtree(folder, ignore_errors=True)
+        note = f"checkpoint {folder.name} is incomplete ({problem}): removed; the run continues from an earlier one"
+        print(f"ftorch: {note}", file=sys.stderr, flush=True)
+        try:
+            run.append_log(note)
+        except OSError:
+            pass
+    return None

@@ -17,6 +17,7 @@ from ..config.providers import OpenAIProvider
 from ..errors import BackendError, ConfigError, Problem
 from ..run import metrics_log
 from ..run.metrics_log import MetricsRow
+from ..safe_io import open_append, write_bytes, write_text
 from . import openai_client as api
 from . import openai_eval
 from .base import Plan, Result
@@ -165,7 +166,7 @@ class OpenAIBackend:
             run.update(job_id=job.id, job_status=job.status)
             from ..secrets import scrub_tree
 
-            (run.path / "job.json").write_text(json.dumps(scrub_tree(job.model_dump(mode="json")), indent=2))
+            write_text(run.path / "job.json", json.dumps(scrub_tree(job.model_dump(mode="json")), indent=2))
             run.append_log(f"created job {job.id} ({job.status})")
             print(f"created fine-tuning job {job.id}", flush=True)
             return job.id
@@ -250,7 +251,7 @@ class _Follower:
 
         page = self.client.fine_tuning.jobs.list_events(self.job_id, limit=100)
         fresh = [e for e in page.data if e.id not in self.seen]
-        with self.events.open("a") as handle:
+        with open_append(self.events) as handle:  # a symlink planted at events.jsonl is refused
             for event in reversed(fresh):  # the API lists newest first
                 self.seen.add(event.id)
                 handle.write(json.dumps(scrub_tree(event.model_dump(mode="json"))) + "\n")
@@ -273,7 +274,7 @@ def _download_metrics(client, job, run: RunDir) -> dict[str, Any]:
         return {}
     with api.api_errors("download the result file", job.id):
         raw = client.files.content(job.result_files[0]).read()
-    (run.path / "result_file.csv").write_bytes(_decode_result(raw))
+    write_bytes(run.path / "result_file.csv", _decode_result(raw))
     rows = list(csv.DictReader(io.StringIO(_decode_result(raw).decode("utf-8"))))
     final: dict[str, Any] = {}
     written: list[MetricsRow] = []

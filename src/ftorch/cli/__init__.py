@@ -70,10 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if os.environ.get("FTORCH_DEBUG"):
             raise
-        from ..run.lifecycle import DiskFull, _disk_full
+        from ..run.lifecycle import DiskFull, disk_full
         from .console import print_error
 
-        if _disk_full(exc):  # anywhere outside a run's supervision too (an evaluation, ftorch eval, a data command)
+        if disk_full(exc):  # anywhere outside a run's supervision too (an evaluation, ftorch eval, a data command)
             full = DiskFull(f"the disk is full ({exc}); free some space and run the command again")
             print_error(full)
             return full.exit_code

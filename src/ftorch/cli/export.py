@@ -1,4 +1,6 @@
-"""`ftorch export RUN_DIR --to merged|gguf|ollama`: an OpenAI run gets its model id, anything else an export."""
+"""`ftorch export RUN_DIR --to merged|gguf|ollama [--out DIR]`: an OpenAI run gets its model id, anything else an
+export (into RUN_DIR/export/, recorded in run.json; with --out into DIR, the run's folder left untouched, so a
+run on a read-only filesystem can be exported)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,9 @@ def add_parser(sub) -> None:
                         "type (default q8_0)")
     export.add_argument("--limit", type=int, metavar="N", help="verify on the first N held-out prompts")
     export.add_argument("--no-verify", dest="verify", action="store_false", help="write only; no comparison")
+    export.add_argument("--out", type=Path, metavar="DIR", help="write the export under DIR (with its record, "
+                        "export.json) and leave the run's folder untouched: for a run you cannot write to, e.g. on "
+                        "a read-only filesystem")
     export.add_argument("--min-identical", type=float, metavar="F", help="share of answers identical to the "
                         "adapter's required (default: 1.0 fp32, 0.95 16-bit, unchecked quantized)")
     export.add_argument("--max-metric-delta", type=float, metavar="F", help="largest |export - adapter| on the "
@@ -40,9 +45,13 @@ def run(args) -> int:
         out.print(f"call it by its id: {model}" if model else "run.json holds no fine-tuned model id",
                   markup=False)
         return 0 if model else 2
+    if args.out is not None:
+        from .evaluate import output_folder
+
+        output_folder(args.out)
     request = Request(args.run_dir, args.to, dtype=args.dtype, quant=args.quant, verify=args.verify,
                       limit=args.limit, min_identical=args.min_identical, max_metric_delta=args.max_metric_delta,
-                      max_metric_drop=args.max_metric_drop)
+                      max_metric_drop=args.max_metric_drop, out=args.out)
     entry = run_export(request, announce=lambda line: err.print(line, markup=False))
     out.print(f"[green]exported[/] {entry['dir']}")
     if "ollama_create" in entry:

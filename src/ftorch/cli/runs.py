@@ -16,7 +16,7 @@ def add_parser(sub) -> None:
     runs = sub.add_parser("runs", help="list runs and sweeps")
     runs_sub = runs.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
     ls = runs_sub.add_parser("ls", help="runs and sweeps under a folder, with status and headline numbers")
-    ls.add_argument("dir", type=Path, nargs="?", default=Path("runs"))
+    ls.add_argument("dir", type=Path, nargs="?", help="default: runs/")
 
 
 def run(args) -> int:
@@ -25,20 +25,33 @@ def run(args) -> int:
     from ..run.rundir import RunDir
     from .console import err, out
 
-    root = args.dir
+    root = args.dir or Path("runs")
     if not root.is_dir():
-        raise ConfigError(Problem(str(root), "no such folder", "runs are under paths.runs (default: runs/)"))
-    records = sorted(root.rglob("run.json"), key=lambda p: p.stat().st_mtime)
+        if args.dir is None and not root.exists():  # a new project: nothing trained yet
+            out.print(f"no runs yet (ftorch train writes them under {root}/)", markup=False)
+            return 0
+        raise ConfigError(Problem(str(root), "not a folder" if root.exists() else "no such folder",
+                                  "runs are under paths.runs (default: runs/)"))
+    records = sorted(root.rglob("run.json"), key=_mtime)
+    if not records:
+        out.print(f"no runs yet under {root}", markup=False)
+        return 0
     table = Table(title=f"runs under {root}", title_justify="left")
     for column in ("run", "recipe", "provider", "status", "started", "duration", "headline", "cost"):
         table.add_column(column, overflow="fold")
     sweeps: dict[Path, list[RunRecord]] = {}
     died = []
     for path in records:
+        if not path.is_file():  # a folder, a FIFO, a device: reading it would fail or never end
+            err.print(f"[yellow]warning[/] skipping {path}: not a regular file", markup=True)
+            continue
         try:
             record = RunDir(path.parent).observed()  # 'running' with nobody holding the run's lock is 'died'
         except ConfigError as exc:
             err.print(f"[yellow]warning[/] skipping {path}: {exc.problems[0].message}", markup=True)
+            continue
+        except OSError as exc:  # unreadable, or gone meanwhile
+            err.print(f"[yellow]warning[/] skipping {path}: cannot read it ({exc.strerror or exc})", markup=True)
             continue
         if record.status == "died":
             died.append((path.parent, record))
@@ -62,6 +75,13 @@ def run(args) -> int:
 
 
 
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:  # a dangling symlink, gone meanwhile: listed (and skipped with a warning) last
+        return float("inf")
+
+
 def _status(record: RunRecord) -> str:
     status: str = record.status
     if status == "died":
@@ -83,8 +103,9 @@ def _duration(record: RunRecord) -> str:
 
 def _headline(record: RunRecord) -> str:
     value = record.headline_metric
-    if value is not None and record.evaluation is not None:
-        return f"{record.evaluation.headline} {value:.1%}"
+    latest = record.evaluation.latest_success() if record.evaluation is not None else None
+    if value is not None and latest is not None:
+        return f"{latest.get('headline')} {value:.1%}"
     loss = record.metrics.get("final_loss")
     return f"loss {loss:.3f}" if loss is not None else ""
 

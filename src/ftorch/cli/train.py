@@ -11,11 +11,15 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from rich.markup import escape
+
     from ..backends import get_backend
     from ..config.compose import find_project, plan_trials, recipe_files
+    from ..config.conflicts import for_plan
     from ..run import lifecycle, tracking
     from ..run.launch import launch
-    from .console import out, report_outcomes
+    from ..secrets import scrub
+    from .console import err, out, report_outcomes
 
     project = find_project()
     args.overrides = recipe_files(project, args.overrides)
@@ -27,6 +31,10 @@ def run(args) -> int:
                     lifecycle.prepare_composed(project, composed, overrides, dict(composed.hydra.runtime.choices)))
         get_backend(prepared.config.provider.name).preflight(prepared.config)
         tracking.check_installed(prepared.config)
+        overridden, prepared.plan = for_plan(project, prepared.cfg, prepared.overrides, prepared.config,
+                                             prepared.data, prepared.plan)  # warned now, kept in plan.json
+        for pair in overridden:
+            err.print(f"[yellow]setting overridden[/] {escape(scrub(pair.render()))}")
         checked.append(prepared)
     if multirun:
         out.print(f"sweep: {len(trials)} trials checked" if len(trials) > 1 else "sweep: base config checked")

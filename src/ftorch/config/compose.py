@@ -58,7 +58,8 @@ def find_project(start: Path | None = None) -> Project:
 
 @cache
 def _register(project: Project) -> None:
-    """Make recipes/NAME.yaml selectable as recipe=NAME, and register ftorch's resolvers."""
+    """Register ftorch's resolvers, the Optuna sweeper and the schema's defaults. Recipes are registered one by one,
+    when a composition chooses them (prepare_recipes)."""
     from hydra.core.config_store import ConfigStore
     from omegaconf import OmegaConf
 
@@ -75,23 +76,181 @@ def _register(project: Project) -> None:
     for name, model in PROVIDER_MODELS.items():
         store.store(group="ftorch_base/provider", name=name, node=defaults_tree(model))
     store.store(group="ftorch_base/model", name="tiny", node=defaults_tree(TinyModel))  # conf/model/tiny.yaml
-    for path in sorted(project.recipes_dir.glob("*.yaml")):
-        store.store(group=RECIPE_GROUP, name=path.stem, node=load_yaml(path), package="_global_")
-        RECIPE_PATHS[path.stem] = path
 
 
 # recipe name -> the file it was read from (recipes/NAME.yaml, or a file given as recipe=PATH.yaml), for
 # config.Origins: a problem in a recipe names the recipe's own file
 RECIPE_PATHS: dict[str, Path] = {}
+# recipes registered from a file given as recipe=PATH.yaml (recipe_files): kept as read, whatever the project
+_GIVEN_AS_FILE: set[str] = set()
+# the default recipe stood in for by an empty mapping, unread: a multirun over recipe=a,b composes its base config
+# (the sweeper and launcher settings, the sweep folder) with the default recipe, which none of its trials uses. Set
+# when a sweep is prepared, for the one composition of its base config (without a recipe) that follows.
+_STAND_INS: set[str] = set()
+MAX_RECIPE_BYTES = 1 << 20  # a recipe or config file larger than this is refused unread: 1 MiB
+
+
+def prepare_recipes(project: Project, overrides: list[str]) -> None:
+    """Register, for Hydra, only the recipes these overrides choose (recipe=NAME, or each of a sweep's recipe=a,b),
+    or else the default recipe of conf/config.yaml: each read here, so a broken file elsewhere in recipes/ is never
+    read. A name without a file is unregistered, so that Hydra reports it (with a did-you-mean from the file names)."""
+    names = requested_recipes(overrides)
+    for name in dict.fromkeys(names):
+        register_recipe(project, name)
+    default = default_recipe(project)
+    if default is None or default in names:
+        return
+    if len(set(names)) > 1 or any(_is_recipe_sweep(item) for item in overrides):
+        _store_recipe(default, None)  # a multirun's base config: its trials each name their recipe
+    elif not names:
+        try:
+            register_recipe(project, default)
+        except ConfigError:
+            if default not in _STAND_INS:  # else: the sweep being set up stood in for it, and it is still unused
+                raise
+        finally:
+            _STAND_INS.discard(default)  # the next composition without a recipe reads it
+
+
+def requested_recipes(overrides: list[str]) -> list[str]:
+    """The recipe names overrides choose: recipe=NAME, or every name a sweep takes (recipe=a,b, choice(a,b), or a
+    sweeper's search space: hydra.sweeper.params.recipe=choice(a,b))."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    names: list[str] = []
+    for item in overrides:
+        if not _chooses_recipe(item):
+            continue
+        try:
+            (override,) = OverridesParser.create().parse_overrides([f"{RECIPE_GROUP}={item.partition('=')[2]}"])
+            names += (list(override.sweep_string_iterator()) if override.is_sweep_override()
+                      else [override.get_value_element_as_str()])
+        except Exception:  # noqa: BLE001  Hydra reports a malformed override when it composes
+            continue
+    return names
+
+
+def _chooses_recipe(item: str) -> bool:
+    key = item.partition("=")[0].lstrip("+")
+    return key == RECIPE_GROUP or key.endswith(f"sweeper.params.{RECIPE_GROUP}")
+
+
+def _is_recipe_sweep(item: str) -> bool:
+    value = item.partition("=")[2]
+    return _chooses_recipe(item) and ("," in value or "(" in value or not item.startswith(RECIPE_GROUP))
+
+
+def default_recipe(project: Project) -> str | None:
+    """The recipe conf/config.yaml's defaults list chooses when the command line names none (None: no default)."""
+    from omegaconf import DictConfig
+
+    path = project.conf_dir / "config.yaml"
+    for entry in load_yaml(path).get("defaults") or []:
+        if isinstance(entry, DictConfig):
+            for key, value in entry.items():
+                if str(key).split()[-1] == RECIPE_GROUP and value not in (None, "???"):
+                    return str(value)
+    return None
+
+
+def register_recipe(project: Project, name: str, seen: set[str] | None = None) -> None:
+    """recipes/NAME.yaml, read now (a regular file of at most MAX_RECIPE_BYTES, else a ConfigError naming it), as
+    the Hydra option recipe=NAME, with the recipes it composes (`defaults: [quickstart-tiny]`). Without such a file
+    NAME is unregistered, unless it was given as a file path."""
+    path = project.recipes_dir / f"{name}.yaml"
+    if name in _GIVEN_AS_FILE:
+        return
+    if not path_exists(path) or "/" in name or name.startswith("."):
+        _unregister_recipe(name)
+        return
+    _store_recipe(name, path, project, seen)
+
+
+def path_exists(path: Path) -> bool:
+    """Something is at `path`: a file, a folder, a FIFO, or a symlink (even a dangling one)."""
+    return path.exists() or path.is_symlink()
+
+
+def _store_recipe(name: str, path: Path | None, project: Project | None = None, seen: set[str] | None = None) -> None:
+    """recipe=NAME as the file at `path` and (given the project) the recipes it composes, or (path None) as an
+    empty stand-in that is never read."""
+    from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
+
+    node = load_yaml(path) if path is not None else OmegaConf.create({})
+    ConfigStore.instance().store(group=RECIPE_GROUP, name=name, node=node, package="_global_")
+    if path is None:
+        _STAND_INS.add(name)
+        RECIPE_PATHS.pop(name, None)
+        return
+    RECIPE_PATHS[name] = path
+    seen = {name} if seen is None else seen | {name}
+    for composed in composed_recipes(node):
+        if project is not None and composed not in seen:
+            register_recipe(project, composed, seen)
+
+
+def composed_recipes(node) -> list[str]:
+    """The recipes a recipe composes: the plain names in its defaults list (`- quickstart-tiny`), which Hydra looks
+    up in the recipe's own group; `override /provider: x` and `_self_` are not recipes."""
+    names = []
+    for entry in node.get("defaults") or []:
+        if isinstance(entry, str):
+            name = entry.removeprefix("optional ").strip()
+            if name and name != "_self_" and not name.startswith("/"):
+                names.append(name)
+    return names
+
+
+def _unregister_recipe(name: str) -> None:
+    from hydra.core.config_store import ConfigStore
+
+    group = ConfigStore.instance().repo.get(RECIPE_GROUP)
+    if isinstance(group, dict):
+        group.pop(f"{name}.yaml", None)
+    RECIPE_PATHS.pop(name, None)
+
+
+def read_config_file(path: Path, limit: int = MAX_RECIPE_BYTES) -> str:
+    """A recipe or config file's text, read only if it is a regular file (a symlink to one is fine) of at most
+    `limit` bytes: a FIFO is not waited on, /dev/zero not read without end. Anything else is a ConfigError
+    naming the file."""
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        reason = "no such file" if isinstance(exc, FileNotFoundError) else f"cannot read it: {exc.strerror or exc}"
+        raise ConfigError(Problem(str(path), reason, "a recipe is a YAML file; is this the file you meant?")) from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = ("a folder" if stat.S_ISDIR(info.st_mode) else "a FIFO" if stat.S_ISFIFO(info.st_mode)
+                    else "a device" if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode) else "a socket")
+            via = " (through a symlink)" if path.is_symlink() else ""
+            raise ConfigError(Problem(str(path), f"{kind}{via}, not a regular file: refused, not read",
+                                      "a recipe is a YAML file: replace this with one, or remove it"))
+        os.set_blocking(fd, True)
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise ConfigError(Problem(str(path), f"larger than {limit // 1024} KiB: refused, not read (a recipe is a "
+                                  "short YAML file)", "is this the file you meant?"))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(yaml_problem(exc, path)) from None
 
 
 def load_yaml(path: Path):
     """A recipe or config file as an OmegaConf node; a syntax error, binary content or a top level that is not a
-    mapping is a ConfigError naming file:line:column."""
+    mapping is a ConfigError naming file:line:column, as is a file that is not a regular one or is too large."""
+    import io
+
     from omegaconf import DictConfig, OmegaConf
 
+    text = read_config_file(path)
     try:
-        node = OmegaConf.load(path)
+        node = OmegaConf.load(io.StringIO(text))
     except Exception as exc:
         raise ConfigError(yaml_problem(exc, path)) from None
     if node is None or (isinstance(node, DictConfig) and not node):
@@ -166,35 +325,38 @@ def override_problem(exc: BaseException, overrides: list[str]) -> Problem:
                    "'key=\"value\"'")
 
 
-def use_project(project: Project) -> None:
-    """Make this project's recipes and resolvers the ones Hydra composes with."""
+def use_project(project: Project, overrides: list[str] | None = None) -> None:
+    """Make this project's resolvers the ones Hydra composes with and, given the overrides of a composition, the
+    recipes they choose (prepare_recipes; None: the recipes registered already)."""
     from omegaconf import OmegaConf
 
     _register(project)
     # again each time: _register runs once per project, and the last project prepared is the one in use
     OmegaConf.register_new_resolver("ftorch_root", lambda: str(project.root), replace=True)
+    if overrides is not None:
+        prepare_recipes(project, overrides)
 
 
 def recipe_files(project: Project, overrides: list[str]) -> list[str]:
     """`recipe=path/to/file.yaml` (e.g. a sweep's best.yaml) -> registered as a recipe named after the file."""
-    from hydra.core.config_store import ConfigStore
-
     use_project(project)
+    _GIVEN_AS_FILE.clear()  # a new command: only its own files
     result = []
     for item in overrides:
         key, _, value = item.partition("=")
         path = Path(value).expanduser()
-        if key == RECIPE_GROUP and value.endswith((".yaml", ".yml")) and path.is_file():
+        if key == RECIPE_GROUP and value.endswith((".yaml", ".yml")) and path_exists(path) and not path.is_dir():
             if path.stem in project.recipe_names() and path.resolve() != (project.recipes_dir / path.name).resolve():
                 raise ConfigError(Problem(item, f"a recipe named '{path.stem}' already exists in recipes/",
                                           "rename the file"))
-            node = load_yaml(path)
-            if path.resolve().parent != project.recipes_dir.resolve():
+            given = path.absolute().parent.resolve() / path.name  # a symlink named as given, not its target
+            outside = given.parent != project.recipes_dir.resolve()
+            _store_recipe(path.stem, given if outside else project.recipes_dir / path.name, project)
+            if outside:
                 import sys
 
-                print(f"recipe: {path.resolve()} (a file outside {project.recipes_dir}/)", file=sys.stderr)
-            ConfigStore.instance().store(group=RECIPE_GROUP, name=path.stem, node=node, package="_global_")
-            RECIPE_PATHS[path.stem] = path.resolve()
+                print(f"recipe: {given} (a file outside {project.recipes_dir}/)", file=sys.stderr)
+                _GIVEN_AS_FILE.add(path.stem)
             item = f"{RECIPE_GROUP}={path.stem}"
         elif key == RECIPE_GROUP and value.endswith((".yaml", ".yml")) and path.is_dir():
             raise ConfigError(Problem(item, f"'{value}' is a directory, not a recipe file"))
@@ -217,15 +379,28 @@ def compose(project: Project, overrides: list[str]):
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    use_project(project)
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(project.conf_dir), version_base="1.3"):
-            return hydra_compose(config_name="config", overrides=overrides, return_hydra_config=True)
-    except Exception as exc:
-        raise translate_hydra_error(project, exc, overrides) from None
-    finally:
+    use_project(project, overrides)
+    while True:
         GlobalHydra.instance().clear()
+        try:
+            with initialize_config_dir(config_dir=str(project.conf_dir), version_base="1.3"):
+                return hydra_compose(config_name="config", overrides=overrides, return_hydra_config=True)
+        except Exception as exc:
+            chosen = _recipe_chosen_by_config(project, exc)
+            if chosen is None:
+                raise translate_hydra_error(project, exc, overrides) from None
+            register_recipe(project, chosen)  # and compose again
+        finally:
+            GlobalHydra.instance().clear()
+
+
+def _recipe_chosen_by_config(project: Project, exc: Exception) -> str | None:
+    """A recipe of recipes/ that a config file (not the command line) chooses, not registered yet."""
+    match = _MISSING_OPTION.search(str(exc))
+    if match is None or match.group(1) != RECIPE_GROUP:
+        return None
+    name = match.group(2)
+    return name if name in project.recipe_names() and name not in RECIPE_PATHS else None
 
 
 def expand_sweep(overrides: list[str]) -> list[list[str]]:
@@ -258,6 +433,8 @@ def plan_trials(project: Project, overrides: list[str], multirun: bool) -> tuple
     except Exception as exc:
         raise ConfigError(override_problem(exc, overrides)) from None
     fixed = [o.input_line for o in parsed if not o.is_sweep_override() and o.input_line is not None]
+    if any(_is_recipe_sweep(item) for item in overrides):
+        use_project(project, overrides)  # the recipes swept over; the default one only stood in for, unread
     composed = compose(project, fixed)
     hydra = composed.hydra
     multirun = multirun or str(hydra.mode) == "RunMode.MULTIRUN" or str(hydra.mode) == "MULTIRUN"

@@ -18,6 +18,10 @@ if TYPE_CHECKING:
     from pydantic_core import ErrorDetails
 
 
+# Origins.of for a key no file and no override sets: its value is the schema's default
+SCHEMA_DEFAULTS = "the schema's defaults (src/ftorch/config/schema.py)"
+
+
 @dataclass
 class Origins:
     """Where a key's value came from: the command line, or the last file in Hydra's own defaults list (the order
@@ -28,15 +32,24 @@ class Origins:
     choices: dict[str, str | None] = field(default_factory=dict)
 
     def of(self, dotted: str) -> str:
-        from omegaconf import OmegaConf
+        item = self.override_of(dotted)
+        return f"command line ({item})" if item is not None else self.file_of(dotted)
 
+    def override_of(self, dotted: str) -> str | None:
+        """The command-line override that sets this key (or a section holding it), if one does."""
         groups = set(self.choices)
         for item in self.overrides:
             key = item.split("=", 1)[0].lstrip("+~")
             if key in groups:
                 continue  # a group choice (model=tiny), not a value
             if key == dotted or dotted.startswith(key + "."):
-                return f"command line ({item})"
+                return item
+        return None
+
+    def file_of(self, dotted: str) -> str:
+        """The last file merged that sets this key: a recipe, a conf/ file, or SCHEMA_DEFAULTS."""
+        from omegaconf import OmegaConf
+
         absent = object()
         for package, node, shown in reversed(self._sources):  # the last one merged wins
             inner = dotted if package in ("", "_global_") else (
@@ -54,7 +67,7 @@ class Origins:
 
         from .compose import use_project
 
-        use_project(self.project)
+        use_project(self.project, self.overrides)
         GlobalHydra.instance().clear()
         sources = []
         try:
@@ -84,7 +97,7 @@ class Origins:
         elif source.startswith("file://"):
             path = Path(source.removeprefix("file://")) / f"{config_path}.yaml"
         else:  # the schema's defaults, stored by compose._register
-            return "the schema's defaults (src/ftorch/config/schema.py)"
+            return SCHEMA_DEFAULTS
         try:
             return str(path.relative_to(self.project.root))
         except ValueError:  # a recipe file outside the project
@@ -105,7 +118,8 @@ def load(cfg: Any, origins: Origins) -> RunConfig:
 
     secrets.remember_config(resolved, OmegaConf.to_container(cfg, resolve=False))
     problems += [Problem(secrets.scrub(f"{origins.of(k)}: {k}"), msg, hint)
-                 for k, msg, hint in secrets.key_env_problems(resolved)]
+                 for k, msg, hint in [*secrets.key_env_problems(resolved),
+                                      *secrets.recorded_value_problems(resolved, origins.choices)]]
     if problems:
         raise ConfigError(problems)
     try:

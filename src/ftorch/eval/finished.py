@@ -1,6 +1,8 @@
 """The one entry point of an evaluation: a run directory, after `ftorch train` or later with `ftorch eval RUN_DIR
 key=value ...`; it picks the models to ask and runs the suite (eval/suite.py).
-Each evaluation gets its own RUN_DIR/eval/<timestamp>/; run.json records the latest and lists them all."""
+Each evaluation gets its own RUN_DIR/eval/<timestamp>/; run.json records the latest and lists them all. A
+re-evaluation that does not finish never hides the earlier successful one (its verdict stays in run.json).
+`ftorch eval RUN --out DIR` only reads the run (a read-only one too): the evaluation and its record go to DIR."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import time
 import traceback
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -19,6 +22,7 @@ from ..run.rundir import RunDir
 from ..secrets import scrub
 
 INCOMPLETE = "INCOMPLETE"  # in eval/<timestamp>/ until the evaluation has finished
+OUT_RECORD = "evaluation.json"  # an --out evaluation's record, in OUT/<timestamp>/ (run.json is left alone)
 
 
 def config_of(run: RunDir, overrides: list[str]) -> RunConfig:
@@ -100,21 +104,26 @@ class LineProgress:
                                highlight=False, soft_wrap=True)
 
 
-def evaluate_run(run: RunDir, cfg: RunConfig, console, models=None) -> dict:
+def evaluate_run(run: RunDir, cfg: RunConfig, console, models=None, out: Path | None = None) -> dict:
     """Evaluate, write the report, and record the outcome in run.json; returns the report.
-    `models` = (generator, local model or None, price) overrides the provider's own (for tests)."""
+    `models` = (generator, local model or None, price) overrides the provider's own (for tests).
+    With `out` (an existing folder) nothing in the run's folder is written: the evaluation goes to
+    OUT/<timestamp>/, its record to evaluation.json there, library output to eval.log there."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..backends._hf import attach_log_file, detach_log_file
+    from ..safe_io import write_text
     from . import report as render
     from .suite import eval_dir, evaluate, save
 
-    path = eval_dir(run)
-    library_log = attach_log_file(run)  # library warnings and loading bars to train.log, not the console
+    path = eval_dir(run, out)
+    # library warnings and loading bars to train.log (eval.log beside an --out evaluation), not the console
+    library_log = attach_log_file(run, None if out is None else path / "eval.log")
     try:
-        (path / INCOMPLETE).write_text("this evaluation has not finished (or was killed): its files are no result\n")
-        run.update(evaluation={"status": "running", "dir": str(path)})
+        write_text(path / INCOMPLETE, "this evaluation has not finished (or was killed): its files are no result\n")
+        if out is None:
+            _record_unfinished_as(run, status="running", dir=str(path))
         generator, local, price = models or _models_for(run, cfg)
         console = console or Console(stderr=True)  # beside the training's progress
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -125,39 +134,54 @@ def evaluate_run(run: RunDir, cfg: RunConfig, console, models=None) -> dict:
         report = result["report"]
         report["verdict"] = render.verdict(report)
         save(path, result)
-        (path / "report.md").write_text(scrub(render.markdown(report, run.path)))
+        write_text(path / "report.md", scrub(render.markdown(report, run.path)))
         render.plot(report, path / "eval.png")
         from .tradeoff import plot as tradeoff_plot
 
         tradeoff_plot(report, path / "tradeoff.png")
     except BaseException as exc:
-        _record_unfinished(run, path, exc)
+        _record_unfinished(run, path, exc, out)
         raise
     finally:
         detach_log_file(library_log)
     (path / INCOMPLETE).unlink()
-    _record(run, path, report)
+    _record(run, path, report, out)
+    report["dir"] = str(path)  # for the caller to name (report.json, already written, does not hold it)
     return report
 
 
-def _record_unfinished(run: RunDir, path: Path, exc: BaseException) -> None:
+def _record_unfinished(run: RunDir, path: Path, exc: BaseException, out: Path | None = None) -> None:
     """An evaluation that did not finish: its folder goes, run.json says interrupted or failed (with signals
-    held back while it is written, so a second Ctrl-C cannot leave 'running')."""
+    held back while it is written, so a second Ctrl-C cannot leave 'running'); an --out one leaves run.json be."""
     from ..errors import RunInterrupted
     from ..run.lifecycle import _signals_held
 
+    again = f"ftorch eval {run.path}" + (f" --out {out}" if out is not None else "")
     with _signals_held():
         shutil.rmtree(path, ignore_errors=True)
         if isinstance(exc, (KeyboardInterrupt, RunInterrupted, SystemExit)):
-            outcome = {"status": "interrupted", "error": f"interrupted; evaluate again with: ftorch eval {run.path}"}
+            outcome = {"status": "interrupted", "error": f"interrupted; evaluate again with: {again}"}
         elif isinstance(exc, FtorchError):
             outcome = {"status": "failed", "error": exc.render()}
         else:
-            run.append_log("evaluation failed:\n" + "".join(traceback.format_exception(exc)))
+            if out is None:
+                run.append_log("evaluation failed:\n" + "".join(traceback.format_exception(exc)))
             outcome = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
-        run.update(evaluated=False, evaluation=outcome)
+        if out is None:
+            _record_unfinished_as(run, **outcome)
         if outcome["status"] == "interrupted":
-            print(f"\nevaluation interrupted; evaluate again with: ftorch eval {run.path}", file=sys.stderr, flush=True)
+            print(f"\nevaluation interrupted; evaluate again with: {again}", file=sys.stderr, flush=True)
+
+
+def _record_unfinished_as(run: RunDir, **outcome: Any) -> None:
+    """run.json's `evaluation` for one that is running or did not finish. An earlier successful evaluation is
+    not lost: its record stays under `last_succeeded` and `evaluated` stays true (its report, and its numbers
+    in `metrics`, are still there)."""
+    evaluation = run.record().evaluation
+    earlier = evaluation.latest_success() if evaluation is not None else None
+    if earlier is not None:
+        outcome["last_succeeded"] = earlier
+    run.update(evaluated=earlier is not None, evaluation=outcome)
 
 
 def record_interrupted(run: RunDir) -> None:
@@ -167,8 +191,8 @@ def record_interrupted(run: RunDir) -> None:
     with _signals_held():
         evaluation = run.record().evaluation
         if evaluation is None or evaluation.status == "running":
-            run.update(evaluated=False, evaluation={"status": "interrupted", "error": "interrupted before the "
-                                                    f"evaluation finished; evaluate with: ftorch eval {run.path}"})
+            _record_unfinished_as(run, status="interrupted", error="interrupted before the evaluation finished; "
+                                                                   f"evaluate with: ftorch eval {run.path}")
 
 
 def _models_for(run: RunDir, cfg: RunConfig):
@@ -215,9 +239,10 @@ def _general_and_safety_prompts(ev) -> list[list[dict]]:
     return [[{"role": "user", "content": prompt}] for prompt in prompts]
 
 
-def _record(run: RunDir, path: Path, report: dict) -> None:
+def _record(run: RunDir, path: Path, report: dict, out: Path | None = None) -> None:
+    """The outcome: in run.json, or (an --out evaluation) in OUT/<timestamp>/evaluation.json, the run untouched."""
     headline = report["task"]["headline"]
-    metrics = dict(run.record().metrics)
+    metrics = dict(run.record().metrics) if out is None else {}
     for name, scores in report["task"]["systems"].items():
         metrics[f"eval_{name}_{headline}"] = scores[headline]["mean"]
     if "general" in report:
@@ -230,11 +255,17 @@ def _record(run: RunDir, path: Path, report: dict) -> None:
     if "safety" in report:
         metrics["eval_harmful_base"] = report["safety"]["base"]["harmful_compliance_rate"]
         metrics["eval_harmful_tuned"] = report["safety"]["tuned"]["harmful_compliance_rate"]
+    evaluation = {"status": "succeeded", "dir": str(path), "verdict": report["verdict"], "headline": headline,
+                  "regressions": report["regressions"], "prompt_arm": (report.get("prompt_arms") or {}).get("chosen")}
+    if out is not None:
+        from ..run.rundir import write_json_atomic
+
+        write_json_atomic(path / OUT_RECORD, {"run": str(run.path), "evaluation": evaluation, "metrics": metrics,
+                                              "regressed": bool(report["regressions"])})
+        return
     history = [*run.record().evaluations, str(path)]
-    run.update(metrics=metrics, evaluated=True, regressed=bool(report["regressions"]),
-               evaluation={"status": "succeeded", "dir": str(path), "verdict": report["verdict"], "headline": headline,
-                           "regressions": report["regressions"],
-                           "prompt_arm": (report.get("prompt_arms") or {}).get("chosen")}, evaluations=history)
+    run.update(metrics=metrics, evaluated=True, regressed=bool(report["regressions"]), evaluation=evaluation,
+               evaluations=history)
 
 
 def evaluate_after_training(run: RunDir, cfg: RunConfig, console) -> dict | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..safe_io import save_figure
 from .numbers import fixed, interval, missing, number, p_text, pct, points
 from .tasks import SYSTEMS
 from .verdict import diff_with_ci, latency, verdict
@@ -168,6 +169,6 @@ def plot(report: dict, out: Path) -> Path:
     ax.legend()
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out)
+    save_figure(fig, out)  # atomically, never through a symlink
     plt.close(fig)
     return out

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from ..config.schema import RunConfig
 from ..run.rundir import RunDir, write_json_atomic
+from ..safe_io import atomic_writer, ensure_dir
 from ..secrets import scrub_text_tree
 from . import metrics as task_metrics
 from .tasks import SYSTEMS, Task, load_task
@@ -334,15 +335,16 @@ def _last_user(messages: Messages) -> str:
     return next((str(m.get("content", "")) for m in reversed(messages) if m["role"] == "user"), "")
 
 
-def eval_dir(run: RunDir) -> Path:
+def eval_dir(run: RunDir, root: Path | None = None) -> Path:
+    """RUN/eval/<timestamp>/, new; or ROOT/<timestamp>/ (ftorch eval --out ROOT: the user's own folder)."""
     stamp = datetime.now(UTC).strftime("%Y-%m-%d_%H-%M-%S_%f")
-    path = run.path / "eval" / stamp
-    path.mkdir(parents=True, exist_ok=False)  # a new folder per evaluation: never overwrite an earlier one
+    path = (root if root is not None else ensure_dir(run.path / "eval")) / stamp  # a symlink planted at eval/: refused
+    path.mkdir(exist_ok=False)  # a new folder per evaluation: never overwrite an earlier one
     return path
 
 
 def write_predictions(path: Path, predictions: list[dict]) -> None:
-    with (path / "predictions.jsonl").open("w") as handle:
+    with atomic_writer(path / "predictions.jsonl") as handle:  # never through a symlink
         for row in predictions:
             handle.write(json.dumps(scrub_text_tree(row), ensure_ascii=False) + "\n")
 
@@ -354,7 +356,7 @@ ANSWER_FILES = {"general": ("answers", "general.jsonl"), "safety": ("answers", "
 
 def write_jsonl(file: Path, rows) -> None:
     """One JSON object a line, written as it goes (values JSON cannot hold are written as text)."""
-    with file.open("w", encoding="utf-8") as handle:
+    with atomic_writer(file) as handle:  # never through a symlink
         for row in rows:
             handle.write(json.dumps(scrub_text_tree(row), ensure_ascii=False, default=str) + "\n")
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..safe_io import save_figure
 from .numbers import fixed, missing, pct
 from .tasks import SYSTEMS
 
@@ -117,7 +118,7 @@ def plot(report: dict, out: Path) -> Path:
         ax.set_title(f"{split}: {'prompting arms' if split == 'validation' else 'final systems'} · n={n}")
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out)
+    save_figure(fig, out)  # atomically, never through a symlink
     plt.close(fig)
     return out
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Problem
+from ..safe_io import write_text
 from .source import ExportError, Source
 
 
@@ -65,11 +66,11 @@ def write_merged(source: Source, folder: Path, dtype: str) -> dict:
     model.save_pretrained(str(folder), safe_serialization=True)
     tokenizer.save_pretrained(str(folder))
     if getattr(tokenizer, "chat_template", None) and not (folder / "chat_template.jinja").is_file():
-        (folder / "chat_template.jinja").write_text(tokenizer.chat_template)
+        write_text(folder / "chat_template.jinja", tokenizer.chat_template)
     base = source.cfg.model.name if source.cfg.model.tiny is None else "tiny"
     info = {"kind": "merged", "dtype": dtype, "base_model": base, "adapter": str(source.adapter),
             "files": sorted(p.name for p in folder.iterdir() if p.name != "INCOMPLETE")}
-    (folder / "ftorch-export.json").write_text(json.dumps(info, indent=2) + "\n")
+    write_text(folder / "ftorch-export.json", json.dumps(info, indent=2) + "\n")
     return info
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import Problem
+from ..safe_io import write_text
 from .source import ExportError, Source
 
 _LAST = "{{- range $i, $_ := .Messages }}\n{{- $last := eq (len (slice $.Messages $i)) 1 -}}\n"
@@ -132,7 +133,7 @@ def write_modelfile(source: Source, folder: Path, gguf_path: Path, tokenizer, qu
     family = recognise(tokenizer)
     text = modelfile_text(gguf_path.name, family, system_prompt(source), tokenizer.eos_token)
     path = folder / "Modelfile"
-    path.write_text(text)
+    write_text(path, text)
     command = f"ollama create {model_name(source, quant)} -f {shlex.quote(str(path.resolve()))}"
-    (folder / "ollama-create.sh").write_text(f"#!/bin/sh\n{command}\n")
+    write_text(folder / "ollama-create.sh", f"#!/bin/sh\n{command}\n")
     return path, command

@@ -44,15 +44,17 @@ def held_out(source: Source, limit: int | None):
     return task, [task.conversation("tuned", e) for e in task.examples]
 
 
-def reference_replies(source: Source, conversations: list, max_new_tokens: int, batch_size: int) -> list[str]:
-    """Base + adapter's greedy replies. Cached in RUN/export/ per conversation (under the reply length and the
-    adapter's files), so later exports of the same run, with any --limit, generate only what is new."""
+def reference_replies(source: Source, conversations: list, max_new_tokens: int, batch_size: int,
+                      cache_dir: Path) -> list[str]:
+    """Base + adapter's greedy replies. Cached in `cache_dir` (RUN/export/, or an --out folder) per conversation
+    (under the reply length and the adapter's files), so later exports of the same run, with any --limit,
+    generate only what is new."""
     from ..eval.local import LocalModel
 
     adapter_files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in source.adapter.iterdir()
                            if p.is_file())
     key = hashlib.sha256(json.dumps([max_new_tokens, adapter_files]).encode()).hexdigest()[:16]
-    cache = source.run.path / "export" / f".reference-{key}.json"
+    cache = cache_dir / f".reference-{key}.json"
     try:
         known = json.loads(cache.read_text())["replies"]
     except (OSError, ValueError, KeyError):
@@ -110,7 +112,7 @@ def verify(source: Source, loaded, folder: Path, limits: Thresholds, *, limit: i
     ev = source.cfg.eval
     task, conversations = held_out(source, limit)
     progress(f"verifying on {len(conversations)} held-out prompts (greedy, up to {ev.max_new_tokens} tokens)")
-    reference = reference_replies(source, conversations, ev.max_new_tokens, ev.batch_size)
+    reference = reference_replies(source, conversations, ev.max_new_tokens, ev.batch_size, folder.parent)
     model, tokenizer = loaded
     exported = LocalModel.from_loaded(model, tokenizer).generate(conversations, ev.max_new_tokens, ev.batch_size)
     result = compare(task, reference, exported, ev.headline, ev.json_schema)

@@ -73,7 +73,7 @@ def launch(project: Project, overrides: list[str], multirun: bool,
         outcomes.append(Outcome(run_dir, result.status, None, result.metrics))
         return _objective(run_dir, prepared.config)
 
-    use_project(project)
+    use_project(project, overrides)  # the recipes these overrides choose, read only now
     if multirun and not any(o.startswith("hydra.sweep.dir=") for o in overrides):
         # known here, whatever runs the trials
         overrides = [*overrides, f"hydra.sweep.dir={_sweep_dir(project, overrides)}"]

@@ -22,6 +22,7 @@ from ..config.schema import RunConfig
 from ..data.report import DataReport, check_data
 from ..errors import EXIT_USER, ConfigError, DataError, FtorchError, Problem, RunInterrupted
 from ..eval.finished import evaluate_after_training
+from ..safe_io import copy_file
 from .plots import loss_plot
 from .rundir import RunDir, pid_alive, write_json_atomic
 
@@ -163,17 +164,18 @@ def supervise(run: RunDir, work: Callable[[], Result], title: str) -> Result:
         _plot(run, title)
         raise
     except FtorchError as exc:
-        _record(run, "failed", error=exc.render())
-        _plot(run, title)
-        raise
+        full = None if exc.exit_code == EXIT_USER else disk_full(exc, run.path)  # a child that died of it
+        if full is None:
+            _record(run, "failed", error=exc.render())
+            _plot(run, title)
+            raise
+        raise _record_disk_full(run, exc, full) from None
     except BaseException as exc:
-        if not _disk_full(exc):
+        full = disk_full(exc, run.path)
+        if full is None:
             _failed(run, exc, title)
             raise
-        full = DiskFull(Problem(str(run.path), f"the disk is full ({exc})",
-                                f"free some space, then continue with: ftorch resume {run.path}"))
-        _record(run, "failed", error=full.render())
-        raise full from None
+        raise _record_disk_full(run, exc, full) from None
     with _signals_held() as held:
         plot = _plot(run, title)
     held += _record(run, result.status, metrics=result.metrics, artifacts=result.artifacts,
@@ -188,14 +190,58 @@ class DiskFull(FtorchError):
     title = "disk full"
 
 
-def _disk_full(exc: BaseException | None) -> bool:
-    """An ENOSPC anywhere in the chain (torch.save wraps it in a RuntimeError that only says it in words)."""
+LOW_SPACE = 64 * 2**20
+"""Less free than this (bytes) on the run's disk after a write failed: the disk is what is full."""
+_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+_FULL_WORDS = ("No space left on device", "Disk quota exceeded")
+
+
+def disk_full(exc: BaseException, folder: Path | None = None) -> str | None:
+    """Why `exc` is the disk being full (for the message), or None when it is not. Libraries do not always say
+    so: torch.save reports "[enforce fail at inline_container.cc:672] . unexpected pos" and nothing else. So,
+    whatever the error says: an ENOSPC or EDQUOT anywhere in its chain (or their words), or, with `folder`
+    given (the run's), less than LOW_SPACE left on the disk that holds it. Running out of memory is not this."""
+    if _full_in_chain(exc):
+        return "no space left on device"
+    if folder is None or isinstance(exc, MemoryError) or "OutOfMemory" in type(exc).__name__:
+        return None
+    free = free_space(folder)
+    return f"{free / 2**20:.1f} MiB left on it" if free is not None and free < LOW_SPACE else None
+
+
+def _full_in_chain(exc: BaseException | None) -> bool:
     seen = 0
     while exc is not None and seen < 10:
-        if (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "No space left on device" in str(exc):
+        if (isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS) or any(w in str(exc) for w in _FULL_WORDS):
             return True
         exc, seen = exc.__cause__ or exc.__context__, seen + 1
     return False
+
+
+def free_space(folder: Path) -> int | None:
+    """Bytes free to this user on the disk holding `folder` (or its nearest existing parent); None if unknown."""
+    for path in (folder, *folder.parents):
+        try:
+            return shutil.disk_usage(path).free
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return None
+    return None
+
+
+def _record_disk_full(run: RunDir, exc: BaseException, why: str) -> DiskFull:
+    """The run failed because its disk is full: the checkpoint whose save was cut short goes first (resume
+    would drop it anyway, and its space is what run.json needs to be written), then the status is recorded
+    with the command that continues the run. Returns the error to raise (exit 2)."""
+    from ..backends.checkpoints import drop_incomplete
+
+    drop_incomplete(run)
+    full = DiskFull(Problem(str(run.path), f"the disk is full ({why}); the error was: "
+                                           f"{type(exc).__name__}: {exc}",
+                            f"free some space, then continue with: ftorch resume {run.path}"))
+    _record(run, "failed", error=full.render())
+    return full
 
 
 def _failed(run: RunDir, exc: BaseException, title: str) -> None:
@@ -277,7 +323,7 @@ def _copy_split_manifests(data: DataReport, run: RunDir) -> None:
     for index, folder in enumerate(sorted(folders)):
         if (folder / MANIFEST).is_file():
             name = MANIFEST if len(folders) == 1 else f"{index}_{MANIFEST}"
-            shutil.copyfile(folder / MANIFEST, run.manifest.parent / name)
+            copy_file(folder / MANIFEST, run.manifest.parent / name)  # never through a symlink
 
 
 def _plot(run: RunDir, title: str) -> Path | None:

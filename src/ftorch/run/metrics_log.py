@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from ..safe_io import open_append
+
 # what a transformers/TRL Trainer logs -> the name in metrics.jsonl (eval rows: the same with eval_)
 TRAINER_NAMES = {"learning_rate": "lr", "grad_norm": "grad_norm", "mean_token_accuracy": "token_accuracy",
                  "rewards/accuracies": "reward_accuracy", "rewards/margins": "reward_margin",
@@ -60,7 +62,7 @@ def from_trainer_logs(step: int, logs: dict[str, Any], **extra: Any) -> MetricsR
 def append(path: Path, rows: list[MetricsRow] | MetricsRow) -> None:
     """Append rows, each one JSON line without its empty fields."""
     rows = [rows] if isinstance(rows, MetricsRow) else rows
-    with path.open("a") as handle:
+    with open_append(path) as handle:  # a symlink planted at metrics.jsonl is refused, never followed
         for row in rows:
             handle.write(json.dumps(row.model_dump(exclude_none=True)) + "\n")
 

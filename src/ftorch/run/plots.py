@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..safe_io import save_figure
+
 
 def read_metrics(path: Path) -> list[dict]:
     from .metrics_log import read
@@ -32,6 +34,6 @@ def loss_plot(metrics: Path, out: Path, title: str) -> Path | None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out)
+    save_figure(fig, out)  # atomically, never through a symlink planted at `out`
     plt.close(fig)
     return out

@@ -39,6 +39,14 @@ class Evaluation(_Open):
     headline: str | None = None
     regressions: list[Any] = []
     prompt_arm: str | None = None
+    # a re-evaluation that is running or did not finish: the earlier successful evaluation's record, kept
+    last_succeeded: dict[str, Any] | None = None
+
+    def latest_success(self) -> dict[str, Any] | None:
+        """The newest successful evaluation's record: this one, or the one an unfinished re-evaluation kept."""
+        if self.status == "succeeded":
+            return self.model_dump(mode="json", exclude_unset=True, exclude={"last_succeeded"})
+        return self.last_succeeded
 
 
 class Objective(_Open):
@@ -124,6 +132,9 @@ class RunRecord(_Open):
         """Read RUN/run.json; a torn, foreign or hand-broken file is a ConfigError naming it (never a traceback)."""
         try:
             data = json.loads(path.read_text())
+        except (IsADirectoryError, PermissionError) as exc:  # FileNotFoundError is the caller's to handle
+            raise ConfigError(Problem(str(path), f"cannot read run.json ({exc.strerror})",
+                                      "it must be the file ftorch wrote; restore it, or start a new run")) from None
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ConfigError(Problem(str(path), f"run.json is corrupt ({type(exc).__name__}: {exc})",
                                       "this run's record cannot be trusted; start a new run")) from None
@@ -139,8 +150,10 @@ class RunRecord(_Open):
 
     @property
     def headline_metric(self) -> float | None:
-        """The tuned model's score on the evaluation's headline metric, if evaluated."""
-        headline = self.evaluation.headline if self.evaluation else None
+        """The tuned model's score on the evaluation's headline metric, if evaluated (by the latest evaluation
+        that succeeded: a re-evaluation that did not finish changed nothing in `metrics`)."""
+        latest = self.evaluation.latest_success() if self.evaluation else None
+        headline = (latest or {}).get("headline")
         value = self.metrics.get(f"eval_tuned_{headline}") if headline else None
         return value if isinstance(value, (int, float)) else None
 

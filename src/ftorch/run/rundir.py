@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
 import platform
 import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError, Problem
+from ..safe_io import atomic_writer, check_folder, check_regular, open_append, open_fd, write_text
 from ..secrets import REDACTED, is_secret, redact, redact_hydra_dir, redact_override, scrub, scrub_text_tree
 from .record import WRITTEN_STATUSES, RunRecord
 
@@ -28,6 +29,11 @@ __all__ = ["REDACTED", "RunDir", "RunRecord", "is_secret", "redact", "redact_hyd
            "write_json_atomic"]
 
 LOCK_NAME = "run.lock"
+NOT_WRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)  # a run folder ftorch cannot write in
+# the folders ftorch (or a library it drives) writes inside a run directory: never through a symlink
+OWN_FOLDERS = ("adapter", "checkpoints", "data", "eval", "export", ".hydra", "unsloth", "merged", "gguf", "tensorboard",
+               "axolotl_data")
+APPENDED = ("train.log", "metrics.jsonl", "events.jsonl")  # files appended to (safe_io.open_append refuses a symlink)
 _HELD: dict[Path, int] = {}  # run dir -> this process's lock descriptor
 KEY_PACKAGES = ("ftorch", "torch", "transformers", "peft", "trl", "accelerate", "datasets", "hydra-core", "openai",
                 "unsloth", "unsloth_zoo", "optuna")
@@ -38,20 +44,11 @@ def now() -> str:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write to a temp file beside `path`, fsync, then rename over it: never a torn file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(scrub_text_tree(data), handle, indent=2, default=str)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write to a temp file made exclusively beside `path`, fsync, then rename over it: never a torn file, and a
+    symlink planted at `path` is replaced, never written through (safe_io)."""
+    with atomic_writer(path) as handle:
+        json.dump(scrub_text_tree(data), handle, indent=2, default=str)
+        handle.write("\n")
 
 
 def git_commit(root: Path) -> str | None:
@@ -151,7 +148,7 @@ class RunDir:
     def append_log(self, line: str) -> None:
         if not self.writes:
             return
-        with self.log.open("a") as handle:
+        with open_append(self.log) as handle:  # a symlink planted at train.log is refused, never followed
             handle.write(f"{now()} {scrub(line)}\n")
 
     # One writer per run: the process that owns it holds an flock on RUN/run.lock. The OS drops the lock when
@@ -159,7 +156,7 @@ class RunDir:
 
     def acquire(self) -> int | None:
         """Take the run's lock: its file descriptor (keep it open while writing), or None if another holds it."""
-        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = open_fd(self.lock_file, os.O_RDWR | os.O_CREAT)  # a planted symlink: UnsafePath, never written through
         # a reader asking who holds the lock (holder()) holds a shared lock for an instant: try a few times before
         # concluding that another process owns the run
         for attempt in range(10):
@@ -178,7 +175,7 @@ class RunDir:
     def holder(self) -> dict | None:
         """{"pid", "host"} of the process holding the lock, or None when it is free (or there is no lock file)."""
         try:
-            fd = os.open(self.lock_file, os.O_RDONLY)
+            fd = os.open(self.lock_file, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # a symlink: no lock
         except OSError:
             return None
         try:
@@ -192,20 +189,57 @@ class RunDir:
             os.close(fd)
 
     @contextmanager
-    def owned(self, action: str) -> Iterator[int]:
-        """Hold the run's lock for `action` (train, resume, eval, cancel), or refuse naming who holds it."""
-        fd = self.acquire()
+    def owned(self, action: str, *, read_only_hint: str | None = None) -> Iterator[int]:
+        """Hold the run's lock for `action` (train, resume, eval, cancel), or refuse naming who holds it. A run
+        folder that cannot be written (a read-only filesystem, no permission) is refused too (RunNotWritable,
+        exit 2), with `read_only_hint` (how to do `action` without writing there) or a general one."""
+        try:
+            fd = self.acquire()
+        except OSError as exc:
+            if exc.errno not in NOT_WRITABLE:
+                raise
+            raise self._not_writable(action, f"{exc.strerror}: {self.lock_file.name}", read_only_hint) from None
         if fd is None:
-            who = self.holder() or {}
-            raise ConfigError(Problem(str(self.path), f"cannot {action}: this run is in use by pid {who.get('pid')} "
-                                      f"on {who.get('host')} (it holds {self.lock_file.name})",
-                                      "wait for that process to finish, or stop it (Ctrl-C or kill PID) first"))
+            raise self._in_use(action)
+        if not os.access(self.path, os.W_OK):  # run.lock opened, yet nothing else could be written beside it
+            os.close(fd)
+            raise self._not_writable(action, "no write permission", read_only_hint)
         _HELD[self.path.resolve()] = fd
         try:
+            self.check_layout()
             yield fd
         finally:
             _HELD.pop(self.path.resolve(), None)
             os.close(fd)
+
+    @contextmanager
+    def read_only(self, action: str) -> Iterator[None]:
+        """For `action` reading a finished run without writing anything in it (eval or export with --out, which
+        works on a read-only run): no lock is taken (that would mean writing run.lock), but a run another process
+        owns (training, resuming) is refused as by owned()."""
+        if self.holder() is not None:
+            raise self._in_use(action)
+        yield
+
+    def _not_writable(self, action: str, why: str, hint: str | None) -> RunNotWritable:
+        return RunNotWritable(Problem(str(self.path), f"cannot {action}: this run's folder cannot be written ({why}),"
+                                      " and ftorch records what it does in it", hint or "make the folder writable "
+                                      "(or copy the run somewhere writable), then run the command again"))
+
+    def _in_use(self, action: str) -> ConfigError:
+        who = self.holder() or {}
+        return ConfigError(Problem(str(self.path), f"cannot {action}: this run is in use by pid {who.get('pid')} "
+                                   f"on {who.get('host')} (it holds {self.lock_file.name})",
+                                   "wait for that process to finish, or stop it (Ctrl-C or kill PID) first"))
+
+    def check_layout(self) -> None:
+        """Refuse a symlink planted at one of the run's own folders or appended files (UnsafePath, exit 2), before
+        any work: ftorch and the libraries it drives (the Trainer's checkpoints, save_pretrained) write there, and
+        must not write elsewhere."""
+        for name in OWN_FOLDERS:
+            check_folder(self.path / name)
+        for name in APPENDED:  # refused now, before any work, rather than at the first line written
+            check_regular(self.path / name)
 
     def held_fds(self) -> tuple[int, ...]:
         """The lock's descriptor if this process owns the run: pass it to a child (Popen pass_fds) that writes
@@ -241,7 +275,13 @@ class RunDir:
         return record
 
     def write_config(self, resolved: dict, raw: dict) -> None:
-        (self.path / "config.yaml").write_text(yaml.safe_dump(redact(resolved, raw), sort_keys=False))
+        write_text(self.path / "config.yaml", yaml.safe_dump(redact(resolved, raw), sort_keys=False))
+
+
+class RunNotWritable(ConfigError):
+    """A run folder ftorch cannot write in (a read-only filesystem, no permission), for a command that must."""
+
+    title = "run folder not writable"
 
 
 def _running(record: RunRecord) -> bool:

@@ -16,6 +16,7 @@ from ..errors import ConfigError, Problem
 from ..run.plots import read_metrics
 from ..run.record import Objective, RunRecord
 from ..run.rundir import RunDir
+from ..safe_io import atomic_writer, save_figure, write_text
 
 KEY_METRICS = ("final_loss", "final_eval_loss", "trained_tokens")
 
@@ -109,13 +110,13 @@ def write_report(sweep_dir: Path) -> dict[str, Path]:
     header, table = rows(trials)
     outputs = {"csv": sweep_dir / "leaderboard.csv", "md": sweep_dir / "leaderboard.md",
                "png": sweep_dir / "sweep.png", "best": sweep_dir / "best.yaml"}
-    with outputs["csv"].open("w", newline="") as handle:
+    with atomic_writer(outputs["csv"]) as handle:  # every report file: never through a symlink
         writer = csv.writer(handle)
         writer.writerow(header)
         writer.writerows(table)
     lines = [f"# Sweep {sweep_dir}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in table]
-    outputs["md"].write_text("\n".join(lines) + "\n")
+    write_text(outputs["md"], "\n".join(lines) + "\n")
     plot(trials, outputs["png"])
     best = ranked(trials)[0]
     if best.value is not None:
@@ -131,7 +132,7 @@ def write_best(trial: Trial, path: Path) -> None:
     header = (f"# @package _global_\n# Best trial of the sweep: {trial.path}\n"
               f"# {trial.objective.name if trial.objective else 'objective'} = {trial.value}\n"
               f"# Re-run it: ftorch train recipe={path}\n")
-    path.write_text(header + yaml.safe_dump(config, sort_keys=False))
+    write_text(path, header + yaml.safe_dump(config, sort_keys=False))
 
 
 def plot(trials: list[Trial], out: Path) -> None:
@@ -164,7 +165,7 @@ def plot(trials: list[Trial], out: Path) -> None:
     curves.legend(fontsize=7)
     curves.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out)
+    save_figure(fig, out)  # atomically, never through a symlink
     plt.close(fig)
 
 
