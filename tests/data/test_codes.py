@@ -20,6 +20,7 @@ MINIMAL = {
     "bad_utf8": ("chat", b'{"messages": "\xff"}\n'),
     "blank_line": ("chat", b"\n" + json.dumps(GOOD).encode() + b"\n"),
     "invalid_json": ("chat", b"{nope\n"),
+    "too_deep": ("chat", b'{"messages": ' + b"[" * 65 + b"]" * 65 + b"}\n"),
     "not_object": ("chat", b"[1]\n"),
     "empty_file": ("chat", b"\n\n"),
     "unknown_key": ("chat", json.dumps({**GOOD, "metadata": {}}).encode()),
@@ -45,10 +46,12 @@ MINIMAL = {
 }
 # raised with a tokenizer: too_long in tests/data/test_profile.py, truncated in tests/test_user_mistakes.py
 PROFILE_CODES = {"too_long", "truncated"}
+# needs a line over the limit: line_too_long in tests/data/test_hostile_input.py
+HOSTILE_CODES = {"line_too_long"}
 
 
 def test_every_code_has_a_minimal_file():
-    assert set(MINIMAL) | PROFILE_CODES == set(CODES)
+    assert set(MINIMAL) | PROFILE_CODES | HOSTILE_CODES == set(CODES)
 
 
 @pytest.mark.parametrize("code", sorted(MINIMAL))

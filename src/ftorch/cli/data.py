@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from ..errors import DataError, Problem
+from .argtypes import positive_int
 
 MAX_ISSUES_SHOWN = 50
 
@@ -14,7 +15,7 @@ def add_parser(sub) -> None:
     data = sub.add_parser("data", help="check, profile, split and convert datasets")
     data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     check = data_sub.add_parser("check", help="validate every line, profile tokens and duplicates, estimate cost; "
-                                "exit 1 on errors")
+                                "exit 1 on errors, 2 when a line is too long to read")
     check.add_argument("path", type=Path)
     check.add_argument("--format", choices=("auto", "chat", "preference"), default="auto")
     check.add_argument("--model", help="tokenizer to count with: an OpenAI model id or a local model folder")
@@ -22,6 +23,7 @@ def add_parser(sub) -> None:
                        "and what truncation cuts (default with a local --model: train.max_length's default)")
     check.add_argument("--epochs", default="auto", help="epochs for the OpenAI cost estimate (default: auto)")
     check.add_argument("--prices", type=Path, help="price table (default: the project's conf/prices/openai.yaml)")
+    _max_line_bytes(check)
     check.add_argument("--json", action="store_true")
     split = data_sub.add_parser("split", help="deterministic train/validation/test split by seed and content hash")
     split.add_argument("path", type=Path)
@@ -29,6 +31,7 @@ def add_parser(sub) -> None:
     split.add_argument("--seed", type=int, default=0)
     split.add_argument("--out", type=Path, help="output folder (default: PATH's folder / STEM_split)")
     split.add_argument("--format", choices=("auto", "chat", "preference"), default="auto")
+    _max_line_bytes(split)
     split.add_argument("--json", action="store_true")
     convert = data_sub.add_parser("convert", help="Alpaca, ShareGPT or CSV -> chat JSONL; "
                                   "prompt/chosen/rejected -> preference JSONL")
@@ -40,6 +43,15 @@ def add_parser(sub) -> None:
     convert.add_argument("--prompt-column", default="prompt")
     convert.add_argument("--completion-column", default="completion")
     convert.add_argument("--skip-invalid", action="store_true", help="leave out bad records instead of stopping")
+    _max_line_bytes(convert)
+
+
+def _max_line_bytes(parser) -> None:
+    from ..data.lines import DEFAULT_MAX_LINE_BYTES
+
+    parser.add_argument("--max-line-bytes", type=positive_int, default=DEFAULT_MAX_LINE_BYTES, metavar="N",
+                        help="a line (a JSON array's element) longer than N bytes is reported unread, before any parse "
+                        f"(default {DEFAULT_MAX_LINE_BYTES:,}, as data.max_line_bytes)")
 
 
 def run(args) -> int:
@@ -52,7 +64,7 @@ def check(args) -> int:
     from ..data.tokens import counter_for, is_openai_model
 
     path = _existing(args.path)
-    fmt = detect_format(path) if args.format == "auto" else args.format
+    fmt = detect_format(path, args.max_line_bytes) if args.format == "auto" else args.format
     prices = _prices(args.prices) if args.model and is_openai_model(args.model) else None
     family = prices.family(args.model) if prices else None
     counter = counter_for(args.model, family[1] if family else None)
@@ -61,7 +73,7 @@ def check(args) -> int:
         from ..config.schema import TrainConfig
 
         max_length = TrainConfig().max_length  # a local model: what `train` would cut to by default
-    report = inspect_file(path, fmt, counter, max_length)
+    report = inspect_file(path, fmt, counter, max_length, max_line_bytes=args.max_line_bytes)
     cost = None
     if prices is not None:
         from ..data.cost import estimate
@@ -78,6 +90,8 @@ def check(args) -> int:
                           "issues": [i.to_dict() for i in report.issues]}, indent=2))
     else:
         _print_check(report, cost)
+    if any(i.code == "line_too_long" for i in report.errors):  # part of the file could not even be read
+        return 2
     return 1 if report.errors else 0
 
 
@@ -144,9 +158,9 @@ def split(args) -> int:
 
     path = _existing(args.path)
     ratios = _ratios(args.ratios)
-    fmt = detect_format(path) if args.format == "auto" else args.format
+    fmt = detect_format(path, args.max_line_bytes) if args.format == "auto" else args.format
     out_dir = args.out or path.parent / f"{path.stem}_split"
-    result = split_file(path, out_dir, ratios, args.seed, fmt)
+    result = split_file(path, out_dir, ratios, args.seed, fmt, args.max_line_bytes)
     if args.json:
         print(json.dumps(result.manifest, indent=2))
         return 0
@@ -169,7 +183,7 @@ def convert(args) -> int:
     kind = "preference" if args.source == "prompt-chosen-rejected" else "chat"
     out_path = args.out or path.with_name(f"{path.stem}.{kind}.jsonl")
     converted = run_convert(path, args.source, system=args.system, prompt_column=args.prompt_column,
-                            completion_column=args.completion_column)
+                            completion_column=args.completion_column, max_line_bytes=args.max_line_bytes)
     if converted.problems and not args.skip_invalid:
         raise DataError(converted.problems, hint="fix the source, or pass --skip-invalid to leave those records out")
     write_chat(converted, out_path)
@@ -183,11 +197,10 @@ def convert(args) -> int:
 
 
 def _existing(path: Path) -> Path:
-    if path.is_dir():
-        raise DataError(Problem(str(path), "is a directory, not a data file", "give the path of a file inside it"))
-    if not path.is_file():
-        raise DataError(Problem(str(path), "file not found"))
-    return path
+    """`path`, or exit 2 saying why it cannot be read: missing, a folder, a FIFO, a device."""
+    from ..data.lines import check_file
+
+    return check_file(path)
 
 
 def _ratios(text: str) -> tuple[float, float, float]:

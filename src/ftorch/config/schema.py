@@ -10,6 +10,7 @@ from typing import Annotated, Literal, TypeGuard, get_args
 
 from pydantic import BaseModel, Field, PositiveFloat, PositiveInt, model_validator
 
+from ..data.lines import DEFAULT_MAX_LINE_BYTES
 from ..errors import ConfigError, Problem
 from .providers import (
     P,
@@ -51,6 +52,9 @@ class DataConfig(Strict):
     train: str = Field(..., description="chat JSONL: one {\"messages\": [...]} object per line")
     validation: str | None = None
     test: str | None = None
+    max_line_bytes: PositiveInt = Field(DEFAULT_MAX_LINE_BYTES, description="a data line longer than this many "
+                                        "bytes is refused unread (naming file:line), before any parse or "
+                                        "tokenisation: memory stays bounded whatever the file holds")
 
 
 class LoraSettings(Strict):

@@ -1,16 +1,17 @@
 """Line-by-line checks of chat JSONL (OpenAI's fine-tuning format) and preference JSONL (OpenAI's DPO
 format: how users give negative examples). Every problem is reported, each with its line number and a
-stable code; files are streamed (memory bounded) and only ever read."""
+stable code; files are streamed through lines.py (memory bounded: a line over the limit is reported unread) and
+only ever read."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from .fastpath import accepts
+from .lines import DEFAULT_MAX_LINE_BYTES, BadJson, Skipped, open_data, parse_json, read_blocks, read_lines
 
 FORMATS = ("chat", "preference")
 ROLES = ("system", "developer", "user", "assistant", "tool")
@@ -18,7 +19,6 @@ MESSAGE_KEYS = {"role", "content", "name", "weight", "tool_calls", "tool_call_id
 CHAT_KEYS = {"messages", "tools", "parallel_tool_calls", "functions"}
 PREFERENCE_KEYS = {"input", "preferred_output", "non_preferred_output"}
 INPUT_KEYS = {"messages", "tools", "parallel_tool_calls"}
-BLOCK_BYTES = 1 << 20
 
 # Every code the checker emits, with what it means; tests cover each one.
 CODES = {
@@ -26,6 +26,8 @@ CODES = {
     "bad_utf8": "line is not valid UTF-8",
     "blank_line": "blank line (warning)",
     "invalid_json": "line is not valid JSON",
+    "too_deep": "JSON nested more than 64 levels deep: not parsed",
+    "line_too_long": "line longer than data.max_line_bytes: not read (`data check` exits 2, train refuses)",
     "not_object": "line is JSON but not an object",
     "empty_file": "no examples in the file",
     "unknown_key": "unknown top-level key",
@@ -77,20 +79,28 @@ class Line:
         return not any(i.severity == "error" for i in self.issues)
 
     def example(self) -> dict:
-        return json.loads(self.raw)
+        return parse_json(self.raw)
 
 
-def scan(path: Path, fmt: str, keep_ok: bool = True) -> Iterator[Line]:
+def scan(path: Path, fmt: str, keep_ok: bool = True, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> Iterator[Line]:
     """Every non-blank line with its issues (file-level issues ride on line 1 or the blank line).
     With keep_ok=False, lines without any issue are not yielded (the format-check hot loop).
-    The file is read in blocks of about 1 MiB: memory stays bounded whatever the file's size."""
+    The file is read in blocks of about 1 MiB: memory stays bounded whatever the file's size; a line over
+    `max_line_bytes` is a `line_too_long` issue, never read whole."""
     name = str(path)
     check = check_chat_example if fmt == "chat" else check_preference_example
     seen_any = False
     pending_blank: list[int] = []
     number = 0
-    with path.open("rb") as handle:
-        while block := handle.readlines(BLOCK_BYTES):
+    with open_data(path) as handle:
+        for block in read_blocks(handle, max_line_bytes):
+            if isinstance(block, Skipped):
+                number += 1
+                for blank in pending_blank:
+                    yield _blank(name, blank)
+                pending_blank, seen_any = [], True
+                yield Line(number, b"", [Issue(name, number, "line_too_long", block.message(max_line_bytes))])
+                continue
             verdicts = accepts(fmt, block)
             if not pending_blank and all(verdicts):  # a clean block: no per-line work here
                 if keep_ok:
@@ -130,9 +140,9 @@ def _blank(name: str, number: int) -> Line:
     return Line(number, b"", [Issue(name, number, "blank_line", "blank line", "warning")])
 
 
-def format_issues(path: Path, fmt: str) -> list[Issue]:
+def format_issues(path: Path, fmt: str, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> list[Issue]:
     """Only the format check, streaming: every issue in the file, nothing else kept."""
-    return [issue for line in scan(path, fmt, keep_ok=False) for issue in line.issues]
+    return [issue for line in scan(path, fmt, keep_ok=False, max_line_bytes=max_line_bytes) for issue in line.issues]
 
 
 def _check_line(body: bytes, name: str, number: int, check) -> list[Issue]:
@@ -141,19 +151,21 @@ def _check_line(body: bytes, name: str, number: int, check) -> list[Issue]:
     except UnicodeDecodeError as exc:
         return [Issue(name, number, "bad_utf8", f"not valid UTF-8 at byte {exc.start}")]
     try:
-        example = json.loads(text)
-    except json.JSONDecodeError as exc:
-        return [Issue(name, number, "invalid_json", f"invalid JSON: {exc.msg} (column {exc.colno})")]
+        example = parse_json(text)
+    except BadJson as exc:
+        return [Issue(name, number, exc.code, exc.message)]
     return check(example, name, number)
 
 
-def detect_format(path: Path) -> str:
+def detect_format(path: Path, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> str:
     """'chat' or 'preference', from the first line that parses; chat when nothing does."""
-    with path.open("rb") as handle:
-        for raw in handle:
+    with open_data(path) as handle:
+        for raw in read_lines(handle, max_line_bytes):
+            if isinstance(raw, Skipped):
+                continue
             try:
-                example = json.loads(raw.lstrip(b"\xef\xbb\xbf"))
-            except (json.JSONDecodeError, UnicodeDecodeError):
+                example = parse_json(raw.lstrip(b"\xef\xbb\xbf"))
+            except ValueError:  # not JSON, too deep, not UTF-8
                 continue
             if isinstance(example, dict):
                 return "preference" if PREFERENCE_KEYS & example.keys() else "chat"
@@ -264,8 +276,8 @@ def _check_assistant(message: dict, at: str, issue) -> list[Issue]:
             found.append(issue("bad_tool_calls", f"{at}.tool_calls[{n}].function.arguments must be a JSON string"))
         else:
             try:
-                json.loads(fn["arguments"])
-            except json.JSONDecodeError:
+                parse_json(fn["arguments"])
+            except ValueError:
                 found.append(issue("bad_tool_calls", f"{at}.tool_calls[{n}].function.arguments is not valid JSON"))
     return found
 
@@ -301,9 +313,9 @@ class ChatFile:
         return [i for i in self.issues if i.severity == "error"]
 
 
-def read_jsonl(path: Path, fmt: str = "chat") -> ChatFile:
+def read_jsonl(path: Path, fmt: str = "chat", max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> ChatFile:
     examples, lines, issues = [], [], []
-    for line in scan(path, fmt):
+    for line in scan(path, fmt, max_line_bytes=max_line_bytes):
         issues += line.issues
         if line.ok and line.raw:
             examples.append(line.example())

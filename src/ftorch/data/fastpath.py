@@ -59,7 +59,7 @@ class _Preference(Struct, forbid_unknown_fields=True, gc=False):
 
 _decode_chat = msgspec.json.Decoder(_Chat).decode
 _decode_preference = msgspec.json.Decoder(_Preference).decode
-_ERRORS = (msgspec.ValidationError, msgspec.DecodeError)
+_ERRORS = (msgspec.ValidationError, msgspec.DecodeError, RecursionError)  # nesting: the slow path says so
 # A "content" string made only of whitespace, escapes or non-ASCII bytes (conservative: a hit only
 # means the block's lines get the per-message whitespace check).
 _MAYBE_BLANK = re.compile(rb'"content"\s*:\s*"(?:\s|\\(?:u[0-9a-fA-F]{4}|[^u])|[\x80-\xff])*"')

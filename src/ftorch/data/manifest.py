@@ -5,10 +5,13 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from .lines import open_data
+
 
 def sha256_file(path: Path) -> str:
+    """The file's sha256, read in 1 MiB blocks; a FIFO or a device is refused (it would never end)."""
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with open_data(path) as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()

@@ -9,6 +9,7 @@ from pathlib import Path
 from ..config.schema import DataConfig
 from ..errors import DataError, Problem
 from .checks import ChatFile, Issue, read_jsonl, scan
+from .lines import DEFAULT_MAX_LINE_BYTES, file_problem
 from .manifest import file_entry
 from .profile import Profile, exact_key, normalized_key
 from .tokens import TokenCounter
@@ -35,18 +36,18 @@ class FileReport:
 
 
 def inspect_file(path: Path, fmt: str, counter: TokenCounter | None = None,
-                 max_length: int | None = None, visit=None) -> FileReport:
+                 max_length: int | None = None, visit=None, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> FileReport:
     """Check and profile one file in a single streaming pass (memory grows only with per-example numbers). With a
     max_length, every example longer than it is reported (`truncated`) with what the cut loses. `visit(line,
     tokens)`, when given, sees every line with its token count (None when not counted): `ftorch review` indexes
-    the file through it."""
+    the file through it. A line over `max_line_bytes` is reported (`line_too_long`) before any parse or count."""
     from .tokens import truncation_issue
 
     profile = Profile(str(path), fmt)
     issues: list[Issue] = []
     truncated = losing = 0
     limit = counter.max_tokens if counter else None
-    for line in scan(path, fmt):
+    for line in scan(path, fmt, max_line_bytes=max_line_bytes):
         issues += line.issues
         tokens = None
         if line.ok and line.raw:
@@ -101,14 +102,11 @@ def check_data(cfg: DataConfig) -> DataReport:
         if value is None:
             continue
         path = Path(value).expanduser()
-        if path.is_dir():
-            problems.append(Problem(f"data.{split}", f"{path} is a directory, not a data file",
-                                    "give the path of a JSONL file inside it"))
+        problem = file_problem(path, f"data.{split}")  # missing, a folder, a FIFO, a device
+        if problem is not None:
+            problems.append(problem)
             continue
-        if not path.is_file():
-            problems.append(Problem(f"data.{split}", f"file not found: {path}"))
-            continue
-        chat = read_jsonl(path, cfg.format)
+        chat = read_jsonl(path, cfg.format, cfg.max_line_bytes)
         splits[split] = chat
         profile = Profile(str(path), cfg.format)
         for example, line in zip(chat.examples, chat.lines):

@@ -1,6 +1,7 @@
 """The data side of `ftorch review`: an index of one JSONL file built in one streaming pass through the same
 checks as `ftorch data check` (issues, token counts, duplicate clusters), pages of examples read from disk on
-demand, and live validation of an edit with those same checks."""
+demand, and live validation of an edit with those same checks. The file is read through data/lines.py: a FIFO or a
+device is refused, and a line over data.max_line_bytes stops the review (exit 2, naming it) before it is parsed."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from ..data.checks import Issue, check_chat_example, check_preference_example, content_text
+from ..data.lines import DEFAULT_MAX_LINE_BYTES, Skipped, open_data, parse_json, read_lines
 from ..data.profile import exact_key, normalized_key
 from ..data.report import inspect_file
 from ..data.tokens import TokenCounter, truncation_issue
+from ..errors import DataError, Problem
 from . import store
 
 PAGE_MAX = 200
@@ -23,8 +26,8 @@ def content_hash(raw: bytes) -> str:
     """The key a decision follows: the project's exact-duplicate key (same example up to JSON formatting and key
     order), or the bytes' hash for a line that is not a JSON object."""
     try:
-        example = json.loads(raw.lstrip(b"\xef\xbb\xbf"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        example = parse_json(raw.lstrip(b"\xef\xbb\xbf"))
+    except ValueError:  # not JSON, too deep, not UTF-8
         example = None
     if isinstance(example, dict):
         return exact_key(example)
@@ -37,6 +40,7 @@ class DataIndex:
     fmt: str
     counter: TokenCounter
     max_length: int | None = None
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
     lines: list[int] = field(default_factory=list)  # example lines (blank lines left out), in file order
     offsets: list[int] = field(default_factory=list)  # byte offset of every physical line (index = line - 1)
     issues: dict[int, list[Issue]] = field(default_factory=dict)
@@ -47,15 +51,15 @@ class DataIndex:
     clusters: dict[int, dict] = field(default_factory=dict)  # line -> {"kind", "lines"}
 
     @classmethod
-    def build(cls, path: Path, fmt: str, counter: TokenCounter, max_length: int | None = None) -> DataIndex:
-        index = cls(path, fmt, counter, max_length)
-        offset = 0
-        with path.open("rb") as handle:
-            for raw in handle:
-                index.offsets.append(offset)
-                offset += len(raw)
+    def build(cls, path: Path, fmt: str, counter: TokenCounter, max_length: int | None = None,
+              max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> DataIndex:
+        index = cls(path, fmt, counter, max_length, max_line_bytes)
 
         def visit(line, tokens):
+            long = next((i for i in line.issues if i.code == "line_too_long"), None)
+            if long is not None:  # the page could not show it: refused before anything else is read
+                raise DataError(Problem(f"{path}:{line.number}", long.message, "fix or remove that line, then "
+                                        "review again (`ftorch data check FILE` lists every such line)"))
             if not line.raw:
                 return
             index.lines.append(line.number)
@@ -64,7 +68,12 @@ class DataIndex:
                 index.tokens[line.number] = tokens
                 index.normal[line.number] = normalized_key(line.example())
 
-        report = inspect_file(path, fmt, counter, max_length, visit=visit)
+        report = inspect_file(path, fmt, counter, max_length, visit=visit, max_line_bytes=max_line_bytes)
+        offset = 0
+        with open_data(path) as handle:
+            for raw in read_lines(handle, max_line_bytes):
+                index.offsets.append(offset)
+                offset += raw.size if isinstance(raw, Skipped) else len(raw)
         for issue in report.issues:
             if issue.line in index.hashes:
                 index.issues.setdefault(issue.line, []).append(issue)
@@ -80,16 +89,16 @@ class DataIndex:
         return index
 
     def raw(self, line: int) -> bytes:
-        with self.path.open("rb") as handle:
+        with open_data(self.path, buffering=-1) as handle:  # one line: the default small buffer
             handle.seek(self.offsets[line - 1])
-            return handle.readline().rstrip(b"\r\n")
+            return handle.readline(self.max_line_bytes + 1).rstrip(b"\r\n")
 
     def example(self, line: int) -> tuple[Any, str | None]:
-        """(parsed JSON, None) or (None, the raw text) for a line that does not parse."""
+        """(parsed JSON, None) or (None, the raw text) for a line that does not parse (or nests too deep)."""
         raw = self.raw(line)
         try:
-            return json.loads(raw.lstrip(b"\xef\xbb\xbf")), None
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            return parse_json(raw.lstrip(b"\xef\xbb\xbf")), None
+        except ValueError:
             return None, raw.decode("utf-8", errors="replace")
 
     def item(self, line: int, decision: dict | None) -> dict:
@@ -101,9 +110,9 @@ class DataIndex:
     def search(self, needle: str) -> set[int]:
         """Lines whose text contains needle (case-insensitive), in one sequential read."""
         needle = needle.lower()
-        with self.path.open("rb") as handle:
-            return {number for number, raw in enumerate(handle, 1)
-                    if needle in raw.decode("utf-8", errors="replace").lower()}
+        with open_data(self.path) as handle:
+            return {number for number, raw in enumerate(read_lines(handle, self.max_line_bytes), 1)
+                    if isinstance(raw, bytes) and needle in raw.decode("utf-8", errors="replace").lower()}
 
     # ---- live validation of an edit ----
 
@@ -165,8 +174,9 @@ class DataReview:
     decisions: store.Decisions
 
     @classmethod
-    def open(cls, path: Path, fmt: str, counter: TokenCounter, max_length: int | None = None) -> DataReview:
-        index = DataIndex.build(path, fmt, counter, max_length)
+    def open(cls, path: Path, fmt: str, counter: TokenCounter, max_length: int | None = None,
+             max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> DataReview:
+        index = DataIndex.build(path, fmt, counter, max_length, max_line_bytes)
         review_file = store.review_path(path)
         return cls(index, review_file, store.replay(review_file, index.hashes))
 
@@ -188,7 +198,8 @@ class DataReview:
                 "review_file": str(self.review_file), "examples": len(self.index.lines), "codes": codes,
                 "decisions": counts, "stale": [s.to_dict() for s in self.decisions.stale],
                 "moved": self.decisions.moved, "negatives": len(self.decisions.negatives),
-                "unreadable_records": self.decisions.unreadable, "tokenizer": self.index.counter.tokenizer,
+                "unreadable_records": self.decisions.unreadable, "repaired": self.decisions.repaired,
+                "tokenizer": self.index.counter.tokenizer,
                 "file_issues": [i.to_dict() for i in self.index.file_issues],
                 "editable": self.index.fmt == "chat"}
 
