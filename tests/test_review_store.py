@@ -72,7 +72,8 @@ def test_decisions_replay_undo_and_survive_a_torn_line(data):
     reopened = _open(data)
     assert {n: r["action"] for n, r in reopened.decisions.current.items()} == {1: "accept", 2: "reject"}
     assert reopened.decisions.current[2]["note"] == "off-task"
-    assert reopened.decisions.unreadable == [5]
+    assert reopened.decisions.unreadable == [] and "last line was cut off" in reopened.meta()["repaired"]
+    assert store.review_path(data).read_bytes().endswith(b"\n")  # the torn line is gone: the next append is whole
     assert reopened.meta()["decisions"] == {"accept": 1, "reject": 1, "edit": 0, "undecided": 4}
     assert reopened.meta()["resume"] == 3  # the first undecided example after the newest decision (line 2)
     page = reopened.page(0, 2, around=3)

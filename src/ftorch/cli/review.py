@@ -28,6 +28,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from .console import out
 
+    _check_port(args.port)
     path: Path = args.path
     if not path.exists():
         raise DataError(Problem(str(path), "not found", "give a JSONL data file or a run folder"))
@@ -56,6 +57,12 @@ def run(args) -> int:
     return _serve(target, args.port, not args.no_browser)
 
 
+def _check_port(port: int) -> None:
+    if not 0 <= port <= 65535:
+        raise DataError(Problem("--port", f"{port} is not a port (0 to 65535)",
+                                "give a port from 1024 to 65535, or leave --port out for a free one"))
+
+
 def _open_data(path: Path, args):
     from ..data.checks import detect_format
     from ..data.tokens import counter_for
@@ -76,6 +83,8 @@ def _report_stale(target) -> None:
         lines = ", ".join(str(s.line) for s in decisions.stale[:20]) + (" ..." if len(decisions.stale) > 20 else "")
         err.print(f"{len(decisions.stale)} decisions no longer apply (their example changed or is gone): recorded "
                   f"at lines {lines}", markup=False)
+    if decisions.repaired:
+        err.print(decisions.repaired, markup=False)
     if decisions.unreadable:
         err.print(f"{target.review_file}: unreadable lines {decisions.unreadable} were skipped", markup=False)
 

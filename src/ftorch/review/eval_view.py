@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from ..errors import DataError, Problem
+from ..safe_io import write_text
 from . import store
 
 MARKS = ("agree", "wrong", "clear")
@@ -73,6 +74,7 @@ class EvalReview:
     marks_file: Path = Path()
     marks: dict[tuple[str, str, str], dict] = field(default_factory=dict)
     train_data: Path | None = None
+    repaired: str = ""  # a torn last line of the marks file, cut off on opening (store.repair_tail)
 
     @classmethod
     def open(cls, run_dir: Path) -> EvalReview:
@@ -86,6 +88,7 @@ class EvalReview:
         review.safety = _group(_read_jsonl(folder / files["safety"]) if "safety" in files else [])
         review.marks_file = folder / "human_check.jsonl"
         review.train_data = _train_data(review.run_dir)
+        review.repaired = store.repair_tail(review.marks_file)
         review._replay()
         return review
 
@@ -103,8 +106,11 @@ class EvalReview:
     def _replay(self) -> None:
         records, _ = store.read_records(self.marks_file)
         self.marks = {}
+        scorings = self._scorings()
         for record in records:
             key = (record.get("section", ""), str(record.get("item", "")), record.get("system", ""))
+            if key not in scorings:  # not a scoring of this evaluation (a hand-edited or forged line)
+                continue
             if record.get("mark") == "clear":
                 self.marks.pop(key, None)
             elif record.get("mark") in MARKS:
@@ -167,6 +173,9 @@ class EvalReview:
             raise ValueError(f"unknown section or mark: {section!r}, {mark!r}")
         if not any(r["id"] == item for r in getattr(self, section)):
             raise LookupError(f"no {section} item {item!r} in this evaluation")
+        if (section, item, system) not in self._scorings():
+            raise LookupError(f"{section} item {item!r} has no {system!r} answer to mark (it has: "
+                              f"{', '.join(self._systems(section, item))})")
         record = {"section": section, "item": item, "system": system, "mark": mark}
         if note:
             record["note"] = note
@@ -174,6 +183,15 @@ class EvalReview:
         self._replay()
         self._write_summary()
         return {"ok": True, "human_check": self.summary()}
+
+    def _systems(self, section: str, item: str) -> list[str]:
+        row = next((r for r in getattr(self, section, []) if r["id"] == item), None) if section in SECTIONS else None
+        return list((row or {}).get("systems") or {})
+
+    def _scorings(self) -> set[tuple[str, str, str]]:
+        """Every (section, item, system) a person can mark: the answers this evaluation scored."""
+        return {(section, row["id"], system) for section in SECTIONS for row in getattr(self, section)
+                for system in row.get("systems") or {}}
 
     def summary(self) -> dict:
         """Per section: scorings a person checked, how many they marked wrong, and the agreement."""
@@ -204,9 +222,7 @@ class EvalReview:
                 text, rest = text[:start], text[after:] if after >= 0 else ""
             section = "\n".join(human_check_lines(self.report)).strip("\n")
             text = text.rstrip("\n") + "\n" + (f"\n{section}\n" if section else "") + rest
-            tmp = md.with_name(md.name + ".tmp")
-            tmp.write_text(text)
-            tmp.replace(md)
+            write_text(md, text)  # a temporary file made exclusively, renamed over: never through a symlink
 
     def _negative_hash(self, row: dict) -> str:
         payload = [row.get("input"), row.get("reference"), row.get("systems", {}).get("tuned", {}).get("output")]
@@ -236,7 +252,7 @@ class EvalReview:
         return {"kind": "eval", "folder": str(self.folder), "run_dir": str(self.run_dir),
                 "headline": self.headline, "metrics": self.metrics(), "verdict": self.report.get("verdict"),
                 "counts": {s: len(getattr(self, s)) for s in SECTIONS}, "human_check": self.summary(),
-                "marks_file": str(self.marks_file),
+                "marks_file": str(self.marks_file), "repaired": self.repaired,
                 "review_file": str(store.review_path(self.train_data)) if self.train_data else None}
 
 

@@ -6,11 +6,11 @@ reference. Both are written beside the data, never over it."""
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..data.checks import content_text
+from ..safe_io import atomic_writer
 from .data_view import DataReview
 
 
@@ -109,11 +109,8 @@ def export(review: DataReview) -> Exported:
 
 
 def _write(path: Path, rows: list[str]) -> None:
-    """Whole file or nothing: written beside, then renamed over an earlier export."""
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
+    """Whole file or nothing: a temporary file made exclusively beside it, renamed over an earlier export (a
+    symlink there is replaced, never written through)."""
+    with atomic_writer(path) as handle:
         for row in rows:
             handle.write(row + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)

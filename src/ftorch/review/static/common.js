@@ -10,7 +10,9 @@ async function api(path, body) {
   const init = body === undefined ? {} : {method: "POST", headers: {"Content-Type": "application/json"},
                                           body: JSON.stringify(body)};
   const response = await fetch(url, init);
-  const data = await response.json();
+  let data;
+  try { data = await response.json(); }
+  catch { throw new Error(`the server gave no readable answer (HTTP ${response.status}): not confirmed`); }
   if (!response.ok) throw new Error(data.error || response.statusText);
   return data;
 }

@@ -26,6 +26,9 @@ async function loadMeta() {
   if (meta.moved) notes.push(`${meta.moved} decisions followed their example to a new line (the data file changed).`);
   if (meta.stale.length) notes.push(`${meta.stale.length} decisions no longer apply (their example changed or is gone): ` +
     meta.stale.map(s => `line ${s.line} (${s.action})`).join(", "));
+  if (meta.repaired) notes.push(meta.repaired + ".");
+  if (meta.unreadable_records?.length) notes.push(`${meta.review_file}: unreadable lines ` +
+    `${meta.unreadable_records.join(", ")} were skipped.`);
   stale.hidden = !notes.length;
   stale.textContent = notes.join(" ");
   const select = $("f-code");

@@ -27,7 +27,7 @@ function showSummary(check) {
   const parts = Object.entries(check || {}).map(([name, v]) =>
     `${name}: ${v.checked} checked, ${v.wrong} marked wrong, agreement ${(100 * v.agreement).toFixed(0)}%`);
   $("summary").textContent = "human-checked scoring: " + (parts.length ? parts.join(" · ") : "none yet") +
-    ` · marks saved in ${meta.marks_file}`;
+    ` · marks saved in ${meta.marks_file}` + (meta.repaired ? ` · ${meta.repaired}` : "");
 }
 
 function setSection(name) {
