@@ -17,6 +17,7 @@ from ..config.schema import RunConfig
 from ..errors import ConfigError, FtorchError, Problem
 from ..run.rundir import RunDir
 from ..secrets import scrub
+from .report_model import EvalReport
 
 INCOMPLETE = "INCOMPLETE"  # in eval/<timestamp>/ until the evaluation has finished
 
@@ -100,7 +101,7 @@ class LineProgress:
                                highlight=False, soft_wrap=True)
 
 
-def evaluate_run(run: RunDir, cfg: RunConfig, console, models=None) -> dict:
+def evaluate_run(run: RunDir, cfg: RunConfig, console, models=None) -> EvalReport:
     """Evaluate, write the report, and record the outcome in run.json; returns the report.
     `models` = (generator, local model or None, price) overrides the provider's own (for tests)."""
     from rich.console import Console
@@ -122,8 +123,8 @@ def evaluate_run(run: RunDir, cfg: RunConfig, console, models=None) -> dict:
                 else nullcontext(LineProgress(console)))
         with bars as progress:
             result = evaluate(run, cfg, generator, local=local, price=price, progress=progress)
-        report = result["report"]
-        report["verdict"] = render.verdict(report)
+        report = result.report
+        report.verdict = render.verdict(report)
         save(path, result)
         (path / "report.md").write_text(scrub(render.markdown(report, run.path)))
         render.plot(report, path / "eval.png")
@@ -215,29 +216,30 @@ def _general_and_safety_prompts(ev) -> list[list[dict]]:
     return [[{"role": "user", "content": prompt}] for prompt in prompts]
 
 
-def _record(run: RunDir, path: Path, report: dict) -> None:
-    headline = report["task"]["headline"]
+def _record(run: RunDir, path: Path, report: EvalReport) -> None:
+    headline = report.headline
     metrics = dict(run.record().metrics)
-    for name, scores in report["task"]["systems"].items():
-        metrics[f"eval_{name}_{headline}"] = scores[headline]["mean"]
-    if "general" in report:
-        metrics["eval_general_base"] = report["general"]["base"]["prompt_level"]
-        metrics["eval_general_tuned"] = report["general"]["tuned"]["prompt_level"]
-    if report.get("preference"):
+    for name in report.task.systems:
+        metrics[f"eval_{name}_{headline}"] = report.task.mean(name)
+    if report.general:
+        metrics["eval_general_base"] = report.general.base.prompt_level
+        metrics["eval_general_tuned"] = report.general.tuned.prompt_level
+    if report.preference:
         from .preference import record as record_preference
 
-        record_preference(metrics, report["preference"])
-    if "safety" in report:
-        metrics["eval_harmful_base"] = report["safety"]["base"]["harmful_compliance_rate"]
-        metrics["eval_harmful_tuned"] = report["safety"]["tuned"]["harmful_compliance_rate"]
+        record_preference(metrics, report.preference)
+    if report.safety:
+        metrics["eval_harmful_base"] = report.safety.base.harmful_compliance_rate
+        metrics["eval_harmful_tuned"] = report.safety.tuned.harmful_compliance_rate
     history = [*run.record().evaluations, str(path)]
-    run.update(metrics=metrics, evaluated=True, regressed=bool(report["regressions"]),
-               evaluation={"status": "succeeded", "dir": str(path), "verdict": report["verdict"], "headline": headline,
-                           "regressions": report["regressions"],
-                           "prompt_arm": (report.get("prompt_arms") or {}).get("chosen")}, evaluations=history)
+    run.update(metrics=metrics, evaluated=True, regressed=bool(report.regressions),
+               evaluation={"status": "succeeded", "dir": str(path), "verdict": report.verdict, "headline": headline,
+                           "regressions": report.regressions,
+                           "prompt_arm": report.prompt_arms.chosen if report.prompt_arms else None},
+               evaluations=history)
 
 
-def evaluate_after_training(run: RunDir, cfg: RunConfig, console) -> dict | None:
+def evaluate_after_training(run: RunDir, cfg: RunConfig, console) -> EvalReport | None:
     """The automatic evaluation at the end of `ftorch train`. Training already succeeded: an evaluation
     failure is recorded as such, and does not turn the run's status into failed."""
     if not cfg.eval.enabled:
@@ -246,20 +248,18 @@ def evaluate_after_training(run: RunDir, cfg: RunConfig, console) -> dict | None
     return evaluate_run(run, cfg, console)  # it records its own outcome, interrupted and failed included
 
 
-def summary_lines(report: dict) -> list[str]:
+def summary_lines(report: EvalReport) -> list[str]:
     from .report import pct
 
-    headline = report["task"]["headline"]
-    systems = report["task"]["systems"]
-    chosen = (report.get("prompt_arms") or {}).get("chosen")
+    chosen = report.prompt_arms.chosen if report.prompt_arms else None
     label = {"prompted": f"prompted ({chosen})"} if chosen else {}
-    scores = ", ".join(f"{label.get(name, name)} {pct(systems[name][headline]['mean'], 'no scored examples')}"
-                       for name in systems)
-    lines = [f"eval ({headline}, n={report['n']}): {scores}"]
-    pairs = (report.get("preference") or {}).get("pairs")
+    scores = ", ".join(f"{label.get(name, name)} {pct(report.task.mean(name), 'no scored examples')}"
+                       for name in report.task.systems)
+    lines = [f"eval ({report.headline}, n={report.n}): {scores}"]
+    pairs = report.preference.pairs if report.preference else None
     if pairs:
         from .preference import summary_line
 
         lines.append(summary_line(pairs))
-    return lines + [f"verdict: {report['verdict']}"]
+    return lines + [f"verdict: {report.verdict}"]
 

@@ -9,6 +9,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -17,6 +18,7 @@ from ..config.schema import RunConfig
 from ..run.rundir import RunDir, write_json_atomic
 from ..secrets import scrub_text_tree
 from . import metrics as task_metrics
+from .report_model import EvalReport
 from .tasks import SYSTEMS, Task, load_task
 
 Messages = list[dict]
@@ -31,9 +33,17 @@ class Generator(Protocol):
     def prompt_tokens(self, messages: Messages) -> int: ...
 
 
+@dataclass
+class Evaluation:
+    """What the suite produced: the typed report and every held-out answer with its scores (predictions.jsonl)."""
+
+    report: EvalReport
+    predictions: list[dict]
+
+
 def evaluate(run: RunDir, cfg: RunConfig, generator: Generator, *, local=None, price: dict | None = None,
-             progress=None) -> dict[str, Any]:
-    """Score everything; returns the report (also written to disk by `write_eval`)."""
+             progress=None) -> Evaluation:
+    """Score everything; returns the report and the predictions (written to disk by `save`)."""
     task = load_task(cfg)
     ev = cfg.eval
     scorers = task_metrics.build_scorers([m for m in ev.metrics if m != "judge"], ev.json_schema)
@@ -99,9 +109,10 @@ def evaluate(run: RunDir, cfg: RunConfig, generator: Generator, *, local=None, p
         report["general"] = _general(generator, ev, progress)
     if ev.safety:
         report["safety"] = _safety(generator, ev, progress)
-    report["regressions"] = _regressions(report, ev.max_regression)
-    report["facts_warning"] = facts_warning(task)
-    return {"report": report, "predictions": predictions}
+    typed = EvalReport.model_validate(report)
+    typed.regressions = regressions(typed, ev.max_regression)
+    typed.facts_warning = facts_warning(task)
+    return Evaluation(typed, predictions)
 
 
 def _generate(generator: Generator, conversations: list[Messages], ev, progress, label: str,
@@ -293,20 +304,22 @@ def _safety(generator: Generator, ev, progress) -> dict:
     return result
 
 
-def _regressions(report: dict, allowed: float) -> list[str]:
+def regressions(report: EvalReport, allowed: float) -> list[str]:
+    """What got worse beyond `allowed` from base to tuned: lm-eval tasks, the general suite, harmful compliance."""
     found = []
-    if "lm_eval" in report:
+    if report.lm_eval is not None:
         from .harness import drops
 
-        found += drops(report["lm_eval"], allowed)
-    general = report.get("general")
-    if general and general["tuned"]["prompt_level"] < general["base"]["prompt_level"] - allowed:
-        found.append(f"general instruction-following fell from {general['base']['prompt_level']:.1%} to "
-                     f"{general['tuned']['prompt_level']:.1%} (allowed drop {allowed:.0%})")
-    safety = report.get("safety")
+        found += drops(report.lm_eval, allowed)
+    general = report.general
+    before_level, after_level = (general.base.prompt_level, general.tuned.prompt_level) if general else (None, None)
+    if before_level is not None and after_level is not None and after_level < before_level - allowed:
+        found.append(f"general instruction-following fell from {before_level:.1%} to "
+                     f"{after_level:.1%} (allowed drop {allowed:.0%})")
+    safety = report.safety
     if safety:
-        before, after = safety["base"]["harmful_compliance_rate"], safety["tuned"]["harmful_compliance_rate"]
-        judged = safety["base"]["conclusive"] and safety["tuned"]["conclusive"]
+        before, after = safety.base.harmful_compliance_rate, safety.tuned.harmful_compliance_rate
+        judged = safety.base.conclusive and safety.tuned.conclusive
         if judged and before is not None and after is not None and after > before + allowed:
             found.append(f"harmful compliance rose from {before:.1%} to {after:.1%} (allowed rise {allowed:.0%})")
     return found
@@ -359,18 +372,19 @@ def write_jsonl(file: Path, rows) -> None:
             handle.write(json.dumps(scrub_text_tree(row), ensure_ascii=False, default=str) + "\n")
 
 
-def save(path: Path, result: dict) -> None:
+def save(path: Path, result: Evaluation) -> None:
     """predictions.jsonl, every answer of every suite beside it (general.jsonl, safety.jsonl,
     lm_eval_samples.jsonl), and report.json, which names those files: under "files", and in each section in
     place of the answers it held."""
-    report = result["report"]
-    write_predictions(path, result["predictions"])
+    report = result.report
+    write_predictions(path, result.predictions)
     files = {"predictions": "predictions.jsonl"}
-    for section, (key, name) in ANSWER_FILES.items():
-        rows = (report.get(section) or {}).get(key)
+    for section_name, (key, name) in ANSWER_FILES.items():
+        section = getattr(report, section_name)
+        rows = getattr(section, key, None) if section is not None else None
         if isinstance(rows, list):
             write_jsonl(path / name, rows)
-            report[section][key] = name
-            files[section] = name
-    report["files"] = files
-    write_json_atomic(path / "report.json", report)
+            setattr(section, key, name)
+            files[section_name] = name
+    report.files = files
+    write_json_atomic(path / "report.json", report.to_json())
