@@ -15,6 +15,7 @@ import yaml
 
 from ..config.schema import RunConfig
 from ..errors import ConfigError, FtorchError, Problem
+from ..run import metric_keys
 from ..run.rundir import RunDir
 from ..secrets import scrub
 from .report_model import EvalReport
@@ -220,17 +221,17 @@ def _record(run: RunDir, path: Path, report: EvalReport) -> None:
     headline = report.headline
     metrics = dict(run.record().metrics)
     for name in report.task.systems:
-        metrics[f"eval_{name}_{headline}"] = report.task.mean(name)
+        metrics[metric_keys.task(name, headline)] = report.task.mean(name)
     if report.general:
-        metrics["eval_general_base"] = report.general.base.prompt_level
-        metrics["eval_general_tuned"] = report.general.tuned.prompt_level
+        metrics[metric_keys.general("base")] = report.general.base.prompt_level
+        metrics[metric_keys.general("tuned")] = report.general.tuned.prompt_level
     if report.preference:
         from .preference import record as record_preference
 
         record_preference(metrics, report.preference)
     if report.safety:
-        metrics["eval_harmful_base"] = report.safety.base.harmful_compliance_rate
-        metrics["eval_harmful_tuned"] = report.safety.tuned.harmful_compliance_rate
+        metrics[metric_keys.harmful("base")] = report.safety.base.harmful_compliance_rate
+        metrics[metric_keys.harmful("tuned")] = report.safety.tuned.harmful_compliance_rate
     history = [*run.record().evaluations, str(path)]
     run.update(metrics=metrics, evaluated=True, regressed=bool(report.regressions),
                evaluation={"status": "succeeded", "dir": str(path), "verdict": report.verdict, "headline": headline,

@@ -239,16 +239,18 @@ def _pp(ci) -> str:
 
 def record(metrics: dict, section: Preference) -> None:
     """The preference numbers run.json keeps (and sweep.objective can name)."""
+    from ..run import metric_keys
+
     pref = section.pairs
     if pref:
-        metrics["eval_base_preference_accuracy"] = pref.base.accuracy
-        metrics["eval_tuned_preference_accuracy"] = pref.tuned.accuracy
+        metrics[metric_keys.preference_accuracy("base")] = pref.base.accuracy
+        metrics[metric_keys.preference_accuracy("tuned")] = pref.tuned.accuracy
         if pref.implicit_reward:
-            metrics["eval_tuned_reward_accuracy"] = pref.implicit_reward.accuracy
-            metrics["eval_tuned_reward_margin"] = pref.implicit_reward.mean_margin
+            metrics[metric_keys.REWARD_ACCURACY] = pref.implicit_reward.accuracy
+            metrics[metric_keys.REWARD_MARGIN] = pref.implicit_reward.mean_margin
     rejected = section.rejected_behaviour
     if rejected:
         for name in ("base", "prompted", "tuned"):
             rate = rejected.rate(name)
             if rate is not None:
-                metrics[f"eval_{name}_rejected_rate"] = rate.rate
+                metrics[metric_keys.rejected_rate(name)] = rate.rate

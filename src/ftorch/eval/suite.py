@@ -19,6 +19,7 @@ from ..run.rundir import RunDir, write_json_atomic
 from ..secrets import scrub_text_tree
 from . import metrics as task_metrics
 from .report_model import EvalReport
+from .stats import mean_interval
 from .tasks import SYSTEMS, Task, load_task
 
 Messages = list[dict]
@@ -161,26 +162,9 @@ def _summaries(predictions: list[dict], metrics: list[str], headline: str) -> di
             values = [float(v) for p in predictions if (v := p["systems"][name]["scores"][metric]) is not None
                       and v == v]  # a score of None / NaN carries no information
             per_metric[metric] = {"mean": statistics.fmean(values) if values else None, "n": len(values),
-                                  "ci95": _mean_ci(values, metric in task_metrics.BINARY)}
+                                  "ci95": mean_interval(values, task_metrics.is_binary(metric))}
         summary[name] = per_metric
     return {"headline": headline, "systems": summary}
-
-
-def _mean_ci(values: list[float], binary: bool) -> tuple[float, float]:
-    """95% interval for a mean. Every ftorch metric lies in [0, 1]: Wilson for pass/fail metrics, and its
-    extension to bounded scores (`stats.bounded_mean_interval`, conservative, never a single point) for graded
-    ones. A metric outside [0, 1] falls back to the normal approximation."""
-    from .stats import bounded_mean_interval, wilson_interval
-
-    if not values:
-        return (0.0, 1.0)
-    if binary:
-        return wilson_interval(int(round(sum(values))), len(values))
-    if all(0.0 <= v <= 1.0 for v in values):
-        return bounded_mean_interval(values)
-    mean = statistics.fmean(values)
-    half = 1.96 * (statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0)
-    return (mean - half, mean + half)
 
 
 COMPARISONS = (("prompted", "tuned"), ("base", "tuned"))
@@ -209,7 +193,7 @@ def _compare(predictions: list[dict], metric: str) -> dict:
         if not pairs:
             test: dict[str, Any] = {"test": "none", "reason": "no scored pairs", "p_value": None, "n": 0,
                                     "mean_diff": None, "ci": None}
-        elif metric in task_metrics.BINARY:
+        elif task_metrics.is_binary(metric):
             first, second = [x >= 0.5 for x, _ in pairs], [y >= 0.5 for _, y in pairs]
             test = mcnemar(first, second)
             test["test"] = "mcnemar (exact)" if test["method"] == "exact" else "mcnemar (chi-square)"
