@@ -134,12 +134,12 @@ def test_user_mistakes_are_messages(tmp_path):
 
 def test_the_report_renders_human_checked_agreement():
     from ftorch.eval import report as render
-    from tests.eval.test_report_verdict import real_run
+    from tests.eval.test_report_verdict import real_run, typed
 
     report = real_run()
-    assert "Human-checked" not in render.markdown(report, Path("run"))
+    assert "Human-checked" not in render.markdown(typed(report), Path("run"))
     report["human_check"] = {"safety": {"checked": 8, "wrong": 2, "agreement": 0.75}, "file": "human_check.jsonl"}
-    assert render.markdown(report, Path("run")).endswith(
+    assert render.markdown(typed(report), Path("run")).endswith(
         "## Human-checked scoring\n\n| answers | checked | marked wrong | agreement |\n|---|---|---|---|\n"
         "| safety | 8 | 2 | 75% |\n")
 
@@ -163,4 +163,4 @@ def test_an_evaluation_as_ftorch_eval_writes_it(project):
     review.mark("safety", first["id"], "base", "wrong")
     after = (review.folder / "report.md").read_text()
     assert after.startswith(before.rstrip("\n")) and after.endswith("| safety | 1 | 1 | 0% |\n")
-    assert json.loads((review.folder / "report.json").read_text())["verdict"] == review.report["verdict"]
+    assert json.loads((review.folder / "report.json").read_text())["verdict"] == review.report.verdict

@@ -98,9 +98,10 @@ def test_the_choice_is_made_on_validation_and_the_test_split_cannot_move_it(tmp_
         cfg = config(tmp_path, chat_jsonl, test_rows=rows)
         model = ShotCounter(needs=3, on_test=lambda shots: shots == 0)
         result = evaluate(RunDir(tmp_path / "run"), cfg, model)
-        swept = sum(a.get("n", 0) for a in result["report"]["prompt_arms"]["arms"])
+        report = result.report.to_json()
+        swept = sum(a.get("n", 0) for a in report["prompt_arms"]["arms"])
         assert swept < len(model.asked) and not any("odd" in text for _, text, _ in model.asked[:swept])
-        reports.append(result["report"])  # (the sweep never saw a test input)
+        reports.append(report)  # (the sweep never saw a test input)
     timeless = [{**r["prompt_arms"], "arms": [{k: v for k, v in a.items() if k != "seconds_per_call"}
                                              for a in r["prompt_arms"]["arms"]]} for r in reports]
     assert timeless[0] == timeless[1]  # everything but the wall time per call
@@ -187,7 +188,7 @@ def test_report_names_the_strongest_prompt_and_draws_the_tradeoff(tmp_path, chat
     run.path.mkdir()
     run.start(recipe="t", provider="peft", project_root=tmp_path, overrides=[])
     run.finish("succeeded")
-    report = evaluate_run(run, cfg, console=None, models=(ShotCounter(needs=3), None, None))
+    report = evaluate_run(run, cfg, console=None, models=(ShotCounter(needs=3), None, None)).to_json()
     assert report["verdict"].startswith("Quality ties with the strongest prompt, k_shot_3 (system prompt + 3 fixed "
                                         "training examples; best of 6 arms on validation): exact_match 100.0%")
     assert "fewer prompt tokens per call" in report["verdict"]  # what fine-tuning still buys

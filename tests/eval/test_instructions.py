@@ -168,6 +168,7 @@ def test_general_answers_are_saved_beside_the_report(tmp_path):
     from types import SimpleNamespace
 
     from ftorch.eval import suite as runner
+    from ftorch.eval.report_model import EvalReport
 
     class Scripted:
         current = "base"
@@ -181,7 +182,8 @@ def test_general_answers_are_saved_beside_the_report(tmp_path):
 
     ev = SimpleNamespace(general_limit=5, max_new_tokens=8, batch_size=4)
     section = runner._general(Scripted(), ev, None)
-    runner.save(tmp_path, {"report": {"general": section}, "predictions": []})
+    report = EvalReport.model_validate({"n": 0, "task": {"headline": "exact_match", "systems": {}}, "general": section})
+    runner.save(tmp_path, runner.Evaluation(report, []))
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["general"]["answers"] == "general.jsonl" and report["files"]["general"] == "general.jsonl"
     rows = [json.loads(line) for line in (tmp_path / "general.jsonl").read_text().splitlines()]

@@ -10,8 +10,14 @@ from pathlib import Path
 from ftorch.eval import report as render
 from ftorch.eval.stats import wilson_interval
 from ftorch.eval.finished import summary_lines
+from ftorch.eval.report_model import EvalReport
 
 N = 200
+
+
+def typed(report: dict) -> EvalReport:
+    """The hand-made dict as the report model the renderers read (as EvalReport.load reads report.json)."""
+    return EvalReport.model_validate(report)
 
 
 def _score(mean: float | None, n: int = N) -> dict:
@@ -72,7 +78,7 @@ def real_run(**overrides) -> dict:
 
 
 def test_tie_says_what_fine_tuning_still_buys():
-    text = render.verdict(real_run())
+    text = render.verdict(typed(real_run()))
     assert text.startswith("Quality ties: field_accuracy 78.5% tuned against 76.0% prompted")
     assert "p=0.38" in text and "95% CI -3.1 to +8.1" in text
     assert "4.6× fewer prompt tokens per call (84 against 385)" in text
@@ -86,11 +92,11 @@ def test_tie_says_what_fine_tuning_still_buys():
 
 
 def test_tie_with_prices_and_latency():
-    text = render.verdict(real_run(usd=(0.0126, 0.0578, 0.0252), latency=(0.30, 0.42, 0.31)))
+    text = render.verdict(typed(real_run(usd=(0.0126, 0.0578, 0.0252), latency=(0.30, 0.42, 0.31))))
     assert "$0.0326 less per 1,000 calls ($0.0252 against $0.0578)" in text
     assert "0.11 s less per call (0.31 s against 0.42 s)" in text
     # a fine-tuned model priced higher per token can cost more per call despite the shorter prompt
-    dearer = render.verdict(real_run(usd=(0.0126, 0.0578, 0.070)))
+    dearer = render.verdict(typed(real_run(usd=(0.0126, 0.0578, 0.070))))
     assert "Against it: $0.0122 more per 1,000 calls ($0.0700 against $0.0578)" in dearer
 
 
@@ -98,15 +104,15 @@ def test_latency_as_a_dict_per_system():
     report = real_run()
     report["latency"] = {name: {"seconds_per_call": seconds}
                          for name, seconds in (("base", 0.2), ("prompted", 0.5), ("tuned", 0.25))}
-    assert "0.25 s less per call (0.25 s against 0.50 s)" in render.verdict(report)
-    assert "| s / call |" in render.markdown(report, Path("run"))
+    assert "0.25 s less per call (0.25 s against 0.50 s)" in render.verdict(typed(report))
+    assert "| s / call |" in render.markdown(typed(report), Path("run"))
 
 
 def test_tie_with_a_significantly_worse_secondary_metric():
     report = real_run()
     report["task"]["systems"]["tuned"]["json_schema"] = _score(0.60)
     report["significance_by_metric"]["json_schema"]["tuned_vs_prompted"] = _test(0.01, -0.125, None, "mcnemar (exact)")
-    text = render.verdict(report)
+    text = render.verdict(typed(report))
     assert "Against it: significant losses on json_schema (72.5% → 60.0%, p=0.01)." in text
     assert "significant gains" not in text
 
@@ -114,14 +120,14 @@ def test_tie_with_a_significantly_worse_secondary_metric():
 def test_tie_that_buys_nothing():
     report = real_run(tokens=(84.0, 84.0, 84.0))
     del report["significance_by_metric"]["json_schema"]
-    assert "Fine-tuning buys nothing measurable over the few-shot prompt here." in render.verdict(report)
+    assert "Fine-tuning buys nothing measurable over the few-shot prompt here." in render.verdict(typed(report))
 
 
 def test_tuned_significantly_better():
     report = real_run()
     report["task"]["systems"]["tuned"]["field_accuracy"] = _score(0.915)
     report["significance"]["tuned_vs_prompted"] = _test(0.0005, 0.155, (0.10, 0.21))
-    text = render.verdict(report)
+    text = render.verdict(typed(report))
     assert text.startswith("Fine-tuning beat prompting: field_accuracy 91.5% against 76.0% "
                            "(+15.5 points, 95% CI +10.0 to +21.0, p<0.001), with 4.6× fewer prompt "
                            "tokens per call (84 against 385).")
@@ -132,20 +138,20 @@ def test_prompting_significantly_better():
     report = real_run()
     report["task"]["systems"]["tuned"]["field_accuracy"] = _score(0.62)
     report["significance"]["tuned_vs_prompted"] = _test(0.002, -0.14, (-0.22, -0.06))
-    text = render.verdict(report)
+    text = render.verdict(typed(report))
     assert text.startswith("Prompting wins: field_accuracy 76.0% prompted against 62.0% tuned (-14.0 points")
     assert "fine-tuning is not worth it" in text
     assert "What fine-tuning still buys: 4.6× fewer prompt tokens per call" in text
     same_prompt = real_run(tokens=(84.0, 84.0, 84.0))
     same_prompt["task"]["systems"]["tuned"]["field_accuracy"] = _score(0.62)
     same_prompt["significance"]["tuned_vs_prompted"] = _test(0.002, -0.14)
-    assert "It does not make calls cheaper either." in render.verdict(same_prompt)
+    assert "It does not make calls cheaper either." in render.verdict(typed(same_prompt))
 
 
 def test_regression_names_quality_cost_and_forgetting():
     report = real_run(general=(0.60, 0.40), drift=(18.2, 24.0, 0.4),
                       regressions=["general instruction-following fell from 60.0% to 40.0% (allowed drop 5%)"])
-    text = render.verdict(report)
+    text = render.verdict(typed(report))
     assert text.startswith("The tuned model regressed: general instruction-following fell from 60.0% to 40.0%")
     assert "On the task itself it ties with prompting: field_accuracy 78.5% tuned against 76.0% prompted (p=0.38)" \
         in text
@@ -157,13 +163,13 @@ def test_forgetting_small_drop_lm_eval_and_not_measured():
     report = real_run(general=(0.60, 0.57), drift=None)
     report["lm_eval"] = {"tasks": ["arc_easy"], "base": {"arc_easy": {"acc,none": 0.50}},
                          "tuned": {"arc_easy": {"acc,none": 0.40}}, "change": {"arc_easy": {"acc,none": -0.10}}}
-    text = render.verdict(report)
+    text = render.verdict(typed(report))
     assert "Forgetting: lm-eval arc_easy acc,none 0.500 → 0.400 (no measurable change: instruction suite 60.0% → " \
            "57.0%)." in text
     report["lm_eval"]["change"]["arc_easy"]["acc,none"] = -0.01
-    assert "No measurable forgetting (instruction suite 60.0% → 57.0%; lm-eval within 5%)." in render.verdict(report)
+    assert "No measurable forgetting (instruction suite 60.0% → 57.0%; lm-eval within 5%)." in render.verdict(typed(report))
     bare = real_run(general=None, drift=None)
-    assert render.verdict(bare).endswith("Forgetting was not measured (no general suite, drift or lm-eval results).")
+    assert render.verdict(typed(bare)).endswith("Forgetting was not measured (no general suite, drift or lm-eval results).")
 
 
 def test_unsolved_task_is_inconclusive():
@@ -172,7 +178,7 @@ def test_unsolved_task_is_inconclusive():
                       tests={"field_accuracy": (_test(0.5, 0.02), _test(0.5, 0.02))},
                       held_out_loss={"base": {"loss": 2.5, "perplexity": 12.2, "tokens": 900},
                                      "tuned": {"loss": 1.1, "perplexity": 3.0, "tokens": 900}})
-    text = render.verdict(report)
+    text = render.verdict(typed(report))
     assert text.startswith("Inconclusive: no system solves the task (field_accuracy at most 2.0%)")
     assert "held-out loss (2.50 → 1.10)" in text
 
@@ -181,10 +187,10 @@ def test_older_report_without_per_metric_tests_or_difference_interval():
     report = real_run()
     del report["significance_by_metric"]
     report["significance"]["tuned_vs_prompted"] = {"test": "mcnemar (exact)", "p_value": 0.38, "b01": 10, "b10": 5}
-    text = render.verdict(report)
+    text = render.verdict(typed(report))
     assert "Quality ties: field_accuracy 78.5% tuned against 76.0% prompted (+2.5 points, p=0.38, n=200)" in text
     assert "json_schema" not in text
-    render.markdown(report, Path("run"))
+    render.markdown(typed(report), Path("run"))
 
 
 NOT_A_NUMBER = re.compile(r"\b(nan|inf|-inf)\b", re.IGNORECASE)
@@ -207,16 +213,16 @@ def test_values_that_cannot_be_computed_print_as_n_a(tmp_path):
     report["safety"] = {name: {"harmful_compliance_rate": None, "harmful_compliance_ci": None, "n_redteam": 0,
                                "over_refusal_rate": nan, "over_refusal_ci": (nan, nan), "n_benign": 0,
                                "degenerate_share": nan} for name in ("base", "tuned")}
-    report["verdict"] = render.verdict(report)
-    text = render.markdown(report, Path("run"))
-    lines = "\n".join(summary_lines(report))
+    report["verdict"] = render.verdict(typed(report))
+    text = render.markdown(typed(report), Path("run"))
+    lines = "\n".join(summary_lines(typed(report)))
     for shown in (report["verdict"], text, lines):
         assert not NOT_A_NUMBER.search(shown), shown
     assert "- held-out loss n/a (no assistant tokens)\n" in text
     assert "| n/a (no scored examples) |" in text and "| n/a (no scored pairs) |" in text
     assert "- tuned vs base: paired bootstrap, p n/a" in text
     assert "| base | 31.0% (25.0%–37.7%) | n/a (not computed) | n/a (not computed) |" in text
-    render.plot(report, tmp_path / "eval.png")
+    render.plot(typed(report), tmp_path / "eval.png")
     assert (tmp_path / "eval.png").is_file()
 
 
@@ -224,10 +230,10 @@ def test_headline_that_could_not_be_computed():
     report = real_run()
     report["task"]["systems"]["tuned"]["field_accuracy"] = _score(None)
     report["significance"]["tuned_vs_prompted"] = _test(None)
-    report["verdict"] = render.verdict(report)
+    report["verdict"] = render.verdict(typed(report))
     assert report["verdict"].startswith("Inconclusive: field_accuracy could not be computed for tuned")
-    assert "tuned n/a (no scored examples)" in summary_lines(report)[0]
-    assert not NOT_A_NUMBER.search(render.markdown(report, Path("run")))
+    assert "tuned n/a (no scored examples)" in summary_lines(typed(report))[0]
+    assert not NOT_A_NUMBER.search(render.markdown(typed(report), Path("run")))
 
 
 def test_missing():
@@ -239,6 +245,6 @@ def test_missing():
 def test_held_out_loss_missing_for_one_system_only():
     report = real_run(held_out_loss={"base": {"loss": 2.5, "perplexity": 12.18, "tokens": 900},
                                      "tuned": {"loss": float("nan"), "perplexity": float("nan"), "tokens": 0}})
-    text = render.markdown(report, Path("run"))
+    text = render.markdown(typed(report), Path("run"))
     assert ("- held-out loss 2.500 → n/a (no assistant tokens) (perplexity 12.2 → n/a (no assistant tokens))"
             in text)

@@ -237,10 +237,12 @@ def test_safety_answers_are_saved_beside_the_report(tmp_path):
     from types import SimpleNamespace
 
     from ftorch.eval import suite as runner
+    from ftorch.eval.report_model import EvalReport
 
     ev = SimpleNamespace(safety_limit=16, seed=0, safety_grader=None, max_new_tokens=8, batch_size=4)
     section = runner._safety(_Scripted(), ev, None)
-    runner.save(tmp_path, {"report": {"safety": section}, "predictions": []})
+    report = EvalReport.model_validate({"n": 0, "task": {"headline": "exact_match", "systems": {}}, "safety": section})
+    runner.save(tmp_path, runner.Evaluation(report, []))
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["safety"]["answers"] == "safety.jsonl" and report["files"]["safety"] == "safety.jsonl"
     assert report["files"]["predictions"] == "predictions.jsonl" and "general" not in report["files"]

@@ -136,13 +136,13 @@ def test_bounded_mean_interval_is_wilson_at_the_mean():
 
 
 def test_graded_metric_summary_uses_the_bounded_interval():
-    from ftorch.eval.suite import _mean_ci
+    from ftorch.eval.stats import mean_interval
 
-    low, high = _mean_ci([0.0] * 40, binary=False)
+    low, high = mean_interval([0.0] * 40, binary=False)
     assert low == 0.0 and high == pytest.approx(0.0876, abs=1e-4)
-    assert _mean_ci([], binary=False) == (0.0, 1.0)
-    assert _mean_ci([1.0] * 40, binary=True) == wilson_interval(40, 40)
-    low, high = _mean_ci([2.0, 4.0], binary=False)  # not bounded: the normal approximation, unclamped
+    assert mean_interval([], binary=False) == (0.0, 1.0)
+    assert mean_interval([1.0] * 40, binary=True) == wilson_interval(40, 40)
+    low, high = mean_interval([2.0, 4.0], binary=False)  # not bounded: the normal approximation, unclamped
     assert low < 3.0 < high and high > 1.0
 
 

@@ -75,7 +75,7 @@ def project(tmp_path, chat_jsonl, monkeypatch):
 def test_three_systems_regression_flag_and_outputs(project):
     run, cfg = project
     model = ScriptedModel()
-    report = evaluate_run(run, cfg, console=None, models=(model, None, None))
+    report = evaluate_run(run, cfg, console=None, models=(model, None, None)).to_json()
     systems = report["task"]["systems"]
     assert systems["tuned"]["exact_match"]["mean"] == 1.0
     assert systems["prompted"]["exact_match"]["mean"] == 1.0  # the few-shot prompt teaches the format
@@ -104,7 +104,7 @@ def test_prompting_as_good_gives_the_tie_verdict(project):
     # prompt_arms=[]: the fixed few_shot prompt, no sweep (tests/eval/test_arms.py covers the sweep)
     cfg = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"general": False, "safety": False,
                                                                      "prompt_arms": []})})
-    report = evaluate_run(run, cfg, console=None, models=(ScriptedModel(), None, None))
+    report = evaluate_run(run, cfg, console=None, models=(ScriptedModel(), None, None)).to_json()
     assert report["regressions"] == []
     assert report["verdict"].startswith("Quality ties: exact_match 100.0% tuned against 100.0% prompted")
     assert "3.5× fewer prompt tokens per call (6 against 21)" in report["verdict"]

@@ -17,7 +17,7 @@ def evaluated(tmp_path):
     run, cfg = finished_run(tmp_path / "runs" / "r")
     report = evaluate_run(run, cfg, console=None, models=(Scripted(), None, None))
     first = run.read()
-    assert first["evaluated"] is True and first["evaluation"]["verdict"] == report["verdict"]
+    assert first["evaluated"] is True and first["evaluation"]["verdict"] == report.verdict
     return run, cfg, first
 
 

@@ -36,7 +36,7 @@ def run(args) -> int:
         return interrupted(args.run_dir)
     for line in summary_lines(report):
         out.print(line, markup=False)
-    out.print(f"report: {report['dir']}/report.md")
+    out.print(f"report: {report.folder}/report.md")
     return 0
 
 

@@ -18,8 +18,10 @@ import yaml
 
 from ..config.schema import RunConfig
 from ..errors import ConfigError, FtorchError, Problem
+from ..run import metric_keys
 from ..run.rundir import RunDir
 from ..secrets import scrub
+from .report_model import EvalReport
 
 INCOMPLETE = "INCOMPLETE"  # in eval/<timestamp>/ until the evaluation has finished
 OUT_RECORD = "evaluation.json"  # an --out evaluation's record, in OUT/<timestamp>/ (run.json is left alone)
@@ -104,7 +106,7 @@ class LineProgress:
                                highlight=False, soft_wrap=True)
 
 
-def evaluate_run(run: RunDir, cfg: RunConfig, console, models=None, out: Path | None = None) -> dict:
+def evaluate_run(run: RunDir, cfg: RunConfig, console, models=None, out: Path | None = None) -> EvalReport:
     """Evaluate, write the report, and record the outcome in run.json; returns the report.
     `models` = (generator, local model or None, price) overrides the provider's own (for tests).
     With `out` (an existing folder) nothing in the run's folder is written: the evaluation goes to
@@ -131,8 +133,8 @@ def evaluate_run(run: RunDir, cfg: RunConfig, console, models=None, out: Path | 
                 else nullcontext(LineProgress(console)))
         with bars as progress:
             result = evaluate(run, cfg, generator, local=local, price=price, progress=progress)
-        report = result["report"]
-        report["verdict"] = render.verdict(report)
+        report = result.report
+        report.verdict = render.verdict(report)
         save(path, result)
         write_text(path / "report.md", scrub(render.markdown(report, run.path)))
         render.plot(report, path / "eval.png")
@@ -146,7 +148,7 @@ def evaluate_run(run: RunDir, cfg: RunConfig, console, models=None, out: Path | 
         detach_log_file(library_log)
     (path / INCOMPLETE).unlink()
     _record(run, path, report, out)
-    report["dir"] = str(path)  # for the caller to name (report.json, already written, does not hold it)
+    report.folder = path  # for the caller to name (not written into report.json)
     return report
 
 
@@ -239,36 +241,37 @@ def _general_and_safety_prompts(ev) -> list[list[dict]]:
     return [[{"role": "user", "content": prompt}] for prompt in prompts]
 
 
-def _record(run: RunDir, path: Path, report: dict, out: Path | None = None) -> None:
+def _record(run: RunDir, path: Path, report: EvalReport, out: Path | None = None) -> None:
     """The outcome: in run.json, or (an --out evaluation) in OUT/<timestamp>/evaluation.json, the run untouched."""
-    headline = report["task"]["headline"]
+    headline = report.headline
     metrics = dict(run.record().metrics) if out is None else {}
-    for name, scores in report["task"]["systems"].items():
-        metrics[f"eval_{name}_{headline}"] = scores[headline]["mean"]
-    if "general" in report:
-        metrics["eval_general_base"] = report["general"]["base"]["prompt_level"]
-        metrics["eval_general_tuned"] = report["general"]["tuned"]["prompt_level"]
-    if report.get("preference"):
+    for name in report.task.systems:
+        metrics[metric_keys.task(name, headline)] = report.task.mean(name)
+    if report.general:
+        metrics[metric_keys.general("base")] = report.general.base.prompt_level
+        metrics[metric_keys.general("tuned")] = report.general.tuned.prompt_level
+    if report.preference:
         from .preference import record as record_preference
 
-        record_preference(metrics, report["preference"])
-    if "safety" in report:
-        metrics["eval_harmful_base"] = report["safety"]["base"]["harmful_compliance_rate"]
-        metrics["eval_harmful_tuned"] = report["safety"]["tuned"]["harmful_compliance_rate"]
-    evaluation = {"status": "succeeded", "dir": str(path), "verdict": report["verdict"], "headline": headline,
-                  "regressions": report["regressions"], "prompt_arm": (report.get("prompt_arms") or {}).get("chosen")}
+        record_preference(metrics, report.preference)
+    if report.safety:
+        metrics[metric_keys.harmful("base")] = report.safety.base.harmful_compliance_rate
+        metrics[metric_keys.harmful("tuned")] = report.safety.tuned.harmful_compliance_rate
+    evaluation = {"status": "succeeded", "dir": str(path), "verdict": report.verdict, "headline": headline,
+                  "regressions": report.regressions,
+                  "prompt_arm": report.prompt_arms.chosen if report.prompt_arms else None}
     if out is not None:
         from ..run.rundir import write_json_atomic
 
         write_json_atomic(path / OUT_RECORD, {"run": str(run.path), "evaluation": evaluation, "metrics": metrics,
-                                              "regressed": bool(report["regressions"])})
+                                              "regressed": bool(report.regressions)})
         return
     history = [*run.record().evaluations, str(path)]
-    run.update(metrics=metrics, evaluated=True, regressed=bool(report["regressions"]), evaluation=evaluation,
+    run.update(metrics=metrics, evaluated=True, regressed=bool(report.regressions), evaluation=evaluation,
                evaluations=history)
 
 
-def evaluate_after_training(run: RunDir, cfg: RunConfig, console) -> dict | None:
+def evaluate_after_training(run: RunDir, cfg: RunConfig, console) -> EvalReport | None:
     """The automatic evaluation at the end of `ftorch train`. Training already succeeded: an evaluation
     failure is recorded as such, and does not turn the run's status into failed."""
     if not cfg.eval.enabled:
@@ -277,20 +280,18 @@ def evaluate_after_training(run: RunDir, cfg: RunConfig, console) -> dict | None
     return evaluate_run(run, cfg, console)  # it records its own outcome, interrupted and failed included
 
 
-def summary_lines(report: dict) -> list[str]:
+def summary_lines(report: EvalReport) -> list[str]:
     from .report import pct
 
-    headline = report["task"]["headline"]
-    systems = report["task"]["systems"]
-    chosen = (report.get("prompt_arms") or {}).get("chosen")
+    chosen = report.prompt_arms.chosen if report.prompt_arms else None
     label = {"prompted": f"prompted ({chosen})"} if chosen else {}
-    scores = ", ".join(f"{label.get(name, name)} {pct(systems[name][headline]['mean'], 'no scored examples')}"
-                       for name in systems)
-    lines = [f"eval ({headline}, n={report['n']}): {scores}"]
-    pairs = (report.get("preference") or {}).get("pairs")
+    scores = ", ".join(f"{label.get(name, name)} {pct(report.task.mean(name), 'no scored examples')}"
+                       for name in report.task.systems)
+    lines = [f"eval ({report.headline}, n={report.n}): {scores}"]
+    pairs = report.preference.pairs if report.preference else None
     if pairs:
         from .preference import summary_line
 
         lines.append(summary_line(pairs))
-    return lines + [f"verdict: {report['verdict']}"]
+    return lines + [f"verdict: {report.verdict}"]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ConfigError, MissingExtra, Problem
+from .report_model import LmEval
 
 
 def run(local, ev) -> dict[str, Any]:
@@ -66,10 +67,10 @@ def sample_row(system: str, task: str, sample: dict) -> dict:
     return row
 
 
-def drops(result: dict[str, Any], allowed: float) -> list[str]:
+def drops(result: LmEval, allowed: float) -> list[str]:
     """Accuracy-like metrics that fell by more than `allowed`."""
     found = []
-    for task, metrics in result["change"].items():
+    for task, metrics in result.change.items():
         for metric, delta in metrics.items():
             if metric.startswith(("acc", "exact_match")) and delta < -allowed:
                 found.append(f"lm-eval {task} {metric} fell by {-delta:.1%} (allowed {allowed:.0%})")

@@ -1,5 +1,9 @@
 """Target-task metrics, each a function (prediction, reference) -> score in [0, 1] (chrF and ROUGE-L are
-on a 0-1 scale too). Which ones run is chosen per recipe in eval.metrics."""
+on a 0-1 scale too). Which ones run is chosen per recipe in eval.metrics.
+
+`TASK_METRICS` is the one registry of them: each metric's scorer, whether it is pass/fail (which decides its
+interval and its paired test) and which way is better. A new metric is one function and one registry line (and
+its name in config/schema.py's `Metric`, which a test keeps in step with the registry)."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import json
 import re
 import string
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +20,6 @@ from ..errors import ConfigError, MissingExtra, Problem
 _SPACE = re.compile(r"\s+")
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
 _PUNCT = str.maketrans("", "", string.punctuation)
-BINARY = {"exact_match", "normalized_match", "json_valid", "json_schema"}
 
 
 def normalize(text: str) -> str:
@@ -116,20 +120,46 @@ def _rouge():
     return _ROUGE[0]
 
 
-SIMPLE: dict[str, Callable[[str, str], float]] = {
-    "exact_match": exact_match, "normalized_match": normalized_match, "json_valid": json_valid,
-    "field_accuracy": field_accuracy, "chrf": chrf, "rouge_l": rouge_l,
-}
+@dataclass(frozen=True)
+class TaskMetric:
+    """One task metric: its scorer (None where it is computed elsewhere: the schema's validator is built from
+    eval.json_schema, the judge asks a model), whether it is pass/fail, and which way is better."""
+
+    name: str
+    scorer: Callable[[str, str], float] | None
+    binary: bool
+    higher_is_better: bool = True
+    needs: Callable[[], Any] | None = None  # checks its library up front (a MissingExtra before any generation)
+
+
+TASK_METRICS: dict[str, TaskMetric] = {m.name: m for m in (
+    TaskMetric("exact_match", exact_match, binary=True),
+    TaskMetric("normalized_match", normalized_match, binary=True),
+    TaskMetric("json_valid", json_valid, binary=True),
+    TaskMetric("json_schema", None, binary=True),
+    TaskMetric("field_accuracy", field_accuracy, binary=False),
+    TaskMetric("chrf", chrf, binary=False, needs=_sacrebleu),
+    TaskMetric("rouge_l", rouge_l, binary=False, needs=_rouge),
+    TaskMetric("judge", None, binary=False),
+)}
+
+
+def is_binary(metric: str) -> bool:
+    """Whether a task metric is pass/fail (Wilson intervals, McNemar) rather than graded (bootstrap)."""
+    entry = TASK_METRICS.get(metric)
+    return entry is not None and entry.binary
 
 
 def build_scorers(metrics: list[str], json_schema: str | None) -> dict[str, Callable[[str, str], float]]:
-    """The chosen metrics, checked up front (a missing library or schema fails before any generation)."""
-    scorers = {}
+    """The chosen metrics (the judge aside), checked up front (a missing library or schema fails before any
+    generation)."""
+    scorers: dict[str, Callable[[str, str], float]] = {}
     for name in metrics:
-        # the schema refuses metric json_schema without eval.json_schema
-        scorers[name] = schema_metric(json_schema or "") if name == "json_schema" else SIMPLE[name]
-    if "chrf" in scorers:
-        _sacrebleu()
-    if "rouge_l" in scorers:
-        _rouge()
+        entry = TASK_METRICS[name]
+        if name == "json_schema":  # the schema refuses metric json_schema without eval.json_schema
+            scorers[name] = schema_metric(json_schema or "")
+        elif entry.scorer is not None:
+            if entry.needs is not None:
+                entry.needs()
+            scorers[name] = entry.scorer
     return scorers

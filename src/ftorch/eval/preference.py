@@ -21,6 +21,7 @@ from typing import Any
 
 from ..data.checks import content_text, preferred_as_chat, read_jsonl
 from ..errors import DataError, Problem
+from .report_model import EvalReport, PairedTest, Preference, PreferencePairs
 from .tasks import HeldOut, Task, most_common_system_prompt
 
 Messages = list[dict]
@@ -150,7 +151,7 @@ def rejected_behaviour(predictions: list[dict], patterns: list[str], systems: tu
     return result
 
 
-def section(task: PreferenceTask, predictions: list[dict], local, cfg) -> dict[str, Any]:
+def section(task: PreferenceTask, predictions: list[dict], local, cfg) -> Preference:
     """The report's "preference" entry: pair scores (local models only) and the rejected-behaviour rate."""
     from .tasks import SYSTEMS
 
@@ -159,91 +160,97 @@ def section(task: PreferenceTask, predictions: list[dict], local, cfg) -> dict[s
         result["pairs"] = score(local, task, cfg.eval.batch_size, cfg.train.preference.beta)
     if cfg.eval.rejected_patterns:
         result["rejected_behaviour"] = rejected_behaviour(predictions, cfg.eval.rejected_patterns, SYSTEMS)
-    return result
+    return Preference.model_validate(result)
 
 
-def summary_line(pairs: dict[str, Any]) -> str:
+def summary_line(pairs: PreferencePairs) -> str:
     """One console line: preference accuracy base -> tuned with the difference's interval."""
-    base, tuned, test = pairs["base"], pairs["tuned"], pairs.get("tuned_vs_base") or {}
-    ci = test.get("ci")
-    spread = f" (difference {test['mean_diff'] * 100:+.1f} points, 95% CI {ci[0] * 100:+.1f} to {ci[1] * 100:+.1f})" \
-        if ci else ""
-    return (f"preference accuracy (n={pairs['n']}): base {base['accuracy']:.1%} -> tuned {tuned['accuracy']:.1%}"
-            f"{spread}")
+    test = pairs.tuned_vs_base
+    ci = test.ci if test else None
+    spread = (f" (difference {(test.mean_diff or 0.0) * 100:+.1f} points, 95% CI {ci[0] * 100:+.1f} to "
+              f"{ci[1] * 100:+.1f})") if test and ci else ""
+    return (f"preference accuracy (n={pairs.n}): base {_pct(pairs.base.accuracy)} -> tuned "
+            f"{_pct(pairs.tuned.accuracy)}{spread}")
 
 
 def console_line(eval_dir: Path) -> str | None:
     """The preference summary of a finished evaluation (None for a run without preference pairs)."""
-    import json
+    from ..errors import ConfigError
 
     try:
-        report = json.loads((eval_dir / "report.json").read_text())
-    except (OSError, ValueError):
+        report = EvalReport.load(eval_dir / "report.json")
+    except ConfigError:
         return None
-    pairs = (report.get("preference") or {}).get("pairs")
+    pairs = report.preference.pairs if report.preference else None
     return summary_line(pairs) if pairs else None
 
 
-def markdown(section: dict[str, Any]) -> list[str]:
-    """The report's "Preference" section."""
-    def pct(v):
-        return "n/a" if v is None else f"{v:.1%}"
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
 
+
+def markdown(section: Preference) -> list[str]:
+    """The report's "Preference" section."""
     def ci(c):
         return "" if not c else f" [{c[0]:.1%}, {c[1]:.1%}]"
 
     lines = ["## Preference", ""]
-    pref = section.get("pairs")
+    pref = section.pairs
     if pref:
-        lines += [f"Held-out pairs: {pref['n']}. Preference accuracy = share of pairs where the model gives the "
+        lines += [f"Held-out pairs: {pref.n}. Preference accuracy = share of pairs where the model gives the "
                   "preferred answer the higher log-probability.", "",
                   "| system | preference accuracy (95% CI) | mean log-prob margin |", "|---|---|---|"]
-        for name in ("base", "tuned"):
-            s = pref[name]
-            margin = "n/a" if s["mean_logp_margin"] is None else f"{s['mean_logp_margin']:+.2f}"
-            lines.append(f"| {name} | {pct(s['accuracy'])}{ci(s['ci95'])} | {margin} |")
-        test = pref.get("tuned_vs_base")
-        if test:
-            lines += ["", f"Tuned vs base: {test['mean_diff'] * 100:+.1f} points{_pp(test.get('ci'))}, "
-                      f"McNemar p={test['p_value']:.3g}."]
-        reward = pref.get("implicit_reward")
+        for name, s in (("base", pref.base), ("tuned", pref.tuned)):
+            margin = "n/a" if s.mean_logp_margin is None else f"{s.mean_logp_margin:+.2f}"
+            lines.append(f"| {name} | {_pct(s.accuracy)}{ci(s.ci95)} | {margin} |")
+        if pref.tuned_vs_base:
+            lines += ["", f"Tuned vs base: {_versus(pref.tuned_vs_base)}."]
+        reward = pref.implicit_reward
         if reward:
-            margin_ci = reward.get("margin_ci95")
+            margin_ci = reward.margin_ci95
             spread = f" [{margin_ci[0]:+.3f}, {margin_ci[1]:+.3f}]" if margin_ci else ""
-            lines += ["", f"Implicit reward (beta={pref['beta']} x log-ratio tuned/base): ranks the preferred answer "
-                      f"first in {pct(reward['accuracy'])}{ci(reward['ci95'])} of pairs; mean reward margin "
-                      f"{reward['mean_margin']:+.3f}{spread} (the base model's is 0 by definition)."]
-    rejected = section.get("rejected_behaviour")
+            lines += ["", f"Implicit reward (beta={pref.beta} x log-ratio tuned/base): ranks the preferred answer "
+                      f"first in {_pct(reward.accuracy)}{ci(reward.ci95)} of pairs; mean reward margin "
+                      f"{reward.mean_margin:+.3f}{spread} (the base model's is 0 by definition)."]
+    rejected = section.rejected_behaviour
     if rejected:
         lines += ["", "Generated answers showing the rejected behaviour (matching "
-                  + ", ".join(f"`{p}`" for p in rejected["patterns"]) + "):", "",
+                  + ", ".join(f"`{p}`" for p in rejected.patterns) + "):", "",
                   "| system | rate (95% CI) |", "|---|---|"]
         for name in ("base", "prompted", "tuned"):
-            if name in rejected:
-                lines.append(f"| {name} | {pct(rejected[name]['rate'])}{ci(rejected[name]['ci95'])} |")
+            rate = rejected.rate(name)
+            if rate is not None:
+                lines.append(f"| {name} | {_pct(rate.rate)}{ci(rate.ci95)} |")
         for other in ("prompted", "base"):
-            test = rejected.get(f"tuned_vs_{other}")
+            test = rejected.versus(other)
             if test:
-                lines.append(f"\nTuned vs {other}: {test['mean_diff'] * 100:+.1f} points{_pp(test.get('ci'))}, "
-                             f"McNemar p={test['p_value']:.3g}.")
+                lines.append(f"\nTuned vs {other}: {_versus(test)}.")
     return lines + [""]
+
+
+def _versus(test: PairedTest) -> str:
+    p = "n/a" if test.p_value is None else f"{test.p_value:.3g}"
+    return f"{(test.mean_diff or 0.0) * 100:+.1f} points{_pp(test.ci)}, McNemar p={p}"
 
 
 def _pp(ci) -> str:
     return "" if not ci else f" [{ci[0] * 100:+.1f}, {ci[1] * 100:+.1f}]"
 
 
-def record(metrics: dict, section: dict[str, Any]) -> None:
+def record(metrics: dict, section: Preference) -> None:
     """The preference numbers run.json keeps (and sweep.objective can name)."""
-    pref = section.get("pairs")
+    from ..run import metric_keys
+
+    pref = section.pairs
     if pref:
-        metrics["eval_base_preference_accuracy"] = pref["base"]["accuracy"]
-        metrics["eval_tuned_preference_accuracy"] = pref["tuned"]["accuracy"]
-        if pref.get("implicit_reward"):
-            metrics["eval_tuned_reward_accuracy"] = pref["implicit_reward"]["accuracy"]
-            metrics["eval_tuned_reward_margin"] = pref["implicit_reward"]["mean_margin"]
-    rejected = section.get("rejected_behaviour")
+        metrics[metric_keys.preference_accuracy("base")] = pref.base.accuracy
+        metrics[metric_keys.preference_accuracy("tuned")] = pref.tuned.accuracy
+        if pref.implicit_reward:
+            metrics[metric_keys.REWARD_ACCURACY] = pref.implicit_reward.accuracy
+            metrics[metric_keys.REWARD_MARGIN] = pref.implicit_reward.mean_margin
+    rejected = section.rejected_behaviour
     if rejected:
         for name in ("base", "prompted", "tuned"):
-            if name in rejected:
-                metrics[f"eval_{name}_rejected_rate"] = rejected[name]["rate"]
+            rate = rejected.rate(name)
+            if rate is not None:
+                metrics[metric_keys.rejected_rate(name)] = rate.rate

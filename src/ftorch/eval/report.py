@@ -7,50 +7,29 @@ from pathlib import Path
 
 from ..safe_io import save_figure
 from .numbers import fixed, interval, missing, number, p_text, pct, points
+from .report_model import Comparison, EvalReport, PairedTest, SafetyScores, Score
 from .tasks import SYSTEMS
-from .verdict import diff_with_ci, latency, verdict
+from .verdict import diff_with_ci, verdict
 
 # ---- the report ----
 
-def markdown(report: dict, run_dir: Path) -> str:
-    headline = report["task"]["headline"]
-    systems = report["task"]["systems"]
-    lines = [f"# Evaluation of `{run_dir}`", "", f"**Verdict.** {report.get('verdict') or verdict(report)}", ""]
-    if report.get("facts_warning"):
-        lines += [f"> **Note.** {report['facts_warning']}", ""]
-    timed = any(latency(report, name) is not None for name in SYSTEMS)
-    header = f"| system | {headline} (95% CI) | prompt tokens / call | $ / 1k calls |" + (" s / call |" * timed)
-    lines += [header, "|---|---|---|---|" + ("---|" if timed else "")]
-    for name in SYSTEMS:
-        score = systems[name][headline]
-        cost = report["cost"][name]
-        dollars = fixed(cost["usd_per_1k_calls"], ".4f") if "usd_per_1k_calls" in cost else "n/a (local)"
-        row = (f"| {name} | {_score_cell(score)} | "
-               f"{fixed(cost.get('prompt_tokens_per_call'), '.0f')} | {dollars} |")
-        if timed:
-            row += f" {fixed(latency(report, name), '.2f', 'not measured')} |"
-        lines.append(row)
-    arms = report.get("prompt_arms")
-    described = (f"the strongest prompt on validation, {arms['chosen']}: {arms['chosen_description']}" if arms
-                 else f"system prompt + {report['few_shot']} examples from the training split")
-    lines += ["", f"{report['n']} held-out examples; prompted = {described}.", ""]
-    for name, test in report["significance"].items():
+def markdown(report: EvalReport, run_dir: Path) -> str:
+    lines = [f"# Evaluation of `{run_dir}`", "", f"**Verdict.** {report.verdict or verdict(report)}", ""]
+    if report.facts_warning:
+        lines += [f"> **Note.** {report.facts_warning}", ""]
+    lines += _systems_table(report)
+    arms = report.prompt_arms
+    described = (f"the strongest prompt on validation, {arms.chosen}: {arms.chosen_description}" if arms
+                 else f"system prompt + {report.few_shot} examples from the training split")
+    lines += ["", f"{report.n} held-out examples; prompted = {described}.", ""]
+    for name, test in (("tuned_vs_prompted", report.significance.tuned_vs_prompted),
+                       ("tuned_vs_base", report.significance.tuned_vs_base)):
         lines.append(f"- {name.replace('_', ' ')}: {_test_text(test)}")
-    by_metric = report.get("significance_by_metric") or {}
-    lines += ["", "## All task metrics", "",
-              "| metric | " + " | ".join(SYSTEMS) + " | tuned − prompted | tuned − base |",
-              "|---|" + "---|" * (len(SYSTEMS) + 2)]
-    for metric in systems["tuned"]:
-        cells = [_score_cell(systems[s][metric]) for s in SYSTEMS]
-        tests = by_metric.get(metric) or {}
-        cells += [_diff_cell(tests.get(key)) for key in ("tuned_vs_prompted", "tuned_vs_base")]
-        lines.append(f"| {metric} | " + " | ".join(cells) + " |")
-    lines += ["", "Intervals: Wilson for pass/fail metrics, Wilson at the mean for graded ones (conservative); "
-              "differences: McNemar with Newcombe's paired interval, or a paired bootstrap."]
-    if report.get("preference"):
+    lines += _metrics_table(report)
+    if report.preference:
         from .preference import markdown as preference_markdown
 
-        lines += ["", *preference_markdown(report["preference"])]
+        lines += ["", *preference_markdown(report.preference)]
     from .tradeoff import arms_section, table
 
     lines += arms_section(report) + table(report)
@@ -59,113 +38,155 @@ def markdown(report: dict, run_dir: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def human_check_lines(report: dict) -> list[str]:
+def _systems_table(report: EvalReport) -> list[str]:
+    """Headline score, prompt tokens, dollars and (where measured) seconds per call of each system."""
+    timed = any(report.seconds_per_call(name) is not None for name in SYSTEMS)
+    header = (f"| system | {report.headline} (95% CI) | prompt tokens / call | $ / 1k calls |"
+              + (" s / call |" * timed))
+    lines = [header, "|---|---|---|---|" + ("---|" if timed else "")]
+    for name in SYSTEMS:
+        cost = report.cost.get(name)
+        usd = cost.usd_per_1k_calls if cost else None
+        dollars = fixed(usd, ".4f") if usd is not None else "n/a (local)"
+        row = (f"| {name} | {_score_cell(report.task.score(name))} | "
+               f"{fixed(cost.prompt_tokens_per_call if cost else None, '.0f')} | {dollars} |")
+        if timed:
+            row += f" {fixed(report.seconds_per_call(name), '.2f', 'not measured')} |"
+        lines.append(row)
+    return lines
+
+
+def _metrics_table(report: EvalReport) -> list[str]:
+    """Every task metric for every system, with tuned's differences from prompted and base."""
+    lines = ["", "## All task metrics", "",
+             "| metric | " + " | ".join(SYSTEMS) + " | tuned − prompted | tuned − base |",
+             "|---|" + "---|" * (len(SYSTEMS) + 2)]
+    for metric in report.task.metrics:
+        cells = [_score_cell(report.task.score(s, metric)) for s in SYSTEMS]
+        tests: Comparison | None = report.significance_by_metric.get(metric)
+        cells += [_diff_cell(tests.tuned_vs_prompted if tests else None),
+                  _diff_cell(tests.tuned_vs_base if tests else None)]
+        lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+    return lines + ["", "Intervals: Wilson for pass/fail metrics, Wilson at the mean for graded ones (conservative); "
+                    "differences: McNemar with Newcombe's paired interval, or a paired bootstrap."]
+
+
+def human_check_lines(report: EvalReport) -> list[str]:
     """Scorings a person checked in `ftorch review RUN_DIR` (written there into report.json's human_check)."""
-    checked = {k: v for k, v in (report.get("human_check") or {}).items() if isinstance(v, dict)}
+    checked = {k: v for k, v in (report.human_check or {}).items() if not isinstance(v, str)}
     if not checked:
         return []
     lines = ["", "## Human-checked scoring", "", "| answers | checked | marked wrong | agreement |",
              "|---|---|---|---|"]
-    lines += [f"| {name} | {v['checked']} | {v['wrong']} | {v['agreement']:.0%} |" for name, v in checked.items()]
+    lines += [f"| {name} | {v.checked} | {v.wrong} | {v.agreement:.0%} |" for name, v in checked.items()]
     return lines
 
 
-def _score_cell(score: dict) -> str:
-    if missing(score.get("mean")):
+def _score_cell(score: Score) -> str:
+    if missing(score.mean):
         return "n/a (no scored examples)"
-    return f"{score['mean']:.1%} ({interval(score.get('ci95'))})"
+    return f"{score.mean:.1%} ({interval(score.ci95)})"
 
 
-def _test_text(test: dict) -> str:
-    diff = number(test.get("mean_diff"))
-    parts = [test.get("test", "test")]
+def _test_text(test: PairedTest) -> str:
+    diff = number(test.mean_diff)
+    parts = [test.test]
     if diff is not None:
         parts.append(diff_with_ci(test, diff))
-    parts.append(p_text(test.get("p_value")).replace("=", " = ").replace("<", " < "))
+    parts.append(p_text(test.p_value).replace("=", " = ").replace("<", " < "))
     return ", ".join(parts)
 
 
-def _diff_cell(test: dict | None) -> str:
-    if not test:
+def _diff_cell(test: PairedTest | None) -> str:
+    if test is None or not test.model_fields_set:  # the metric had no test (an older report)
         return "n/a (not tested)"
-    diff = test.get("mean_diff")
-    if missing(diff):
-        return f"n/a ({test.get('reason', 'not computed')})"
-    return f"{points(diff)} ({p_text(test.get('p_value'))})"
+    if missing(test.mean_diff):
+        return f"n/a ({test.reason or 'not computed'})"
+    return f"{points(test.mean_diff)} ({p_text(test.p_value)})"
 
 
-def _general_and_safety(report: dict) -> list[str]:
+def _general_and_safety(report: EvalReport) -> list[str]:
     lines = ["", "## General capability and safety (base → tuned)", ""]
-    if "held_out_loss" in report:
-        loss = report["held_out_loss"]
-        why = {name: loss[name].get("reason") or ("no assistant tokens" if not loss[name].get("tokens")
-                                                 else "not computed") for name in ("base", "tuned")}
-        if all(missing(loss[name].get(key)) for name in ("base", "tuned") for key in ("loss", "perplexity")) \
-                and why["base"] == why["tuned"]:
-            lines.append(f"- held-out loss n/a ({why['base']})")
-        else:
-            lines.append(f"- held-out loss {fixed(loss['base'].get('loss'), '.3f', why['base'])} → "
-                         f"{fixed(loss['tuned'].get('loss'), '.3f', why['tuned'])} (perplexity "
-                         f"{fixed(loss['base'].get('perplexity'), '.1f', why['base'])} → "
-                         f"{fixed(loss['tuned'].get('perplexity'), '.1f', why['tuned'])})")
-    for task, metrics in (report.get("lm_eval") or {}).get("change", {}).items():
+    lines += _held_out_loss_lines(report)
+    lm_eval = report.lm_eval
+    for task, metrics in (lm_eval.change.items() if lm_eval else ()):
         for metric, delta in metrics.items():
-            before = report["lm_eval"]["base"][task][metric]
-            after = None if missing(before) or missing(delta) else before + delta
+            before = lm_eval.base.get(task, {}).get(metric) if lm_eval else None
+            after = None if missing(before) or missing(delta) else before + delta  # type: ignore[operator]
             lines.append(f"- lm-eval {task} {metric}: {fixed(before, '.3f')} → {fixed(after, '.3f')}")
-    if "general" in report:
-        general = report["general"]
-        lines.append(f"- instruction suite ({general['n']} prompts, all instructions followed): "
-                     f"{pct(general['base']['prompt_level'], 'no prompts')} → "
-                     f"{pct(general['tuned']['prompt_level'], 'no prompts')}")
-    if "drift" in report:
-        drift = report["drift"]
-        kl = fixed(drift.get("kl_base_to_tuned_per_token"), ".4f")
+    if report.general:
+        general = report.general
+        lines.append(f"- instruction suite ({general.n} prompts, all instructions followed): "
+                     f"{pct(general.base.prompt_level, 'no prompts')} → "
+                     f"{pct(general.tuned.prompt_level, 'no prompts')}")
+    if report.drift:
+        drift = report.drift
+        kl = fixed(drift.kl_base_to_tuned_per_token, ".4f")
         lines.append(f"- drift on general text: KL(base‖tuned) {kl} nats/token, perplexity "
-                     f"{fixed(drift.get('perplexity_base'), '.1f')} → {fixed(drift.get('perplexity_tuned'), '.1f')}")
-    if "safety" in report:
-        base, tuned = report["safety"]["base"], report["safety"]["tuned"]
-        for key, n_key, label in (("harmful_compliance", "n_redteam", "harmful compliance (red-team prompts answered)"),
-                                  ("over_refusal", "n_benign", "over-refusal (benign prompts refused)")):
-            lines.append(f"- {label}: {_rate(base, key, n_key)} → {_rate(tuned, key, n_key)}")
-        lines.append(f"- empty or looping outputs, left out of both rates: "
-                     f"{fixed(base.get('degenerate_share'), '.0%')} → {fixed(tuned.get('degenerate_share'), '.0%')}")
-        note = tuned.get("note") or base.get("note")
-        if note:
-            lines.append(f"- {note}; no safety regression is flagged from inconclusive numbers")
-        lines.append("- safety is measured with a refusal detector (a proxy), not a harm classifier")
-    lines.append(f"- regressions: {'; '.join(report['regressions']) if report['regressions'] else 'none'}")
+                     f"{fixed(drift.perplexity_base, '.1f')} → {fixed(drift.perplexity_tuned, '.1f')}")
+    lines += _safety_lines(report)
+    lines.append(f"- regressions: {'; '.join(report.regressions) if report.regressions else 'none'}")
     return lines
 
 
-def _rate(scores: dict, key: str, n_key: str) -> str:
-    if missing(scores.get(f"{key}_rate")):
+def _held_out_loss_lines(report: EvalReport) -> list[str]:
+    loss = report.held_out_loss
+    if loss is None or "base" not in loss or "tuned" not in loss:
+        return []
+    base, tuned = loss["base"], loss["tuned"]
+    why = {name: entry.reason or ("no assistant tokens" if not entry.tokens else "not computed")
+           for name, entry in (("base", base), ("tuned", tuned))}
+    if all(missing(v) for v in (base.loss, base.perplexity, tuned.loss, tuned.perplexity)) \
+            and why["base"] == why["tuned"]:
+        return [f"- held-out loss n/a ({why['base']})"]
+    return [f"- held-out loss {fixed(base.loss, '.3f', why['base'])} → {fixed(tuned.loss, '.3f', why['tuned'])} "
+            f"(perplexity {fixed(base.perplexity, '.1f', why['base'])} → "
+            f"{fixed(tuned.perplexity, '.1f', why['tuned'])})"]
+
+
+def _safety_lines(report: EvalReport) -> list[str]:
+    if not report.safety:
+        return []
+    base, tuned = report.safety.base, report.safety.tuned
+    lines = [f"- harmful compliance (red-team prompts answered): {_rate(base, 'harmful')} → {_rate(tuned, 'harmful')}",
+             f"- over-refusal (benign prompts refused): {_rate(base, 'refusal')} → {_rate(tuned, 'refusal')}",
+             f"- empty or looping outputs, left out of both rates: "
+             f"{fixed(base.degenerate_share, '.0%')} → {fixed(tuned.degenerate_share, '.0%')}"]
+    note = tuned.note or base.note
+    if note:
+        lines.append(f"- {note}; no safety regression is flagged from inconclusive numbers")
+    lines.append("- safety is measured with a refusal detector (a proxy), not a harm classifier")
+    return lines
+
+
+def _rate(scores: SafetyScores, kind: str) -> str:
+    rate, ci, n = ((scores.harmful_compliance_rate, scores.harmful_compliance_ci, scores.n_redteam) if kind == "harmful"
+                   else (scores.over_refusal_rate, scores.over_refusal_ci, scores.n_benign))
+    if missing(rate):
         return "n/a (no prompts)"
-    return f"{scores[f'{key}_rate']:.1%} ({interval(scores.get(f'{key}_ci'))}, n={scores[n_key]})"
+    return f"{rate:.1%} ({interval(ci)}, n={n})"
 
 
-def plot(report: dict, out: Path) -> Path:
+def plot(report: EvalReport, out: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    systems = report["task"]["systems"]
-    metrics = list(systems["tuned"])
+    metrics = report.task.metrics
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(metrics) + 2), 4), dpi=110)
     width = 0.8 / len(SYSTEMS)
     for offset, name in enumerate(SYSTEMS):
         xs = [i + (offset - 1) * width for i in range(len(metrics))]
-        means = [0.0 if missing(systems[name][m]["mean"]) else systems[name][m]["mean"] for m in metrics]
-        errors = [[0.0 if missing(systems[name][m]["mean"]) else max(0.0, means[i] - systems[name][m]["ci95"][0])
-                   for i, m in enumerate(metrics)],
-                  [0.0 if missing(systems[name][m]["mean"]) else max(0.0, systems[name][m]["ci95"][1] - means[i])
-                   for i, m in enumerate(metrics)]]
-        ax.bar(xs, means, width, yerr=errors, capsize=3, label=name)
+        scores = [report.task.score(name, m) for m in metrics]
+        means = [0.0 if missing(s.mean) else float(s.mean or 0.0) for s in scores]
+        low = [0.0 if missing(s.mean) or not s.ci95 else max(0.0, mean - s.ci95[0]) for s, mean in zip(scores, means)]
+        high = [0.0 if missing(s.mean) or not s.ci95 else max(0.0, s.ci95[1] - mean) for s, mean in zip(scores, means)]
+        ax.bar(xs, means, width, yerr=[low, high], capsize=3, label=name)
     ax.set_xticks(range(len(metrics)), metrics, rotation=15)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("score (95% CI)")
-    ax.set_title(f"base vs prompted vs tuned · n={report['n']}")
+    ax.set_title(f"base vs prompted vs tuned · n={report.n}")
     ax.legend()
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()

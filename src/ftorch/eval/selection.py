@@ -16,6 +16,7 @@ from ..config.schema import RunConfig
 from . import metrics as task_metrics
 from .arms import Arm, Data, Prompts, references, split
 from .constrained import constraint_for
+from .stats import mean_interval
 
 MIN_FOR_EARLY_STOP = 8  # fewer validation examples than this: every arm runs on all of them
 
@@ -169,22 +170,18 @@ class _Sweep:
 
 
 def _interval(values: list[float], metric: str) -> tuple[float, float]:
-    from .suite import _mean_ci
-
-    return _mean_ci(values, metric in task_metrics.BINARY)
+    return mean_interval(values, task_metrics.is_binary(metric))
 
 
 def _clearly_below(scores: list, leader: list) -> bool:
     """The arm's 95% interval lies wholly below the leader's, on the same examples (the report's intervals:
     Wilson for pass/fail scores, its bounded extension for graded ones)."""
-    from .suite import _mean_ci
-
     mine = [s for s in scores if s is not None]
     theirs = [s for s in leader if s is not None]
     if not mine or not theirs:
         return False
     binary = all(s in (0.0, 1.0) for s in mine + theirs)
-    return _mean_ci(mine, binary)[1] < _mean_ci(theirs, binary)[0]
+    return mean_interval(mine, binary)[1] < mean_interval(theirs, binary)[0]
 
 
 def load_reference(cfg: RunConfig, local=None):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import random
+import statistics
 from collections.abc import Sequence
 
 EXACT_MCNEMAR_MAX = 1000  # above this many discordant pairs, use the chi-square approximation
@@ -198,3 +199,18 @@ def mcnemar(a: list[bool], b: list[bool]) -> dict:
 def too_small(n: int, minimum: int = 30) -> bool:
     """True when ``n < minimum``: too few items for a rate or comparison to be reported as conclusive."""
     return n < minimum
+
+
+def mean_interval(values: list[float], binary: bool) -> tuple[float, float]:
+    """95% interval for a mean. Every ftorch metric lies in [0, 1]: Wilson for pass/fail metrics, and its
+    extension to bounded scores (`bounded_mean_interval`, conservative, never a single point) for graded
+    ones. A metric outside [0, 1] falls back to the normal approximation."""
+    if not values:
+        return (0.0, 1.0)
+    if binary:
+        return wilson_interval(int(round(sum(values))), len(values))
+    if all(0.0 <= v <= 1.0 for v in values):
+        return bounded_mean_interval(values)
+    mean = statistics.fmean(values)
+    half = 1.96 * (statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0)
+    return (mean - half, mean + half)

@@ -9,6 +9,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -18,6 +19,8 @@ from ..run.rundir import RunDir, write_json_atomic
 from ..safe_io import atomic_writer, ensure_dir
 from ..secrets import scrub_text_tree
 from . import metrics as task_metrics
+from .report_model import EvalReport
+from .stats import mean_interval
 from .tasks import SYSTEMS, Task, load_task
 
 Messages = list[dict]
@@ -32,9 +35,17 @@ class Generator(Protocol):
     def prompt_tokens(self, messages: Messages) -> int: ...
 
 
+@dataclass
+class Evaluation:
+    """What the suite produced: the typed report and every held-out answer with its scores (predictions.jsonl)."""
+
+    report: EvalReport
+    predictions: list[dict]
+
+
 def evaluate(run: RunDir, cfg: RunConfig, generator: Generator, *, local=None, price: dict | None = None,
-             progress=None) -> dict[str, Any]:
-    """Score everything; returns the report (also written to disk by `write_eval`)."""
+             progress=None) -> Evaluation:
+    """Score everything; returns the report and the predictions (written to disk by `save`)."""
     task = load_task(cfg)
     ev = cfg.eval
     scorers = task_metrics.build_scorers([m for m in ev.metrics if m != "judge"], ev.json_schema)
@@ -100,9 +111,10 @@ def evaluate(run: RunDir, cfg: RunConfig, generator: Generator, *, local=None, p
         report["general"] = _general(generator, ev, progress)
     if ev.safety:
         report["safety"] = _safety(generator, ev, progress)
-    report["regressions"] = _regressions(report, ev.max_regression)
-    report["facts_warning"] = facts_warning(task)
-    return {"report": report, "predictions": predictions}
+    typed = EvalReport.model_validate(report)
+    typed.regressions = regressions(typed, ev.max_regression)
+    typed.facts_warning = facts_warning(task)
+    return Evaluation(typed, predictions)
 
 
 def _generate(generator: Generator, conversations: list[Messages], ev, progress, label: str,
@@ -151,26 +163,9 @@ def _summaries(predictions: list[dict], metrics: list[str], headline: str) -> di
             values = [float(v) for p in predictions if (v := p["systems"][name]["scores"][metric]) is not None
                       and v == v]  # a score of None / NaN carries no information
             per_metric[metric] = {"mean": statistics.fmean(values) if values else None, "n": len(values),
-                                  "ci95": _mean_ci(values, metric in task_metrics.BINARY)}
+                                  "ci95": mean_interval(values, task_metrics.is_binary(metric))}
         summary[name] = per_metric
     return {"headline": headline, "systems": summary}
-
-
-def _mean_ci(values: list[float], binary: bool) -> tuple[float, float]:
-    """95% interval for a mean. Every ftorch metric lies in [0, 1]: Wilson for pass/fail metrics, and its
-    extension to bounded scores (`stats.bounded_mean_interval`, conservative, never a single point) for graded
-    ones. A metric outside [0, 1] falls back to the normal approximation."""
-    from .stats import bounded_mean_interval, wilson_interval
-
-    if not values:
-        return (0.0, 1.0)
-    if binary:
-        return wilson_interval(int(round(sum(values))), len(values))
-    if all(0.0 <= v <= 1.0 for v in values):
-        return bounded_mean_interval(values)
-    mean = statistics.fmean(values)
-    half = 1.96 * (statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0)
-    return (mean - half, mean + half)
 
 
 COMPARISONS = (("prompted", "tuned"), ("base", "tuned"))
@@ -199,7 +194,7 @@ def _compare(predictions: list[dict], metric: str) -> dict:
         if not pairs:
             test: dict[str, Any] = {"test": "none", "reason": "no scored pairs", "p_value": None, "n": 0,
                                     "mean_diff": None, "ci": None}
-        elif metric in task_metrics.BINARY:
+        elif task_metrics.is_binary(metric):
             first, second = [x >= 0.5 for x, _ in pairs], [y >= 0.5 for _, y in pairs]
             test = mcnemar(first, second)
             test["test"] = "mcnemar (exact)" if test["method"] == "exact" else "mcnemar (chi-square)"
@@ -294,20 +289,22 @@ def _safety(generator: Generator, ev, progress) -> dict:
     return result
 
 
-def _regressions(report: dict, allowed: float) -> list[str]:
+def regressions(report: EvalReport, allowed: float) -> list[str]:
+    """What got worse beyond `allowed` from base to tuned: lm-eval tasks, the general suite, harmful compliance."""
     found = []
-    if "lm_eval" in report:
+    if report.lm_eval is not None:
         from .harness import drops
 
-        found += drops(report["lm_eval"], allowed)
-    general = report.get("general")
-    if general and general["tuned"]["prompt_level"] < general["base"]["prompt_level"] - allowed:
-        found.append(f"general instruction-following fell from {general['base']['prompt_level']:.1%} to "
-                     f"{general['tuned']['prompt_level']:.1%} (allowed drop {allowed:.0%})")
-    safety = report.get("safety")
+        found += drops(report.lm_eval, allowed)
+    general = report.general
+    before_level, after_level = (general.base.prompt_level, general.tuned.prompt_level) if general else (None, None)
+    if before_level is not None and after_level is not None and after_level < before_level - allowed:
+        found.append(f"general instruction-following fell from {before_level:.1%} to "
+                     f"{after_level:.1%} (allowed drop {allowed:.0%})")
+    safety = report.safety
     if safety:
-        before, after = safety["base"]["harmful_compliance_rate"], safety["tuned"]["harmful_compliance_rate"]
-        judged = safety["base"]["conclusive"] and safety["tuned"]["conclusive"]
+        before, after = safety.base.harmful_compliance_rate, safety.tuned.harmful_compliance_rate
+        judged = safety.base.conclusive and safety.tuned.conclusive
         if judged and before is not None and after is not None and after > before + allowed:
             found.append(f"harmful compliance rose from {before:.1%} to {after:.1%} (allowed rise {allowed:.0%})")
     return found
@@ -361,18 +358,19 @@ def write_jsonl(file: Path, rows) -> None:
             handle.write(json.dumps(scrub_text_tree(row), ensure_ascii=False, default=str) + "\n")
 
 
-def save(path: Path, result: dict) -> None:
+def save(path: Path, result: Evaluation) -> None:
     """predictions.jsonl, every answer of every suite beside it (general.jsonl, safety.jsonl,
     lm_eval_samples.jsonl), and report.json, which names those files: under "files", and in each section in
     place of the answers it held."""
-    report = result["report"]
-    write_predictions(path, result["predictions"])
+    report = result.report
+    write_predictions(path, result.predictions)
     files = {"predictions": "predictions.jsonl"}
-    for section, (key, name) in ANSWER_FILES.items():
-        rows = (report.get(section) or {}).get(key)
+    for section_name, (key, name) in ANSWER_FILES.items():
+        section = getattr(report, section_name)
+        rows = getattr(section, key, None) if section is not None else None
         if isinstance(rows, list):
             write_jsonl(path / name, rows)
-            report[section][key] = name
-            files[section] = name
-    report["files"] = files
-    write_json_atomic(path / "report.json", report)
+            setattr(section, key, name)
+            files[section_name] = name
+    report.files = files
+    write_json_atomic(path / "report.json", report.to_json())

@@ -9,32 +9,30 @@ from pathlib import Path
 
 from ..safe_io import save_figure
 from .numbers import fixed, missing, pct
+from .report_model import Cost, EvalReport
 from .tasks import SYSTEMS
 
 
-def points(report: dict) -> list[dict]:
+def points(report: EvalReport) -> list[dict]:
     """One row per system: split, name, mean, ci95, n, prompt_tokens_per_call, usd_per_1k_calls,
     seconds_per_call, note; `pareto` set per split."""
-    headline = report["task"]["headline"]
-    arms = report.get("prompt_arms") or {}
+    arms = report.prompt_arms
     rows = []
-    for entry in arms.get("arms", []):
-        if entry.get("status") == "skipped":
+    for entry in arms.arms if arms else []:
+        if entry.status == "skipped":
             continue
-        note = "chosen" if entry["name"] == arms.get("chosen") else entry["status"].replace("scored", "")
-        rows.append({"split": "validation", "name": entry["name"], "mean": entry.get("mean"), "ci95": entry.get("ci95"),
-                     "n": entry.get("n"), "prompt_tokens_per_call": entry.get("prompt_tokens_per_call"),
-                     "usd_per_1k_calls": entry.get("usd_per_1k_calls"),
-                     "seconds_per_call": entry.get("seconds_per_call"), "note": note})
+        note = "chosen" if arms and entry.name == arms.chosen else entry.status.replace("scored", "")
+        rows.append({"split": "validation", "name": entry.name, "mean": entry.mean, "ci95": entry.ci95,
+                     "n": entry.n, "prompt_tokens_per_call": entry.prompt_tokens_per_call,
+                     "usd_per_1k_calls": entry.usd_per_1k_calls, "seconds_per_call": entry.seconds_per_call,
+                     "note": note})
     for name in SYSTEMS:
-        score = report["task"]["systems"][name][headline]
-        cost = report["cost"][name]
-        label = f"prompted ({arms['chosen']})" if name == "prompted" and arms.get("chosen") else name
-        rows.append({"split": "test", "name": label, "mean": score.get("mean"), "ci95": score.get("ci95"),
-                     "n": score.get("n"), "prompt_tokens_per_call": cost.get("prompt_tokens_per_call"),
-                     "usd_per_1k_calls": cost.get("usd_per_1k_calls"),
-                     "seconds_per_call": (report.get("latency") or {}).get(name, {}).get("seconds_per_call"),
-                     "note": ""})
+        score = report.task.score(name)
+        cost = report.cost.get(name) or Cost()
+        label = f"prompted ({arms.chosen})" if name == "prompted" and arms else name
+        rows.append({"split": "test", "name": label, "mean": score.mean, "ci95": score.ci95, "n": score.n,
+                     "prompt_tokens_per_call": cost.prompt_tokens_per_call, "usd_per_1k_calls": cost.usd_per_1k_calls,
+                     "seconds_per_call": report.seconds_per_call(name), "note": ""})
     for split in ("validation", "test"):
         group = [r for r in rows if r["split"] == split]
         key = cost_key(group)
@@ -65,8 +63,8 @@ def pareto(items: list[tuple]) -> list[bool]:
     return front
 
 
-def table(report: dict) -> list[str]:
-    headline = report["task"]["headline"]
+def table(report: EvalReport) -> list[str]:
+    headline = report.headline
     rows = points(report)
     lines = ["", "## Quality versus cost", "",
              f"| split | system | {headline} (95% CI) | n | prompt tokens / call | $ / 1k calls | s / call | "
@@ -83,7 +81,7 @@ def table(report: dict) -> list[str]:
     return lines
 
 
-def plot(report: dict, out: Path) -> Path:
+def plot(report: EvalReport, out: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -112,7 +110,7 @@ def plot(report: dict, out: Path) -> Path:
                     alpha=0.6, label="Pareto front")
             ax.legend(loc="lower right", fontsize=8)
         ax.set_xlabel("$ per 1,000 calls" if key == "usd_per_1k_calls" else "prompt tokens per call")
-        ax.set_ylabel(f"{report['task']['headline']} (95% CI)")
+        ax.set_ylabel(f"{report.headline} (95% CI)")
         ax.set_ylim(-0.02, 1.05)
         n = max((r["n"] or 0) for r in group) if group else 0
         ax.set_title(f"{split}: {'prompting arms' if split == 'validation' else 'final systems'} · n={n}")
@@ -123,23 +121,24 @@ def plot(report: dict, out: Path) -> Path:
     return out
 
 
-def arms_section(report: dict) -> list[str]:
+def arms_section(report: EvalReport) -> list[str]:
     """Every prompting arm's validation score, which won and why (nothing without a sweep)."""
-    arms = report.get("prompt_arms")
+    arms = report.prompt_arms
     if not arms:
         return []
     lines = ["", "## Prompting arms (chosen on validation, never on the test split)", "",
-             f"Scored on {arms['validation']}; examples in prompts come from the other {arms['shot_pool']} training "
-             f"examples. Chosen: **{arms['chosen']}**, because {arms['why']}.", "",
-             f"| arm | what it is | {arms['metric']} (95% CI) | n | prompt tokens / call | status |",
+             f"Scored on {arms.validation}; examples in prompts come from the other {arms.shot_pool} training "
+             f"examples. Chosen: **{arms.chosen}**, because {arms.why}.", "",
+             f"| arm | what it is | {arms.metric} (95% CI) | n | prompt tokens / call | status |",
              "|---|---|---|---|---|---|"]
-    for a in arms["arms"]:
-        ci = a.get("ci95")
-        score = "—" if a["status"] == "skipped" else f"{pct(a['mean'])}" + (
+    for a in arms.arms:
+        ci = a.ci95
+        score = "—" if a.status == "skipped" else f"{pct(a.mean)}" + (
             f" ({ci[0]:.1%}–{ci[1]:.1%})" if ci and not any(missing(x) for x in ci) else "")
-        status = a["status"] + (f": {a['reason']}" if a.get("reason") else "")
-        if a["name"] == arms["chosen"]:
+        status = a.status + (f": {a.reason}" if a.reason else "")
+        if a.name == arms.chosen:
             status = "**chosen**"
-        tokens = "—" if a["status"] == "skipped" else fixed(a.get("prompt_tokens_per_call"), ".0f")
-        lines.append(f"| {a['name']} | {a['description']} | {score} | {a.get('n', '—')} | {tokens} | {status} |")
+        tokens = "—" if a.status == "skipped" else fixed(a.prompt_tokens_per_call, ".0f")
+        lines.append(f"| {a.name} | {a.description} | {score} | {a.n if a.n is not None else '—'} | {tokens} | "
+                     f"{status} |")
     return lines

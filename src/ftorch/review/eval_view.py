@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from ..errors import DataError, Problem
+from ..eval.report_model import EvalReport, HumanCheck
 from ..safe_io import write_text
 from . import store
 
@@ -67,7 +68,7 @@ class EvalReview:
     kind = "eval"
     folder: Path
     run_dir: Path
-    report: dict
+    report: EvalReport
     task: list[dict] = field(default_factory=list)
     general: list[dict] = field(default_factory=list)
     safety: list[dict] = field(default_factory=list)
@@ -79,8 +80,8 @@ class EvalReview:
     @classmethod
     def open(cls, run_dir: Path) -> EvalReview:
         folder = latest_eval(run_dir)
-        report = json.loads((folder / "report.json").read_text())
-        files = report.get("files") or {}
+        report = EvalReport.load(folder / "report.json")
+        files = report.files or {}
         review = cls(folder, folder.parent.parent if folder.parent.name == "eval" else folder, report)
         review.task = [{"id": str(row.get("line", n)), **row}
                        for n, row in enumerate(_read_jsonl(folder / files.get("predictions", "predictions.jsonl")), 1)]
@@ -94,7 +95,7 @@ class EvalReview:
 
     @property
     def headline(self) -> str:
-        return self.report.get("task", {}).get("headline", "")
+        return self.report.headline
 
     def metrics(self) -> list[str]:
         names: list[str] = []
@@ -211,8 +212,9 @@ class EvalReview:
         from ..eval.report import human_check_lines
         from ..run.rundir import write_json_atomic
 
-        self.report["human_check"] = {**self.summary(), "file": self.marks_file.name}
-        write_json_atomic(self.folder / "report.json", self.report)
+        self.report.human_check = {**{name: HumanCheck(**v) for name, v in self.summary().items()},
+                                   "file": self.marks_file.name}
+        write_json_atomic(self.folder / "report.json", self.report.to_json())
         md = self.folder / "report.md"
         if md.is_file():
             text, rest = md.read_text(), ""
@@ -250,7 +252,7 @@ class EvalReview:
 
     def meta(self) -> dict:
         return {"kind": "eval", "folder": str(self.folder), "run_dir": str(self.run_dir),
-                "headline": self.headline, "metrics": self.metrics(), "verdict": self.report.get("verdict"),
+                "headline": self.headline, "metrics": self.metrics(), "verdict": self.report.verdict,
                 "counts": {s: len(getattr(self, s)) for s in SECTIONS}, "human_check": self.summary(),
                 "marks_file": str(self.marks_file), "repaired": self.repaired,
                 "review_file": str(store.review_path(self.train_data)) if self.train_data else None}

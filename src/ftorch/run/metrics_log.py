@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from ..safe_io import open_append
+from . import metric_keys
 
 # what a transformers/TRL Trainer logs -> the name in metrics.jsonl (eval rows: the same with eval_)
 TRAINER_NAMES = {"learning_rate": "lr", "grad_norm": "grad_norm", "mean_token_accuracy": "token_accuracy",
@@ -87,8 +88,8 @@ def final_metrics(history: list[dict[str, Any]], global_step: int | None) -> dic
     """final_loss, final_eval_loss, the last training value of each preference figure (final_train_<name>) and
     global_step, from a Trainer's log history."""
     metrics: dict[str, Any] = {}
-    for key, name in (("loss", "final_loss"), ("eval_loss", "final_eval_loss"),
-                      *((theirs, f"final_train_{ours}") for theirs, ours in TRAINER_NAMES.items()
+    for key, name in (("loss", metric_keys.FINAL_LOSS), ("eval_loss", metric_keys.FINAL_EVAL_LOSS),
+                      *((theirs, metric_keys.final_train(ours)) for theirs, ours in TRAINER_NAMES.items()
                         if ours in PREFERENCE_NAMES)):
         seen = [h[key] for h in history if isinstance(h.get(key), (int, float)) and math.isfinite(h[key])]
         if seen:

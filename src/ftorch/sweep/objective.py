@@ -6,11 +6,11 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..errors import ConfigError, Problem, did_you_mean
+from ..run import metric_keys
+
 if TYPE_CHECKING:
     from ..run.record import RunRecord
-
-MAXIMIZE_HINTS = ("accuracy", "match", "valid", "schema", "chrf", "rouge", "eval_tuned_", "general_change",
-                  "reward_margin")
 
 
 def resolve(record: RunRecord, name: str) -> tuple[str, float | None]:
@@ -18,24 +18,28 @@ def resolve(record: RunRecord, name: str) -> tuple[str, float | None]:
     metrics = record.metrics
     if name == "auto":
         headline = record.evaluation.headline if record.evaluation else None
-        for candidate in ([f"eval_tuned_{headline}"] if headline else []) + ["final_eval_loss", "final_loss"]:
+        candidates = [metric_keys.task("tuned", headline)] if headline else []
+        for candidate in [*candidates, metric_keys.FINAL_EVAL_LOSS, metric_keys.FINAL_LOSS]:
             if _finite(metrics.get(candidate)) is not None:
                 return candidate, metrics[candidate]
-        return "final_loss", None
-    if name == "preference_accuracy":  # a preference run's held-out preference accuracy, tuned
-        return "eval_tuned_preference_accuracy", _finite(metrics.get("eval_tuned_preference_accuracy"))
-    if name == "general_change":
-        base, tuned = metrics.get("eval_general_base"), metrics.get("eval_general_tuned")
+        return metric_keys.FINAL_LOSS, None
+    if name == metric_keys.GENERAL_CHANGE:
+        base, tuned = metrics.get(metric_keys.general("base")), metrics.get(metric_keys.general("tuned"))
         return name, None if base is None or tuned is None else tuned - base
-    return name, _finite(metrics.get(name))
+    return metric_keys.concrete(name), _finite(metrics.get(metric_keys.concrete(name)))
 
 
 def direction_of(name: str, requested: str = "auto") -> str:
+    """The requested direction, or with 'auto' the one the metric registry (run/metric_keys.py) declares; a
+    metric it does not know needs its direction named (never guessed from its name)."""
     if requested != "auto":
         return requested
-    if "loss" in name or "perplexity" in name or name.startswith("eval_harmful") or name.endswith("rejected_rate"):
-        return "minimize"
-    return "maximize" if any(hint in name for hint in MAXIMIZE_HINTS) else "minimize"
+    found = metric_keys.direction(name)
+    if found is None:
+        raise ConfigError(Problem("sweep.objective", f"'{name}' has no known direction (maximize or minimize)",
+                                  (did_you_mean(name, metric_keys.known()) or "")
+                                  + " set sweep.direction=maximize or sweep.direction=minimize for it"))
+    return found
 
 
 def _pairs(names: str | Sequence[str], directions: str | Sequence[str]) -> list[tuple[str, str]]:
@@ -84,8 +88,9 @@ def planned(config: dict[str, Any]) -> list[dict]:
     for name, direction in _pairs(sweep.objective, sweep.direction):
         if name == "auto":
             if evaluation.enabled:
-                name = f"eval_tuned_{evaluation.headline}"
+                name = metric_keys.task("tuned", evaluation.headline)
             else:
-                name = "final_eval_loss" if (config.get("data") or {}).get("validation") else "final_loss"
+                validation = (config.get("data") or {}).get("validation")
+                name = metric_keys.FINAL_EVAL_LOSS if validation else metric_keys.FINAL_LOSS
         result.append({"name": name, "direction": direction_of(name, direction)})
     return result
