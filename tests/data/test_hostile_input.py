@@ -143,17 +143,18 @@ def test_the_costliest_line_under_the_limit_is_tokenised_under_500_mb(tmp_path):
     assert peak < 500e6, f"peak RSS {peak >> 20} MiB"
 
 
+# A small Python process starts ftorch and reports its child's peak RSS: measured from the test process itself,
+# a child forked from a large pytest worker (torch loaded by earlier tests) can count the worker's pages as its own.
+_MEASURE = ("import resource, subprocess, sys; done = subprocess.run(sys.argv[1:]); "
+            "print('peak-rss-kib', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(done.returncode)")
+
+
 def _peak_rss(*argv: str) -> tuple[int, str, int]:
-    """(exit code, stdout and stderr, peak RSS in bytes) of `ftorch ARGV` in a child of its own."""
-    child = subprocess.Popen([sys.executable, "-m", "ftorch", *argv], cwd=ROOT, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True)
-    try:
-        output = child.stdout.read()  # type: ignore[union-attr]
-        _, status, usage = os.wait4(child.pid, 0)  # this child's own peak, not the suite's other children
-    finally:
-        if child.returncode is None and child.poll() is None:
-            child.kill()
-    return os.waitstatus_to_exitcode(status), output, usage.ru_maxrss * 1024
+    """(exit code, stdout and stderr, peak RSS in bytes) of `ftorch ARGV` in a process of its own."""
+    done = subprocess.run([sys.executable, "-c", _MEASURE, sys.executable, "-m", "ftorch", *argv], cwd=ROOT,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
+    output, _, peak = done.stdout.rpartition("peak-rss-kib ")
+    return done.returncode, output, int(peak.split()[0]) * 1024
 
 
 def test_data_check_reports_a_long_line_and_checks_the_rest(tmp_path, capsys):

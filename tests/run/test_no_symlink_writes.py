@@ -265,13 +265,19 @@ def test_eval_folder_refuses_a_symlinked_eval_root(tmp_path, victim_dir):
 
 @pytest.mark.parametrize("name", ["predictions.jsonl", "general.jsonl", "safety.jsonl", "report.json"])
 def test_eval_files_replace_a_symlink(tmp_path, victim, name):
-    from ftorch.eval.suite import eval_dir, save
+    from ftorch.eval.report_model import EvalReport
+    from ftorch.eval.suite import Evaluation, eval_dir, save
 
     run = make_run(tmp_path / "runs" / "r")
     path = eval_dir(run)
     plant(path / name, victim)
-    report = {"general": {"answers": [{"q": "a"}]}, "safety": {"answers": [{"q": "b"}]}}
-    save(path, {"report": report, "predictions": [{"prompt": "p", "tuned": "t"}]})
+    scores = {"prompt_level": 1.0, "instruction_level": 1.0}
+    safety = {"harmful_compliance_rate": 0.0}
+    report = EvalReport.model_validate({
+        "n": 1, "task": {"headline": "exact_match", "systems": {}},
+        "general": {"n": 1, "base": scores, "tuned": scores, "answers": [{"q": "a"}]},
+        "safety": {"base": safety, "tuned": safety, "answers": [{"q": "b"}]}})
+    save(path, Evaluation(report, [{"prompt": "p", "tuned": "t"}]))
     assert untouched(victim) and not (path / name).is_symlink()
     assert json.loads((path / "report.json").read_text())["files"]["predictions"] == "predictions.jsonl"
 
