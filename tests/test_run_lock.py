@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from ftorch.run import lifecycle as runner
 from ftorch.backends import Result
 from ftorch.cli import main
 from ftorch.errors import ConfigError
+from ftorch.run import lifecycle as runner
 from ftorch.run.rundir import RunDir
 
 
@@ -110,7 +110,7 @@ def test_a_signal_while_success_is_recorded_comes_after_it(tmp_path, monkeypatch
         return real_finish(self, status, **fields)
 
     monkeypatch.setattr(RunDir, "finish", finish)
-    with runner._sigterm_as_interrupt(), pytest.raises(runner.RunInterrupted):
+    with runner.sigterm_as_interrupt(), pytest.raises(runner.RunInterrupted):
         runner.supervise(run, lambda: Result("succeeded", metrics={"global_step": 1}), "t")
     assert run.read()["status"] == "succeeded"
 

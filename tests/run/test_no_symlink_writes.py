@@ -93,7 +93,7 @@ def test_a_symlinked_lock_names_nobody_as_holder(tmp_path, victim):
 
 
 def test_metrics_rewrite_replaces_a_symlinked_temporary_file(tmp_path, victim):
-    from ftorch.backends._hf import keep_metrics_until
+    from ftorch.run.metrics_log import keep_metrics_until
 
     run = make_run(tmp_path / "runs" / "r")
     run.metrics.write_text("".join(json.dumps({"step": s, "kind": "train", "loss": 1.0}) + "\n" for s in (1, 2, 3)))
@@ -105,7 +105,7 @@ def test_metrics_rewrite_replaces_a_symlinked_temporary_file(tmp_path, victim):
 
 
 def test_metrics_rewrite_replaces_a_symlinked_metrics_file(tmp_path, victim):
-    from ftorch.backends._hf import keep_metrics_until
+    from ftorch.run.metrics_log import keep_metrics_until
 
     run = make_run(tmp_path / "runs" / "r")
     plant(run.metrics, victim)
@@ -114,7 +114,7 @@ def test_metrics_rewrite_replaces_a_symlinked_metrics_file(tmp_path, victim):
 
 
 def test_train_log_symlink_is_refused_by_every_log_writer(tmp_path, victim):
-    from ftorch.backends._hf import attach_log_file
+    from ftorch.run.library_log import attach_log_file
 
     run = make_run(tmp_path / "runs" / "r")
     plant(run.log, victim)
@@ -137,7 +137,7 @@ def test_resume_with_a_symlinked_train_log_exits_2_before_any_work(tmp_path, vic
 def test_library_log_handler_appends_to_a_real_train_log(tmp_path):
     import logging
 
-    from ftorch.backends._hf import attach_log_file, detach_log_file
+    from ftorch.run.library_log import attach_log_file, detach_log_file
 
     run = make_run(tmp_path / "runs" / "r")
     handler = attach_log_file(run)

@@ -11,35 +11,17 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
 
-from ..config.schema import ModelConfig
 from ..errors import BackendError, ModelError, Problem
 from ..run.rundir import RunDir
-from ..safe_io import fresh_dir, open_append, remove, write_text
+from ..safe_io import fresh_dir, remove
 from .checkpoints import checkpoint_problem, resume_point, step_of  # noqa: F401  (one rule: checkpoints.py)
 
+if TYPE_CHECKING:
+    from ..config.schema import RunConfig
+
 PROBE = [{"role": "user", "content": "Book a call with Ana Monday 9am."}]
-
-
-def model_path(cfg: ModelConfig) -> str:
-    """A local folder (the tiny model is built and cached on first use; a GGUF file is converted and cached once)
-    or a hub id."""
-    if cfg.tiny is not None:
-        from ..tiny import ensure_tiny_model
-
-        return str(ensure_tiny_model(cfg.tiny))
-    from ..models import local_path
-
-    return local_path(cfg.name)
-
-
-def check_model_reference(cfg: ModelConfig) -> None:
-    """A local path must exist and a GGUF must be loadable (cheap, so plan can tell before a run starts)."""
-    if cfg.tiny is None:
-        from ..models import check_reference
-
-        check_reference(cfg.name)
 
 
 @contextmanager
@@ -76,66 +58,6 @@ def cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
-
-
-LIBRARY_LOGGERS = ("transformers", "peft", "trl", "ftorch", "py.warnings")
-
-
-class SafeFileHandler(logging.FileHandler):
-    """A logging.FileHandler that appends without following a symlink (safe_io.open_append): one planted at
-    train.log is refused, naming it."""
-
-    def _open(self):
-        return open_append(Path(self.baseFilename))
-
-
-def attach_log_file(run: RunDir, file: Path | None = None) -> logging.Handler:
-    """For the life of the run, library output goes to train.log instead of the console: transformers/peft/trl/
-    ftorch log records and Python warnings (deprecations, PEFT's notices), with transformers' own stderr handler
-    and its weight-loading bars off. The console keeps ftorch's lines and the training progress."""
-    handler = SafeFileHandler(file or run.log)  # `file`: elsewhere than train.log (ftorch eval --out)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.setLevel(logging.INFO)
-    from ..secrets import ScrubFilter
-
-    handler.addFilter(ScrubFilter())  # no secret reaches train.log
-    for name in LIBRARY_LOGGERS:
-        logger = logging.getLogger(name)
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-    warnings_logger = logging.getLogger("py.warnings")
-    handler._ftorch_restore = (warnings_logger.propagate, _transformers_console(False))  # type: ignore[attr-defined]
-    warnings_logger.propagate = False  # not also to the root logger's console handler
-    logging.captureWarnings(True)
-    return handler
-
-
-def detach_log_file(handler: logging.Handler) -> None:
-    propagate, console = getattr(handler, "_ftorch_restore", (True, None))
-    logging.captureWarnings(False)
-    logging.getLogger("py.warnings").propagate = propagate
-    if console is not None:
-        _transformers_console(console)
-    for name in LIBRARY_LOGGERS:
-        logging.getLogger(name).removeHandler(handler)
-    handler.close()
-
-
-def _transformers_console(on: bool) -> bool | None:
-    """Turn transformers' stderr log handler and progress bars (loading weights, writing shards) on or off;
-    returns whether the bars were on (None when transformers is absent)."""
-    try:
-        from transformers.utils import logging as hf_logging
-    except ImportError:
-        return None
-    was_on = hf_logging.is_progress_bar_enabled()
-    if on:
-        hf_logging.enable_default_handler()
-        hf_logging.enable_progress_bar()
-    else:
-        hf_logging.disable_default_handler()
-        hf_logging.disable_progress_bar()
-    return was_on
 
 
 def metrics_callback(run: RunDir):
@@ -225,21 +147,6 @@ def restore_finished(trainer, checkpoint: str, run: RunDir) -> None:
         print(note, flush=True)
     trainer._load_from_checkpoint(checkpoint)
     trainer.state = TrainerState.load_from_json(os.path.join(checkpoint, "trainer_state.json"))
-
-
-def keep_metrics_until(run: RunDir, step: int) -> None:
-    """Drop metrics.jsonl rows past `step` (and a line torn by a kill), atomically: each step stays once."""
-    if not run.metrics.is_file():
-        return
-    kept = []
-    for line in run.metrics.read_text(errors="replace").splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step:
-            kept.append(line + "\n")
-    write_text(run.metrics, "".join(kept))  # a temporary file made exclusively, renamed over: no symlink followed
 
 
 def publish_adapter(run: RunDir, write: Callable[[Path], None], main: bool = True) -> None:
@@ -399,3 +306,50 @@ def peft_reload_check(expected, inputs: dict[str, Any], base_path: str, adapter_
                                    f"does not reproduce the trained model (max logit difference "
                                    f"{result['max_abs_diff_vs_trained']:.3g})"))
     return result
+
+
+def load_tokenizer(path: str, cfg: RunConfig):
+    from transformers import AutoTokenizer
+
+    """The tokenizer at `path`, with a pad token and a chat template that can mark the assistant's tokens."""
+    with loading(path, "tokenizer"):
+        tokenizer = AutoTokenizer.from_pretrained(path, revision=cfg.model.revision,
+                                                  trust_remote_code=cfg.model.trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    how = ensure_training_chat_template(tokenizer, path, cfg.train.assistant_only_loss)
+    logging.getLogger("ftorch").info("assistant-only loss: %s", {"markers": "the template's {% generation %} markers",
+                                     "offsets": "spans found by ftorch in the model's own template",
+                                     "trl": "TRL's training version of the template"}.get(how or "", "off"))
+    return tokenizer
+
+
+def load_model(path: str, cfg: RunConfig, precision: str, settings: dict[str, Any] | None = None):
+    """The model at `path` for LoRA training: in `precision` (or model.dtype), 4-bit for QLoRA, with the
+    attention kernel fit.choose() picked (`settings`)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+    dtype = dtypes[precision] if cfg.model.dtype == "auto" else getattr(torch, cfg.model.dtype)
+    kwargs: dict[str, Any] = {"dtype": dtype, "revision": cfg.model.revision,
+                              "trust_remote_code": cfg.model.trust_remote_code}
+    if cfg.train.quantization == "4bit":
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                                           bnb_4bit_compute_dtype=dtype, bnb_4bit_use_double_quant=True)
+    if settings and settings.get("attention") == "varlen":  # padding-free packed rows, no dense mask
+        from importlib.util import find_spec
+
+        from ._varlen import register as register_varlen
+
+        kwargs["attn_implementation"] = "flash_attention_2" if find_spec("flash_attn") else register_varlen()
+    with loading(path, "model"):
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    if cfg.train.quantization == "4bit":
+        from peft import prepare_model_for_kbit_training
+
+        checkpointing = bool((settings or {}).get("gradient_checkpointing"))
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
+    return model

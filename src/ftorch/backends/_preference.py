@@ -11,6 +11,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, Problem
+from ..models import model_path
 from ..run.metrics_log import final_metrics
 from ._preprocess import no_dataset_bars
 
@@ -234,10 +235,10 @@ def train(plan: Plan, run: RunDir, resume_from: str | None, backend) -> Result:
 
     cfg = plan.config
     device, precision = peft_backend.device_and_precision(cfg)
-    path = _hf.model_path(cfg.model)
+    path = model_path(cfg.model)
     run.append_log(f"model {path} on {device}, precision {precision}; method {cfg.train.method}")
-    tokenizer = peft_backend._load_tokenizer(path, cfg)
-    model = peft_backend._load_model(path, cfg, precision, plan.inputs["settings"])
+    tokenizer = _hf.load_tokenizer(path, cfg)
+    model = _hf.load_model(path, cfg, precision, plan.inputs["settings"])
     start = adapter_dir(cfg)
     peft_config: LoraConfig | None = LoraConfig(**plan.inputs["lora"])
     if start is not None:

@@ -24,6 +24,7 @@ import yaml
 
 from ..config.providers import AxolotlProvider
 from ..errors import BackendError, ConfigError, MissingExtra, Problem
+from ..models import check_model_reference, model_path
 from ..run import metrics_log
 from ..safe_io import copy_file, ensure_dir, open_append, write_text
 from ..secrets import scrub, scrub_tree
@@ -64,7 +65,6 @@ class AxolotlBackend:
                                                      "train.preference.max_completion_length")}
 
     def plan(self, cfg: RunConfig, data: DataReport) -> Plan:
-        from . import _hf
 
         if cfg.train.is_preference:
             axolotl_config.check_preference(cfg)
@@ -77,7 +77,7 @@ class AxolotlBackend:
                                       "unless provider.liger=true", "set provider.liger=true (Liger's fused linear "
                                       "cross-entropy), or leave train.fused_loss=auto"))
         refuse_mapped_passthrough(p.axolotl)
-        _hf.check_model_reference(cfg.model)
+        check_model_reference(cfg.model)
         paths = _data_paths(cfg, data.splits, "<run dir>")
         estimates = step_estimate(cfg.train, data.count("train"))
         config = translate(cfg, "<run dir>/checkpoints", paths, total_steps=estimates["total_steps"])
@@ -126,7 +126,7 @@ class AxolotlBackend:
         if cfg.train.num_gpus > max(env["gpus"], 1):
             raise BackendError(Problem("train.num_gpus", f"{cfg.train.num_gpus} GPUs asked for, but the Axolotl "
                                        f"environment sees {env['gpus']}", "lower train.num_gpus"))
-        base = _hf.model_path(cfg.model)
+        base = model_path(cfg.model)
         assert plan.data is not None  # plan() sets it; training always runs on a checked plan
         if cfg.train.is_preference:  # rewritten for Axolotl's rl loader (the user's files stay as they are)
             paths = axolotl_config.write_rl_data(cfg.train.method, plan.data.splits, run.path)

@@ -105,7 +105,7 @@ def resume_point(run: RunDir) -> str | None:
     """The newest complete checkpoint to continue from (None: start again at step 0), noted in train.log.
     Incomplete ones newer than it (a save cut short) are removed with a note, here and on the console, and
     metrics.jsonl loses the rows past the chosen step, which training is about to log again."""
-    from ._hf import keep_metrics_until
+    from ..run.metrics_log import keep_metrics_until
 
     newest = drop_incomplete(run)
     checkpoint = str(newest) if newest else None

@@ -59,7 +59,7 @@ class OpenAIBackend:
     }
 
     def plan(self, cfg: RunConfig, data: DataReport) -> Plan:
-        from ..data.cost import MIN_EXAMPLES, PriceTable, estimate, price_table_path
+        from ..data.cost import MIN_EXAMPLES, PriceTable, check_budget, estimate, price_table_path
         from ..data.tokens import counter_for
 
         p = cfg.provider_as(OpenAIProvider)
@@ -80,7 +80,7 @@ class OpenAIBackend:
         train = data.splits["train"].examples
         tokens = sum(counter.count(e, cfg.data.format) for e in train)
         cost = estimate(cfg.model.name, examples, tokens, p.n_epochs, prices)
-        _check_budget(p.max_cost_usd, cost.usd, "the training job", cfg.model.name)
+        check_budget(p.max_cost_usd, cost.usd, "the training job", cfg.model.name)
         notes = [f"cost estimate: {cost.billed_tokens:,} billed tokens ({cost.epochs} epochs"
                  f"{', auto' if cost.epochs_auto else ''}) = " + (f"${cost.usd:.2f}" if cost.usd is not None
                                                                   else "unknown (model not in the price table)"),
@@ -313,17 +313,6 @@ def _run_key(run: RunDir) -> str:
     import hashlib
 
     return "ftorch-" + hashlib.sha256(str(run.path.resolve()).encode()).hexdigest()[:24]
-
-
-def _check_budget(limit: float | None, usd: float | None, what: str, model: str) -> None:
-    if limit is None:
-        return
-    if usd is None:
-        raise ConfigError(Problem("provider.max_cost_usd", f"cannot check the budget: no price known for {model}",
-                                  "add the model to the price table (provider.prices) or unset max_cost_usd"))
-    if usd > limit:
-        raise ConfigError(Problem("provider.max_cost_usd", f"{what} is estimated at ${usd:.2f}, above the limit "
-                                  f"of ${limit:.2f}", "raise provider.max_cost_usd, use fewer examples or epochs"))
 
 
 def _wind_down(exc, files: dict[str, dict]) -> BackendError:

@@ -50,14 +50,14 @@ def eval_models(run: RunDir, cfg: RunConfig) -> EvalModels:
 def check_eval_budget(run: RunDir, cfg: RunConfig, calls: EvalCalls) -> None:
     """Estimate what the evaluation's calls cost (prompt tokens by the tokenizer, every reply at its maximum
     length) and refuse above provider.max_cost_usd, counting what training already cost."""
-    from .openai import _check_budget
+    from ..data.cost import check_budget
 
     limit = _provider(cfg).max_cost_usd
     if limit is None:
         return
     price, counter = _pricing(cfg)
     if price is None:
-        _check_budget(limit, None, "the evaluation", cfg.model.name)  # no price known: refused
+        check_budget(limit, None, "the evaluation", cfg.model.name)  # no price known: refused
         return
     usd = 0.0
     for name, conversations in calls().items():
@@ -66,5 +66,5 @@ def check_eval_budget(run: RunDir, cfg: RunConfig, calls: EvalCalls) -> None:
         usd += (prompt * price[f"{prefix}input_usd_per_1m"]
                 + len(conversations) * cfg.eval.max_new_tokens * price[f"{prefix}output_usd_per_1m"]) / 1e6
     spent = ((run.read().get("metrics") or {}).get("trained_tokens") or 0) / 1e6 * price["train_usd_per_1m"]
-    _check_budget(limit, spent + usd, f"training (${spent:.2f}) plus this evaluation",
+    check_budget(limit, spent + usd, f"training (${spent:.2f}) plus this evaluation",
                   cfg.model.name)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import TYPE_CHECKING, Any
 
 from ..config.providers import PeftProvider
 from ..errors import ConfigError, Problem
-from ..models import is_gguf
+from ..models import check_model_reference, is_gguf, model_path
+from ..run.library_log import attach_log_file, detach_log_file
 from ..run.metrics_log import final_metrics
 from . import _hf, _varlen, hf_translate, local_eval
 from .base import Plan, Result, no_remote_job
@@ -79,7 +79,7 @@ class PeftBackend:
         if cfg.train.quantization == "4bit" and p.device == "cpu":
             raise ConfigError(Problem("train.quantization", "4bit (QLoRA) cannot run with provider.device=cpu",
                                       "use train.quantization=none, or a CUDA GPU"))
-        _hf.check_model_reference(cfg.model)
+        check_model_reference(cfg.model)
         estimates: dict[str, Any] = step_estimate(cfg.train, data.count("train"))
         source = ("built locally (model.tiny) and cached" if cfg.model.tiny else
                   "GGUF, converted once and cached" if is_gguf(cfg.model.name) else "local folder or hub id")
@@ -145,19 +145,17 @@ class PeftBackend:
     def _launch(self, plan: Plan, run: RunDir, resume_from: str | None) -> Result:
         """One process, or train.num_gpus processes through torchrun (DDP: NCCL on GPUs, gloo on CPU)."""
         if plan.config.train.num_gpus > 1:
-            from .peft_worker import launch_distributed
-
-            return launch_distributed(plan, run, resume_from)
+            return _launch_distributed(plan, run, resume_from)
         return self.train_in_process(plan, run, resume_from=resume_from)
 
     def train_in_process(self, plan: Plan, run: RunDir, resume_from: str | None) -> Result:
         """Train in this process: the whole run, or one rank of a distributed one (peft_worker: ranks other
         than 0 get a RunDir with writes=False)."""
-        handler = _hf.attach_log_file(run)
+        handler = attach_log_file(run)
         try:
             return self._train_logged(plan, run, resume_from)
         finally:
-            _hf.detach_log_file(handler)
+            detach_log_file(handler)
 
     def _train_logged(self, plan: Plan, run: RunDir, resume_from: str | None) -> Result:
         if plan.config.train.is_preference:
@@ -169,10 +167,10 @@ class PeftBackend:
 
         cfg = plan.config
         device, precision = device_and_precision(cfg)
-        path = _hf.model_path(cfg.model)
+        path = model_path(cfg.model)
         run.append_log(f"model {path} on {device}, precision {precision}")
-        tokenizer = _load_tokenizer(path, cfg)
-        model = _load_model(path, cfg, precision, plan.inputs["settings"])
+        tokenizer = _hf.load_tokenizer(path, cfg)
+        model = _hf.load_model(path, cfg, precision, plan.inputs["settings"])
 
         train_ds, eval_ds, ready = _datasets(plan, tokenizer, run)
         # the assistant-only mask is already in the tokenized rows (labels, or assistant_masks that TRL folds in)
@@ -290,43 +288,16 @@ def _plain_loss_trainer(sft_trainer: type) -> type:
     return PlainLossSFTTrainer
 
 
-def _load_tokenizer(path: str, cfg: RunConfig):
-    from transformers import AutoTokenizer
+def _launch_distributed(plan: Plan, run: RunDir, resume_from: str | None) -> Result:
+    """torchrun starting the peft child (peft_worker.py) on every rank, under child.py's supervision."""
+    import sys
 
-    with _hf.loading(path, "tokenizer"):
-        tokenizer = AutoTokenizer.from_pretrained(path, revision=cfg.model.revision,
-                                                  trust_remote_code=cfg.model.trust_remote_code)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    how = _hf.ensure_training_chat_template(tokenizer, path, cfg.train.assistant_only_loss)
-    logging.getLogger("ftorch").info("assistant-only loss: %s", {"markers": "the template's {% generation %} markers",
-                                     "offsets": "spans found by ftorch in the model's own template",
-                                     "trl": "TRL's training version of the template"}.get(how or "", "off"))
-    return tokenizer
+    from . import child
 
-
-def _load_model(path: str, cfg: RunConfig, precision: str, settings: dict[str, Any] | None = None):
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-    dtype = dtypes[precision] if cfg.model.dtype == "auto" else getattr(torch, cfg.model.dtype)
-    kwargs: dict[str, Any] = {"dtype": dtype, "revision": cfg.model.revision,
-                              "trust_remote_code": cfg.model.trust_remote_code}
-    if cfg.train.quantization == "4bit":
-        from transformers import BitsAndBytesConfig
-
-        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                                           bnb_4bit_compute_dtype=dtype, bnb_4bit_use_double_quant=True)
-    if settings and settings.get("attention") == "varlen":  # padding-free packed rows, no dense mask
-        from importlib.util import find_spec
-
-        kwargs["attn_implementation"] = "flash_attention_2" if find_spec("flash_attn") else _varlen.register()
-    with _hf.loading(path, "model"):
-        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    if cfg.train.quantization == "4bit":
-        from peft import prepare_model_for_kbit_training
-
-        checkpointing = bool((settings or {}).get("gradient_checkpointing"))
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
-    return model
+    cfg = plan.config
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+               str(cfg.train.num_gpus), "-m", "ftorch.backends.peft_worker", str(run.path),
+               *([resume_from] if resume_from else [])]
+    run.append_log("launching: " + " ".join(command))
+    ended = child.supervise(command, run, what="torchrun")
+    return child.outcome(ended, where="train.num_gpus", log=run.log)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config.providers import UnslothProvider
 from ..errors import ConfigError, MissingExtra, Problem
+from ..models import check_model_reference, model_path
 from ..run.rundir import write_json_atomic
 from . import _hf, child, hf_translate, local_eval
 from .base import Plan, Result, no_remote_job
@@ -168,7 +169,7 @@ class UnslothBackend:
                                     f"one of: {', '.join(GGUF_METHODS)}"))
         if problems:
             raise ConfigError(problems)
-        _hf.check_model_reference(cfg.model)
+        check_model_reference(cfg.model)
 
         estimates = step_estimate(cfg.train, data.count("train"))
         source = "built locally (model.tiny) and cached" if cfg.model.tiny else "local folder or hub id"
@@ -281,7 +282,7 @@ class UnslothBackend:
         work = run.path / WORK_DIR
         work.mkdir(parents=True, exist_ok=True)
         (work / "probe.pt").unlink(missing_ok=True)
-        request: dict[str, Any] = {"inputs": _for_device(plan.inputs, device), "model_path": _hf.model_path(cfg.model),
+        request: dict[str, Any] = {"inputs": _for_device(plan.inputs, device), "model_path": model_path(cfg.model),
                    "device": device, "precision": precision, "dtype": dtype, "load_in_4bit": four_bit,
                    "resume_from": resume_from}
         write_json_atomic(work / "request.json", request)

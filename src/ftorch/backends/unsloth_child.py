@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BackendError, FtorchError, MissingExtra, Problem
+from ..run.library_log import attach_log_file, detach_log_file
 from ..run.rundir import RunDir
 from . import child
 
@@ -68,14 +69,13 @@ def _import_unsloth() -> None:
 
 
 def _train_logged(run: RunDir, request: dict[str, Any]) -> dict[str, Any]:
-    from . import _hf
 
-    handler = _hf.attach_log_file(run)
+    handler = attach_log_file(run)
     _quiet_console()
     try:
         return _train(run, request)
     finally:
-        _hf.detach_log_file(handler)
+        detach_log_file(handler)
 
 
 def _quiet_console() -> None:
@@ -91,14 +91,12 @@ def _train(run: RunDir, request: dict[str, Any]) -> dict[str, Any]:
     from importlib.metadata import version
 
     import torch
-    import yaml
     from unsloth import FastLanguageModel
 
-    from ..config.schema import RunConfig
     from ..data.report import check_data
     from . import _hf
 
-    cfg = RunConfig.model_validate(yaml.safe_load((run.path / "config.yaml").read_text()))
+    cfg = run.config()
     inputs, path, device = request["inputs"], request["model_path"], request["device"]
     load = {**inputs["from_pretrained"], "load_in_4bit": request["load_in_4bit"],
             "dtype": getattr(torch, request["dtype"])}

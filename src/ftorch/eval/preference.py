@@ -21,8 +21,8 @@ from typing import Any
 
 from ..data.checks import content_text, preferred_as_chat, read_jsonl
 from ..errors import DataError, Problem
+from .heldout import HeldOut, Task, most_common_system_prompt
 from .report_model import EvalReport, PairedTest, Preference, PreferencePairs
-from .tasks import HeldOut, Task, most_common_system_prompt
 
 Messages = list[dict]
 
@@ -43,7 +43,7 @@ class PreferenceTask(Task):
 def load_task(cfg) -> PreferenceTask:
     """The held-out preference pairs as a task (prompt -> preferred answer), checked for leakage."""
     from ..data.report import leakage
-    from .tasks import few_shot
+    from .heldout import few_shot
 
     split_path = cfg.data.test if cfg.eval.split == "test" else cfg.data.validation
     if split_path is None:
@@ -153,7 +153,7 @@ def rejected_behaviour(predictions: list[dict], patterns: list[str], systems: tu
 
 def section(task: PreferenceTask, predictions: list[dict], local, cfg) -> Preference:
     """The report's "preference" entry: pair scores (local models only) and the rejected-behaviour rate."""
-    from .tasks import SYSTEMS
+    from .heldout import SYSTEMS
 
     result: dict[str, Any] = {"method": cfg.train.method}
     if local is not None and task.pairs:
