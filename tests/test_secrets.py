@@ -233,7 +233,7 @@ def test_mlflow_params_and_tags_hold_no_secret(tmp_path, planted, monkeypatch):
 
 
 def test_openai_job_and_events_records_are_scrubbed(tmp_path, planted):
-    from ftorch.backends.openai import _Follower
+    from ftorch.backends.openai.backend import _Follower
 
     event = types.SimpleNamespace(id="e1", message=f"echo {ENV_KEY}",
                                   model_dump=lambda mode=None: {"id": "e1", "message": f"echo {ENV_KEY}",

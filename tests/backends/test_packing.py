@@ -29,9 +29,9 @@ from collections import Counter
 import pytest
 import torch
 
-from ftorch.backends._hf import load_model as _load_model
-from ftorch.backends._hf import load_tokenizer as _load_tokenizer
-from ftorch.backends.peft import _lora_args, _plain_loss_trainer, _sft_args
+from ftorch.backends.hf.loading import load_model as _load_model
+from ftorch.backends.hf.loading import load_tokenizer as _load_tokenizer
+from ftorch.backends.peft.backend import _lora_args, _plain_loss_trainer, _sft_args
 from ftorch.config.schema import RunConfig
 from ftorch.models import model_path
 

@@ -231,7 +231,7 @@ def test_a_symlinked_run_subfolder_is_refused_before_any_work(tmp_path, victim_d
 
 @pytest.mark.parametrize("existing_adapter", [False, True])
 def test_adapter_staging_folders_planted_as_symlinks_are_not_followed(tmp_path, victim_dir, existing_adapter):
-    from ftorch.backends._hf import publish_adapter
+    from ftorch.backends.hf.publish import publish_adapter
 
     run = make_run(tmp_path / "runs" / "r")
     if existing_adapter:
@@ -373,7 +373,7 @@ def test_sweep_report_replaces_a_symlink(tmp_path, victim, name):
 def test_openai_files_never_follow_a_symlink(tmp_path, victim):
     from types import SimpleNamespace
 
-    from ftorch.backends import openai as backend
+    from ftorch.backends.openai import backend
 
     run = make_run(tmp_path / "runs" / "r", provider="openai")
     plant(run.path / "events.jsonl", victim)
@@ -394,8 +394,8 @@ def test_openai_files_never_follow_a_symlink(tmp_path, victim):
 
 
 def test_axolotl_writes_never_follow_a_symlink(tmp_path, victim, victim_dir):
-    from ftorch.backends import axolotl_config
-    from ftorch.backends.axolotl import _finish
+    from ftorch.backends.axolotl import config as axolotl_config
+    from ftorch.backends.axolotl.backend import _finish
 
     run = make_run(tmp_path / "runs" / "r", provider="axolotl")
     plant(run.path / "axolotl_data", victim_dir)
@@ -411,7 +411,7 @@ def test_axolotl_writes_never_follow_a_symlink(tmp_path, victim, victim_dir):
 
 
 def test_axolotl_child_result_replaces_a_symlink(tmp_path, victim):
-    from ftorch.backends import axolotl_child
+    from ftorch.backends.axolotl import child as axolotl_child
 
     plant(tmp_path / "child_result.json", victim)
     plant(tmp_path / f"child_result.json.{os.getpid()}.tmp", victim)  # the old fixed temporary name

@@ -79,8 +79,8 @@ def answer_logprobs(local, pairs: list[tuple[Messages, str, str]], batch_size: i
                      for prompt, chosen, rejected in pairs for answer in (chosen, rejected)]
     sums: list[float] = []
     for start in range(0, len(conversations), batch_size):
-        rows = [local._assistant_labels(m) for m in conversations[start:start + batch_size]]
-        ids, labels, mask = local._pad_right([r[0] for r in rows], [r[1] for r in rows])
+        rows = [local.assistant_labels(m) for m in conversations[start:start + batch_size]]
+        ids, labels, mask = local.pad_right([r[0] for r in rows], [r[1] for r in rows])
         with torch.no_grad():
             logits = local.model(input_ids=ids, attention_mask=mask).logits.float()
         targets = labels[:, 1:]

@@ -232,7 +232,7 @@ def _record_disk_full(run: RunDir, exc: BaseException, why: str) -> DiskFull:
     """The run failed because its disk is full: the checkpoint whose save was cut short goes first (resume
     would drop it anyway, and its space is what run.json needs to be written), then the status is recorded
     with the command that continues the run. Returns the error to raise (exit 2)."""
-    from ..backends.checkpoints import drop_incomplete
+    from ..backends.hf.checkpoints import drop_incomplete
 
     drop_incomplete(run)
     full = DiskFull(Problem(str(run.path), f"the disk is full ({why}); the error was: "

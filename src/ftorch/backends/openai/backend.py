@@ -13,19 +13,19 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..config.providers import OpenAIProvider
-from ..errors import BackendError, ConfigError, Problem
-from ..run import metrics_log
-from ..run.metrics_log import MetricsRow
-from ..safe_io import open_append, write_bytes, write_text
-from . import openai_client as api
-from . import openai_eval
-from .base import Plan, Result
+from ... import openai_sdk as api
+from ...config.providers import OpenAIProvider
+from ...errors import BackendError, ConfigError, Problem
+from ...run import metrics_log
+from ...run.metrics_log import MetricsRow
+from ...safe_io import open_append, write_bytes, write_text
+from ..base import Plan, Result
+from . import eval as openai_eval
 
 if TYPE_CHECKING:
-    from ..config.schema import RunConfig
-    from ..data.report import DataReport
-    from ..run.rundir import RunDir
+    from ...config.schema import RunConfig
+    from ...data.report import DataReport
+    from ...run.rundir import RunDir
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 RETRYABLE_CREATE_ATTEMPTS = 3
@@ -59,8 +59,8 @@ class OpenAIBackend:
     }
 
     def plan(self, cfg: RunConfig, data: DataReport) -> Plan:
-        from ..data.cost import MIN_EXAMPLES, PriceTable, check_budget, estimate, price_table_path
-        from ..data.tokens import counter_for
+        from ...data.cost import MIN_EXAMPLES, PriceTable, check_budget, estimate, price_table_path
+        from ...data.tokens import counter_for
 
         p = cfg.provider_as(OpenAIProvider)
         wanted = "preference" if p.method == "dpo" else "chat"
@@ -123,7 +123,7 @@ class OpenAIBackend:
         return self._follow(client, job_id, plan, run)
 
     def _upload(self, client, plan: Plan, run: RunDir) -> dict[str, dict]:
-        from ..cache import cache_root
+        from ...cache import cache_root
 
         record = api.UploadRecord(cache_root() / "openai_files.json", api.endpoint_of(client))
         files = {split: api.upload(client, Path(path), record) for split, path in plan.inputs["files"].items()}
@@ -164,7 +164,7 @@ class OpenAIBackend:
                 with api.api_errors("create the fine-tuning job"):
                     raise
             run.update(job_id=job.id, job_status=job.status)
-            from ..secrets import scrub_tree
+            from ...secrets import scrub_tree
 
             write_text(run.path / "job.json", json.dumps(scrub_tree(job.model_dump(mode="json")), indent=2))
             run.append_log(f"created job {job.id} ({job.status})")
@@ -247,7 +247,7 @@ class _Follower:
             time.sleep(delay)
 
     def _events(self) -> None:
-        from ..secrets import scrub, scrub_tree
+        from ...secrets import scrub, scrub_tree
 
         page = self.client.fine_tuning.jobs.list_events(self.job_id, limit=100)
         fresh = [e for e in page.data if e.id not in self.seen]
@@ -262,7 +262,7 @@ class _Follower:
         new = {c.id: c.model_dump(mode="json") for c in page.data if c.id not in self.checkpoints}
         if new:
             self.checkpoints.update(new)
-            from ..run.rundir import write_json_atomic
+            from ...run.rundir import write_json_atomic
 
             write_json_atomic(self.run.path / "checkpoints.json", sorted(self.checkpoints.values(),
                                                                           key=lambda c: c["step_number"]))

@@ -1,5 +1,5 @@
 """provider=peft on several processes (train.num_gpus > 1): the run's process starts
-`torchrun --nproc_per_node N -m ftorch.backends.peft_worker RUN_DIR` under backends/child.py's supervision
+`torchrun --nproc_per_node N -m ftorch.backends.peft.child RUN_DIR` under backends/child.py's supervision
 and waits; every rank rebuilds the plan from the run directory and trains under DDP (NCCL on GPUs, gloo on
 CPU) through PeftBackend.train_in_process; rank 0 alone writes to the run directory and reports the result
 (child.py's record), which the parent turns into run.json's truthful status."""
@@ -11,15 +11,15 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from ..errors import FtorchError
-from ..run.rundir import RunDir
-from . import child
+from ...errors import FtorchError
+from ...run.rundir import RunDir
+from .. import child
 
 
 def main(argv: list[str]) -> int:
 
-    from ..data.report import check_data
-    from .peft import PeftBackend
+    from ...data.report import check_data
+    from .backend import PeftBackend
 
     run_path = Path(argv[0])
     resume_from = argv[1] if len(argv) > 1 else None
