@@ -34,13 +34,14 @@ def seconds_per_step(recipe: str, steps: int, batch: int, extra: list[str]) -> t
     """(wall, CPU) seconds per optimizer step of `ftorch train recipe=...` run in this process, steady state
     (the first step left out). CPU seconds are this process's, all threads: on a shared machine they move far
     less than wall time when other work competes for the cores."""
-    from ftorch.backends import _hf, get_backend
+    from ftorch.backends import get_backend
+    from ftorch.backends.hf import callbacks
     from ftorch.config.compose import find_project
-    from ftorch.run.rundir import RunDir
     from ftorch.run.lifecycle import prepare
+    from ftorch.run.rundir import RunDir
 
     cpu: list[float] = []
-    original = _hf.metrics_callback
+    original = callbacks.metrics_callback
 
     def timed_callback(run):
         recorder = original(run)
@@ -56,7 +57,7 @@ def seconds_per_step(recipe: str, steps: int, batch: int, extra: list[str]) -> t
         recorder.__class__ = Timed
         return recorder
 
-    _hf.metrics_callback = timed_callback
+    callbacks.metrics_callback = timed_callback
     overrides = [f"recipe={recipe}", f"train.max_steps={steps}", f"train.batch_size={batch}",
                  "train.save_steps=100000", "train.logging_steps=1", "train.warmup_ratio=0", "eval=none",
                  "train.lora.modules_to_save=[]", *extra]
@@ -67,7 +68,7 @@ def seconds_per_step(recipe: str, steps: int, batch: int, extra: list[str]) -> t
         try:
             get_backend("peft").run(prepared.plan, run)
         finally:
-            _hf.metrics_callback = original
+            callbacks.metrics_callback = original
         rows = [json.loads(line) for line in run.metrics.read_text().splitlines()]
     train = [r for r in rows if r["kind"] == "train"]
     return (train[-1]["time"] - train[0]["time"]) / (len(train) - 1), statistics.median(cpu[1:])

@@ -41,7 +41,7 @@ def one_at_a_time(model, conversations, max_new_tokens: int) -> list[str]:
         ids = torch.tensor([model._encode(messages)])
         with torch.no_grad():
             out = model.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                                       max_new_tokens=max_new_tokens, eos_token_id=model._stop_ids(),
+                                       max_new_tokens=max_new_tokens, eos_token_id=model.stop_ids(),
                                        pad_token_id=model.tokenizer.pad_token_id)
         replies.append(model.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip())
     return replies

@@ -32,8 +32,8 @@ sys.path.insert(0, str(ROOT / "src"))  # ftorch without installing it (GPU image
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from ftorch.backends.fit import TrainRequest, choose  # noqa: E402
-from ftorch.backends.memory import LINEARS, ModelShape, StepSetup, estimate  # noqa: E402
+from ftorch.backends.hf.fit import TrainRequest, choose  # noqa: E402
+from ftorch.backends.hf.memory import LINEARS, ModelShape, StepSetup, estimate  # noqa: E402
 
 H100_BF16_FLOPS = 989e12
 FULL = dict(shape=dict(hidden_size=2048, num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8,
@@ -138,7 +138,7 @@ def resolve(v: Variant, work: dict, cuda: bool, device_bytes: int | None, kernel
 
 def register_torch_varlen() -> None:
     """ftorch's own registration: the benchmark measures what the backend runs."""
-    from ftorch.backends import _varlen
+    from ftorch.backends.hf import varlen as _varlen
 
     _varlen.register()
 

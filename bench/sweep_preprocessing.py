@@ -26,7 +26,7 @@ def examples(n: int) -> list[dict]:
 
 
 def trials(data: list[dict], tokenizer, count: int, cache: Path) -> float:
-    from ftorch.backends import _preprocess
+    from ftorch.backends.hf import preprocess as _preprocess
 
     start = time.perf_counter()
     for _ in range(count):

@@ -5,9 +5,10 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import chat
-from ftorch import cache as cache_check, models
+
+from ftorch import cache as cache_check
+from ftorch import models
 from ftorch.config.schema import TinyModel
 
 SMALL = TinyModel(hidden_size=16, intermediate_size=32, num_heads=2, num_layers=1, vocab_size=300)
@@ -99,7 +100,7 @@ def tokenizer():
 
 
 def test_damaged_tokenized_data_is_tokenized_again(tokenizer, tmp_path):
-    from ftorch.backends import _preprocess
+    from ftorch.backends.hf import preprocess as _preprocess
 
     examples = [chat(f"q{i}", f"a{i}") for i in range(8)]
     first = _preprocess.prepare(examples, tokenizer, 64, True, False, tmp_path, announce=print)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from ftorch.run import lifecycle as runner
 from ftorch.backends import Result
 from ftorch.cli import main
 from ftorch.errors import ConfigError
+from ftorch.run import lifecycle as runner
 from ftorch.run.rundir import RunDir
 
 
@@ -110,7 +110,7 @@ def test_a_signal_while_success_is_recorded_comes_after_it(tmp_path, monkeypatch
         return real_finish(self, status, **fields)
 
     monkeypatch.setattr(RunDir, "finish", finish)
-    with runner._sigterm_as_interrupt(), pytest.raises(runner.RunInterrupted):
+    with runner.sigterm_as_interrupt(), pytest.raises(runner.RunInterrupted):
         runner.supervise(run, lambda: Result("succeeded", metrics={"global_step": 1}), "t")
     assert run.read()["status"] == "succeeded"
 
@@ -134,7 +134,7 @@ def test_a_full_disk_is_an_exit_2_error_with_the_resume_command(tmp_path):
 
 
 def test_resume_drops_incomplete_checkpoints_and_later_metrics(tmp_path, capsys):
-    from ftorch.backends import _hf
+    from ftorch.backends.hf import checkpoints
 
     run = make_run(tmp_path / "run")
     for step, files in ((2, None), (4, {"optimizer.pt": b""})):
@@ -146,9 +146,9 @@ def test_resume_drops_incomplete_checkpoints_and_later_metrics(tmp_path, capsys)
         (folder / "trainer_state.json").write_text(json.dumps({"global_step": step, "max_steps": 8}))
     run.metrics.write_text("".join(json.dumps({"step": s, "kind": "train"}) + "\n" for s in (1, 2, 3, 4))
                            + '{"step": 5, "ki')
-    assert _hf.resume_point(run) == str(run.checkpoints / "checkpoint-2")
+    assert checkpoints.resume_point(run) == str(run.checkpoints / "checkpoint-2")
     assert not (run.checkpoints / "checkpoint-4").exists()
     assert [json.loads(line)["step"] for line in run.metrics.read_text().splitlines()] == [1, 2]
     assert "checkpoint-4 is incomplete (empty optimizer.pt)" in capsys.readouterr().err
     assert "checkpoint-4 is incomplete" in run.log.read_text()
-    assert not _hf.training_finished(str(run.checkpoints / "checkpoint-2"))
+    assert not checkpoints.training_finished(str(run.checkpoints / "checkpoint-2"))

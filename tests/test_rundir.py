@@ -7,8 +7,8 @@ from omegaconf import OmegaConf
 
 from ftorch.backends import Result
 from ftorch.errors import BackendError, RunInterrupted
-from ftorch.run.rundir import REDACTED, RunDir, redact, redact_hydra_dir, redact_override, write_json_atomic
 from ftorch.run.lifecycle import supervise
+from ftorch.run.rundir import REDACTED, RunDir, redact, redact_hydra_dir, redact_override, write_json_atomic
 
 
 def started(tmp_path) -> RunDir:
@@ -88,7 +88,7 @@ def test_secret_key_names(key, secret):
 
 
 def test_a_run_seen_without_writes_is_left_alone(tmp_path):
-    """What ranks other than 0 of a distributed run get (peft_worker): the same code runs, nothing lands."""
+    """What ranks other than 0 of a distributed run get (peft/child.py): the same code runs, nothing lands."""
     owner = RunDir(tmp_path)
     owner.update(status="running")
     owner.append_log("from rank 0")

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import TINY
 from omegaconf import OmegaConf
 
-from conftest import TINY
 from ftorch import secrets
 from ftorch.cli import main
 from ftorch.run.rundir import RunDir, write_json_atomic
@@ -137,9 +137,9 @@ def test_json_artifacts_and_train_log_are_scrubbed(tmp_path, planted):
     run = RunDir(tmp_path)
     write_json_atomic(tmp_path / "x.json", {"error": f"failed with key {ENV_KEY}", "n": [PROMPT_KEY, 1]})
     run.append_log(f"request had Bearer {ENV_KEY}")
-    from ftorch.backends import _hf
+    from ftorch.run import library_log
 
-    handler = _hf.attach_log_file(run)
+    handler = library_log.attach_log_file(run)
     try:
         logging.getLogger("ftorch.test").info("header %s", ENV_KEY)
         try:
@@ -147,7 +147,7 @@ def test_json_artifacts_and_train_log_are_scrubbed(tmp_path, planted):
         except ValueError:
             logging.getLogger("transformers.test").exception("failed")
     finally:
-        _hf.detach_log_file(handler)
+        library_log.detach_log_file(handler)
     for name in ("x.json", "train.log"):
         text = (tmp_path / name).read_text()
         assert_clean(text, name)
@@ -217,8 +217,8 @@ def test_mlflow_params_and_tags_hold_no_secret(tmp_path, planted, monkeypatch):
     fake.log_params = lambda params: logged.append(params)
     fake.log_metric = fake.log_metrics = fake.log_artifact = fake.log_artifacts = lambda *a, **k: None
     monkeypatch.setitem(sys.modules, "mlflow", fake)
-    from ftorch.run import tracking
     from ftorch.config.schema import RunConfig
+    from ftorch.run import tracking
 
     cfg = RunConfig.model_validate({"model": {"name": "m"}, "data": {"train": "t.jsonl"},
                                     "provider": {"name": "openai", "metadata": {"token": TOKEN},
@@ -233,7 +233,7 @@ def test_mlflow_params_and_tags_hold_no_secret(tmp_path, planted, monkeypatch):
 
 
 def test_openai_job_and_events_records_are_scrubbed(tmp_path, planted):
-    from ftorch.backends.openai import _Follower
+    from ftorch.backends.openai.backend import _Follower
 
     event = types.SimpleNamespace(id="e1", message=f"echo {ENV_KEY}",
                                   model_dump=lambda mode=None: {"id": "e1", "message": f"echo {ENV_KEY}",

@@ -115,7 +115,7 @@ def stream_reply(local, ids: list[int], max_new_tokens: int, write) -> str:
     inputs = torch.tensor([ids], device=local.device)
     streamer = TextIteratorStreamer(local.tokenizer, skip_prompt=True, skip_special_tokens=True)
     kwargs = dict(input_ids=inputs, attention_mask=torch.ones_like(inputs), max_new_tokens=max_new_tokens,
-                  do_sample=False, streamer=streamer, eos_token_id=local._stop_ids(),
+                  do_sample=False, streamer=streamer, eos_token_id=local.stop_ids(),
                   pad_token_id=local.tokenizer.pad_token_id)
     failure: list[BaseException] = []
 

@@ -19,11 +19,14 @@ import json
 import sys
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .cache import cache_root, damage, has_manifest, publish, write_manifest
 from .errors import ModelError, Problem
 from .safe_io import UnsafePath, write_text
+
+if TYPE_CHECKING:
+    from .config.schema import ModelConfig
 
 PACKAGE_PREFIX = "package:"
 CONVERSION_VERSION = 1  # bump when the conversion changes, so old cache entries are not reused
@@ -243,3 +246,19 @@ def load_model_config(name_or_path: str) -> dict[str, Any] | None:
     except Exception:  # not a valid hub id either
         return None
     return json.loads(Path(cached).read_text()) if isinstance(cached, str) else None
+
+
+def model_path(cfg: ModelConfig) -> str:
+    """model.* as a path every backend loads: a local folder (the tiny model is built and cached on first use; a
+    GGUF file is converted and cached once) or a hub id."""
+    if cfg.tiny is not None:
+        from .tiny import ensure_tiny_model
+
+        return str(ensure_tiny_model(cfg.tiny))
+    return local_path(cfg.name)
+
+
+def check_model_reference(cfg: ModelConfig) -> None:
+    """A local path must exist and a GGUF must be loadable (cheap, so plan can tell before a run starts)."""
+    if cfg.tiny is None:
+        check_reference(cfg.name)

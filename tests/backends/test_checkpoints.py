@@ -1,5 +1,5 @@
-"""One rule for the checkpoint a run resumes from, whichever local backend wrote it (backends/checkpoints.py):
-peft and unsloth (through _hf) and axolotl find the same one."""
+"""One rule for the checkpoint a run resumes from, whichever local backend wrote it (backends/hf/checkpoints.py):
+peft and unsloth (through backends/hf/) and axolotl find the same one."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from ftorch.backends import _hf, axolotl, checkpoints
-from ftorch.backends.checkpoints import checkpoint_problem, latest_checkpoint
+from ftorch.backends.axolotl import backend as axolotl
+from ftorch.backends.hf import checkpoints
+from ftorch.backends.hf.checkpoints import checkpoint_problem, latest_checkpoint
+from ftorch.backends.peft import backend as peft_backend
 
 TRAINER_FILES = ("adapter_config.json", "adapter_model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth",
                  "training_args.bin")
@@ -73,4 +75,4 @@ def test_axolotl_resumes_where_peft_and_unsloth_would(tmp_path, monkeypatch):
     monkeypatch.setattr(axolotl.AxolotlBackend, "_train", lambda self, plan, run, resume_from: seen.append(resume_from))
     axolotl.AxolotlBackend().resume(None, run)
     assert seen == [str(good)] and not (run.checkpoints / "checkpoint-6").exists()
-    assert _hf.resume_point is checkpoints.resume_point
+    assert peft_backend.checkpoints.resume_point is checkpoints.resume_point

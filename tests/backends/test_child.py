@@ -151,7 +151,7 @@ def test_the_child_holds_the_run_lock(tmp_path):
 
 # --- axolotl_child.py --result: the same record from Axolotl's environment, which cannot import ftorch -------
 
-AXOLOTL_CHILD = Path(child.__file__).with_name("axolotl_child.py")
+AXOLOTL_CHILD = Path(child.__file__).parent / "axolotl" / "child.py"
 SAVES_AND_EXITS_0 = ("import signal, sys, time\n"  # what Axolotl's train does on SIGINT
                      "signal.signal(signal.SIGINT, lambda *a: (print('saving', flush=True), sys.exit(0)))\n"
                      "print('ready', flush=True)\ntime.sleep(30)\n")

@@ -29,9 +29,11 @@ from collections import Counter
 import pytest
 import torch
 
-from ftorch.backends import _hf
-from ftorch.backends.peft import _load_model, _load_tokenizer, _lora_args, _plain_loss_trainer, _sft_args
+from ftorch.backends.hf.loading import load_model as _load_model
+from ftorch.backends.hf.loading import load_tokenizer as _load_tokenizer
+from ftorch.backends.peft.backend import _lora_args, _plain_loss_trainer, _sft_args
 from ftorch.config.schema import RunConfig
+from ftorch.models import model_path
 
 WORDS = "book a call with ana lee on monday friday at noon 9am 3pm please thanks sure done".split()
 
@@ -60,11 +62,12 @@ def run_config(packing: bool) -> RunConfig:
 
 def sft_trainer(cfg: RunConfig, rows: list[dict], out: str):
     """The trainer as PeftBackend._train_logged builds it on CPU (fp32, fused_loss=auto: the model's own loss)."""
-    from datasets import Dataset
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
-    path = _hf.model_path(cfg.model)
+    from datasets import Dataset
+
+    path = model_path(cfg.model)
     tokenizer = _load_tokenizer(path, cfg)
     args = SFTConfig(output_dir=out, use_cpu=True, bf16=False, fp16=False, **_sft_args(cfg))
     return _plain_loss_trainer(SFTTrainer)(model=_load_model(path, cfg, "fp32"), args=args,

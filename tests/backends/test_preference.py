@@ -174,7 +174,7 @@ def test_sweep_objective_can_name_preference_accuracy():
 
 
 def test_sft_weight_adds_trl_s_sft_loss_to_dpo():
-    from ftorch.backends._preference import trainer_args
+    from ftorch.backends.hf.preference import trainer_args
     from ftorch.config.compose import find_project
     from ftorch.run.lifecycle import prepare
 

@@ -3,10 +3,10 @@
 import json
 
 import pytest
-
 from conftest import ROOT, chat
 from test_chat_masks import runs
-from ftorch.backends import _preprocess
+
+from ftorch.backends.hf import preprocess as _preprocess
 from ftorch.config.schema import TinyModel
 from ftorch.tiny import ensure_tiny_model
 
@@ -28,9 +28,10 @@ def quickstart(n=24):
 
 @pytest.mark.parametrize("max_length", [256, 110])
 def test_rows_match_trls_own_preparation(tokenizer, tmp_path, max_length):
-    from datasets import Dataset
     from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
+
+    from datasets import Dataset
 
     examples = quickstart()
     ours = _preprocess.prepare(examples, tokenizer, max_length, True, False, tmp_path).dataset
@@ -111,7 +112,7 @@ def test_a_template_that_is_not_prefix_preserving_is_a_data_error(chatml_tokeniz
 
 
 def test_training_chat_template_keeps_the_models_own_where_offsets_serve_it(chatml_tokenizer, tokenizer):
-    from ftorch.backends._hf import ensure_training_chat_template
+    from ftorch.backends.hf.loading import ensure_training_chat_template
 
     assert ensure_training_chat_template(chatml_tokenizer, "smollm2", True) == "offsets"
     assert chatml_tokenizer.chat_template == SMOLLM2
@@ -125,7 +126,7 @@ def test_trls_training_template_where_offsets_cannot_serve(chatml_tokenizer, nam
     from importlib.util import find_spec
     from pathlib import Path
 
-    from ftorch.backends._hf import ensure_training_chat_template
+    from ftorch.backends.hf.loading import ensure_training_chat_template
 
     folder = Path(find_spec("trl").submodule_search_locations[0]) / "chat_templates"
     chatml_tokenizer.chat_template = (folder / f"{name}.jinja").read_text()
@@ -134,7 +135,7 @@ def test_trls_training_template_where_offsets_cannot_serve(chatml_tokenizer, nam
 
 
 def test_a_template_nothing_serves_is_a_clear_error(chatml_tokenizer):
-    from ftorch.backends._hf import ensure_training_chat_template
+    from ftorch.backends.hf.loading import ensure_training_chat_template
     from ftorch.errors import ModelError
 
     chatml_tokenizer.chat_template = SMOLLM2.replace("{% if add_generation_prompt %}", "{% if false %}")

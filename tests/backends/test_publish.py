@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ftorch.backends import _hf
+from ftorch.backends.hf import publish
 from ftorch.run.rundir import RunDir
 
 
@@ -34,7 +34,7 @@ def test_other_ranks_write_nothing(tmp_path, collective):
     def save_model(folder: Path) -> None:
         calls.append(folder)
 
-    checked = _hf.publish_trained(FakeTrainer(rank=1), run, FakeTokenizer(), "base", save_model,
+    checked = publish.publish_trained(FakeTrainer(rank=1), run, FakeTokenizer(), "base", save_model,
                                   collective=collective)
     assert checked is None
     assert len(calls) == (1 if collective else 0)  # a collective save must be reached by every rank
@@ -44,13 +44,13 @@ def test_other_ranks_write_nothing(tmp_path, collective):
 def test_rank_zero_saves_publishes_and_checks(tmp_path, monkeypatch):
     run = RunDir(tmp_path / "run")
     run.path.mkdir(parents=True)
-    monkeypatch.setattr(_hf, "reload_check", lambda *args, **kwargs: {"matches_trained": True})
+    monkeypatch.setattr(publish, "reload_check", lambda *args, **kwargs: {"matches_trained": True})
 
     def save_model(folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "adapter_model.safetensors").write_bytes(b"weights")
 
-    checked = _hf.publish_trained(FakeTrainer(rank=0), run, FakeTokenizer(), "base", save_model)
+    checked = publish.publish_trained(FakeTrainer(rank=0), run, FakeTokenizer(), "base", save_model)
     assert checked == {"matches_trained": True}
     assert sorted(p.name for p in run.adapter.iterdir()) == ["adapter_model.safetensors", "tokenizer.json"]
     assert not (run.path / ".adapter.partial").exists()

@@ -31,7 +31,7 @@ def test_install_hints_name_extras_and_targets_that_exist():
 
 
 def test_a_provider_whose_module_cannot_import_names_how_to_install(monkeypatch):
-    monkeypatch.setitem(sys.modules, "ftorch.backends.openai", None)  # import of it raises ImportError
+    monkeypatch.setitem(sys.modules, "ftorch.backends.openai.backend", None)  # import of it raises ImportError
     with pytest.raises(MissingExtra) as raised:
         get_backend("openai")
     assert "pip install 'ftorch[openai]'" in raised.value.render()

@@ -6,9 +6,10 @@ import json
 import sys
 
 import pytest
-
 from conftest import TINY
-from ftorch.backends import _hf, unsloth
+
+from ftorch.backends.hf import loading
+from ftorch.backends.unsloth import backend as unsloth
 from ftorch.cli import main
 from ftorch.errors import BackendError, ConfigError, MissingExtra, Problem
 
@@ -114,7 +115,7 @@ def test_missing_unsloth_is_exit_2_with_an_install_hint(tmp_path, capsys, monkey
 
 def test_no_gpu_without_allow_cpu_is_exit_2_suggesting_peft(tmp_path, capsys, monkeypatch):
     fake_find_spec(monkeypatch, present={"unsloth", "unsloth_zoo"})
-    monkeypatch.setattr(_hf, "cuda_available", lambda: False)
+    monkeypatch.setattr(loading, "cuda_available", lambda: False)
     runs = tmp_path / "runs"
     code = main(["train", f"paths.runs={runs}", *UNSLOTH])
     err = capsys.readouterr().err
@@ -230,7 +231,7 @@ def test_preference_settings_that_do_not_apply_are_refused(capsys, overrides, ke
 
 def test_unsloth_translates_for_itself(capsys, monkeypatch):
     """Its own translation, not an edit of provider=peft's: peft's translators may change (or break) freely."""
-    from ftorch.backends import peft
+    from ftorch.backends.peft import backend as peft
 
     def broken(*args, **kwargs):
         raise AssertionError("provider=unsloth used provider=peft's translation")
@@ -249,7 +250,7 @@ def test_unsloth_translates_for_itself(capsys, monkeypatch):
 
 def test_the_trainer_settings_both_providers_share_come_from_one_place(capsys):
     """The keys peft's and unsloth's TRL configs share are hf_translate's: the same values for the same config."""
-    from ftorch.backends import hf_translate
+    from ftorch.backends.hf import translate as hf_translate
     from ftorch.config.compose import find_project
     from ftorch.run.lifecycle import prepare
 

@@ -3,7 +3,7 @@
 
 import pytest
 
-from ftorch.backends import _varlen
+from ftorch.backends.hf import varlen as _varlen
 from ftorch.config.schema import TinyModel
 from ftorch.tiny import ensure_tiny_model
 
@@ -54,7 +54,7 @@ def test_no_attention_across_packed_sequences(models):
 
 
 def test_plan_picks_varlen_packing_on_a_gpu_without_flash_attn():
-    from ftorch.backends.peft import _choose
+    from ftorch.backends.peft.backend import _choose
     from ftorch.config.compose import find_project
     from ftorch.run.lifecycle import prepare
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import ROOT, TINY, assert_preference_evaluated, read_run, run_cli, run_dirs, train_run
 
 PYTHON = Path(os.environ.get("FTORCH_AXOLOTL_PYTHON") or ROOT / ".venv-axolotl" / "bin" / "python")
@@ -105,7 +104,7 @@ def schema_reports(tmp_path, base: list[str], presets: dict[str, list[str]]) -> 
         config["base_model"] = str(ROOT / "missing-model")  # the schema does not load the model
         paths.append(tmp_path / f"{name}.yaml")
         paths[-1].write_text(yaml.safe_dump(config))
-    child = ROOT / "src" / "ftorch" / "backends" / "axolotl_child.py"
+    child = ROOT / "src" / "ftorch" / "backends" / "axolotl" / "child.py"
     done = subprocess.run([str(PYTHON), str(child), *map(str, paths)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return [json.loads(line) for line in done.stdout.splitlines()]

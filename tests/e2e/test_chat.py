@@ -21,9 +21,9 @@ def trained(tmp_path_factory):
 
 
 def test_chat_compare_in_a_terminal(trained):
-    from ftorch.backends._hf import model_path
-    from ftorch.eval.local import LocalModel
     from ftorch.eval.finished import config_of
+    from ftorch.eval.local import LocalModel
+    from ftorch.models import model_path
     from ftorch.run.rundir import RunDir
 
     child = pexpect.spawn(sys.executable, ["-m", "ftorch", "chat", str(trained), "--compare", "--max-new-tokens",

@@ -16,7 +16,6 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, TINY
 
 pytestmark = pytest.mark.slow
@@ -25,9 +24,9 @@ ARGS = [*TINY, "train.max_steps=8", "train.save_steps=2", "train.batch_size=2", 
 QUICK_EVAL = ["eval.limit=2", "eval.general=false", "eval.safety=false", "eval.drift=false",
               "eval.max_new_tokens=4", "eval.few_shot=0"]
 PRELOAD = ["torch", "transformers", "peft", "trl", "trl.trainer.sft_trainer", "hydra", "datasets", "matplotlib.pyplot",
-           "ftorch.cli", "ftorch.cli.train", "ftorch.run.lifecycle", "ftorch.run.launch", "ftorch.backends.peft",
+           "ftorch.cli", "ftorch.cli.train", "ftorch.run.lifecycle", "ftorch.run.launch", "ftorch.backends.peft.backend",
            "ftorch.run.plots",
-           "ftorch.backends._preprocess", "ftorch.eval.suite"]
+           "ftorch.backends.hf.preprocess", "ftorch.eval.suite"]
 # Where a kill can land: (hook, how). "call": SIGKILL when the hook is called the n-th time, after `delay`
 # seconds (a timer, so it lands wherever the process is then); "write": the n-th file written through the hook
 # gets half its bytes, then SIGKILL.
@@ -71,9 +70,9 @@ def _arm(hook: str, n: int, delay: float) -> None:
 
         Trainer.training_step = training_step
     elif hook == "publish":
-        from ftorch.backends import _hf
+        from ftorch.backends.hf import publish
 
-        real_publish = _hf.publish_adapter
+        real_publish = publish.publish_adapter
 
         def publish_adapter(run, write, main=True):
             if due():
@@ -81,7 +80,7 @@ def _arm(hook: str, n: int, delay: float) -> None:
                 _die()
             return real_publish(run, write, main)
 
-        _hf.publish_adapter = publish_adapter
+        publish.publish_adapter = publish_adapter
     elif hook == "torch_save":
         import io
 
@@ -240,7 +239,7 @@ def adapter_bytes(run_dir: Path) -> bytes:
 def assert_truthful_after_kill(run_dir: Path) -> None:
     """After kill -9: nobody holds the lock, readers see 'died' (training) or an evaluation that died, and the
     checkpoint run.json names is complete."""
-    from ftorch.backends._hf import checkpoint_problem
+    from ftorch.backends.hf.checkpoints import checkpoint_problem
     from ftorch.run.rundir import RunDir
 
     run = RunDir(run_dir)

@@ -93,7 +93,7 @@ def test_a_symlinked_lock_names_nobody_as_holder(tmp_path, victim):
 
 
 def test_metrics_rewrite_replaces_a_symlinked_temporary_file(tmp_path, victim):
-    from ftorch.backends._hf import keep_metrics_until
+    from ftorch.run.metrics_log import keep_metrics_until
 
     run = make_run(tmp_path / "runs" / "r")
     run.metrics.write_text("".join(json.dumps({"step": s, "kind": "train", "loss": 1.0}) + "\n" for s in (1, 2, 3)))
@@ -105,7 +105,7 @@ def test_metrics_rewrite_replaces_a_symlinked_temporary_file(tmp_path, victim):
 
 
 def test_metrics_rewrite_replaces_a_symlinked_metrics_file(tmp_path, victim):
-    from ftorch.backends._hf import keep_metrics_until
+    from ftorch.run.metrics_log import keep_metrics_until
 
     run = make_run(tmp_path / "runs" / "r")
     plant(run.metrics, victim)
@@ -114,7 +114,7 @@ def test_metrics_rewrite_replaces_a_symlinked_metrics_file(tmp_path, victim):
 
 
 def test_train_log_symlink_is_refused_by_every_log_writer(tmp_path, victim):
-    from ftorch.backends._hf import attach_log_file
+    from ftorch.run.library_log import attach_log_file
 
     run = make_run(tmp_path / "runs" / "r")
     plant(run.log, victim)
@@ -137,7 +137,7 @@ def test_resume_with_a_symlinked_train_log_exits_2_before_any_work(tmp_path, vic
 def test_library_log_handler_appends_to_a_real_train_log(tmp_path):
     import logging
 
-    from ftorch.backends._hf import attach_log_file, detach_log_file
+    from ftorch.run.library_log import attach_log_file, detach_log_file
 
     run = make_run(tmp_path / "runs" / "r")
     handler = attach_log_file(run)
@@ -231,7 +231,7 @@ def test_a_symlinked_run_subfolder_is_refused_before_any_work(tmp_path, victim_d
 
 @pytest.mark.parametrize("existing_adapter", [False, True])
 def test_adapter_staging_folders_planted_as_symlinks_are_not_followed(tmp_path, victim_dir, existing_adapter):
-    from ftorch.backends._hf import publish_adapter
+    from ftorch.backends.hf.publish import publish_adapter
 
     run = make_run(tmp_path / "runs" / "r")
     if existing_adapter:
@@ -379,7 +379,7 @@ def test_sweep_report_replaces_a_symlink(tmp_path, victim, name):
 def test_openai_files_never_follow_a_symlink(tmp_path, victim):
     from types import SimpleNamespace
 
-    from ftorch.backends import openai as backend
+    from ftorch.backends.openai import backend
 
     run = make_run(tmp_path / "runs" / "r", provider="openai")
     plant(run.path / "events.jsonl", victim)
@@ -400,8 +400,8 @@ def test_openai_files_never_follow_a_symlink(tmp_path, victim):
 
 
 def test_axolotl_writes_never_follow_a_symlink(tmp_path, victim, victim_dir):
-    from ftorch.backends import axolotl_config
-    from ftorch.backends.axolotl import _finish
+    from ftorch.backends.axolotl import config as axolotl_config
+    from ftorch.backends.axolotl.backend import _finish
 
     run = make_run(tmp_path / "runs" / "r", provider="axolotl")
     plant(run.path / "axolotl_data", victim_dir)
@@ -417,7 +417,7 @@ def test_axolotl_writes_never_follow_a_symlink(tmp_path, victim, victim_dir):
 
 
 def test_axolotl_child_result_replaces_a_symlink(tmp_path, victim):
-    from ftorch.backends import axolotl_child
+    from ftorch.backends.axolotl import child as axolotl_child
 
     plant(tmp_path / "child_result.json", victim)
     plant(tmp_path / f"child_result.json.{os.getpid()}.tmp", victim)  # the old fixed temporary name

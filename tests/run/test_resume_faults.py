@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ftorch.backends.checkpoints import checkpoint_problem, resume_point
+from ftorch.backends.hf.checkpoints import checkpoint_problem, resume_point
 from ftorch.run.rundir import RunDir
 
 FILES = ("adapter_config.json", "adapter_model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth",

@@ -9,10 +9,10 @@ from ..errors import ConfigError, MissingExtra, Problem, did_you_mean
 from .base import Backend, Plan, Result
 
 REGISTRY: dict[str, str] = {
-    "peft": "ftorch.backends.peft:PeftBackend",
-    "openai": "ftorch.backends.openai:OpenAIBackend",
-    "axolotl": "ftorch.backends.axolotl:AxolotlBackend",
-    "unsloth": "ftorch.backends.unsloth:UnslothBackend",
+    "peft": "ftorch.backends.peft.backend:PeftBackend",
+    "openai": "ftorch.backends.openai.backend:OpenAIBackend",
+    "axolotl": "ftorch.backends.axolotl.backend:AxolotlBackend",
+    "unsloth": "ftorch.backends.unsloth.backend:UnslothBackend",
 }
 
 # how to get what a provider's module imports, when it is missing

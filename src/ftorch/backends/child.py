@@ -17,7 +17,7 @@ accelerate), one JSON object:
     {"status": "interrupted"}
 and exits 0, the error's exit code, or 130. `outcome()` turns that back into a Result, the same FtorchError
 or a KeyboardInterrupt; a child that died without a record is a BackendError naming its exit code.
-(axolotl_child.py writes the same record without importing ftorch: it runs in Axolotl's environment.)
+(axolotl/child.py writes the same record without importing ftorch: it runs in Axolotl's environment.)
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 def eval_models(run: RunDir, cfg: RunConfig) -> EvalModels:
     """The base model with the run's adapter, loaded here (transformers + PEFT, as a user would load it)."""
     from ..eval.local import LocalModel
-    from ._hf import model_path
+    from ..models import model_path
 
     if not (run.adapter / "adapter_config.json").is_file():
         raise ConfigError(Problem(str(run.adapter), "no adapter in this run to evaluate",

@@ -20,8 +20,8 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from ..errors import RunInterrupted
     from ..eval.finished import config_of, evaluate_run, summary_lines
-    from ..run.lifecycle import _sigterm_as_interrupt
     from ..run.rundir import RunDir
+    from ..run.signals import sigterm_as_interrupt
     from .console import err, interrupted, out
 
     run_dir = RunDir(args.run_dir)
@@ -30,7 +30,7 @@ def run(args) -> int:
     hint = f"evaluate it into a folder you can write to: ftorch eval {args.run_dir} --out DIR"
     lock = run_dir.read_only("evaluate") if args.out else run_dir.owned("evaluate", read_only_hint=hint)
     try:
-        with lock, _sigterm_as_interrupt():
+        with lock, sigterm_as_interrupt():
             report = evaluate_run(run_dir, config_of(run_dir, args.overrides), console=err, out=args.out)
     except (KeyboardInterrupt, RunInterrupted):
         return interrupted(args.run_dir)

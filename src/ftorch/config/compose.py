@@ -556,7 +556,7 @@ def translate_hydra_error(project: Project, exc: Exception, overrides: list[str]
 
 def unknown_key_problem(project: Project, key: str, source: str) -> Problem:
     """'train.lrr' -> did you mean 'train.lr'?, using the schema's field names."""
-    from .load import known_keys
+    from .schema import known_keys
 
     if key in known_keys():  # a real setting of a section this config leaves empty (model.tiny with model=smollm2)
         section = key.rpartition(".")[0]

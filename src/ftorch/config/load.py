@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import cache, cached_property
+from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, get_args
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, Problem, did_you_mean
 from .compose import Project
 from .providers import PROVIDER_NAMES
-from .schema import RunConfig
+from .schema import RunConfig, known_keys
 
 if TYPE_CHECKING:
     from pydantic_core import ErrorDetails
@@ -125,7 +125,7 @@ def load(cfg: Any, origins: Origins) -> RunConfig:
     try:
         return RunConfig.model_validate(resolved)
     except ValidationError as exc:
-        found = [_problem(err, origins) for err in exc.errors()]
+        found = [validation_problem(err, origins) for err in exc.errors()]
         raise ConfigError(list({p.render(): p for p in found}.values())) from None
 
 
@@ -178,7 +178,7 @@ def _resolve(cfg: Any, skip: set[str]) -> tuple[dict, list[tuple[str, str]]]:
     return walk(plain, ""), errors
 
 
-def _problem(err: ErrorDetails, origins: Origins) -> Problem:
+def validation_problem(err: ErrorDetails, origins: Origins) -> Problem:
     # pydantic names the member of a union that failed ("constrained-int", "literal['auto']"): not a key
     loc = [str(part) for part in err["loc"] if not (isinstance(part, str) and ("-" in part or "[" in part))]
     if len(loc) >= 2 and loc[0] == "provider" and loc[1] in PROVIDER_NAMES:
@@ -213,19 +213,3 @@ def _problem(err: ErrorDetails, origins: Origins) -> Problem:
     if kind in ("float_parsing", "int_parsing", "int_from_float") and err.get("input") in ("true", "false"):
         return Problem(where, f"expected a number, got the boolean {err['input']}")  # schema.Strict turns it to text
     return Problem(where, f"{err['msg']} (got {err.get('input')!r})")
-
-
-@cache
-def known_keys() -> tuple[str, ...]:
-    """Every dotted key the schema accepts, for did-you-mean hints."""
-    from pydantic import BaseModel
-
-    def walk(model: type[BaseModel], prefix: str):
-        for name, info in model.model_fields.items():
-            yield prefix + name
-            for arg in (info.annotation, *get_args(info.annotation)):
-                for sub in (arg, *get_args(arg)):
-                    if isinstance(sub, type) and issubclass(sub, BaseModel):
-                        yield from walk(sub, f"{prefix}{name}.")
-
-    return tuple(dict.fromkeys(walk(RunConfig, "")))

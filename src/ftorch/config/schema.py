@@ -6,6 +6,7 @@ forbids unknown keys, so a typo is an error rather than a silently ignored setti
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Annotated, Literal, TypeGuard, get_args
 
 from pydantic import BaseModel, Field, PositiveFloat, PositiveInt, model_validator
@@ -322,3 +323,17 @@ def defaults_tree(model: type[BaseModel]) -> dict:
 
 def _is_model(annotation: object) -> TypeGuard[type[BaseModel]]:
     return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+@cache
+def known_keys() -> tuple[str, ...]:
+    """Every dotted key the schema accepts, for did-you-mean hints."""
+    def walk(model: type[BaseModel], prefix: str):
+        for name, info in model.model_fields.items():
+            yield prefix + name
+            for arg in (info.annotation, *get_args(info.annotation)):
+                for sub in (arg, *get_args(arg)):
+                    if isinstance(sub, type) and issubclass(sub, BaseModel):
+                        yield from walk(sub, f"{prefix}{name}.")
+
+    return tuple(dict.fromkeys(walk(RunConfig, "")))

@@ -91,3 +91,15 @@ def estimate(model: str, examples: int, tokens_per_epoch: int, epochs: int | str
     chosen = auto_epochs(examples) if epochs == "auto" else int(epochs)
     return CostEstimate(model, found[0] if found else None, examples, tokens_per_epoch, chosen, epochs == "auto",
                         found[1]["train_usd_per_1m"] if found else None, prices.as_of)
+
+
+def check_budget(limit: float | None, usd: float | None, what: str, model: str) -> None:
+    """provider.max_cost_usd against an estimate: a training job (plan) or an evaluation's calls (ftorch eval)."""
+    if limit is None:
+        return
+    if usd is None:
+        raise ConfigError(Problem("provider.max_cost_usd", f"cannot check the budget: no price known for {model}",
+                                  "add the model to the price table (provider.prices) or unset max_cost_usd"))
+    if usd > limit:
+        raise ConfigError(Problem("provider.max_cost_usd", f"{what} is estimated at ${usd:.2f}, above the limit "
+                                  f"of ${limit:.2f}", "raise provider.max_cost_usd, use fewer examples or epochs"))

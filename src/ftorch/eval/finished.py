@@ -14,8 +14,6 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..config.schema import RunConfig
 from ..errors import ConfigError, FtorchError, Problem
 from ..run import metric_keys
@@ -35,12 +33,13 @@ def config_of(run: RunDir, overrides: list[str]) -> RunConfig:
     from pydantic import ValidationError
 
     from ..config.compose import find_project
-    from ..config.load import Origins, _problem
+    from ..config.load import Origins, validation_problem
 
-    if not (run.path / "config.yaml").is_file():
-        raise ConfigError(Problem(str(run.path), "not a run directory (no config.yaml)"))
+    if not overrides:
+        return run.config()
+    data = run.config_data()
     project = find_project()
-    merged = OmegaConf.create(yaml.safe_load((run.path / "config.yaml").read_text()))
+    merged = OmegaConf.create(data)
     for override in _parse_overrides(overrides):
         key = override.get_key_element().lstrip("+~")
         if key == "eval":
@@ -63,7 +62,7 @@ def config_of(run: RunDir, overrides: list[str]) -> RunConfig:
         return RunConfig.model_validate(OmegaConf.to_container(merged, resolve=True))
     except ValidationError as exc:
         origins = Origins(project, overrides, {})
-        raise ConfigError([_problem(err, origins) for err in exc.errors()]) from None
+        raise ConfigError([validation_problem(err, origins) for err in exc.errors()]) from None
     except Exception as exc:  # an interpolation that does not resolve
         raise ConfigError(Problem("command line", str(exc).splitlines()[0])) from None
 
@@ -114,7 +113,7 @@ def evaluate_run(run: RunDir, cfg: RunConfig, console, models=None, out: Path | 
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ..backends._hf import attach_log_file, detach_log_file
+    from ..run.library_log import attach_log_file, detach_log_file
     from ..safe_io import write_text
     from . import report as render
     from .suite import eval_dir, evaluate, save
@@ -156,10 +155,10 @@ def _record_unfinished(run: RunDir, path: Path, exc: BaseException, out: Path | 
     """An evaluation that did not finish: its folder goes, run.json says interrupted or failed (with signals
     held back while it is written, so a second Ctrl-C cannot leave 'running'); an --out one leaves run.json be."""
     from ..errors import RunInterrupted
-    from ..run.lifecycle import _signals_held
+    from ..run.signals import signals_held
 
     again = f"ftorch eval {run.path}" + (f" --out {out}" if out is not None else "")
-    with _signals_held():
+    with signals_held():
         shutil.rmtree(path, ignore_errors=True)
         if isinstance(exc, (KeyboardInterrupt, RunInterrupted, SystemExit)):
             outcome = {"status": "interrupted", "error": f"interrupted; evaluate again with: {again}"}
@@ -188,9 +187,9 @@ def _record_unfinished_as(run: RunDir, **outcome: Any) -> None:
 
 def record_interrupted(run: RunDir) -> None:
     """After training succeeded, an interrupt that came before (or around) the evaluation's own record."""
-    from ..run.lifecycle import _signals_held
+    from ..run.signals import signals_held
 
-    with _signals_held():
+    with signals_held():
         evaluation = run.record().evaluation
         if evaluation is None or evaluation.status == "running":
             _record_unfinished_as(run, status="interrupted", error="interrupted before the evaluation finished; "

@@ -14,7 +14,7 @@ _SCORE = re.compile(r"\b([1-5])\b")
 
 
 def client(ev):
-    from ..backends.openai_client import sdk_and_key
+    from ..openai_sdk import sdk_and_key
 
     openai, key = sdk_and_key("eval.judge_model", ev.openai_api_key_env,
                               "the LLM judge / moderation grader needs an API key",
@@ -35,7 +35,7 @@ class Judge:
             return list(pool.map(lambda item: self.score(*item), items))
 
     def score(self, prompt: str, reference: str, answer: str) -> float:
-        from ..backends.openai_client import api_errors
+        from ..openai_sdk import api_errors
 
         with api_errors(f"LLM judge {self.model}"):
             reply = self.client.chat.completions.create(
@@ -52,7 +52,7 @@ class Judge:
 
 def moderation_grader(ev):
     """grader(prompt, response) -> True when OpenAI's moderation endpoint flags the response as harmful."""
-    from ..backends.openai_client import api_errors
+    from ..openai_sdk import api_errors
 
     api = client(ev)
 

@@ -18,7 +18,7 @@ class LocalModel:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from ..backends._hf import loading
+        from ..backends.hf.loading import loading
 
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         with_tokenizer = adapter is not None and (adapter / "tokenizer_config.json").exists()
@@ -81,7 +81,7 @@ class LocalModel:
 
         if getattr(self, "_enforcer_data", None) is None:
             self._enforcer_data = tokenizer_data(self.tokenizer)  # about a second for a 50k vocabulary: once
-        return TokenMask(self._enforcer_data, constraint, self._stop_ids())
+        return TokenMask(self._enforcer_data, constraint, self.stop_ids())
 
     def _encode(self, messages: Messages) -> list[int]:
         return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
@@ -114,7 +114,7 @@ class LocalModel:
         import torch
         from transformers import DynamicCache
 
-        pad, stop = self.tokenizer.pad_token_id, self._stop_ids()
+        pad, stop = self.tokenizer.pad_token_id, self.stop_ids()
         width = max(len(p) for p in prompts)
         ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=self.device)
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
@@ -160,7 +160,8 @@ class LocalModel:
         model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
         return "cache" if "cache" in inspect.signature(type(model).forward).parameters else "past_key_values"
 
-    def _stop_ids(self) -> list[int]:
+    def stop_ids(self) -> list[int]:
+        """The token ids that end a reply: the tokenizer's end of sequence and the generation config's."""
         ids = {self.tokenizer.eos_token_id}
         config_eos = getattr(self.model.generation_config, "eos_token_id", None)
         ids.update(config_eos if isinstance(config_eos, list) else [config_eos])
@@ -173,8 +174,8 @@ class LocalModel:
         total, count = 0.0, 0
         for start in range(0, len(conversations), batch_size):
             batch = conversations[start:start + batch_size]
-            rows = [self._assistant_labels(m) for m in batch]
-            ids, labels, mask = self._pad_right([r[0] for r in rows], [r[1] for r in rows])
+            rows = [self.assistant_labels(m) for m in batch]
+            ids, labels, mask = self.pad_right([r[0] for r in rows], [r[1] for r in rows])
             with torch.no_grad():
                 logits = self.model(input_ids=ids, attention_mask=mask).logits.float()
             nll = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), labels[:, 1:],
@@ -183,7 +184,7 @@ class LocalModel:
             count += int((labels[:, 1:] != -100).sum())
         return (total / count if count else float("nan")), count
 
-    def _assistant_labels(self, messages: Messages) -> tuple[list[int], list[int]]:
+    def assistant_labels(self, messages: Messages) -> tuple[list[int], list[int]]:
         """Input ids, and labels on the assistant's tokens only (-100 elsewhere), found as training finds them
         (ftorch.chat_masks, any prefix-preserving template). A conversation whose assistant tokens cannot be found
         is a DataError with the reason, never a loss over the wrong tokens or a silent NaN."""
@@ -200,7 +201,8 @@ class LocalModel:
                                     "chat template"))
         return ids, [t if k else -100 for t, k in zip(ids, keep)]
 
-    def _pad_right(self, ids: list[list[int]], labels: list[list[int]]):
+    def pad_right(self, ids: list[list[int]], labels: list[list[int]]):
+        """A batch padded on the right: input ids, labels (-100 on padding) and the attention mask, as tensors."""
         import torch
 
         width = max(len(x) for x in ids)
@@ -218,7 +220,7 @@ class LocalModel:
         results = []
         for start in range(0, len(texts), batch_size):
             batch = [self.tokenizer(t, add_special_tokens=True)["input_ids"] for t in texts[start:start + batch_size]]
-            ids, _, mask = self._pad_right(batch, batch)
+            ids, _, mask = self.pad_right(batch, batch)
             with torch.no_grad():
                 logprobs = torch.log_softmax(self.model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
             for row, tokens in enumerate(batch):

@@ -33,7 +33,7 @@ class OpenAIChat:
 
     def generate(self, conversations: list[Messages], max_new_tokens: int, batch_size: int,
                  on_batch: Callable[[int], None] | None = None, constraint=None) -> list[str]:
-        from ..backends.openai_client import api_errors
+        from ..openai_sdk import api_errors
 
         model = self.models.get(self.current, self.models["base"])  # a prompting arm asks the base model
         extra = {}

@@ -21,8 +21,8 @@ from typing import Any
 
 from ..data.checks import content_text, preferred_as_chat, read_jsonl
 from ..errors import DataError, Problem
+from .heldout import HeldOut, Task, most_common_system_prompt
 from .report_model import EvalReport, PairedTest, Preference, PreferencePairs
-from .tasks import HeldOut, Task, most_common_system_prompt
 
 Messages = list[dict]
 
@@ -43,7 +43,7 @@ class PreferenceTask(Task):
 def load_task(cfg) -> PreferenceTask:
     """The held-out preference pairs as a task (prompt -> preferred answer), checked for leakage."""
     from ..data.report import leakage
-    from .tasks import few_shot
+    from .heldout import few_shot
 
     split_path = cfg.data.test if cfg.eval.split == "test" else cfg.data.validation
     if split_path is None:
@@ -79,8 +79,8 @@ def answer_logprobs(local, pairs: list[tuple[Messages, str, str]], batch_size: i
                      for prompt, chosen, rejected in pairs for answer in (chosen, rejected)]
     sums: list[float] = []
     for start in range(0, len(conversations), batch_size):
-        rows = [local._assistant_labels(m) for m in conversations[start:start + batch_size]]
-        ids, labels, mask = local._pad_right([r[0] for r in rows], [r[1] for r in rows])
+        rows = [local.assistant_labels(m) for m in conversations[start:start + batch_size]]
+        ids, labels, mask = local.pad_right([r[0] for r in rows], [r[1] for r in rows])
         with torch.no_grad():
             logits = local.model(input_ids=ids, attention_mask=mask).logits.float()
         targets = labels[:, 1:]
@@ -153,7 +153,7 @@ def rejected_behaviour(predictions: list[dict], patterns: list[str], systems: tu
 
 def section(task: PreferenceTask, predictions: list[dict], local, cfg) -> Preference:
     """The report's "preference" entry: pair scores (local models only) and the rejected-behaviour rate."""
-    from .tasks import SYSTEMS
+    from .heldout import SYSTEMS
 
     result: dict[str, Any] = {"method": cfg.train.method}
     if local is not None and task.pairs:

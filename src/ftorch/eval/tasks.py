@@ -1,50 +1,17 @@
-"""The held-out task: test examples (never seen in training), the system prompt, deterministic few-shot
-examples from the training split, and the conversations each system is asked."""
+"""Loading the held-out task for a run: the test examples (never seen in training) of a chat dataset, or of a
+preference dataset (eval/preference.py); the types are in eval/heldout.py."""
 
 from __future__ import annotations
 
-import random
-from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..config.schema import RunConfig
 from ..data.checks import content_text, read_chat_jsonl
 from ..data.report import leakage
 from ..errors import DataError, Problem
+from .heldout import SYSTEMS, HeldOut, Messages, Task, few_shot, most_common_system_prompt
 
-Messages = list[dict]
-SYSTEMS = ("base", "prompted", "tuned")
-
-
-@dataclass(frozen=True)
-class HeldOut:
-    line: int
-    prompt: Messages  # the conversation up to the reply to predict, without a system message
-    reference: str
-
-
-@dataclass
-class Task:
-    examples: list[HeldOut]
-    system_prompt: str | None
-    shots: list[Messages]  # few-shot conversations (user/assistant turns) from train
-    full: list[Messages]  # each held-out example whole, for held-out loss
-    prompter: Callable[[Messages], Messages] | None = None  # the chosen prompting arm (eval/selection.py)
-
-    @property
-    def prompted_system_prompt(self) -> str | None:
-        """The system prompt of the prompted baseline and of every prompting arm (PreferenceTask adds its rules)."""
-        return self.system_prompt
-
-    def conversation(self, system: str, example: HeldOut) -> Messages:
-        if system == "prompted" and self.prompter is not None:
-            return self.prompter(example.prompt)
-        system_prompt = self.prompted_system_prompt if system == "prompted" else self.system_prompt
-        head = [{"role": "system", "content": system_prompt}] if system_prompt else []
-        shots = [m for shot in self.shots for m in shot] if system == "prompted" else []
-        return head + shots + example.prompt
+__all__ = ["SYSTEMS", "HeldOut", "Messages", "Task", "few_shot", "load_task", "most_common_system_prompt"]
 
 
 def load_task(cfg: RunConfig) -> Task:
@@ -73,16 +40,3 @@ def load_task(cfg: RunConfig) -> Task:
         examples, full = examples[: cfg.eval.limit], full[: cfg.eval.limit]
     system = cfg.eval.system_prompt or most_common_system_prompt(train.examples)
     return Task(examples, system, few_shot(train.examples, cfg.eval.few_shot, cfg.eval.seed), full)
-
-
-def most_common_system_prompt(examples: list[dict]) -> str | None:
-    prompts = Counter(content_text(m) for e in examples for m in e["messages"][:1] if m["role"] == "system")
-    return prompts.most_common(1)[0][0] if prompts else None
-
-
-def few_shot(examples: list[dict], k: int, seed: int) -> list[Messages]:
-    """k training examples, the same for the same data and seed on any machine."""
-    if k == 0 or not examples:
-        return []
-    chosen = random.Random(seed).sample(range(len(examples)), min(k, len(examples)))
-    return [[m for m in examples[i]["messages"] if m["role"] not in ("system", "developer")] for i in sorted(chosen)]

@@ -25,7 +25,7 @@ def merged_model(source: Source, dtype: str = "float32"):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ..backends._hf import loading
+    from ..backends.hf.loading import loading
 
     base_path = source.base_path()
     tokenizer_source = source.adapter if (source.adapter / "tokenizer_config.json").is_file() else Path(base_path)

@@ -62,7 +62,7 @@ class Source:
 
     def base_path(self) -> str:
         """The base model as a local folder (the tiny model is built, a GGUF converted, once, as for training)."""
-        from ..backends._hf import model_path
+        from ..models import model_path
 
         return model_path(self.cfg.model)
 

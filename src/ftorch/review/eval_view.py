@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..errors import DataError, Problem
 from ..eval.report_model import EvalReport, HumanCheck
 from ..safe_io import write_text
@@ -272,11 +270,12 @@ def _group(rows: list[dict]) -> list[dict]:
 
 
 def _train_data(run_dir: Path) -> Path | None:
-    config = run_dir / "config.yaml"
-    if not config.is_file():
-        return None
+    from ..errors import ConfigError
+    from ..run.rundir import RunDir
+
     try:
-        train = ((yaml.safe_load(config.read_text()) or {}).get("data") or {}).get("train")
-    except yaml.YAMLError:
+        train = RunDir(run_dir).config_data().get("data") or {}
+    except ConfigError:
         return None
-    return Path(train).expanduser() if train else None
+    path = train.get("train") if isinstance(train, dict) else None
+    return Path(path).expanduser() if path else None

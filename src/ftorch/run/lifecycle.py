@@ -9,8 +9,7 @@ import shutil
 import signal
 import sys
 import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from ..eval.finished import evaluate_after_training
 from ..safe_io import copy_file
 from .plots import loss_plot
 from .rundir import RunDir, pid_alive, write_json_atomic
+from .signals import signals_held, sigterm_as_interrupt
 
 
 @dataclass
@@ -71,7 +71,7 @@ def execute(project: Project, prepared: Prepared, run_path: Path) -> Result:
     holds the run's lock throughout (training, evaluation, tracking); SIGTERM unwinds like Ctrl-C."""
     run = RunDir(run_path)
     run_path.mkdir(parents=True, exist_ok=True)
-    with run.owned("train"), _sigterm_as_interrupt():
+    with run.owned("train"), sigterm_as_interrupt():
         return _execute(project, prepared, run)
 
 
@@ -104,13 +104,11 @@ def resume(run_path: Path) -> Result:
     if not run.run_json.is_file():
         raise ConfigError(Problem(str(run_path), "not a run directory (no run.json)"))
     legacy = not run.lock_file.exists()  # a run from before the lock: its owner is known by pid only
-    with run.owned("resume"), _sigterm_as_interrupt():
+    with run.owned("resume"), sigterm_as_interrupt():
         return _resume(run, legacy)
 
 
 def _resume(run: RunDir, legacy: bool) -> Result:
-    import yaml
-
     record = run.record()
     if record.status == "succeeded":
         raise ConfigError(Problem(str(run.path), "this run already succeeded; nothing to resume"))
@@ -118,10 +116,10 @@ def _resume(run: RunDir, legacy: bool) -> Result:
         raise ConfigError(Problem(str(run.path), f"this run is still running (pid {record.pid})"))
     status = "died" if record.status == "running" else record.status  # we hold the lock: its owner is gone
     try:
-        config = RunConfig.model_validate(yaml.safe_load((run.path / "config.yaml").read_text()))
-    except (OSError, ValueError, yaml.YAMLError) as exc:
-        raise ConfigError(Problem(str(run.path / "config.yaml"), f"cannot read this run's config "
-                                  f"({type(exc).__name__}): it cannot be resumed", "start a new run")) from None
+        config = run.config()
+    except ConfigError as exc:
+        first = exc.problems[0]
+        raise ConfigError(Problem(first.where, f"{first.message}: it cannot be resumed", "start a new run")) from None
     data = check_data(config.data)
     _same_data(run, data)
     plan = make_plan(config, data)
@@ -155,7 +153,7 @@ def supervise(run: RunDir, work: Callable[[], Result], title: str) -> Result:
     """Run `work`; whatever happens, and however many signals arrive, run.json ends as succeeded, failed or
     interrupted (the status is written with Ctrl-C and SIGTERM held back), and the console agrees."""
     try:
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             result = work()
     except (KeyboardInterrupt, RunInterrupted) as exc:
         how = "SIGTERM" if isinstance(exc, RunInterrupted) else "Ctrl-C"
@@ -176,7 +174,7 @@ def supervise(run: RunDir, work: Callable[[], Result], title: str) -> Result:
             _failed(run, exc, title)
             raise
         raise _record_disk_full(run, exc, full) from None
-    with _signals_held() as held:
+    with signals_held() as held:
         plot = _plot(run, title)
     held += _record(run, result.status, metrics=result.metrics, artifacts=result.artifacts,
                     loss_plot=str(plot) if plot else None, **result.extra)
@@ -234,7 +232,7 @@ def _record_disk_full(run: RunDir, exc: BaseException, why: str) -> DiskFull:
     """The run failed because its disk is full: the checkpoint whose save was cut short goes first (resume
     would drop it anyway, and its space is what run.json needs to be written), then the status is recorded
     with the command that continues the run. Returns the error to raise (exit 2)."""
-    from ..backends.checkpoints import drop_incomplete
+    from ..backends.hf.checkpoints import drop_incomplete
 
     drop_incomplete(run)
     full = DiskFull(Problem(str(run.path), f"the disk is full ({why}); the error was: "
@@ -261,7 +259,7 @@ def _record(run: RunDir, status: str, say: str | None = None, **fields: Any) -> 
     held: list[int] = []
     for _ in range(10):
         try:
-            with _signals_held() as caught:
+            with signals_held() as caught:
                 try:
                     run.finish(status, **fields)
                 except OSError as exc:
@@ -273,27 +271,6 @@ def _record(run: RunDir, status: str, say: str | None = None, **fields: Any) -> 
         except (KeyboardInterrupt, RunInterrupted) as exc:
             held.append(signal.SIGTERM if isinstance(exc, RunInterrupted) else signal.SIGINT)
     return held
-
-
-@contextmanager
-def _signals_held() -> Iterator[list[int]]:
-    """Ctrl-C and SIGTERM are noted, not raised, inside this block (main thread only)."""
-    caught: list[int] = []
-
-    def hold(signum, frame):
-        caught.append(signum)
-
-    previous: dict = {}
-    try:
-        try:
-            for sig in (signal.SIGINT, signal.SIGTERM):  # one at a time, each restored even if the next fails
-                previous[sig] = signal.signal(sig, hold)
-        except ValueError:  # not the main thread
-            pass
-        yield caught
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _track(run: RunDir, config: RunConfig, root: Path) -> None:
@@ -342,24 +319,6 @@ def _plot(run: RunDir, title: str) -> Path | None:
         except OSError:
             pass
         return None
-
-
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    def handler(signum, frame):
-        raise RunInterrupted()
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 
 
 def _same_data(run: RunDir, data: DataReport) -> None:

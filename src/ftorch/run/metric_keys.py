@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from ..eval.heldout import SYSTEMS
 from ..eval.metrics import TASK_METRICS
-from ..eval.tasks import SYSTEMS
 
 Direction = Literal["maximize", "minimize"]
 

@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from ..safe_io import open_append
+from ..safe_io import open_append, write_text
 from . import metric_keys
+
+if TYPE_CHECKING:
+    from .rundir import RunDir
 
 # what a transformers/TRL Trainer logs -> the name in metrics.jsonl (eval rows: the same with eval_)
 TRAINER_NAMES = {"learning_rate": "lr", "grad_norm": "grad_norm", "mean_token_accuracy": "token_accuracy",
@@ -97,3 +100,18 @@ def final_metrics(history: list[dict[str, Any]], global_step: int | None) -> dic
     if global_step is not None:
         metrics["global_step"] = global_step
     return metrics
+
+
+def keep_metrics_until(run: RunDir, step: int) -> None:
+    """Drop metrics.jsonl rows past `step` (and a line torn by a kill), atomically: each step stays once."""
+    if not run.metrics.is_file():
+        return
+    kept = []
+    for line in run.metrics.read_text(errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step:
+            kept.append(line + "\n")
+    write_text(run.metrics, "".join(kept))  # a temporary file made exclusively, renamed over: no symlink followed

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -24,6 +24,9 @@ from ..errors import ConfigError, Problem
 from ..safe_io import atomic_writer, check_folder, check_regular, open_append, open_fd, write_text
 from ..secrets import REDACTED, is_secret, redact, redact_hydra_dir, redact_override, scrub, scrub_text_tree
 from .record import WRITTEN_STATUSES, RunRecord
+
+if TYPE_CHECKING:
+    from ..config.schema import RunConfig
 
 __all__ = ["REDACTED", "RunDir", "RunRecord", "is_secret", "redact", "redact_hydra_dir", "redact_override",
            "write_json_atomic"]
@@ -275,7 +278,41 @@ class RunDir:
         return record
 
     def write_config(self, resolved: dict, raw: dict) -> None:
-        write_text(self.path / "config.yaml", yaml.safe_dump(redact(resolved, raw), sort_keys=False))
+        write_text(self.config_file, yaml.safe_dump(redact(resolved, raw), sort_keys=False))
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / "config.yaml"
+
+    def config_data(self) -> dict[str, Any]:
+        """The run's config.yaml as written (secrets redacted), for a caller that merges into it before
+        validating (eval overrides). A missing, unreadable or malformed file is a ConfigError naming it."""
+        file = self.config_file
+        if not file.is_file():
+            raise ConfigError(Problem(str(file), "not a run directory (no config.yaml)"))
+        try:
+            data = yaml.safe_load(file.read_text())
+        except (OSError, ValueError, yaml.YAMLError) as exc:
+            raise ConfigError(Problem(str(file), f"cannot read this run's config ({type(exc).__name__})")) from None
+        if not isinstance(data, dict):
+            raise ConfigError(Problem(str(file), "cannot read this run's config (not a mapping)"))
+        return data
+
+    def config(self) -> RunConfig:
+        """The finished run's RunConfig, from its config.yaml: the one reader (resume, eval, export, cancel, the
+        training children, review, sweep reports). Any failure is a ConfigError naming the file."""
+        from pydantic import ValidationError
+
+        from ..config.schema import RunConfig
+
+        data = self.config_data()
+        try:
+            return RunConfig.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise ConfigError(Problem(str(self.config_file), f"this run's config does not validate: {where}: "
+                                      f"{first['msg']}")) from None
 
 
 class RunNotWritable(ConfigError):

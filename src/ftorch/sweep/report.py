@@ -53,14 +53,14 @@ def load_trials(sweep_dir: Path) -> list[Trial]:
         folder = run_json.parent
         overrides_file = folder / ".hydra" / "overrides.yaml"
         items = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
-        config_file = folder / "config.yaml"
+        run = RunDir(folder)
         try:
-            record = RunDir(folder).observed()  # a running trial that nobody owns any more: 'died'
+            record = run.observed()  # a running trial that nobody owns any more: 'died'
         except ConfigError as exc:
             print(f"ftorch: skipping {run_json}: {exc.problems[0].message}", file=sys.stderr)
             continue
         trials.append(Trial(folder, record,
-                            yaml.safe_load(config_file.read_text()) if config_file.is_file() else {},
+                            run.config_data() if run.config_file.is_file() else {},
                             dict(item.split("=", 1) for item in items if "=" in item)))
     if not trials:
         raise ConfigError(Problem(str(sweep_dir), "no trials (no */run.json) in this folder"))

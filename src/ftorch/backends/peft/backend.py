@@ -2,29 +2,32 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import TYPE_CHECKING, Any
 
-from ..config.providers import PeftProvider
-from ..errors import ConfigError, Problem
-from ..models import is_gguf
-from ..run.metrics_log import final_metrics
-from . import _hf, _varlen, hf_translate, local_eval
-from .base import Plan, Result, no_remote_job
-from .steps import step_estimate
+from ...config.providers import PeftProvider
+from ...errors import ConfigError, Problem
+from ...models import check_model_reference, is_gguf, model_path
+from ...run.library_log import attach_log_file, detach_log_file
+from .. import local_eval
+from ..base import Plan, Result, no_remote_job
+from ..hf import callbacks, checkpoints, loading, publish, varlen
+from ..hf import translate as hf_translate
+from ..hf.loop import train_and_publish
+from ..steps import step_estimate
+from .device import device_and_precision
 
 if TYPE_CHECKING:
-    from ..config.schema import RunConfig
-    from ..data.report import DataReport
-    from ..run.rundir import RunDir
+    from ...config.schema import RunConfig
+    from ...data.report import DataReport
+    from ...run.rundir import RunDir
 
 
 def _sft_args(cfg: RunConfig, settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """provider=peft's SFTConfig: the shared trainer settings (hf_translate) plus its SFT keys. `settings` are
     fit.choose()'s picks for what the config leaves on 'auto' (micro-batch, packing, checkpointing, kernels);
     without them, CPU defaults."""
-    from ..config.schema import resolved
+    from ...config.schema import resolved
 
     t = cfg.train
     s = settings or {"micro_batch_size": t.batch_size, "grad_accum": t.grad_accum, "kernels": "none",
@@ -46,16 +49,6 @@ def _lora_args(cfg: RunConfig) -> dict[str, Any]:
             "modules_to_save": list(lora.modules_to_save) or None}
 
 
-def device_and_precision(cfg: RunConfig) -> tuple[str, str]:
-    """Where provider=peft trains (provider.device, auto = cuda when there is one) and in which precision; 4-bit
-    needs CUDA. The same for SFT and preference runs."""
-    p = cfg.provider_as(PeftProvider)
-    device = p.device if p.device != "auto" else ("cuda" if _hf.cuda_available() else "cpu")
-    if cfg.train.quantization == "4bit":
-        _hf.require_cuda_for_4bit(device)
-    return device, hf_translate.precision(cfg.train.precision, device)
-
-
 class PeftBackend:
     name = "peft"
     weights = "adapter"
@@ -66,11 +59,11 @@ class PeftBackend:
             raise ConfigError(Problem("data.format", f"{cfg.data.format} data needs a preference method",
                                       "set train.method=dpo (or orpo, kto, simpo)"))
         if cfg.train.is_preference:
-            from . import _preference
+            from ..hf import preference
 
-            _preference.check(cfg)
+            preference.check(cfg)
             if cfg.model.adapter:
-                _preference.adapter_dir(cfg)
+                preference.adapter_dir(cfg)
         elif cfg.model.adapter:
             raise ConfigError(Problem("model.adapter", "starting from an earlier adapter is available for "
                                       "preference methods (train.method=dpo, orpo, kto, simpo)",
@@ -79,7 +72,7 @@ class PeftBackend:
         if cfg.train.quantization == "4bit" and p.device == "cpu":
             raise ConfigError(Problem("train.quantization", "4bit (QLoRA) cannot run with provider.device=cpu",
                                       "use train.quantization=none, or a CUDA GPU"))
-        _hf.check_model_reference(cfg.model)
+        check_model_reference(cfg.model)
         estimates: dict[str, Any] = step_estimate(cfg.train, data.count("train"))
         source = ("built locally (model.tiny) and cached" if cfg.model.tiny else
                   "GGUF, converted once and cached" if is_gguf(cfg.model.name) else "local folder or hub id")
@@ -114,12 +107,12 @@ class PeftBackend:
     def _plan_preference(self, cfg: RunConfig, data: DataReport, notes: list[str],
                          estimates: dict[str, Any]) -> Plan:
         """train.method=dpo|orpo|kto|simpo: no packing (pairs are scored side by side), TRL's own loss."""
-        from . import _preference
+        from ..hf import preference
 
         cfg_unpacked = cfg.model_copy(update={"train": cfg.train.model_copy(update={"packing": False,
                                                                                     "fused_loss": "off"})})
         choice = _choose(cfg_unpacked, _gpu_bytes(cfg.provider_as(PeftProvider).device))
-        more, memory = _preference.plan_notes(cfg, hf_translate.model_shape(cfg), choice)
+        more, memory = preference.plan_notes(cfg, hf_translate.model_shape(cfg), choice)
         notes = notes[:2] + more + [r for r in choice.reasons if "GiB" not in r]  # SFT-sized figures
         estimates = {**estimates, "train_pairs": estimates["train_examples"], **memory}
         sft = _sft_args(cfg_unpacked, choice.settings)
@@ -129,7 +122,7 @@ class PeftBackend:
                               "revision": cfg.model.revision, "quantization": cfg.train.quantization,
                               "adapter": cfg.model.adapter},
                     "method": cfg.train.method, "settings": choice.settings,
-                    "preference": _preference.trainer_args(cfg, sft), "lora": _lora_args(cfg)},
+                    "preference": preference.trainer_args(cfg, sft), "lora": _lora_args(cfg)},
             estimates=estimates, notes=notes,
         )
 
@@ -140,39 +133,37 @@ class PeftBackend:
         return self._launch(plan, run, resume_from=None)
 
     def resume(self, plan: Plan, run: RunDir) -> Result:
-        return self._launch(plan, run, resume_from=_hf.resume_point(run))
+        return self._launch(plan, run, resume_from=checkpoints.resume_point(run))
 
     def _launch(self, plan: Plan, run: RunDir, resume_from: str | None) -> Result:
         """One process, or train.num_gpus processes through torchrun (DDP: NCCL on GPUs, gloo on CPU)."""
         if plan.config.train.num_gpus > 1:
-            from .peft_worker import launch_distributed
-
-            return launch_distributed(plan, run, resume_from)
+            return _launch_distributed(plan, run, resume_from)
         return self.train_in_process(plan, run, resume_from=resume_from)
 
     def train_in_process(self, plan: Plan, run: RunDir, resume_from: str | None) -> Result:
-        """Train in this process: the whole run, or one rank of a distributed one (peft_worker: ranks other
+        """Train in this process: the whole run, or one rank of a distributed one (peft/child.py: ranks other
         than 0 get a RunDir with writes=False)."""
-        handler = _hf.attach_log_file(run)
+        handler = attach_log_file(run)
         try:
             return self._train_logged(plan, run, resume_from)
         finally:
-            _hf.detach_log_file(handler)
+            detach_log_file(handler)
 
     def _train_logged(self, plan: Plan, run: RunDir, resume_from: str | None) -> Result:
         if plan.config.train.is_preference:
-            from . import _preference
+            from .preference import train
 
-            return _preference.train(plan, run, resume_from, self)
+            return train(plan, run, resume_from)
         from peft import LoraConfig
         from trl import SFTConfig, SFTTrainer
 
         cfg = plan.config
         device, precision = device_and_precision(cfg)
-        path = _hf.model_path(cfg.model)
+        path = model_path(cfg.model)
         run.append_log(f"model {path} on {device}, precision {precision}")
-        tokenizer = _load_tokenizer(path, cfg)
-        model = _load_model(path, cfg, precision, plan.inputs["settings"])
+        tokenizer = loading.load_tokenizer(path, cfg)
+        model = loading.load_model(path, cfg, precision, plan.inputs["settings"])
 
         train_ds, eval_ds, ready = _datasets(plan, tokenizer, run)
         # the assistant-only mask is already in the tokenized rows (labels, or assistant_masks that TRL folds in)
@@ -182,39 +173,33 @@ class PeftBackend:
         fused = plan.inputs["settings"]["fused_loss"]
         trainer_cls = SFTTrainer if fused else _plain_loss_trainer(SFTTrainer)
         run.append_log(f"loss: {'TRL tiled LM head (logits never materialised)' if fused else 'model cross-entropy'}")
-        with _hf.lora_targets_checked(model, plan.inputs["lora"]["target_modules"]):
-            trainer = trainer_cls(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                                  processing_class=tokenizer, peft_config=LoraConfig(**plan.inputs["lora"]),
-                                  callbacks=[_hf.metrics_callback(run)])
-        _hf.quiet_progress(trainer)
-        if plan.inputs["settings"]["adapter_dtype"] == "bf16" and precision == "bf16":
-            _adapters_to_bf16(trainer.model)
-        trainable, total = trainer.model.get_nb_trainable_parameters()
-        share = f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.3f}%)"
-        run.append_log(share)
-        if trainer.is_world_process_zero():
-            print(share, flush=True)
-        if _hf.training_finished(resume_from):  # killed while the adapter was saved: save it, train no further
-            _hf.restore_finished(trainer, resume_from, run)
-            metrics = {}
-        else:
-            output = trainer.train(resume_from_checkpoint=resume_from)
-            metrics = {k: v for k, v in output.metrics.items() if isinstance(v, (int, float))}
+        def build():
+            return trainer_cls(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                               processing_class=tokenizer, peft_config=LoraConfig(**plan.inputs["lora"]),
+                               callbacks=[callbacks.metrics_callback(run)])
 
-        check = _hf.publish_trained(trainer, run, tokenizer, path, lambda folder: trainer.save_model(str(folder)),
-                                    collective=True, quantized=cfg.train.quantization == "4bit")
-        metrics.update(final_metrics(trainer.state.log_history, trainer.state.global_step))
-        return Result(status="succeeded", metrics=metrics,
+        def prepare(trainer) -> None:
+            if plan.inputs["settings"]["adapter_dtype"] == "bf16" and precision == "bf16":
+                _adapters_to_bf16(trainer.model)
+
+        def publish_trained(trainer):
+            return publish.publish_trained(trainer, run, tokenizer, path,
+                                           lambda folder: trainer.save_model(str(folder)),
+                                           collective=True, quantized=cfg.train.quantization == "4bit")
+
+        done = train_and_publish(run, resume_from, build, publish_trained, model=model,
+                                 targets=plan.inputs["lora"]["target_modules"], prepare=prepare)
+        return Result(status="succeeded", metrics=done.metrics,
                       artifacts={"adapter": str(run.adapter), "checkpoints": str(run.checkpoints)},
-                      extra={"trainable_params": trainable, "total_params": total, "device": device,
-                             "precision": precision, "reload_check": check,
+                      extra={"trainable_params": done.trainable, "total_params": done.total, "device": device,
+                             "precision": precision, "reload_check": done.reload_check,
                              "processes": int(os.environ.get("WORLD_SIZE", "1"))})
 
 
 def _datasets(plan: Plan, tokenizer, run: RunDir):
     """Train (and validation) data tokenized once per content key and reused by every run that shares it."""
-    from ..cache import cache_root
-    from . import _preprocess
+    from ...cache import cache_root
+    from ..hf import preprocess
 
     t = plan.config.train
     assert plan.data is not None  # plan() sets it; training always runs on a checked plan
@@ -222,12 +207,12 @@ def _datasets(plan: Plan, tokenizer, run: RunDir):
 
     def announce(message: str) -> None:
         run.append_log(message)
-        _preprocess.say(message)
+        preprocess.say(message)
 
     prepared = {}
     for split in ("train", "validation"):
         if split in splits:
-            prepared[split] = _preprocess.prepare(splits[split].examples, tokenizer, t.max_length,
+            prepared[split] = preprocess.prepare(splits[split].examples, tokenizer, t.max_length,
                                                   t.assistant_only_loss, plan.inputs["settings"]["packing"],
                                                   cache_root() / "preprocessed", lines=splits[split].lines,
                                                   source=str(splits[split].path),
@@ -244,12 +229,12 @@ def _choose(cfg: RunConfig, gpu_bytes: int | None):
     """fit.choose() for this config: the settings left on 'auto', each with its reason (torch-free)."""
     from importlib.util import find_spec
 
-    from . import fit
+    from ..hf import fit
 
     shape = hf_translate.model_shape(cfg)
     return fit.choose(shape, cfg.train, gpu_bytes, fused_available=True,
                          liger_available=find_spec("liger_kernel") is not None,
-                         varlen_available=find_spec("flash_attn") is not None or _varlen.available_without_import(),
+                         varlen_available=find_spec("flash_attn") is not None or varlen.available_without_import(),
                          device="cuda" if gpu_bytes else "cpu")
 
 
@@ -290,43 +275,16 @@ def _plain_loss_trainer(sft_trainer: type) -> type:
     return PlainLossSFTTrainer
 
 
-def _load_tokenizer(path: str, cfg: RunConfig):
-    from transformers import AutoTokenizer
+def _launch_distributed(plan: Plan, run: RunDir, resume_from: str | None) -> Result:
+    """torchrun starting the peft child (peft/child.py) on every rank, under child.py's supervision."""
+    import sys
 
-    with _hf.loading(path, "tokenizer"):
-        tokenizer = AutoTokenizer.from_pretrained(path, revision=cfg.model.revision,
-                                                  trust_remote_code=cfg.model.trust_remote_code)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    how = _hf.ensure_training_chat_template(tokenizer, path, cfg.train.assistant_only_loss)
-    logging.getLogger("ftorch").info("assistant-only loss: %s", {"markers": "the template's {% generation %} markers",
-                                     "offsets": "spans found by ftorch in the model's own template",
-                                     "trl": "TRL's training version of the template"}.get(how or "", "off"))
-    return tokenizer
+    from .. import child
 
-
-def _load_model(path: str, cfg: RunConfig, precision: str, settings: dict[str, Any] | None = None):
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-    dtype = dtypes[precision] if cfg.model.dtype == "auto" else getattr(torch, cfg.model.dtype)
-    kwargs: dict[str, Any] = {"dtype": dtype, "revision": cfg.model.revision,
-                              "trust_remote_code": cfg.model.trust_remote_code}
-    if cfg.train.quantization == "4bit":
-        from transformers import BitsAndBytesConfig
-
-        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                                           bnb_4bit_compute_dtype=dtype, bnb_4bit_use_double_quant=True)
-    if settings and settings.get("attention") == "varlen":  # padding-free packed rows, no dense mask
-        from importlib.util import find_spec
-
-        kwargs["attn_implementation"] = "flash_attention_2" if find_spec("flash_attn") else _varlen.register()
-    with _hf.loading(path, "model"):
-        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    if cfg.train.quantization == "4bit":
-        from peft import prepare_model_for_kbit_training
-
-        checkpointing = bool((settings or {}).get("gradient_checkpointing"))
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
-    return model
+    cfg = plan.config
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+               str(cfg.train.num_gpus), "-m", "ftorch.backends.peft.child", str(run.path),
+               *([resume_from] if resume_from else [])]
+    run.append_log("launching: " + " ".join(command))
+    ended = child.supervise(command, run, what="torchrun")
+    return child.outcome(ended, where="train.num_gpus", log=run.log)

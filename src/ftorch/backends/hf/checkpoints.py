@@ -13,14 +13,15 @@ central directory a zip ends with, and a .safetensors file is as long as its hea
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeGuard
 
 if TYPE_CHECKING:
-    from ..run.rundir import RunDir
+    from ...run.rundir import RunDir
 
 PREFIX = "checkpoint-"
 CHECKPOINT_FILES = ("adapter_config.json", "training_args.bin")
@@ -105,7 +106,7 @@ def resume_point(run: RunDir) -> str | None:
     """The newest complete checkpoint to continue from (None: start again at step 0), noted in train.log.
     Incomplete ones newer than it (a save cut short) are removed with a note, here and on the console, and
     metrics.jsonl loses the rows past the chosen step, which training is about to log again."""
-    from ._hf import keep_metrics_until
+    from ...run.metrics_log import keep_metrics_until
 
     newest = drop_incomplete(run)
     checkpoint = str(newest) if newest else None
@@ -130,3 +131,24 @@ def drop_incomplete(run: RunDir) -> Path | None:
         except OSError:
             pass
     return None
+
+
+def training_finished(checkpoint: str | None) -> TypeGuard[str]:
+    """Whether this checkpoint was saved at the last step (what is left is only saving the adapter)."""
+    if checkpoint is None:
+        return False
+    state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
+    return 0 < state.get("max_steps", 0) <= state.get("global_step", 0)
+
+
+def restore_finished(trainer, checkpoint: str, run: RunDir) -> None:
+    """Killed while the adapter was saved: the last checkpoint holds the trained weights and state; load them
+    instead of training one step more (every backend that runs a transformers Trainer)."""
+    from transformers import TrainerState
+
+    note = f"training had finished at {os.path.basename(checkpoint)}; saving its adapter without training further"
+    run.append_log(note)
+    if trainer.is_world_process_zero():
+        print(note, flush=True)
+    trainer._load_from_checkpoint(checkpoint)
+    trainer.state = TrainerState.load_from_json(os.path.join(checkpoint, "trainer_state.json"))

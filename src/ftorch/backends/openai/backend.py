@@ -13,19 +13,19 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..config.providers import OpenAIProvider
-from ..errors import BackendError, ConfigError, Problem
-from ..run import metrics_log
-from ..run.metrics_log import MetricsRow
-from ..safe_io import open_append, write_bytes, write_text
-from . import openai_client as api
-from . import openai_eval
-from .base import Plan, Result
+from ... import openai_sdk as api
+from ...config.providers import OpenAIProvider
+from ...errors import BackendError, ConfigError, Problem
+from ...run import metrics_log
+from ...run.metrics_log import MetricsRow
+from ...safe_io import open_append, write_bytes, write_text
+from ..base import Plan, Result
+from . import eval as openai_eval
 
 if TYPE_CHECKING:
-    from ..config.schema import RunConfig
-    from ..data.report import DataReport
-    from ..run.rundir import RunDir
+    from ...config.schema import RunConfig
+    from ...data.report import DataReport
+    from ...run.rundir import RunDir
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 RETRYABLE_CREATE_ATTEMPTS = 3
@@ -59,8 +59,8 @@ class OpenAIBackend:
     }
 
     def plan(self, cfg: RunConfig, data: DataReport) -> Plan:
-        from ..data.cost import MIN_EXAMPLES, PriceTable, estimate, price_table_path
-        from ..data.tokens import counter_for
+        from ...data.cost import MIN_EXAMPLES, PriceTable, check_budget, estimate, price_table_path
+        from ...data.tokens import counter_for
 
         p = cfg.provider_as(OpenAIProvider)
         wanted = "preference" if p.method == "dpo" else "chat"
@@ -80,7 +80,7 @@ class OpenAIBackend:
         train = data.splits["train"].examples
         tokens = sum(counter.count(e, cfg.data.format) for e in train)
         cost = estimate(cfg.model.name, examples, tokens, p.n_epochs, prices)
-        _check_budget(p.max_cost_usd, cost.usd, "the training job", cfg.model.name)
+        check_budget(p.max_cost_usd, cost.usd, "the training job", cfg.model.name)
         notes = [f"cost estimate: {cost.billed_tokens:,} billed tokens ({cost.epochs} epochs"
                  f"{', auto' if cost.epochs_auto else ''}) = " + (f"${cost.usd:.2f}" if cost.usd is not None
                                                                   else "unknown (model not in the price table)"),
@@ -123,7 +123,7 @@ class OpenAIBackend:
         return self._follow(client, job_id, plan, run)
 
     def _upload(self, client, plan: Plan, run: RunDir) -> dict[str, dict]:
-        from ..cache import cache_root
+        from ...cache import cache_root
 
         record = api.UploadRecord(cache_root() / "openai_files.json", api.endpoint_of(client))
         files = {split: api.upload(client, Path(path), record) for split, path in plan.inputs["files"].items()}
@@ -164,7 +164,7 @@ class OpenAIBackend:
                 with api.api_errors("create the fine-tuning job"):
                     raise
             run.update(job_id=job.id, job_status=job.status)
-            from ..secrets import scrub_tree
+            from ...secrets import scrub_tree
 
             write_text(run.path / "job.json", json.dumps(scrub_tree(job.model_dump(mode="json")), indent=2))
             run.append_log(f"created job {job.id} ({job.status})")
@@ -247,7 +247,7 @@ class _Follower:
             time.sleep(delay)
 
     def _events(self) -> None:
-        from ..secrets import scrub, scrub_tree
+        from ...secrets import scrub, scrub_tree
 
         page = self.client.fine_tuning.jobs.list_events(self.job_id, limit=100)
         fresh = [e for e in page.data if e.id not in self.seen]
@@ -262,7 +262,7 @@ class _Follower:
         new = {c.id: c.model_dump(mode="json") for c in page.data if c.id not in self.checkpoints}
         if new:
             self.checkpoints.update(new)
-            from ..run.rundir import write_json_atomic
+            from ...run.rundir import write_json_atomic
 
             write_json_atomic(self.run.path / "checkpoints.json", sorted(self.checkpoints.values(),
                                                                           key=lambda c: c["step_number"]))
@@ -313,17 +313,6 @@ def _run_key(run: RunDir) -> str:
     import hashlib
 
     return "ftorch-" + hashlib.sha256(str(run.path.resolve()).encode()).hexdigest()[:24]
-
-
-def _check_budget(limit: float | None, usd: float | None, what: str, model: str) -> None:
-    if limit is None:
-        return
-    if usd is None:
-        raise ConfigError(Problem("provider.max_cost_usd", f"cannot check the budget: no price known for {model}",
-                                  "add the model to the price table (provider.prices) or unset max_cost_usd"))
-    if usd > limit:
-        raise ConfigError(Problem("provider.max_cost_usd", f"{what} is estimated at ${usd:.2f}, above the limit "
-                                  f"of ${limit:.2f}", "raise provider.max_cost_usd, use fewer examples or epochs"))
 
 
 def _wind_down(exc, files: dict[str, dict]) -> BackendError:

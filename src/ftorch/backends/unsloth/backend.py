@@ -1,8 +1,8 @@
 """provider=unsloth: Unsloth's FastLanguageModel, its LoRA wrapper and TRL's SFTTrainer (or, for
-train.method=dpo|orpo|kto|simpo, the method's TRL trainer: ftorch.backends._preference), on one GPU (or,
+train.method=dpo|orpo|kto|simpo, the method's TRL trainer: ftorch.backends.hf.preference), on one GPU (or,
 with provider.allow_cpu, Unsloth's CPU fallback).
 
-Training runs in a child process, `python -m ftorch.backends.unsloth_child RUN_DIR`, for three reasons:
+Training runs in a child process, `python -m ftorch.backends.unsloth.child RUN_DIR`, for three reasons:
 - `import unsloth` patches transformers, PEFT and TRL for the whole process (TrainingArguments, SFTTrainer,
   model forwards on GPU) and wants to come before transformers, which the ftorch process has long imported
   by then. In a child it comes first, and its patches end with the child: the evaluation after training,
@@ -23,17 +23,20 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..config.providers import UnslothProvider
-from ..errors import ConfigError, MissingExtra, Problem
-from ..run.rundir import write_json_atomic
-from . import _hf, child, hf_translate, local_eval
-from .base import Plan, Result, no_remote_job
-from .steps import step_estimate
+from ...config.providers import UnslothProvider
+from ...errors import ConfigError, MissingExtra, Problem
+from ...models import check_model_reference, model_path
+from ...run.rundir import write_json_atomic
+from .. import child, local_eval
+from ..base import Plan, Result, no_remote_job
+from ..hf import checkpoints, loading, publish
+from ..hf import translate as hf_translate
+from ..steps import step_estimate
 
 if TYPE_CHECKING:
-    from ..config.schema import RunConfig
-    from ..data.report import DataReport
-    from ..run.rundir import RunDir
+    from ...config.schema import RunConfig
+    from ...data.report import DataReport
+    from ...run.rundir import RunDir
 
 WORK_DIR = "unsloth"  # inside the run directory: request.json, probe.pt, compiled_cache/
 # Unsloth's save_pretrained_gguf quantizations that need no importance matrix (unsloth/save.py ALLOWED_QUANTS).
@@ -88,7 +91,7 @@ def _trainer_args(cfg: RunConfig) -> dict[str, Any]:
 def _sft_config_args(cfg: RunConfig) -> dict[str, Any]:
     """SFTConfig: the trainer settings plus the SFT keys. packing=auto is off (true asks TRL for padding-free
     packing, which Unsloth's CPU path turns off again)."""
-    from ..config.schema import resolved
+    from ...config.schema import resolved
 
     packing = resolved(cfg.train.packing, False)
     return {**_trainer_args(cfg), "packing": packing, "padding_free": packing,
@@ -105,7 +108,7 @@ def _as_loaded(cfg: RunConfig) -> RunConfig:
 def _memory_choice(cfg: RunConfig):
     """fit.choose() for the run on a CUDA GPU as Unsloth makes it: train.batch_size per step, no packing, its
     own loss and kernels (none of TRL's or Liger's), checkpointing as get_peft_model gets it (auto = on)."""
-    from . import fit
+    from ..hf import fit
 
     checkpointing = cfg.train.gradient_checkpointing
     train = _as_loaded(cfg).train.model_copy(update={"packing": False, "fused_loss": "off",
@@ -145,9 +148,9 @@ class UnslothBackend:
     def plan(self, cfg: RunConfig, data: DataReport) -> Plan:
         problems = []
         if cfg.train.is_preference:
-            from . import _preference
+            from ..hf import preference
 
-            _preference.check(cfg)
+            preference.check(cfg)
             if cfg.train.packing is True:
                 problems.append(Problem("train.packing", f"train.method={cfg.train.method} scores each pair's "
                                         "chosen and rejected answers side by side; they are not packed",
@@ -168,7 +171,7 @@ class UnslothBackend:
                                     f"one of: {', '.join(GGUF_METHODS)}"))
         if problems:
             raise ConfigError(problems)
-        _hf.check_model_reference(cfg.model)
+        check_model_reference(cfg.model)
 
         estimates = step_estimate(cfg.train, data.count("train"))
         source = "built locally (model.tiny) and cached" if cfg.model.tiny else "local folder or hub id"
@@ -182,7 +185,7 @@ class UnslothBackend:
                   "chunked cross-entropy); 4-bit off (no bitsandbytes 4-bit on CPU), fp32 unless "
                   "train.precision=bf16, packing off; slow, meant for tests") if p.allow_cpu else
                  "without a CUDA GPU the run is refused (provider.allow_cpu=false)",
-                 "trains in a child process (python -m ftorch.backends.unsloth_child), so Unsloth's patches "
+                 "trains in a child process (python -m ftorch.backends.unsloth.child), so Unsloth's patches "
                  "never reach the evaluation that follows",
                  f"loss on assistant tokens only: {cfg.train.assistant_only_loss}"]
         if cfg.train.gradient_checkpointing == "auto":
@@ -218,12 +221,12 @@ class UnslothBackend:
                          estimates: dict[str, Any]) -> Plan:
         """train.method=dpo|orpo|kto|simpo: the model and LoRA as for SFT, then the method's TRL trainer (which
         Unsloth patches on a GPU) on the LoRA model; the reference is that model with its adapter disabled."""
-        from . import _preference
+        from ..hf import preference
 
         p = cfg.provider_as(UnslothProvider)
         notes = [n for n in notes if not n.startswith(("loss on assistant tokens", "train.packing=auto"))]
         choice = _memory_choice(cfg)
-        more, memory = _preference.plan_notes(_as_loaded(cfg), hf_translate.model_shape(cfg), choice)
+        more, memory = preference.plan_notes(_as_loaded(cfg), hf_translate.model_shape(cfg), choice)
         more[0] += " (patched by Unsloth on a GPU; stock TRL on its CPU fallback)"
         more = [("reference model: the same weights scored through TRL's frozen copy of the new LoRA, which is "
                  "zero-initialised: the base's outputs, no second model")
@@ -237,7 +240,7 @@ class UnslothBackend:
             provider=self.name, config=cfg, data=data,
             inputs={"model": {"name": cfg.model.name, "tiny": cfg.model.tiny is not None, "dtype": cfg.model.dtype},
                     "precision": cfg.train.precision, **_unsloth_args(cfg), "method": cfg.train.method,
-                    "preference": _preference.trainer_args(cfg, _trainer_args(cfg)),
+                    "preference": preference.trainer_args(cfg, _trainer_args(cfg)),
                     "exports": {"merged_16bit": p.export_merged_16bit, "gguf": p.export_gguf}},
             estimates={**estimates, "train_pairs": estimates["train_examples"], **memory},
             notes=notes[:1] + more + notes[1:],
@@ -258,21 +261,21 @@ class UnslothBackend:
         problem = _torchvision_problem()
         if problem is not None:
             raise problem
-        if not cfg.provider_as(UnslothProvider).allow_cpu and not _hf.cuda_available():
+        if not cfg.provider_as(UnslothProvider).allow_cpu and not loading.cuda_available():
             raise _no_gpu_error()
 
     def run(self, plan: Plan, run: RunDir) -> Result:
         return self._train(plan, run, resume_from=None)
 
     def resume(self, plan: Plan, run: RunDir) -> Result:
-        return self._train(plan, run, resume_from=_hf.resume_point(run))
+        return self._train(plan, run, resume_from=checkpoints.resume_point(run))
 
     def _train(self, plan: Plan, run: RunDir, resume_from: str | None) -> Result:
         cfg = plan.config
         self.preflight(cfg)  # again: a resume may happen elsewhere
-        device = "cuda" if _hf.cuda_available() else "cpu"
+        device = "cuda" if loading.cuda_available() else "cpu"
         if device == "cpu" and cfg.train.quantization == "4bit":
-            _hf.require_cuda_for_4bit(device)
+            loading.require_cuda_for_4bit(device)
         precision = hf_translate.precision(cfg.train.precision, device)
         dtype = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}[precision]
         if cfg.model.dtype != "auto":
@@ -281,14 +284,14 @@ class UnslothBackend:
         work = run.path / WORK_DIR
         work.mkdir(parents=True, exist_ok=True)
         (work / "probe.pt").unlink(missing_ok=True)
-        request: dict[str, Any] = {"inputs": _for_device(plan.inputs, device), "model_path": _hf.model_path(cfg.model),
+        request: dict[str, Any] = {"inputs": _for_device(plan.inputs, device), "model_path": model_path(cfg.model),
                    "device": device, "precision": precision, "dtype": dtype, "load_in_4bit": four_bit,
                    "resume_from": resume_from}
         write_json_atomic(work / "request.json", request)
         checkpointing = request["inputs"]["get_peft_model"]["use_gradient_checkpointing"]
         run.append_log(f"unsloth child: model {request['model_path']} on {device}, weights {dtype}, "
                        f"4-bit {four_bit}, precision {precision}, gradient checkpointing {checkpointing}")
-        ended = child.supervise([sys.executable, "-m", "ftorch.backends.unsloth_child", str(run.path)], run,
+        ended = child.supervise([sys.executable, "-m", "ftorch.backends.unsloth.child", str(run.path)], run,
                                 what="unsloth child", env=_child_env(cfg, device, work))
         outcome = child.outcome(ended, where="provider=unsloth", log=run.log)
 
@@ -312,9 +315,9 @@ class UnslothBackend:
         cuda = torch.cuda.is_available()
         device = "cuda" if cuda else "cpu"
         if exact:
-            return _hf.peft_reload_check(logits, probe, base_path, run.adapter, "float32", 1e-3, device)
+            return publish.peft_reload_check(logits, probe, base_path, run.adapter, "float32", 1e-3, device)
         dtype = "bfloat16" if cuda and torch.cuda.is_bf16_supported() else "float32"  # as eval/local.py loads it
-        return _hf.peft_reload_check(logits, probe, base_path, run.adapter, dtype, None, device)
+        return publish.peft_reload_check(logits, probe, base_path, run.adapter, dtype, None, device)
 
 
 def _child_env(cfg: RunConfig, device: str, work: Path) -> dict[str, str]:

@@ -10,13 +10,13 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..config.providers import AxolotlProvider
-from ..config.schema import resolved
-from ..errors import ConfigError, DataError, Problem
-from ..safe_io import ensure_dir, write_text
+from ...config.providers import AxolotlProvider
+from ...config.schema import resolved
+from ...errors import ConfigError, DataError, Problem
+from ...safe_io import ensure_dir, write_text
 
 if TYPE_CHECKING:
-    from ..config.schema import RunConfig
+    from ...config.schema import RunConfig
 
 LIGER_PLUGIN = "axolotl.integrations.liger.LigerPlugin"
 LIGER_KEYS = ("liger_rope", "liger_rms_norm", "liger_glu_activation", "liger_layer_norm")
@@ -201,8 +201,8 @@ def _precision(precision: str, dtype: str) -> dict[str, Any]:
 
 def check_preference(cfg: RunConfig) -> None:
     """Refuse what Axolotl's rl: cannot do as asked, naming the ftorch key (the method's own applicability
-    rules are provider=peft's too: _preference.check)."""
-    from . import _preference
+    rules are provider=peft's too: preference.check)."""
+    from ..hf import preference
 
     method, t = cfg.train.method, cfg.train
     if method not in RL:
@@ -210,7 +210,7 @@ def check_preference(cfg: RunConfig) -> None:
                                   "Axolotl 0.19's KTO loaders (kto.chatml, kto.llama3, kto.user_defined) read "
                                   "fixed-format strings, not chat messages rendered with the model's template",
                                   "use provider=peft for kto, or train.method=dpo, orpo or simpo here"))
-    _preference.check(cfg)
+    preference.check(cfg)
     if t.packing is True:
         raise ConfigError(Problem("train.packing", "preference pairs are not packed (Axolotl refuses sample_packing "
                                   "with rl:)", "remove train.packing=true"))
@@ -224,7 +224,7 @@ def rl_rows(method: str, split) -> list[dict[str, Any]]:
     prompt/chosen/rejected (data.preference.trl_row) for chat_template.default; for ORPO's chat_template.argilla,
     a `system` string and chosen/rejected conversations that alternate user and assistant turns. A pair the
     loader cannot read is a DataError naming its file and line."""
-    from ..data.preference import trl_row
+    from ...data.preference import trl_row
 
     rows, problems = [], []
     for example, line in zip(split.examples, split.lines):
@@ -335,13 +335,13 @@ def notes(cfg: RunConfig) -> list[str]:
 
 
 def _preference_notes(cfg: RunConfig) -> list[str]:
-    from . import _preference
+    from ..hf import preference
 
     method, p = cfg.train.method, cfg.train.preference
-    shown = [f"method: {method} through Axolotl's rl: {RL[method]} ({_preference.TRL_TRAINER[method]}), LoRA; "
+    shown = [f"method: {method} through Axolotl's rl: {RL[method]} ({preference.TRL_TRAINER[method]}), LoRA; "
              f"pairs rewritten into <run dir>/{RL_DATA} for Axolotl's {RL_TYPE[method]} loader, rendered with the "
              "model's chat template"]
-    if _preference.USES_REFERENCE[method]:
+    if preference.USES_REFERENCE[method]:
         shown.append("reference model: " + ("log-probs computed once before training (precompute_ref_log_probs)"
                                             if p.reference == "precomputed" else
                                             "the same weights with the LoRA adapter disabled (no second model)"))

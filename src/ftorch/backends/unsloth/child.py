@@ -1,8 +1,8 @@
-"""The Unsloth training process: `python -m ftorch.backends.unsloth_child RUN_DIR` (started by
-ftorch.backends.unsloth, which says why it is a separate process).
+"""The Unsloth training process: `python -m ftorch.backends.unsloth.child RUN_DIR` (started by
+ftorch.backends.unsloth.backend, which says why it is a separate process).
 
 It imports unsloth before anything that imports transformers, trains with FastLanguageModel + TRL's
-SFTTrainer, or the preference method's TRL trainer (ftorch.backends._preference), as
+SFTTrainer, or the preference method's TRL trainer (ftorch.backends.hf.preference), as
 RUN_DIR/unsloth/request.json says, saves the adapter, checks that it reloads through Unsloth, records the probe
 logits for the parent's plain-PEFT check, runs the optional exports, and reports how it ended the way every
 training child does (backends/child.py: RUN_DIR/child_result.json and the exit code).
@@ -18,15 +18,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import BackendError, FtorchError, MissingExtra, Problem
-from ..run.rundir import RunDir
-from . import child
+from ...errors import BackendError, FtorchError, MissingExtra, Problem
+from ...run.library_log import attach_log_file, detach_log_file
+from ...run.rundir import RunDir
+from .. import child
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python -m ftorch.backends.unsloth_child RUN_DIR", file=sys.stderr)
+        print("usage: python -m ftorch.backends.unsloth.child RUN_DIR", file=sys.stderr)
         return 2
     run = RunDir(Path(argv[0]))
     child.raise_interrupt_on_sigterm()
@@ -60,7 +61,7 @@ def _import_unsloth() -> None:
                                    "use provider=peft on this machine, or provider.allow_cpu=true for Unsloth's "
                                    "CPU path (and leave UNSLOTH_DISABLE_CPU_FALLBACK unset)")) from None
     except Exception as exc:  # torchvision operators, a CUDA build that does not match the driver...
-        from .unsloth import INSTALL_HINT
+        from .backend import INSTALL_HINT
 
         first = str(exc).splitlines()[0] if str(exc) else ""
         raise MissingExtra(Problem("provider=unsloth", f"`import unsloth` failed: {type(exc).__name__}: {first}",
@@ -68,14 +69,13 @@ def _import_unsloth() -> None:
 
 
 def _train_logged(run: RunDir, request: dict[str, Any]) -> dict[str, Any]:
-    from . import _hf
 
-    handler = _hf.attach_log_file(run)
+    handler = attach_log_file(run)
     _quiet_console()
     try:
         return _train(run, request)
     finally:
-        _hf.detach_log_file(handler)
+        detach_log_file(handler)
 
 
 def _quiet_console() -> None:
@@ -91,60 +91,54 @@ def _train(run: RunDir, request: dict[str, Any]) -> dict[str, Any]:
     from importlib.metadata import version
 
     import torch
-    import yaml
     from unsloth import FastLanguageModel
 
-    from ..config.schema import RunConfig
-    from ..data.report import check_data
-    from . import _hf
+    from ...data.report import check_data
+    from ..hf import loading, publish
+    from ..hf.loop import train_and_publish
 
-    cfg = RunConfig.model_validate(yaml.safe_load((run.path / "config.yaml").read_text()))
+    cfg = run.config()
     inputs, path, device = request["inputs"], request["model_path"], request["device"]
     load = {**inputs["from_pretrained"], "load_in_4bit": request["load_in_4bit"],
             "dtype": getattr(torch, request["dtype"])}
-    with _hf.loading(path, "model"):
+    with loading.loading(path, "model"):
         model, tokenizer = FastLanguageModel.from_pretrained(model_name=path, **load)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if not cfg.train.is_preference:  # preference trainers find the answers' tokens from the prompt/answer split
-        _hf.ensure_training_chat_template(tokenizer, path, cfg.train.assistant_only_loss, trl_masks=True)
-    with _hf.lora_targets_checked(model, inputs["get_peft_model"]["target_modules"]):
+        loading.ensure_training_chat_template(tokenizer, path, cfg.train.assistant_only_loss, trl_masks=True)
+    with loading.lora_targets_checked(model, inputs["get_peft_model"]["target_modules"]):
         model = FastLanguageModel.get_peft_model(model, **inputs["get_peft_model"])
 
     data = check_data(cfg.data)
     precision = request["precision"]
-    if cfg.train.is_preference:
-        from . import _preference
+    def build():
+        if cfg.train.is_preference:
+            from ..hf import preference
 
-        run.append_log(f"method {cfg.train.method} through {_preference.TRL_TRAINER[cfg.train.method]}")
-        trainer = _preference.make_trainer(cfg.train.method, inputs["preference"], model, tokenizer, data, run,
+            run.append_log(f"method {cfg.train.method} through {preference.TRL_TRAINER[cfg.train.method]}")
+            return preference.make_trainer(cfg.train.method, inputs["preference"], model, tokenizer, data, run,
                                            device, precision)
-    else:
-        trainer = _sft_trainer(inputs["sft"], model, tokenizer, data, run, device, precision)
-    trainable, total = model.get_nb_trainable_parameters()
-    share = f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.3f}%)"
-    run.append_log(share)
-    print(share, flush=True)
-    if _hf.training_finished(request["resume_from"]):  # killed while the adapter was saved: train no further
-        _hf.restore_finished(trainer, request["resume_from"], run)
-        train_metrics: dict[str, Any] = {}
-    else:
-        train_metrics = trainer.train(resume_from_checkpoint=request["resume_from"]).metrics
+        return _sft_trainer(inputs["sft"], model, tokenizer, data, run, device, precision)
 
     # TRL's preference trainers add a frozen "ref" copy beside the LoRA they are given: publish the trained one only
-    only_trained = {"selected_adapters": ["default"]} if "ref" in getattr(model, "peft_config", {}) else {}
+    def publish_adapter(trainer) -> dict[str, Any]:
+        only_trained = {"selected_adapters": ["default"]} if "ref" in getattr(model, "peft_config", {}) else {}
 
-    def write_adapter(folder: Path) -> None:
-        model.save_pretrained(str(folder), **only_trained)
-        tokenizer.save_pretrained(str(folder))
+        def write_adapter(folder: Path) -> None:
+            model.save_pretrained(str(folder), **only_trained)
+            tokenizer.save_pretrained(str(folder))
 
-    _hf.publish_adapter(run, write_adapter)  # a kill leaves the old adapter/ or the new one, never half of one
-    metrics = _metrics(train_metrics, trainer.state)
-    trainer.optimizer = None  # room for the reload check's second copy of the model
-    if device == "cuda":
-        torch.cuda.empty_cache()
-    check = _reload_check(FastLanguageModel, model, tokenizer, run, load, request)
-    run.append_log(f"reload check (Unsloth): {check}")
+        publish.publish_adapter(run, write_adapter)  # a kill leaves the old adapter/ or the new one, never half of one
+        trainer.optimizer = None  # room for the reload check's second copy of the model
+        if device == "cuda":
+            torch.cuda.empty_cache()
+        check = _reload_check(FastLanguageModel, model, tokenizer, run, load, request)
+        run.append_log(f"reload check (Unsloth): {check}")
+        return check
+
+    done = train_and_publish(run, request["resume_from"], build, publish_adapter, progress=False)
+    metrics, trainable, total, check = done.metrics, done.trainable, done.total, done.reload_check
     exports = _exports(model, tokenizer, run, inputs["exports"])
     artifacts = {"adapter": str(run.adapter), "checkpoints": str(run.checkpoints)}
     artifacts.update({name: e["path"] for name, e in exports.items() if e["status"] == "succeeded"})
@@ -166,7 +160,7 @@ def _sft_trainer(sft: dict[str, Any], model, tokenizer, data, run: RunDir, devic
 
     from datasets import Dataset
 
-    from . import _hf
+    from ..hf import callbacks
 
     unknown = sorted(set(sft) - {f.name for f in dataclasses.fields(SFTConfig)})
     if unknown:
@@ -178,14 +172,7 @@ def _sft_trainer(sft: dict[str, Any], model, tokenizer, data, run: RunDir, devic
     eval_ds = (Dataset.from_list([{"messages": e["messages"]} for e in data.splits["validation"].examples])
                if "validation" in data.splits else None)
     return SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                      processing_class=tokenizer, callbacks=[_hf.metrics_callback(run)])
-
-
-def _metrics(train_metrics: dict[str, Any], state) -> dict[str, Any]:
-    from ..run.metrics_log import final_metrics
-
-    metrics = {k: v for k, v in train_metrics.items() if isinstance(v, (int, float))}
-    return {**metrics, **final_metrics(state.log_history, state.global_step)}
+                      processing_class=tokenizer, callbacks=[callbacks.metrics_callback(run)])
 
 
 def _reload_check(fast_model, trained, tokenizer, run: RunDir, load: dict[str, Any],
@@ -195,18 +182,18 @@ def _reload_check(fast_model, trained, tokenizer, run: RunDir, load: dict[str, A
     1e-3; 16-bit and 4-bit runs to 2% of the largest logit (another kernel order moves the last bits)."""
     import torch
 
-    from . import _hf
+    from ..hf import publish
 
-    inputs, expected = _hf.probe_logits(trained, tokenizer)
+    inputs, expected = publish.probe_logits(trained, tokenizer)
     torch.save({**inputs, "logits": expected}, run.path / "unsloth" / "probe.pt")
     reloaded, _ = fast_model.from_pretrained(model_name=str(run.adapter), **load)
-    _, got = _hf.probe_logits(reloaded, tokenizer)
+    _, got = publish.probe_logits(reloaded, tokenizer)
     with reloaded.disable_adapter():
-        _, base = _hf.probe_logits(reloaded, tokenizer)
+        _, base = publish.probe_logits(reloaded, tokenizer)
     del reloaded
     exact = request["dtype"] == "float32" and not request["load_in_4bit"]
     atol = 1e-3 if exact else 2e-2 * max(1.0, expected.abs().max().item())
-    result = _hf.compare_reload(expected, got, base, atol)
+    result = publish.compare_reload(expected, got, base, atol)
     if not result["matches_trained"]:
         raise BackendError(Problem(str(run.adapter), f"the saved adapter, reloaded with Unsloth, does not reproduce "
                                    f"the trained model (max logit difference {result['max_abs_diff_vs_trained']:.3g}, "

@@ -1,8 +1,8 @@
 """Check Axolotl configs with Axolotl's own schema; run by the Axolotl environment's python, never imported.
 
-    python axolotl_child.py CONFIG.yaml [CONFIG.yaml ...]
-    python axolotl_child.py --probe      # {"cuda", "gpus", "bf16", "torch", "axolotl"}: what this environment has
-    python axolotl_child.py --result PATH -m axolotl.cli.train CONFIG.yaml   # train (see `train` below)
+    python child.py CONFIG.yaml [CONFIG.yaml ...]
+    python child.py --probe      # {"cuda", "gpus", "bf16", "torch", "axolotl"}: what this environment has
+    python child.py --result PATH -m axolotl.cli.train CONFIG.yaml   # train (see `train` below)
 
 Prints one JSON object per config on stdout (everything Axolotl prints goes to stderr):
     {"path", "ok", "errors": [{"key", "message"}], "unknown_keys": [...], "suggestions": {key: close_match}}
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
 _FIELD_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
-# This file sits beside ftorch's backends/axolotl.py: its folder must not shadow the real `axolotl` package.
+# This file sits beside ftorch's backends/axolotl/backend.py: its folder must not shadow the real `axolotl` package.
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 
@@ -73,7 +73,7 @@ def train(result_path: str, command: list[str]) -> int:
     import traceback
 
     if len(command) < 2 or command[0] != "-m":
-        print("usage: axolotl_child.py --result PATH -m MODULE [ARGS...]", file=sys.stderr)
+        print("usage: child.py --result PATH -m MODULE [ARGS...]", file=sys.stderr)
         return 2
     module = command[1]
 

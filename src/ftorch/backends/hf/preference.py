@@ -10,17 +10,15 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError, Problem
-from ..run.metrics_log import final_metrics
-from ._preprocess import no_dataset_bars
+from ...errors import ConfigError, Problem
+from .preprocess import no_dataset_bars
 
 if TYPE_CHECKING:
-    from pathlib import Path
 
-    from ..config.schema import RunConfig
-    from ..data.report import DataReport
-    from ..run.rundir import RunDir
-    from .base import Plan, Result
+    from ...config.schema import RunConfig
+    from ...data.report import DataReport
+    from ...run.rundir import RunDir
+    from ..base import Plan
 
 # what each method needs: a reference model (dpo, kto) or none (orpo, simpo: reference-free objectives)
 USES_REFERENCE = {"dpo": True, "kto": True, "orpo": False, "simpo": False}
@@ -32,7 +30,7 @@ APPLIES = {"loss_type": {"dpo"}, "label_smoothing": {"dpo"}, "reference": {"dpo"
 
 def check(cfg: RunConfig) -> None:
     """Refuse settings that do nothing for this method (a setting that silently does nothing is a bug)."""
-    from ..config.schema import PreferenceSettings
+    from ...config.schema import PreferenceSettings
 
     method, p = cfg.train.method, cfg.train.preference
     defaults = PreferenceSettings()
@@ -182,7 +180,7 @@ def datasets_of(data: DataReport):
     """datasets() from a checked DataReport (the Unsloth child checks the data itself)."""
     from datasets import Dataset
 
-    from ..data.preference import trl_row
+    from ...data.preference import trl_row
 
     splits = data.splits
     built = {name: Dataset.from_list([trl_row(e) for e in splits[name].examples])
@@ -195,7 +193,7 @@ def make_trainer(method: str, args: dict[str, Any], model, tokenizer, data: Data
     """The method's TRL trainer on the checked data, logging to metrics.jsonl. `args` is the plan's
     trainer_args(); `model` is the base (with `peft_config`) or a model that already carries its LoRA (Unsloth's
     get_peft_model, a starting adapter): TRL then takes the reference as that model with its adapter disabled."""
-    from . import _hf
+    from . import callbacks
 
     unknown_args(method, args)
     config_cls, trainer_cls = classes(method)
@@ -205,7 +203,7 @@ def make_trainer(method: str, args: dict[str, Any], model, tokenizer, data: Data
     with no_dataset_bars():
         return trainer_cls(model=model, args=config, train_dataset=train_ds, eval_dataset=eval_ds,
                            processing_class=tokenizer, peft_config=peft_config,
-                           callbacks=[_hf.metrics_callback(run)])
+                           callbacks=[callbacks.metrics_callback(run)])
 
 
 def unknown_args(method: str, args: dict[str, Any]) -> None:
@@ -214,7 +212,7 @@ def unknown_args(method: str, args: dict[str, Any]) -> None:
     import dataclasses
     from importlib.metadata import version
 
-    from ..errors import BackendError
+    from ...errors import BackendError
 
     config_cls, _ = classes(method)
     unknown = sorted(set(args) - {f.name for f in dataclasses.fields(config_cls)})
@@ -222,55 +220,3 @@ def unknown_args(method: str, args: dict[str, Any]) -> None:
         raise BackendError(Problem(f"train.method={method}", f"TRL {version('trl')} in this environment has no "
                                    f"{config_cls.__name__} field {', '.join(unknown)}",
                                    "install the TRL version of ftorch's constraints.txt in this environment"))
-
-
-def train(plan: Plan, run: RunDir, resume_from: str | None, backend) -> Result:
-    """One preference run: the same steps as peft's SFT loop with the method's TRL trainer."""
-    from peft import LoraConfig
-
-    from . import _hf
-    from . import peft as peft_backend
-    from .base import Result
-
-    cfg = plan.config
-    device, precision = peft_backend.device_and_precision(cfg)
-    path = _hf.model_path(cfg.model)
-    run.append_log(f"model {path} on {device}, precision {precision}; method {cfg.train.method}")
-    tokenizer = peft_backend._load_tokenizer(path, cfg)
-    model = peft_backend._load_model(path, cfg, precision, plan.inputs["settings"])
-    start = adapter_dir(cfg)
-    peft_config: LoraConfig | None = LoraConfig(**plan.inputs["lora"])
-    if start is not None:
-        from peft import PeftModel
-
-        with _hf.loading(str(start), "LoRA adapter"):
-            model = PeftModel.from_pretrained(model, str(start), is_trainable=True)
-        peft_config = None
-        run.append_log(f"starting from the adapter in {start}")
-    assert plan.data is not None  # plan() sets it; training always runs on a checked plan
-    with _hf.lora_targets_checked(model, plan.inputs["lora"]["target_modules"]):
-        trainer = make_trainer(cfg.train.method, plan.inputs["preference"], model, tokenizer, plan.data, run,
-                               device, precision, peft_config=peft_config)
-    _hf.quiet_progress(trainer)
-    trainable, total = trainer.model.get_nb_trainable_parameters()
-    share = f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.3f}%)"
-    run.append_log(share)
-    if trainer.is_world_process_zero():
-        print(share, flush=True)
-    if _hf.training_finished(resume_from):
-        _hf.restore_finished(trainer, resume_from, run)
-        metrics: dict[str, Any] = {}
-    else:
-        output = trainer.train(resume_from_checkpoint=resume_from)
-        metrics = {k: v for k, v in output.metrics.items() if isinstance(v, (int, float))}
-
-    def save_trained(folder: Path) -> None:  # TRL may keep a frozen "ref" adapter beside the trained one
-        trainer.model.save_pretrained(str(folder), selected_adapters=["default"])
-
-    check = _hf.publish_trained(trainer, run, tokenizer, path, save_trained, quantized=cfg.train.quantization == "4bit")
-    metrics.update(final_metrics(trainer.state.log_history, trainer.state.global_step))
-    return Result(status="succeeded", metrics=metrics,
-                  artifacts={"adapter": str(run.adapter), "checkpoints": str(run.checkpoints)},
-                  extra={"trainable_params": trainable, "total_params": total, "device": device,
-                         "precision": precision, "reload_check": check, "method": cfg.train.method,
-                         "processes": int(os.environ.get("WORLD_SIZE", "1"))})

@@ -1,4 +1,4 @@
-"""Peak memory of one LoRA training step, estimated from the model's shape (backends/fit.py picks the settings
+"""Peak memory of one LoRA training step, estimated from the model's shape (fit.py picks the settings
 that fill one card from it).
 
 The estimate counts what autograd keeps alive in a transformers Llama-style decoder with PEFT LoRA (read from

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..errors import BackendError, Problem
+from ...errors import BackendError, Problem
 
 if TYPE_CHECKING:
-    from ..config.schema import RunConfig
+    from ...config.schema import RunConfig
 
 
 def trainer_args(cfg: RunConfig, micro_batch_size: int, grad_accum: int) -> dict[str, Any]:
@@ -57,7 +57,7 @@ def precision(requested: str, device: str) -> str:
 
 def model_shape(cfg: RunConfig) -> dict | None:
     """The model's config.json numbers (the tiny model's from its settings), without loading it."""
-    from ..models import shape
+    from ...models import shape
 
     t = cfg.model.tiny
     return ({"hidden_size": t.hidden_size, "num_hidden_layers": t.num_layers, "num_attention_heads": t.num_heads,

@@ -10,8 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..config.providers import OpenAIProvider
-from ..errors import BackendError, ConfigError, MissingExtra, Problem
+from .config.providers import OpenAIProvider
+from .errors import BackendError, ConfigError, MissingExtra, Problem
 
 LOCAL_PROVIDERS = "provider=peft (any machine), provider=unsloth or provider=axolotl (GPU)"
 
@@ -90,7 +90,7 @@ class UploadRecord:
         return self._load().get(self.endpoint, {}).get(digest)
 
     def put(self, digest: str, file_id: str) -> None:
-        from ..run.rundir import write_json_atomic
+        from .run.rundir import write_json_atomic
 
         data = self._load()
         data.setdefault(self.endpoint, {})[digest] = file_id
@@ -101,7 +101,7 @@ def upload(client, path: Path, record: UploadRecord) -> dict:
     """The file id for these bytes: reused when the API still has them, uploaded otherwise."""
     import openai
 
-    from ..data.manifest import sha256_file
+    from .data.manifest import sha256_file
 
     digest = sha256_file(path)
     known = record.get(digest)

@@ -1,8 +1,8 @@
 """provider=axolotl: Axolotl, run as a child process in its own environment (.venv-axolotl).
 
-ftorch writes one axolotl.yaml per run (`axolotl_config.translate` is the only translator: SFT on chat data, or
+ftorch writes one axolotl.yaml per run (`config.translate` is the only translator: SFT on chat data, or
 preference training through Axolotl's `rl:` with the pairs rewritten for its loader), checks it with Axolotl's own
-schema in the child environment (`axolotl_child.py`), then runs `python -m axolotl.cli.train axolotl.yaml`,
+schema in the child environment (`child.py`), then runs `python -m axolotl.cli.train axolotl.yaml`,
 streaming its output to the console and train.log and its step logs to metrics.jsonl.
 """
 
@@ -22,31 +22,33 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from ..config.providers import AxolotlProvider
-from ..errors import BackendError, ConfigError, MissingExtra, Problem
-from ..run import metrics_log
-from ..safe_io import copy_file, ensure_dir, open_append, write_text
-from ..secrets import scrub, scrub_tree
-from . import axolotl_config, child, local_eval
-from .axolotl_config import IGNORED, ftorch_key, refuse_mapped_passthrough, translate
-from .base import Plan, Result, no_remote_job
-from .checkpoints import latest_checkpoint, resume_point, step_of
-from .steps import step_estimate
+from ...config.providers import AxolotlProvider
+from ...errors import BackendError, ConfigError, MissingExtra, Problem
+from ...models import check_model_reference, model_path
+from ...run import metrics_log
+from ...safe_io import copy_file, ensure_dir, open_append, write_text
+from ...secrets import scrub, scrub_tree
+from .. import child, local_eval
+from ..base import Plan, Result, no_remote_job
+from ..hf.checkpoints import latest_checkpoint, resume_point, step_of
+from ..steps import step_estimate
+from . import config as axolotl_config
+from .config import IGNORED, ftorch_key, refuse_mapped_passthrough, translate
 
 if TYPE_CHECKING:
-    from ..config.schema import RunConfig
-    from ..data.report import DataReport
-    from ..run.rundir import RunDir
+    from ...config.schema import RunConfig
+    from ...data.report import DataReport
+    from ...run.rundir import RunDir
 
-CHILD = Path(__file__).with_name("axolotl_child.py")
+CHILD = Path(__file__).with_name("child.py")
 ADAPTER_FILES = re.compile(r"^(adapter_(config\.json|model\.(safetensors|bin))|tokenizer(_config)?\.json"
                            r"|tokenizer\.model|special_tokens_map\.json|added_tokens\.json|chat_template\.jinja"
                            r"|vocab\.json|merges\.txt)$")
 
 
 def default_python() -> Path:
-    from ..config.compose import find_project
-    from ..setup_envs import axolotl_python
+    from ...config.compose import find_project
+    from ...setup_envs import axolotl_python
 
     return axolotl_python(find_project().root)
 
@@ -64,7 +66,6 @@ class AxolotlBackend:
                                                      "train.preference.max_completion_length")}
 
     def plan(self, cfg: RunConfig, data: DataReport) -> Plan:
-        from . import _hf
 
         if cfg.train.is_preference:
             axolotl_config.check_preference(cfg)
@@ -77,7 +78,7 @@ class AxolotlBackend:
                                       "unless provider.liger=true", "set provider.liger=true (Liger's fused linear "
                                       "cross-entropy), or leave train.fused_loss=auto"))
         refuse_mapped_passthrough(p.axolotl)
-        _hf.check_model_reference(cfg.model)
+        check_model_reference(cfg.model)
         paths = _data_paths(cfg, data.splits, "<run dir>")
         estimates = step_estimate(cfg.train, data.count("train"))
         config = translate(cfg, "<run dir>/checkpoints", paths, total_steps=estimates["total_steps"])
@@ -113,7 +114,7 @@ class AxolotlBackend:
         return self._train(plan, run, resume_from=resume_point(run))
 
     def _train(self, plan: Plan, run: RunDir, resume_from: str | None) -> Result:
-        from . import _hf
+        from ..hf import loading
 
         cfg = plan.config
         self.preflight(cfg)
@@ -122,11 +123,11 @@ class AxolotlBackend:
         device = "cuda" if env["cuda"] else "cpu"
         run.append_log(f"axolotl {env['axolotl']}, torch {env['torch']}, {env['gpus']} CUDA device(s)")
         if cfg.train.quantization == "4bit":
-            _hf.require_cuda_for_4bit(device)
+            loading.require_cuda_for_4bit(device)
         if cfg.train.num_gpus > max(env["gpus"], 1):
             raise BackendError(Problem("train.num_gpus", f"{cfg.train.num_gpus} GPUs asked for, but the Axolotl "
                                        f"environment sees {env['gpus']}", "lower train.num_gpus"))
-        base = _hf.model_path(cfg.model)
+        base = model_path(cfg.model)
         assert plan.data is not None  # plan() sets it; training always runs on a checked plan
         if cfg.train.is_preference:  # rewritten for Axolotl's rl loader (the user's files stay as they are)
             paths = axolotl_config.write_rl_data(cfg.train.method, plan.data.splits, run.path)
@@ -196,7 +197,7 @@ def validate(python: str, config_path: Path, passthrough: dict[str, Any]) -> Non
 
 def _launch_command(python: str, config: str, cfg: RunConfig, report: bool = False) -> list[str]:
     """`python -m axolotl.cli.train CONFIG` (through accelerate launch for several GPUs); with `report`, run by
-    axolotl_child.py, which leaves the child record of backends/child.py in the run directory."""
+    axolotl/child.py, which leaves the child record of backends/child.py in the run directory."""
     train = ["-m", "axolotl.cli.train", config]
     if report:
         train = [str(CHILD), "--result", child.RESULT, *train]  # the child's cwd is the run directory

@@ -17,9 +17,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..chat_masks import HINT, MaskError, assistant_token_mask
-from ..errors import DataError, Problem
-from ..safe_io import write_text
+from ...chat_masks import HINT, MaskError, assistant_token_mask
+from ...errors import DataError, Problem
+from ...safe_io import write_text
 
 VERSION = 3  # 3: rows truncated to max_length also with packing (TRL's bfd packing cuts them the same way)
 REPORT = "ftorch-truncation.json"
@@ -75,7 +75,7 @@ def prepare(examples: list[dict], tokenizer, max_length: int, assistant_only: bo
     assistant (trained) tokens is a DataError listing them all."""
     from datasets import Dataset
 
-    from ..cache import damage, publish
+    from ...cache import damage, publish
 
     tell = announce or say
     start = time.perf_counter()

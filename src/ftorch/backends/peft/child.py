@@ -1,5 +1,5 @@
 """provider=peft on several processes (train.num_gpus > 1): the run's process starts
-`torchrun --nproc_per_node N -m ftorch.backends.peft_worker RUN_DIR` under backends/child.py's supervision
+`torchrun --nproc_per_node N -m ftorch.backends.peft.child RUN_DIR` under backends/child.py's supervision
 and waits; every rank rebuilds the plan from the run directory and trains under DDP (NCCL on GPUs, gloo on
 CPU) through PeftBackend.train_in_process; rank 0 alone writes to the run directory and reports the result
 (child.py's record), which the parent turns into run.json's truthful status."""
@@ -11,28 +11,15 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from ..errors import FtorchError
-from ..run.rundir import RunDir
-from . import child
-from .base import Plan, Result
-
-
-def launch_distributed(plan: Plan, run: RunDir, resume_from: str | None) -> Result:
-    cfg = plan.config
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-               str(cfg.train.num_gpus), "-m", "ftorch.backends.peft_worker", str(run.path),
-               *([resume_from] if resume_from else [])]
-    run.append_log("launching: " + " ".join(command))
-    ended = child.supervise(command, run, what="torchrun")
-    return child.outcome(ended, where="train.num_gpus", log=run.log)
+from ...errors import FtorchError
+from ...run.rundir import RunDir
+from .. import child
 
 
 def main(argv: list[str]) -> int:
-    import yaml
 
-    from ..config.schema import RunConfig
-    from ..data.report import check_data
-    from .peft import PeftBackend
+    from ...data.report import check_data
+    from .backend import PeftBackend
 
     run_path = Path(argv[0])
     resume_from = argv[1] if len(argv) > 1 else None
@@ -40,7 +27,7 @@ def main(argv: list[str]) -> int:
     run = RunDir(run_path, writes=main_rank)
     child.raise_interrupt_on_sigterm()
     try:
-        config = RunConfig.model_validate(yaml.safe_load((run_path / "config.yaml").read_text()))
+        config = run.config()
         backend = PeftBackend()
         plan = backend.plan(config, check_data(config.data))
         result = backend.train_in_process(plan, run, resume_from=resume_from)
