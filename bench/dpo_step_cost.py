@@ -36,8 +36,8 @@ def seconds_per_step(recipe: str, steps: int, batch: int, extra: list[str]) -> t
     less than wall time when other work competes for the cores."""
     from ftorch.backends import _hf, get_backend
     from ftorch.config.compose import find_project
-    from ftorch.run.rundir import RunDir
     from ftorch.run.lifecycle import prepare
+    from ftorch.run.rundir import RunDir
 
     cpu: list[float] = []
     original = _hf.metrics_callback

@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def ftorch_run(steps: int, batch: int, extra: list[str]) -> float:
     """Tokens/s of `ftorch train` (in-process, through the real backend), from its own metrics."""
     from ftorch.config.compose import find_project
-    from ftorch.run.rundir import RunDir
     from ftorch.run.lifecycle import prepare
+    from ftorch.run.rundir import RunDir
 
     prepared = prepare(find_project(ROOT), [f"train.max_steps={steps}", f"train.batch_size={batch}",
                                             "train.save_steps=100000", *extra])

@@ -12,11 +12,12 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from conftest import TINY
 from ftorch import secrets
 from ftorch.cli import main
 from ftorch.run.rundir import RunDir, write_json_atomic
 from ftorch.secrets import REDACTED, redact, redact_hydra_dir, redact_override, redact_override_line, scrub
+
+from conftest import TINY
 
 
 @pytest.fixture(autouse=True)
@@ -217,8 +218,8 @@ def test_mlflow_params_and_tags_hold_no_secret(tmp_path, planted, monkeypatch):
     fake.log_params = lambda params: logged.append(params)
     fake.log_metric = fake.log_metrics = fake.log_artifact = fake.log_artifacts = lambda *a, **k: None
     monkeypatch.setitem(sys.modules, "mlflow", fake)
-    from ftorch.run import tracking
     from ftorch.config.schema import RunConfig
+    from ftorch.run import tracking
 
     cfg = RunConfig.model_validate({"model": {"name": "m"}, "data": {"train": "t.jsonl"},
                                     "provider": {"name": "openai", "metadata": {"token": TOKEN},

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY
 from ftorch.backends import axolotl, axolotl_config
 from ftorch.cli import main
-from ftorch.errors import ConfigError
 from ftorch.config.schema import DataConfig, LoraSettings, ModelConfig, PreferenceSettings, TrainConfig
+from ftorch.errors import ConfigError
 from ftorch.run.rundir import RunDir
+
+from conftest import TINY
 
 AXOLOTL = ["provider=axolotl", *TINY, "eval=none"]
 
@@ -100,8 +101,8 @@ def test_validation_split_becomes_test_datasets(chat_jsonl, capsys):
 
 
 def test_run_time_arguments(tmp_path):
-    from ftorch.config.schema import RunConfig
     from ftorch.config.providers import AxolotlProvider
+    from ftorch.config.schema import RunConfig
 
     cfg = RunConfig(provider=AxolotlProvider(), model=ModelConfig(name="m"), data=DataConfig(train="t.jsonl"))
     out = axolotl_config.translate(cfg, str(tmp_path / "checkpoints"), {"train": "/d/t.jsonl"}, base_model="/models/m",

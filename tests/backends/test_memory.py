@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from ftorch.backends.fit import TrainRequest, choose
-from ftorch.backends.memory import GiB, LINEARS, MemoryBreakdown, ModelShape, StepSetup, estimate
+from ftorch.backends.memory import LINEARS, GiB, MemoryBreakdown, ModelShape, StepSetup, estimate
 from ftorch.config.schema import TinyModel, TrainConfig
 from ftorch.tiny import ensure_tiny_model
 

@@ -33,7 +33,8 @@ from ftorch.backends import _hf
 from ftorch.backends.peft import _load_model, _load_tokenizer, _lora_args, _plain_loss_trainer, _sft_args
 from ftorch.config.schema import RunConfig
 
-WORDS = "book a call with ana lee on monday friday at noon 9am 3pm please thanks sure done".split()
+WORDS = ["book", "a", "call", "with", "ana", "lee", "on", "monday", "friday", "at", "noon", "9am", "3pm", "please",
+         "thanks", "sure", "done"]
 
 
 def chats(n: int = 12) -> list[dict]:
@@ -60,9 +61,10 @@ def run_config(packing: bool) -> RunConfig:
 
 def sft_trainer(cfg: RunConfig, rows: list[dict], out: str):
     """The trainer as PeftBackend._train_logged builds it on CPU (fp32, fused_loss=auto: the model's own loss)."""
-    from datasets import Dataset
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
+
+    from datasets import Dataset
 
     path = _hf.model_path(cfg.model)
     tokenizer = _load_tokenizer(path, cfg)

@@ -4,11 +4,12 @@ import json
 
 import pytest
 
-from conftest import ROOT, chat
-from test_chat_masks import runs
 from ftorch.backends import _preprocess
 from ftorch.config.schema import TinyModel
 from ftorch.tiny import ensure_tiny_model
+
+from conftest import ROOT, chat
+from support.masks import runs
 
 pytestmark = pytest.mark.slow
 
@@ -28,9 +29,10 @@ def quickstart(n=24):
 
 @pytest.mark.parametrize("max_length", [256, 110])
 def test_rows_match_trls_own_preparation(tokenizer, tmp_path, max_length):
-    from datasets import Dataset
     from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
+
+    from datasets import Dataset
 
     examples = quickstart()
     ours = _preprocess.prepare(examples, tokenizer, max_length, True, False, tmp_path).dataset

@@ -7,10 +7,11 @@ import sys
 
 import pytest
 
-from conftest import TINY
 from ftorch.backends import _hf, unsloth
 from ftorch.cli import main
 from ftorch.errors import BackendError, ConfigError, MissingExtra, Problem
+
+from conftest import TINY
 
 UNSLOTH = ["provider=unsloth", *TINY, "eval=none"]
 

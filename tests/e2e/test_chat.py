@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from conftest import ROOT
-from tiny_run import trained_run
+from support.tiny_run import trained_run
 
 pexpect = pytest.importorskip("pexpect")
 pytestmark = pytest.mark.slow
@@ -22,8 +23,8 @@ def trained(tmp_path_factory):
 
 def test_chat_compare_in_a_terminal(trained):
     from ftorch.backends._hf import model_path
-    from ftorch.eval.local import LocalModel
     from ftorch.eval.finished import config_of
+    from ftorch.eval.local import LocalModel
     from ftorch.run.rundir import RunDir
 
     child = pexpect.spawn(sys.executable, ["-m", "ftorch", "chat", str(trained), "--compare", "--max-new-tokens",
