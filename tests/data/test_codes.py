@@ -45,7 +45,7 @@ MINIMAL = {
          "non_preferred_output": [{**A, "content": " a  b\n"}]}).encode()),
     "nothing_to_learn": ("chat", json.dumps({"messages": [U, {**A, "weight": 0}]}).encode()),
 }
-# raised with a tokenizer: too_long in tests/data/test_profile.py, truncated in tests/test_user_mistakes.py
+# raised with a tokenizer: too_long in tests/data/test_profile.py, truncated in tests/cli/test_user_mistakes.py
 PROFILE_CODES = {"too_long", "truncated"}
 # needs a line over the limit: line_too_long in tests/data/test_hostile_input.py
 HOSTILE_CODES = {"line_too_long"}
