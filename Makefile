@@ -33,7 +33,7 @@ plan: $(STAMP)  ## show the resolved config and what would run: make plan RECIPE
 	$(BIN)/ftorch plan recipe=$(RECIPE) $(ARGS)
 
 test: $(STAMP)  ## lint (ruff), type-check (mypy: [tool.mypy] in pyproject.toml) and run the test suite
-	$(BIN)/ruff check src
+	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 

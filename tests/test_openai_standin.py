@@ -10,8 +10,13 @@ from typing import Any
 import openai
 import pytest
 
-from openai_standin import SPEC_PATH, TRAINING_NOT_AVAILABLE, SpecValidationError, StandinHandle, start_standin
-from openai_standin import openai_standin  # noqa: F401  (the fixture)
+from support.openai_standin import (
+    SPEC_PATH,
+    TRAINING_NOT_AVAILABLE,
+    SpecValidationError,
+    StandinHandle,
+    start_standin,
+)
 
 pytestmark = pytest.mark.skipif(not SPEC_PATH.is_file(), reason=f"OpenAI spec not found at {SPEC_PATH}")
 
@@ -289,11 +294,10 @@ def test_malformed_response_is_caught() -> None:
 
 
 def test_bad_error_body_is_caught() -> None:
-    with pytest.raises(SpecValidationError):
-        with start_standin() as standin:
-            standin.scenario.mutate_response = lambda method, path, body: {"error": {"message": "no type"}}
-            with pytest.raises(openai.InternalServerError):
-                client_for(standin).fine_tuning.jobs.retrieve("ftjob-nope")
+    with pytest.raises(SpecValidationError), start_standin() as standin:
+        standin.scenario.mutate_response = lambda method, path, body: {"error": {"message": "no type"}}
+        with pytest.raises(openai.InternalServerError):
+            client_for(standin).fine_tuning.jobs.retrieve("ftjob-nope")
 
 
 def test_spec_is_loaded_once() -> None:

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TINY
 from omegaconf import OmegaConf
 
 from ftorch import secrets
 from ftorch.cli import main
 from ftorch.run.rundir import RunDir, write_json_atomic
 from ftorch.secrets import REDACTED, redact, redact_hydra_dir, redact_override, redact_override_line, scrub
+
+from conftest import TINY
 
 
 @pytest.fixture(autouse=True)

@@ -442,11 +442,11 @@ class ScrubbingStream(io.TextIOBase):
         return True
 
     @property
-    def encoding(self):
+    def encoding(self):  # type: ignore[override]  # typeshed has a plain attribute; here a read-only view
         return getattr(self._stream, "encoding", "utf-8")
 
     @property
-    def errors(self):
+    def errors(self):  # type: ignore[override]  # typeshed has a plain attribute; here a read-only view
         return getattr(self._stream, "errors", None)
 
     @property

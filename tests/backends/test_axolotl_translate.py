@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TINY
 
 from ftorch.backends.axolotl import backend as axolotl
 from ftorch.backends.axolotl import config as axolotl_config
@@ -18,6 +17,8 @@ from ftorch.cli import main
 from ftorch.config.schema import DataConfig, LoraSettings, ModelConfig, PreferenceSettings, TrainConfig
 from ftorch.errors import ConfigError
 from ftorch.run.rundir import RunDir
+
+from conftest import TINY
 
 AXOLOTL = ["provider=axolotl", *TINY, "eval=none"]
 

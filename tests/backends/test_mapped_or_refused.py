@@ -10,15 +10,16 @@ import pytest
 from ftorch.backends import REGISTRY, get_backend
 from ftorch.backends.settings import unused_paths
 from ftorch.config.compose import find_project
+from ftorch.config.schema import ModelConfig, TrainConfig, defaults_tree
 from ftorch.errors import ConfigError
 from ftorch.run.lifecycle import prepare
-from ftorch.config.schema import ModelConfig, TrainConfig, defaults_tree
 
 PROJECT = find_project()
 BASE = {"peft": ["recipe=quickstart-tiny"], "axolotl": ["recipe=axolotl-quickstart"],
         # 16-bit loading, so that train.quantization=4bit has something to contradict (with load_in_4bit=true
         # it is the same request)
-        "unsloth": ["recipe=unsloth-quickstart", "provider.allow_cpu=true", "provider.load_in_4bit=false"], "openai": ["recipe=openai-quickstart"]}
+        "unsloth": ["recipe=unsloth-quickstart", "provider.allow_cpu=true", "provider.load_in_4bit=false"],
+    "openai": ["recipe=openai-quickstart"]}
 NOT_APPLICABLE = {  # leaf -> why no alternative value is tried here
     "train.method": "lora or sft; a preference method needs preference data (tests/backends/test_preference.py)",
     "model.name": "every provider passes it on (the model to train)",

@@ -35,7 +35,8 @@ from ftorch.backends.peft.backend import _lora_args, _plain_loss_trainer, _sft_a
 from ftorch.config.schema import RunConfig
 from ftorch.models import model_path
 
-WORDS = "book a call with ana lee on monday friday at noon 9am 3pm please thanks sure done".split()
+WORDS = ["book", "a", "call", "with", "ana", "lee", "on", "monday", "friday", "at", "noon", "9am", "3pm", "please",
+         "thanks", "sure", "done"]
 
 
 def chats(n: int = 12) -> list[dict]:

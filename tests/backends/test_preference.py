@@ -7,13 +7,14 @@ import json
 import sys
 
 import pytest
-from conftest import TINY
 
 from ftorch.cli import main
 from ftorch.data.preference import from_prompt_chosen_rejected, prompt_leakage, trl_row
 from ftorch.eval.preference import rejected_behaviour, summarise
 from ftorch.run.record import RunRecord
 from ftorch.sweep.objective import direction_of, planned, resolve
+
+from conftest import TINY
 
 DPO = ["recipe=dpo-quickstart-tiny", *TINY[1:], "eval=none"]
 

@@ -3,12 +3,13 @@
 import json
 
 import pytest
-from conftest import ROOT, chat
-from test_chat_masks import runs
 
 from ftorch.backends.hf import preprocess as _preprocess
 from ftorch.config.schema import TinyModel
 from ftorch.tiny import ensure_tiny_model
+
+from conftest import ROOT, chat
+from support.masks import runs
 
 pytestmark = pytest.mark.slow
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from ftorch.backends import INSTALL_HINTS, REGISTRY, get_backend
-from ftorch.errors import MissingExtra
 from ftorch.config.providers import PROVIDER_MODELS, PROVIDER_NAMES
+from ftorch.errors import MissingExtra
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -4,8 +4,8 @@ import pytest
 
 from ftorch.backends.steps import step_estimate
 from ftorch.config.compose import find_project
-from ftorch.run.lifecycle import prepare
 from ftorch.config.schema import TrainConfig
+from ftorch.run.lifecycle import prepare
 
 PROJECT = find_project()
 

@@ -6,12 +6,13 @@ import json
 import sys
 
 import pytest
-from conftest import TINY
 
 from ftorch.backends.hf import loading
 from ftorch.backends.unsloth import backend as unsloth
 from ftorch.cli import main
 from ftorch.errors import BackendError, ConfigError, MissingExtra, Problem
+
+from conftest import TINY
 
 UNSLOTH = ["provider=unsloth", *TINY, "eval=none"]
 

@@ -15,14 +15,13 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
 
 from ftorch.chat import MessageRefused, read_message
 from ftorch.cli import main
 from ftorch.run.rundir import RunDir
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-from tiny_run import trained_run  # noqa: E402  (tests/e2e's shared run: trained once whoever asks first)
+from conftest import ROOT
+from support.tiny_run import trained_run  # the shared tiny run: trained once whoever asks first
 
 
 def make_run(folder: Path, status: str) -> RunDir:
@@ -175,7 +174,7 @@ def test_chat_at_a_terminal_refuses_a_message_and_goes_on(trained):
     child.sendline(b"caf\xe9")
     child.expect(rb"message refused: this message is not valid UTF-8 \(byte 0xe9 at position 4\)")
     child.expect(b"you> ")
-    child.sendline("Book a call with Ana Monday 9am.".encode())
+    child.sendline(b"Book a call with Ana Monday 9am.")
     child.expect(b"tuned> ")
     child.expect(b"you> ")
     child.sendline(b"/quit")

@@ -6,12 +6,13 @@ import os
 import shutil
 
 import pytest
-from conftest import ROOT, run_cli
 
 from ftorch.cli import main
 from ftorch.config.compose import MAX_RECIPE_BYTES, compose, find_project, plan_trials, use_project
 from ftorch.errors import ConfigError
 from ftorch.run.lifecycle import prepare
+
+from conftest import ROOT, run_cli
 
 BROKEN = ("bad", "zero", "pipe")
 

@@ -6,13 +6,14 @@ import json
 import shutil
 
 import pytest
-from conftest import ROOT, TINY, read_run, run_dirs, train_run
 
 from ftorch.cli import main
 from ftorch.config.compose import find_project
 from ftorch.config.conflicts import Overridden, Setting, for_plan, overridden_settings
 from ftorch.config.load import SCHEMA_DEFAULTS, Origins
 from ftorch.run.lifecycle import prepare
+
+from conftest import ROOT, TINY, read_run, run_dirs, train_run
 
 PROJECT = find_project()
 

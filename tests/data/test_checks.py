@@ -4,11 +4,12 @@ import json
 
 import pytest
 
-from conftest import chat
+from ftorch.config.schema import DataConfig
 from ftorch.data.checks import read_chat_jsonl
 from ftorch.data.report import check_data
 from ftorch.errors import DataError
-from ftorch.config.schema import DataConfig
+
+from conftest import chat
 
 
 def codes(path):

@@ -4,9 +4,10 @@ import json
 
 import pytest
 
-from conftest import chat
 from ftorch.data.checks import CODES, check_chat_example, check_preference_example, scan
 from ftorch.data.fastpath import accepts
+
+from conftest import chat
 
 GOOD = chat("q", "a")
 U = {"role": "user", "content": "q"}
@@ -44,7 +45,7 @@ MINIMAL = {
          "non_preferred_output": [{**A, "content": " a  b\n"}]}).encode()),
     "nothing_to_learn": ("chat", json.dumps({"messages": [U, {**A, "weight": 0}]}).encode()),
 }
-# raised with a tokenizer: too_long in tests/data/test_profile.py, truncated in tests/test_user_mistakes.py
+# raised with a tokenizer: too_long in tests/data/test_profile.py, truncated in tests/cli/test_user_mistakes.py
 PROFILE_CODES = {"too_long", "truncated"}
 # needs a line over the limit: line_too_long in tests/data/test_hostile_input.py
 HOSTILE_CODES = {"line_too_long"}
@@ -70,7 +71,8 @@ def test_good_preference_pair_passes(tmp_path):
     assert [i for line in scan(path, "preference") for i in line.issues] == []
 
 
-SAMPLES = [GOOD, chat("q", "a", system="s"), {"messages": [U, {**A, "weight": 0}]}, {"messages": [U, {**A, "weight": 1}]},
+SAMPLES = [GOOD, chat("q", "a", system="s"), {"messages": [U, {**A, "weight": 0}]},
+           {"messages": [U, {**A, "weight": 1}]},
            {"messages": [{**U, "weight": 1}, A]}, {"messages": [{"role": "developer", "content": "d"}, U, A]},
            {"messages": [U, {"role": "assistant", "content": " \n"}]}, {"messages": [{**U, "name": "bob"}, A]},
            {"messages": [U]}, {"messages": [A, U]}, {"messages": [{"role": "user", "content": ""}, A]}]

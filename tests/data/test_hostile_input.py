@@ -10,7 +10,6 @@ import sys
 
 import pytest
 
-from conftest import ROOT, chat
 from ftorch.cli import main
 from ftorch.data.checks import check_chat_example, scan
 from ftorch.data.convert import convert
@@ -19,6 +18,8 @@ from ftorch.data.manifest import sha256_file
 from ftorch.data.report import inspect_file
 from ftorch.data.tokens import counter_for
 from ftorch.errors import DataError
+
+from conftest import ROOT, chat
 
 GOOD = json.dumps(chat("q", "a"))
 DEEP = "[" * 100_000 + "]" * 100_000  # json.loads: RecursionError
@@ -123,7 +124,8 @@ def test_one_huge_line_keeps_memory_bounded_and_exits_2(command, tmp_path):
     assert code == 2, output
     assert peak < min(500e6, HUGE - (32 << 20)), f"peak RSS {peak >> 20} MiB"
     assert "Traceback" not in output
-    message = f"line of {HUGE:,} bytes, over the limit of {DEFAULT_MAX_LINE_BYTES:,} bytes per line (data.max_line_bytes)"
+    message = (f"line of {HUGE:,} bytes, over the limit of {DEFAULT_MAX_LINE_BYTES:,} bytes per line"
+               " (data.max_line_bytes)")
     if command[0] == "data":
         (issue,) = [i for i in json.loads(output)["issues"] if i["severity"] == "error"]
         assert issue["line"] == 1 and issue["code"] == "line_too_long" and message in issue["message"]

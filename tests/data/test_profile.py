@@ -4,10 +4,11 @@ import json
 
 import pytest
 
-from conftest import ROOT, chat
 from ftorch.data.cost import PriceTable, auto_epochs, estimate
 from ftorch.data.report import inspect_file
 from ftorch.data.tokens import counter_for, encoding_name
+
+from conftest import ROOT, chat
 
 
 def test_duplicates_and_system_share(chat_jsonl):

@@ -4,12 +4,13 @@ import json
 
 import pytest
 
-from conftest import chat
 from ftorch.data.checks import read_chat_jsonl
 from ftorch.data.convert import convert, write_chat
 from ftorch.data.profile import normalized_key
 from ftorch.data.split import assign, split_file
 from ftorch.errors import DataError
+
+from conftest import chat
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from conftest import ROOT, TINY, assert_preference_evaluated, read_run, run_cli, run_dirs, train_run
 
 PYTHON = Path(os.environ.get("FTORCH_AXOLOTL_PYTHON") or ROOT / ".venv-axolotl" / "bin" / "python")

@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from conftest import ROOT
-from tiny_run import trained_run
+from support.tiny_run import trained_run
 
 pexpect = pytest.importorskip("pexpect")
 pytestmark = pytest.mark.slow

@@ -1,5 +1,6 @@
 """Signals, their timing, a full disk and two resumes at once: run.json and the console always tell the truth.
-Runs are forked from test_crash_resume's preloaded server (a cycle costs a model load, not a start-up)."""
+Runs are forked from the crash harness's preloaded server, tests/support/crash.py (a cycle costs a model load, not
+a start-up)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,15 @@ import time
 
 import pytest
 
-from test_crash_resume import ARGS, MAX_STEPS, QUICK_EVAL, adapter_bytes, assert_finished_like, reference  # noqa: F401
-from test_crash_resume import run_cli_forked, start_forked, the_run
+from support.crash import (
+    ARGS,
+    MAX_STEPS,
+    QUICK_EVAL,
+    assert_finished_like,
+    run_cli_forked,
+    start_forked,
+    the_run,
+)
 
 pytestmark = pytest.mark.slow
 LONG = [*ARGS, "train.max_steps=400"]  # replaces max_steps: a run that is still training when signalled

@@ -7,9 +7,8 @@ import signal
 
 import pytest
 
-from conftest import (TINY, assert_preference_evaluated, assert_two_process_run, read_run, run_cli, run_dirs,
-                      train_run)
-from test_crash_resume import adapter_bytes, run_cli_forked
+from conftest import TINY, assert_preference_evaluated, assert_two_process_run, read_run, run_cli, run_dirs, train_run
+from support.crash import adapter_bytes, run_cli_forked
 
 pytestmark = pytest.mark.slow
 DPO = ["recipe=dpo-quickstart-tiny", *TINY[1:], "train.max_steps=4", "train.save_steps=2", "train.batch_size=4"]

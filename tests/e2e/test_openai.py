@@ -10,7 +10,7 @@ import time
 import pytest
 
 from conftest import ROOT, chat, read_run, run_cli, run_dirs
-from openai_standin import SPEC_PATH, start_standin
+from support.openai_standin import SPEC_PATH, start_standin
 
 # The stand-in validates every response against OpenAI's published spec, found at ../shared/openai/openapi.yaml
 # beside the project (or $FTORCH_OPENAI_SPEC); without it these tests cannot prove anything and are skipped.

@@ -44,8 +44,9 @@ def test_the_gguf_is_converted_once_and_trained_with_assistant_only_loss(real_ru
 def test_the_trained_labels_are_the_assistant_answers_and_their_end_of_turn(real_run, offline_env):
     """The rows the trainer saw (the tokenized cache entry this run used): labels only on each assistant answer
     and SmolLM2's <|im_end|>, nothing of the system prompt or the request."""
-    from datasets import Dataset
     from transformers import AutoTokenizer
+
+    from datasets import Dataset
 
     run_dir, _ = real_run
     key = read_run(run_dir)["preprocessing"]["key"]

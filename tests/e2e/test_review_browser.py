@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from conftest import run_cli
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[dev]')")
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
@@ -184,7 +184,7 @@ def run_cli_status(url: str) -> int:
 def test_review_an_evaluation(tmp_path, browser):
     from selenium.webdriver.support.ui import Select
 
-    from tests.test_review_eval import make_eval
+    from support.review import make_eval
 
     run, train = make_eval(tmp_path)
     proc, url = _serve(run)

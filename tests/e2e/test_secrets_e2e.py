@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import TINY, read_run, run_cli, run_dirs
-from openai_standin import SPEC_PATH, start_standin
+from support.openai_standin import SPEC_PATH, start_standin
 
 pytestmark = pytest.mark.slow
 ENV_SECRET = "plantedEnvSecret-7x9q2"  # held by a secret-named variable and interpolated into a config value

@@ -3,10 +3,10 @@ a failing trial that does not stop the sweep, the leaderboard, and best.yaml run
 
 import json
 import signal
-from importlib.util import find_spec
 import subprocess
 import sys
 import time
+from importlib.util import find_spec
 
 import pytest
 import yaml

@@ -3,56 +3,18 @@ cap, early stopping, the choice (made on validation only: the test split cannot 
 strongest prompt, and the quality-versus-cost table and chart."""
 
 import json
-from contextlib import contextmanager
 
-import pytest
-
-from conftest import chat
+from ftorch.config.schema import RunConfig
 from ftorch.eval.arms import Arm, Prompts, split
 from ftorch.eval.constrained import constraint_for
-from ftorch.eval.suite import evaluate
-from ftorch.eval.selection import choose
-from ftorch.eval.tradeoff import pareto
 from ftorch.eval.finished import evaluate_run
+from ftorch.eval.selection import choose
+from ftorch.eval.suite import evaluate
+from ftorch.eval.tradeoff import pareto
 from ftorch.run.rundir import RunDir
-from ftorch.config.schema import RunConfig
 
-ANSWER = '{"label": "yes"}'
-COLOURS = ["red", "green", "blue", "amber", "violet"]
-
-
-class ShotCounter:
-    """Answers the task correctly when the prompt shows at least `needs` examples (tuned: always); on the
-    test split's inputs ("Is ... odd?") `on_test` decides instead, so a test-tuned choice would differ."""
-
-    def __init__(self, needs=3, on_test=None, context_length=None):
-        self.needs, self.on_test, self.current = needs, on_test, "tuned"
-        self.context_length = context_length
-        self.asked: list[tuple[str, str, int]] = []  # (system, input, shots)
-        self.constraints = []
-
-    @contextmanager
-    def system(self, name):
-        previous, self.current = self.current, name
-        yield
-        self.current = previous
-
-    def generate(self, conversations, max_new_tokens, batch_size, on_batch=None, constraint=None):
-        self.constraints.append(constraint)
-        return [self._reply(c) for c in conversations]
-
-    def _reply(self, conversation):
-        shots = sum(m["role"] == "assistant" for m in conversation)
-        asked = conversation[-1]["content"]
-        self.asked.append((self.current, asked, shots))
-        if self.current == "tuned":
-            return ANSWER
-        if self.on_test is not None and "odd" in asked:
-            return ANSWER if self.on_test(shots) else "no idea"
-        return ANSWER if shots >= self.needs else "no idea"
-
-    def prompt_tokens(self, messages):
-        return sum(len(str(m["content"]).split()) for m in messages)
+from conftest import chat
+from support.fakes import ANSWER, COLOURS, RetrievalHurts, ShotCounter
 
 
 def config(tmp_path, chat_jsonl, test_rows=None, **eval_settings) -> RunConfig:
@@ -118,16 +80,6 @@ def test_the_choice_is_made_on_validation_and_the_test_split_cannot_move_it(tmp_
     report = reports[0]
     assert report["task"]["systems"]["prompted"]["exact_match"]["mean"] == 0.0
     assert report["cost"]["prompted"]["prompt_tokens_per_call"] > report["cost"]["base"]["prompt_tokens_per_call"]
-
-
-class RetrievalHurts(ShotCounter):
-    """Right with fixed examples, wrong whenever every example shown shares the input's colour (retrieved)."""
-
-    def _reply(self, conversation):
-        self.asked.append((self.current, conversation[-1]["content"], 0))
-        colour = next(c for c in COLOURS if c in conversation[-1]["content"])
-        users = [m["content"] for m in conversation[:-1] if m["role"] == "user"]
-        return "no idea" if users and all(colour in u for u in users) else ANSWER
 
 
 def test_a_clearly_worse_arm_stops_after_half_the_validation_examples(tmp_path, chat_jsonl):

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from ftorch.eval.constrained import Constraint
 from ftorch.config.schema import TinyModel
+from ftorch.eval.constrained import Constraint
 
 SCHEMA = {"type": "object", "required": ["action", "day"], "additionalProperties": False,
           "properties": {"action": {"enum": ["schedule", "cancel", "move"]},

@@ -7,8 +7,20 @@ from collections import Counter
 
 import pytest
 
-from ftorch.eval.instructions import (CHECK_TYPES, Instruction, check, load_suite, parse_instruction, parse_suite,
-                                      score, split_paragraphs, split_sentences, split_words)
+from ftorch.eval.instructions import (
+    CHECK_TYPES,
+    Instruction,
+    check,
+    load_suite,
+    parse_instruction,
+    parse_suite,
+    score,
+    split_paragraphs,
+    split_sentences,
+    split_words,
+)
+
+from support.fakes import LowercaseBase
 
 
 def one_check(check_type: str, **params) -> Instruction:
@@ -164,24 +176,13 @@ def test_score_detail_keeps_the_aggregates():
 
 def test_general_answers_are_saved_beside_the_report(tmp_path):
     import json
-    from contextlib import nullcontext
     from types import SimpleNamespace
 
     from ftorch.eval import suite as runner
     from ftorch.eval.report_model import EvalReport
 
-    class Scripted:
-        current = "base"
-
-        def system(self, name):
-            self.current = name
-            return nullcontext()
-
-        def generate(self, conversations, max_new_tokens, batch_size, on_batch=None):
-            return ["all lowercase and short." if self.current == "base" else "SHOUTING" for _ in conversations]
-
     ev = SimpleNamespace(general_limit=5, max_new_tokens=8, batch_size=4)
-    section = runner._general(Scripted(), ev, None)
+    section = runner._general(LowercaseBase(), ev, None)
     report = EvalReport.model_validate({"n": 0, "task": {"headline": "exact_match", "systems": {}}, "general": section})
     runner.save(tmp_path, runner.Evaluation(report, []))
     report = json.loads((tmp_path / "report.json").read_text())

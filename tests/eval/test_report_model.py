@@ -10,12 +10,13 @@ import pytest
 from ftorch.errors import ConfigError
 from ftorch.eval.finished import evaluate_run
 from ftorch.eval.report_model import EvalReport
-from tests.eval.test_report_verdict import real_run
-from tests.eval.test_suite import ScriptedModel, project  # noqa: F401  (the fixture)
+
+from support.fakes import ScriptedModel
+from support.reports import real_run
 
 
-def test_report_json_round_trips_through_the_model(project):  # noqa: F811
-    run, cfg = project
+def test_report_json_round_trips_through_the_model(scripted_project):
+    run, cfg = scripted_project
     report = evaluate_run(run, cfg, console=None, models=(ScriptedModel(), None, None))
     folder = run.path / "eval"
     written = json.loads(next(folder.glob("*/report.json")).read_text())

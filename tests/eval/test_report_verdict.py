@@ -8,73 +8,9 @@ import re
 from pathlib import Path
 
 from ftorch.eval import report as render
-from ftorch.eval.stats import wilson_interval
 from ftorch.eval.finished import summary_lines
-from ftorch.eval.report_model import EvalReport
 
-N = 200
-
-
-def typed(report: dict) -> EvalReport:
-    """The hand-made dict as the report model the renderers read (as EvalReport.load reads report.json)."""
-    return EvalReport.model_validate(report)
-
-
-def _score(mean: float | None, n: int = N) -> dict:
-    ci = wilson_interval(round(mean * n), n) if mean is not None else (0.0, 1.0)
-    return {"mean": mean, "n": n if mean is not None else 0, "ci95": ci}
-
-
-def _test(p: float | None, diff: float | None = None, ci=None, kind: str = "paired bootstrap") -> dict:
-    return {"test": kind, "p_value": p, "mean_diff": diff, "ci": ci, "n": N}
-
-
-def make_report(*, headline: str = "field_accuracy", means: dict, tests: dict, tokens=(84.0, 385.0, 84.0),
-                usd=None, latency=None, general=None, drift=None, regressions=(), max_regression: float = 0.05,
-                held_out_loss=None) -> dict:
-    """`means` {system: {metric: mean}}; `tests` {metric: (tuned_vs_prompted, tuned_vs_base)} as `_test` dicts;
-    `tokens` / `usd` (base, prompted, tuned)."""
-    cost = {}
-    for i, name in enumerate(("base", "prompted", "tuned")):
-        cost[name] = {"prompt_tokens_per_call": tokens[i]}
-        if usd is not None:
-            cost[name]["usd_per_1k_calls"] = usd[i]
-    report = {
-        "config": {"max_regression": max_regression}, "n": N, "system_prompt": "Extract the fields.", "few_shot": 5,
-        "task": {"headline": headline,
-                 "systems": {name: {metric: _score(mean) for metric, mean in per.items()}
-                             for name, per in means.items()}},
-        "significance": {"tuned_vs_prompted": tests[headline][0], "tuned_vs_base": tests[headline][1]},
-        "significance_by_metric": {metric: {"tuned_vs_prompted": vp, "tuned_vs_base": vb}
-                                   for metric, (vp, vb) in tests.items()},
-        "cost": cost, "regressions": list(regressions), "facts_warning": None,
-    }
-    if latency is not None:
-        report["latency"] = dict(zip(("base", "prompted", "tuned"), latency))
-    if general is not None:
-        report["general"] = {"n": 40, "base": {"prompt_level": general[0], "instruction_level": general[0]},
-                             "tuned": {"prompt_level": general[1], "instruction_level": general[1]}}
-    if drift is not None:
-        report["drift"] = {"texts": 12, "tokens": 2000, "kl_base_to_tuned_per_token": drift[2],
-                           "perplexity_base": drift[0], "perplexity_tuned": drift[1],
-                           "perplexity_change": drift[1] / drift[0] - 1 if drift[0] else float("nan")}
-    if held_out_loss is not None:
-        report["held_out_loss"] = held_out_loss
-    return report
-
-
-def real_run(**overrides) -> dict:
-    """The 135M instruct model's run from issue 14: a tie on field accuracy, a clear win on schema conformance."""
-    settings = dict(
-        means={"base": {"field_accuracy": 0.31, "json_schema": 0.40},
-               "prompted": {"field_accuracy": 0.760, "json_schema": 0.725},
-               "tuned": {"field_accuracy": 0.785, "json_schema": 1.0}},
-        tests={"field_accuracy": (_test(0.38, 0.025, (-0.031, 0.081)), _test(0.0005, 0.475, (0.41, 0.54))),
-               "json_schema": (_test(7.0e-17, 0.275, (0.21, 0.34), "mcnemar (exact)"),
-                               _test(1e-30, 0.6, (0.53, 0.66), "mcnemar (exact)"))},
-        tokens=(84.0, 385.0, 84.0), general=(0.55, 0.55), drift=(18.2, 18.6, 0.012))
-    settings.update(overrides)
-    return make_report(**settings)
+from support.reports import real_run, score, significance, typed
 
 
 def test_tie_says_what_fine_tuning_still_buys():
@@ -110,8 +46,9 @@ def test_latency_as_a_dict_per_system():
 
 def test_tie_with_a_significantly_worse_secondary_metric():
     report = real_run()
-    report["task"]["systems"]["tuned"]["json_schema"] = _score(0.60)
-    report["significance_by_metric"]["json_schema"]["tuned_vs_prompted"] = _test(0.01, -0.125, None, "mcnemar (exact)")
+    report["task"]["systems"]["tuned"]["json_schema"] = score(0.60)
+    report["significance_by_metric"]["json_schema"]["tuned_vs_prompted"] = significance(0.01, -0.125, None,
+                                                                                        "mcnemar (exact)")
     text = render.verdict(typed(report))
     assert "Against it: significant losses on json_schema (72.5% → 60.0%, p=0.01)." in text
     assert "significant gains" not in text
@@ -125,8 +62,8 @@ def test_tie_that_buys_nothing():
 
 def test_tuned_significantly_better():
     report = real_run()
-    report["task"]["systems"]["tuned"]["field_accuracy"] = _score(0.915)
-    report["significance"]["tuned_vs_prompted"] = _test(0.0005, 0.155, (0.10, 0.21))
+    report["task"]["systems"]["tuned"]["field_accuracy"] = score(0.915)
+    report["significance"]["tuned_vs_prompted"] = significance(0.0005, 0.155, (0.10, 0.21))
     text = render.verdict(typed(report))
     assert text.startswith("Fine-tuning beat prompting: field_accuracy 91.5% against 76.0% "
                            "(+15.5 points, 95% CI +10.0 to +21.0, p<0.001), with 4.6× fewer prompt "
@@ -136,15 +73,15 @@ def test_tuned_significantly_better():
 
 def test_prompting_significantly_better():
     report = real_run()
-    report["task"]["systems"]["tuned"]["field_accuracy"] = _score(0.62)
-    report["significance"]["tuned_vs_prompted"] = _test(0.002, -0.14, (-0.22, -0.06))
+    report["task"]["systems"]["tuned"]["field_accuracy"] = score(0.62)
+    report["significance"]["tuned_vs_prompted"] = significance(0.002, -0.14, (-0.22, -0.06))
     text = render.verdict(typed(report))
     assert text.startswith("Prompting wins: field_accuracy 76.0% prompted against 62.0% tuned (-14.0 points")
     assert "fine-tuning is not worth it" in text
     assert "What fine-tuning still buys: 4.6× fewer prompt tokens per call" in text
     same_prompt = real_run(tokens=(84.0, 84.0, 84.0))
-    same_prompt["task"]["systems"]["tuned"]["field_accuracy"] = _score(0.62)
-    same_prompt["significance"]["tuned_vs_prompted"] = _test(0.002, -0.14)
+    same_prompt["task"]["systems"]["tuned"]["field_accuracy"] = score(0.62)
+    same_prompt["significance"]["tuned_vs_prompted"] = significance(0.002, -0.14)
     assert "It does not make calls cheaper either." in render.verdict(typed(same_prompt))
 
 
@@ -167,15 +104,17 @@ def test_forgetting_small_drop_lm_eval_and_not_measured():
     assert "Forgetting: lm-eval arc_easy acc,none 0.500 → 0.400 (no measurable change: instruction suite 60.0% → " \
            "57.0%)." in text
     report["lm_eval"]["change"]["arc_easy"]["acc,none"] = -0.01
-    assert "No measurable forgetting (instruction suite 60.0% → 57.0%; lm-eval within 5%)." in render.verdict(typed(report))
+    assert ("No measurable forgetting (instruction suite 60.0% → 57.0%; lm-eval within 5%)."
+            in render.verdict(typed(report)))
     bare = real_run(general=None, drift=None)
-    assert render.verdict(typed(bare)).endswith("Forgetting was not measured (no general suite, drift or lm-eval results).")
+    assert render.verdict(typed(bare)).endswith(
+        "Forgetting was not measured (no general suite, drift or lm-eval results).")
 
 
 def test_unsolved_task_is_inconclusive():
     report = real_run(means={"base": {"field_accuracy": 0.0}, "prompted": {"field_accuracy": 0.0},
                              "tuned": {"field_accuracy": 0.02}},
-                      tests={"field_accuracy": (_test(0.5, 0.02), _test(0.5, 0.02))},
+                      tests={"field_accuracy": (significance(0.5, 0.02), significance(0.5, 0.02))},
                       held_out_loss={"base": {"loss": 2.5, "perplexity": 12.2, "tokens": 900},
                                      "tuned": {"loss": 1.1, "perplexity": 3.0, "tokens": 900}})
     text = render.verdict(typed(report))
@@ -201,10 +140,10 @@ def test_values_that_cannot_be_computed_print_as_n_a(tmp_path):
     report = real_run(drift=(nan, nan, nan),
                       held_out_loss={"base": {"loss": nan, "perplexity": nan, "tokens": 0},
                                      "tuned": {"loss": nan, "perplexity": nan, "tokens": 0}})
-    report["task"]["systems"]["base"]["json_schema"] = _score(None)
+    report["task"]["systems"]["base"]["json_schema"] = score(None)
     report["significance_by_metric"]["json_schema"]["tuned_vs_base"] = {
         "test": "none", "reason": "no scored pairs", "p_value": None, "n": 0, "mean_diff": None, "ci": None}
-    report["significance"]["tuned_vs_base"] = _test(nan, nan, (nan, nan))
+    report["significance"]["tuned_vs_base"] = significance(nan, nan, (nan, nan))
     report["cost"]["base"]["prompt_tokens_per_call"] = nan
     report["cost"]["base"]["usd_per_1k_calls"] = nan
     report["general"]["tuned"]["prompt_level"] = nan
@@ -228,8 +167,8 @@ def test_values_that_cannot_be_computed_print_as_n_a(tmp_path):
 
 def test_headline_that_could_not_be_computed():
     report = real_run()
-    report["task"]["systems"]["tuned"]["field_accuracy"] = _score(None)
-    report["significance"]["tuned_vs_prompted"] = _test(None)
+    report["task"]["systems"]["tuned"]["field_accuracy"] = score(None)
+    report["significance"]["tuned_vs_prompted"] = significance(None)
     report["verdict"] = render.verdict(typed(report))
     assert report["verdict"].startswith("Inconclusive: field_accuracy could not be computed for tuned")
     assert "tuned n/a (no scored examples)" in summary_lines(typed(report))[0]

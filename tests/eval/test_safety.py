@@ -11,6 +11,8 @@ import pytest
 
 from ftorch.eval.safety import SafetyPrompt, is_refusal, load_prompts, score_responses
 
+from support.fakes import RefusesEveryOther
+
 ASSETS = Path(__file__).resolve().parents[2] / "src" / "ftorch" / "assets" / "eval"
 REDTEAM_CATEGORIES = {"weapons", "self_harm", "cyber_attacks", "hate", "privacy", "illegal_drugs", "fraud", "violence"}
 BENIGN_CATEGORIES = {"homonym", "history", "safety_info", "fiction", "figurative"}
@@ -191,8 +193,8 @@ def test_degenerate_outputs_leave_the_rates():
 
     red = [SafetyPrompt(f"r{i}", "weapons", "x") for i in range(4)]
     ben = [SafetyPrompt(f"b{i}", "homonym", "y") for i in range(2)]
-    score = score_with_degenerate(list(zip(red, ["", "Sure, here you go with details.", "I can't help with that.", ""])),
-                                  list(zip(ben, ["", "Use kill -9 on the process id."])))
+    red_answers = ["", "Sure, here you go with details.", "I can't help with that.", ""]
+    score = score_with_degenerate(list(zip(red, red_answers)), list(zip(ben, ["", "Use kill -9 on the process id."])))
     assert score["n_redteam"] == 2 and score["harmful_compliance"] == 1 and score["n_benign"] == 1
     assert score["degenerate"] == 3 and score["degenerate_share"] == 0.5
 
@@ -218,21 +220,6 @@ def test_judged_rows_say_why():
     assert judge("benign", _prompt("bn", "homonym", 0), "Sorry, but no.")["counted_as"] == "over-refusal"
 
 
-class _Scripted:
-    """Refuses every other prompt (by position), complies with the rest."""
-
-    @staticmethod
-    def system(name):
-        from contextlib import nullcontext
-
-        return nullcontext()
-
-    @staticmethod
-    def generate(conversations, max_new_tokens, batch_size, on_batch=None):
-        return ["I can't help with that." if i % 2 else "Sure, here is how it works, step by step."
-                for i, _ in enumerate(conversations)]
-
-
 def test_safety_answers_are_saved_beside_the_report(tmp_path):
     from types import SimpleNamespace
 
@@ -240,7 +227,7 @@ def test_safety_answers_are_saved_beside_the_report(tmp_path):
     from ftorch.eval.report_model import EvalReport
 
     ev = SimpleNamespace(safety_limit=16, seed=0, safety_grader=None, max_new_tokens=8, batch_size=4)
-    section = runner._safety(_Scripted(), ev, None)
+    section = runner._safety(RefusesEveryOther(), ev, None)
     report = EvalReport.model_validate({"n": 0, "task": {"headline": "exact_match", "systems": {}}, "safety": section})
     runner.save(tmp_path, runner.Evaluation(report, []))
     report = json.loads((tmp_path / "report.json").read_text())

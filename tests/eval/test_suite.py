@@ -2,78 +2,19 @@
 the verdict, and the files written. (Real tiny models run it end to end in tests/e2e.)"""
 
 import json
-from contextlib import contextmanager
 
 import pytest
 
-from conftest import chat
 from ftorch.errors import DataError
-from ftorch.eval import instructions
-from ftorch.eval.tasks import few_shot, load_task
 from ftorch.eval.finished import evaluate_run
-from ftorch.run.rundir import RunDir
-from ftorch.config.schema import RunConfig
+from ftorch.eval.tasks import few_shot, load_task
 
-ANSWER = '{"label": "yes"}'
-
-
-class ScriptedModel:
-    """A deterministic stand-in: `tuned` answers the task in its JSON shape and shouts everything else;
-    `base` answers the task in prose and follows the general suite's (simple) instructions."""
-
-    def __init__(self):
-        self.current = "tuned"
-        self.calls = []
-
-    @contextmanager
-    def system(self, name):
-        previous, self.current = self.current, name
-        yield
-        self.current = previous
-
-    def generate(self, conversations, max_new_tokens, batch_size, on_batch=None):
-        self.calls.append((self.current, len(conversations)))
-        return [self._reply(c) for c in conversations]
-
-    def _reply(self, conversation):
-        asked = conversation[-1]["content"]
-        if asked.startswith("Is "):  # the held-out task
-            shots = sum(m["role"] == "assistant" for m in conversation)
-            return ANSWER if self.current == "tuned" or shots else "yes it is"
-        if "refuse-me" in asked:
-            return "I'm sorry, but I can't help with that." if self.current == "base" else "Sure, here is how."
-        return "fine" if self.current == "base" else "NOT FINE AT ALL"
-
-    def prompt_tokens(self, messages):
-        return sum(len(m["content"].split()) for m in messages)
+from conftest import chat
+from support.fakes import ANSWER, ScriptedModel
 
 
-@pytest.fixture
-def project(tmp_path, chat_jsonl, monkeypatch):
-    train = chat_jsonl([chat(f"Is {i} even?", ANSWER, system="Answer in JSON.") for i in range(20)], "train.jsonl")
-    test = chat_jsonl([chat(f"Is {i} odd?", ANSWER, system="Answer in JSON.") for i in range(40)], "test.jsonl")
-    suite = [instructions.parse_instruction({"id": f"if-{i}", "prompt": f"Say it in lowercase {i}.",
-                                             "checks": [{"type": "lowercase"}]}) for i in range(40)]
-    monkeypatch.setattr(instructions, "load_suite", lambda limit=None: suite[:limit])
-    from ftorch.eval import safety
-
-    red = [safety.SafetyPrompt(f"rt-{i}", "weapons", f"refuse-me {i}") for i in range(40)]
-    benign = [safety.SafetyPrompt(f"bn-{i}", "homonym", f"How do I kill process {i}?") for i in range(40)]
-    monkeypatch.setattr(safety, "load_prompts", lambda kind, limit=None, seed=0: red if kind == "redteam" else benign)
-    cfg = RunConfig.model_validate({
-        "provider": {"name": "peft"}, "model": {"name": "scripted"},
-        "data": {"train": str(train), "test": str(test)},
-        "eval": {"metrics": ["exact_match", "json_valid", "field_accuracy"], "headline": "exact_match",
-                 "few_shot": 3, "drift": False}})
-    run = RunDir(tmp_path / "run")
-    run.path.mkdir()
-    run.start(recipe="t", provider="peft", project_root=tmp_path, overrides=[])
-    run.finish("succeeded")
-    return run, cfg
-
-
-def test_three_systems_regression_flag_and_outputs(project):
-    run, cfg = project
+def test_three_systems_regression_flag_and_outputs(scripted_project):
+    run, cfg = scripted_project
     model = ScriptedModel()
     report = evaluate_run(run, cfg, console=None, models=(model, None, None)).to_json()
     systems = report["task"]["systems"]
@@ -99,8 +40,8 @@ def test_three_systems_regression_flag_and_outputs(project):
     assert len(list(folder.iterdir())) == 2 and len(run.read()["evaluations"]) == 2
 
 
-def test_prompting_as_good_gives_the_tie_verdict(project):
-    run, cfg = project
+def test_prompting_as_good_gives_the_tie_verdict(scripted_project):
+    run, cfg = scripted_project
     # prompt_arms=[]: the fixed few_shot prompt, no sweep (tests/eval/test_arms.py covers the sweep)
     cfg = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"general": False, "safety": False,
                                                                      "prompt_arms": []})})
@@ -128,8 +69,8 @@ def test_few_shot_is_deterministic():
     assert few_shot(examples, 0, seed=1) == [] and len(few_shot(examples[:3], 5, seed=1)) == 3
 
 
-def test_held_out_overlapping_train_is_refused(project, chat_jsonl):
-    _, cfg = project
+def test_held_out_overlapping_train_is_refused(scripted_project, chat_jsonl):
+    _, cfg = scripted_project
     leaked = chat_jsonl([chat("Is 3 even?", ANSWER, system="Answer in JSON.")], "leak.jsonl")
     cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"test": str(leaked)})})
     with pytest.raises(DataError, match="leakage"):

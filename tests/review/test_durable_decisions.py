@@ -16,9 +16,9 @@ import pytest
 
 from ftorch.review import store
 from ftorch.review.eval_view import EvalReview
-from tests.conftest import chat, run_cli
-from tests.review.test_review_server_inputs import open_data, post, request, serving
-from tests.test_review_eval import make_eval
+
+from conftest import chat, run_cli
+from support.review import make_eval, open_data, post, request, serving
 
 
 class _Os:

@@ -10,54 +10,16 @@ import http.client
 import json
 import socket
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from ftorch.data.tokens import counter_for
 from ftorch.review import store
-from ftorch.review.data_view import DataReview
 from ftorch.review.eval_view import EvalReview
-from ftorch.review.server import MAX_BODY, MAX_DEPTH, ReviewServer
-from tests.conftest import chat, run_cli
-from tests.test_review_eval import make_eval
+from ftorch.review.server import MAX_BODY, MAX_DEPTH
 
-
-def open_data(path: Path) -> DataReview:
-    return DataReview.open(path, "chat", counter_for(None))
-
-
-@contextmanager
-def serving(review) -> Iterator[ReviewServer]:
-    """The review server on a free loopback port, in a thread of this process."""
-    server = ReviewServer(review)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def request(server: ReviewServer, method: str, path: str, body: bytes | dict | None = None,
-            headers: dict | None = None) -> tuple[int, dict]:
-    """(HTTP status, JSON answer); an empty or non-JSON answer fails the test."""
-    connection = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=60)
-    raw = body if isinstance(body, bytes | None) else json.dumps(body).encode()
-    try:
-        connection.request(method, f"{path}{'&' if '?' in path else '?'}token={server.token}", body=raw,
-                           headers={"Content-Type": "application/json", **(headers or {})})
-        response = connection.getresponse()
-        return response.status, json.loads(response.read())
-    finally:
-        connection.close()
-
-
-def post(server: ReviewServer, path: str, body: bytes | dict) -> tuple[int, dict]:
-    return request(server, "POST", path, body)
+from conftest import chat, run_cli
+from support.review import make_eval, open_data, post, request, serving
 
 
 @pytest.fixture

@@ -13,9 +13,9 @@ from ftorch.review import store
 from ftorch.review.eval_view import EvalReview
 from ftorch.review.export import export, export_paths
 from ftorch.safe_io import UnsafePath
-from tests.conftest import chat
-from tests.review.test_review_server_inputs import open_data, post, serving
-from tests.test_review_eval import make_eval
+
+from conftest import chat
+from support.review import make_eval, open_data, post, serving
 
 
 @pytest.fixture

@@ -11,11 +11,12 @@ import os
 import signal
 
 import pytest
-from finished_runs import finished_run
 
 from ftorch.cli import main
 from ftorch.export import run as export_run
 from ftorch.export.run import Request, export
+
+from support.finished import finished_run
 
 
 def stand_in(then=None):

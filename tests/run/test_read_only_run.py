@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from finished_runs import Scripted, finished_run, read_only, snapshot
 
 from ftorch.cli import main
 from ftorch.eval import finished
+
+from support.fakes import Scripted
+from support.finished import finished_run, read_only, snapshot
 
 
 @pytest.fixture

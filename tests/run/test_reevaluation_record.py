@@ -5,11 +5,13 @@ interrupted `ftorch eval` left evaluated=false and no verdict."""
 from __future__ import annotations
 
 import pytest
-from finished_runs import Scripted, finished_run
 
 from ftorch.cli import main
 from ftorch.eval.finished import evaluate_run, record_interrupted
 from ftorch.run.rundir import RunDir
+
+from support.fakes import Scripted
+from support.finished import finished_run
 
 
 @pytest.fixture

@@ -8,11 +8,15 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..config.schema import RunConfig
 from ..data.checks import content_text, read_as_chat
 from .constrained import Constraint
 from .tasks import HeldOut, few_shot
+
+if TYPE_CHECKING:  # bm25s is imported only when a retrieved arm runs
+    from .retrieve import Retriever
 
 Messages = list[dict]
 VALIDATION_SHARE = 0.2  # at most this share of train becomes the validation slice; the rest is the shot pool
@@ -99,7 +103,7 @@ class Prompts:
 
     def __init__(self, system_prompt: str | None, pool: list[Messages], seed: int):
         self.system_prompt, self.pool, self.seed = system_prompt, pool, seed
-        self._retriever = None
+        self._retriever: Retriever | None = None
 
     def shots(self, arm: Arm, prompt: Messages) -> list[Messages]:
         if arm.strategy == "k_shot":
@@ -113,7 +117,7 @@ class Prompts:
         head = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
         return head + [m for shot in self.shots(arm, prompt) for m in shot] + prompt
 
-    def retriever(self):
+    def retriever(self) -> Retriever:
         if self._retriever is None:
             from .retrieve import Retriever
 

@@ -6,6 +6,7 @@ which is what the CPU tests check."""
 from __future__ import annotations
 
 import inspect
+from typing import Any, cast
 
 NAME = "torch_varlen"
 _registered: list[bool] = []
@@ -39,8 +40,10 @@ def attention(module, query, key, value, attention_mask, dropout=0.0, scaling=No
     if query.is_cuda:
         from torch.nn.attention.varlen import varlen_attn
 
-        gqa = {"enable_gqa": True} if "enable_gqa" in inspect.signature(varlen_attn).parameters else {}
-        out = varlen_attn(q, k, v, cu, cu, longest, longest, scale=scaling, window_size=(-1, 0), **gqa)
+        gqa: dict[str, Any] = {"enable_gqa": True} if "enable_gqa" in inspect.signature(varlen_attn).parameters else {}
+        # without return_aux, varlen_attn returns the output alone (never the (output, aux) pair)
+        out = cast(torch.Tensor, varlen_attn(q, k, v, cu, cu, longest, longest, scale=scaling, window_size=(-1, 0),
+                                             **gqa))
     else:
         bounds = cu.tolist()
         out = torch.cat([torch.nn.functional.scaled_dot_product_attention(

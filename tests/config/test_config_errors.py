@@ -3,8 +3,9 @@ no traceback, and no run directory."""
 
 import pytest
 
-from conftest import run_cli
 from ftorch.cli import main
+
+from conftest import run_cli
 
 CASES = [
     # overrides, words the message must contain

@@ -3,13 +3,13 @@ file, line or key and what to do, no traceback, nothing left on disk."""
 
 import errno
 import json
-import shutil
 import tempfile
 
 import pytest
 
-from conftest import ROOT, TINY, chat, read_run, run_cli, run_dirs
 from ftorch.cli import main
+
+from conftest import TINY, chat, read_run, run_cli, run_dirs
 
 
 def _fails(capsys, *argv):
@@ -40,22 +40,12 @@ def test_recipe_that_is_not_a_mapping(tmp_path, capsys):
     assert "expected a mapping of keys" in _fails(capsys, "plan", f"recipe={bad}")
 
 
-@pytest.fixture
-def project(tmp_path, monkeypatch):
-    """A copy of the project's conf/ and recipes/ (data paths still point at the real datasets)."""
-    folder = tmp_path / "project"
-    shutil.copytree(ROOT / "conf", folder / "conf")
-    shutil.copytree(ROOT / "recipes", folder / "recipes")
-    monkeypatch.setenv("FTORCH_ROOT", str(folder))
-    return folder
-
-
-def test_yaml_error_in_a_recipe_of_recipes_dir_and_in_a_conf_group_file(project, capsys):
-    (project / "recipes" / "broken.yaml").write_text("train:\n lr: 1\n  epochs: 2\n")
+def test_yaml_error_in_a_recipe_of_recipes_dir_and_in_a_conf_group_file(project_copy, capsys):
+    (project_copy / "recipes" / "broken.yaml").write_text("train:\n lr: 1\n  epochs: 2\n")
     err = _fails(capsys, "plan", "recipe=broken")
     assert "recipes/broken.yaml:3:" in err and "not valid YAML" in err
-    (project / "recipes" / "broken.yaml").unlink()
-    (project / "conf" / "train" / "lora.yaml").write_text("lr: {1e-3\n")
+    (project_copy / "recipes" / "broken.yaml").unlink()
+    (project_copy / "conf" / "train" / "lora.yaml").write_text("lr: {1e-3\n")
     err = _fails(capsys, "plan", "recipe=quickstart-tiny")
     assert "conf/train/lora.yaml:2:1: not valid YAML" in err
 

@@ -62,7 +62,7 @@ import os
 import re
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Literal
@@ -71,7 +71,7 @@ from urllib.parse import parse_qsl, urlsplit
 import yaml
 
 SPEC_PATH = Path(os.environ.get("FTORCH_OPENAI_SPEC")
-                 or Path(__file__).resolve().parents[2] / "shared" / "openai" / "openapi.yaml")
+                 or Path(__file__).resolve().parents[3] / "shared" / "openai" / "openapi.yaml")
 TRAINING_NOT_AVAILABLE = ("OpenAI is winding down the fine-tuning platform and your organization is no longer able"
                           " to create new fine-tuning training jobs.")
 RESULT_CSV_HEADER = "step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy"
@@ -680,15 +680,3 @@ class StandinHandle:
 def start_standin() -> StandinHandle:
     """Start a stand-in on a free loopback port; use it as a context manager or call `.stop()`."""
     return StandinHandle()
-
-
-try:
-    import pytest
-
-    @pytest.fixture
-    def openai_standin() -> Iterator[StandinHandle]:
-        """A fresh stand-in per test; fails the test if any response broke the spec."""
-        with start_standin() as handle:
-            yield handle
-except ImportError:  # pragma: no cover - pytest is always there in tests
-    pass

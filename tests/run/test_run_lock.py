@@ -30,9 +30,9 @@ def test_one_holder_at_a_time_and_readers_see_who(tmp_path):
     with run.owned("train"):
         assert run.holder() == {"pid": os.getpid(), "host": socket.gethostname()}
         assert run.observed().status == "running"
-        with pytest.raises(ConfigError, match=f"in use by pid {os.getpid()} on {socket.gethostname()}"):
-            with run.owned("resume"):
-                pass
+        with pytest.raises(ConfigError, match=f"in use by pid {os.getpid()} on {socket.gethostname()}"), \
+                run.owned("resume"):
+            pass
     assert run.holder() is None
 
 

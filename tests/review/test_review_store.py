@@ -5,10 +5,10 @@ line, decisions following their example when the data changed, stale ones report
 from __future__ import annotations
 
 import json
+import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
-import threading
 
 import pytest
 
@@ -16,7 +16,8 @@ from ftorch.data.tokens import counter_for
 from ftorch.review import store
 from ftorch.review.data_view import DataReview
 from ftorch.review.export import export, pair_from_edit
-from tests.conftest import chat, run_cli
+
+from conftest import chat, run_cli
 
 
 @pytest.fixture

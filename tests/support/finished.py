@@ -1,6 +1,6 @@
 """Finished runs for the run-record tests, without training: a run folder as `ftorch train` leaves it (run.json,
-config.yaml) whose evaluation is answered by a scripted model, and a way to make a folder read-only even for
-root (who ignores permissions): writes under it then fail with EROFS, as on a read-only mount."""
+config.yaml) whose evaluation is answered by a scripted model (support.fakes.Scripted), and a way to make a folder
+read-only even for root (who ignores permissions): writes under it then fail with EROFS, as on a read-only mount."""
 
 from __future__ import annotations
 
@@ -18,32 +18,7 @@ import yaml
 from ftorch.config.schema import RunConfig
 from ftorch.run.rundir import RunDir
 
-ANSWER = '{"label": "yes"}'
-
-
-class Scripted:
-    """Answers the held-out task (tuned: in its JSON shape; base: in prose). With `interrupt`, the first call is
-    a Ctrl-C, after noting what run.json said while the evaluation was running."""
-
-    def __init__(self, run: RunDir | None = None, interrupt: bool = False):
-        self.current = "tuned"
-        self.run, self.interrupt = run, interrupt
-        self.seen_while_running: dict | None = None
-
-    @contextmanager
-    def system(self, name):
-        previous, self.current = self.current, name
-        yield
-        self.current = previous
-
-    def generate(self, conversations, max_new_tokens, batch_size, on_batch=None):
-        if self.interrupt:
-            self.seen_while_running = self.run.read() if self.run else None
-            raise KeyboardInterrupt
-        return [ANSWER if self.current == "tuned" else "yes it is" for _ in conversations]
-
-    def prompt_tokens(self, messages):
-        return sum(len(m["content"].split()) for m in messages)
+from .fakes import ANSWER
 
 
 def finished_run(folder: Path) -> tuple[RunDir, RunConfig]:

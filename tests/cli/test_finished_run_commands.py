@@ -4,13 +4,13 @@ and `ftorch cancel RUN`."""
 import pytest
 import yaml
 
+from ftorch.config.compose import find_project
 from ftorch.errors import ConfigError
 from ftorch.eval.finished import config_of
-from ftorch.run.rundir import RunDir
 from ftorch.run.lifecycle import prepare
+from ftorch.run.rundir import RunDir
 
 from conftest import TINY
-from ftorch.config.compose import find_project
 
 PROJECT = find_project()
 

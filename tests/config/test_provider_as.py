@@ -2,8 +2,8 @@
 
 import pytest
 
-from ftorch.config.schema import RunConfig
 from ftorch.config.providers import OpenAIProvider, PeftProvider
+from ftorch.config.schema import RunConfig
 from ftorch.errors import ConfigError
 
 

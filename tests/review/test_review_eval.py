@@ -8,54 +8,13 @@ import json
 from pathlib import Path
 
 from ftorch.review.eval_view import EvalReview, diff, latest_eval
-from tests.conftest import chat, run_cli
-from tests.eval.test_suite import project  # noqa: F401 (a fixture: a run folder ready to be evaluated)
+
+from conftest import run_cli
+from support.fakes import ScriptedModel
+from support.reports import real_run, typed
+from support.review import make_eval
 
 METRICS = ("exact_match", "field_accuracy")
-
-
-def _system(output: str, exact: float, field: float) -> dict:
-    return {"output": output, "scores": {"exact_match": exact, "field_accuracy": field}}
-
-
-def make_eval(tmp_path: Path) -> tuple[Path, Path]:
-    """A run folder with an older unfinished evaluation and a finished one shaped as `ftorch eval` writes it."""
-    train = tmp_path / "train.jsonl"
-    train.write_text(json.dumps(chat("q", "a")) + "\n")
-    run = tmp_path / "run"
-    (run / "eval" / "2026-01-01_00-00-00_000000").mkdir(parents=True)  # no report.json: not finished
-    folder = run / "eval" / "2026-01-02_00-00-00_000000"
-    folder.mkdir()
-    (run / "config.yaml").write_text(f"data:\n  format: chat\n  train: {train}\n")
-    ref = '{"day": "Monday", "time": "09:00"}'
-    rows = [  # 1: all right; 2: prompted right, tuned wrong; 3: both wrong
-        {"line": 1, "input": [{"role": "user", "content": "Monday 9am"}], "reference": ref,
-         "systems": {"base": _system("hello", 0, 0), "prompted": _system(ref, 1, 1), "tuned": _system(ref, 1, 1)}},
-        {"line": 2, "input": [{"role": "user", "content": "Monday at nine"}], "reference": ref,
-         "systems": {"base": _system("hi", 0, 0), "prompted": _system(ref, 1, 1),
-                     "tuned": _system('{"day": "Monday", "time": "10:00"}', 0, 0.5)}},
-        {"line": 3, "input": [{"role": "user", "content": "Mon 9"}], "reference": ref,
-         "systems": {"base": _system("?", 0, 0), "prompted": _system("{}", 0, 0),
-                     "tuned": _system('{"day": "Monday",  "time": "09:00"}', 0, 1)}},
-    ]
-    (folder / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    general = [{"system": s, "id": "if-001", "prompt": "in lowercase", "answer": a, "prompt_level": ok,
-                "instruction_level": float(ok), "passed": ["lowercase#0"] if ok else [],
-                "failed": [] if ok else ["lowercase#0"], "checks": {"lowercase#0": {}}}
-               for s, a, ok in (("base", "Hi", False), ("tuned", "hi", True))]
-    (folder / "general.jsonl").write_text("".join(json.dumps(r) + "\n" for r in general))
-    safety = [{"system": s, "kind": "redteam", "id": "rt-1", "category": "weapons", "prompt": "how to ...",
-               "answer": a, "verdict": v, "why": "matched" if v == "refusal" else "no refusal pattern",
-               "counted_as": "refused" if v == "refusal" else "harmful compliance"}
-              for s, a, v in (("base", "I can't help", "refusal"), ("tuned", "Sure: step one", "compliance"))]
-    safety += [{"system": s, "kind": "benign", "id": "bn-1", "category": "homonym", "prompt": "kill a process",
-                "answer": a, "verdict": v, "why": "", "counted_as": "over-refusal" if v == "refusal" else "answered"}
-               for s, a, v in (("base", "Use kill", "compliance"), ("tuned", "I can't help", "refusal"))]
-    (folder / "safety.jsonl").write_text("".join(json.dumps(r) + "\n" for r in safety))
-    report = {"n": 3, "few_shot": 0, "task": {"headline": "field_accuracy", "systems": {}}, "verdict": "a verdict",
-              "files": {"predictions": "predictions.jsonl", "general": "general.jsonl", "safety": "safety.jsonl"}}
-    (folder / "report.json").write_text(json.dumps(report))
-    return run, train
 
 
 def test_latest_finished_evaluation_and_filters(tmp_path):
@@ -134,7 +93,6 @@ def test_user_mistakes_are_messages(tmp_path):
 
 def test_the_report_renders_human_checked_agreement():
     from ftorch.eval import report as render
-    from tests.eval.test_report_verdict import real_run, typed
 
     report = real_run()
     assert "Human-checked" not in render.markdown(typed(report), Path("run"))
@@ -144,12 +102,11 @@ def test_the_report_renders_human_checked_agreement():
         "| safety | 8 | 2 | 75% |\n")
 
 
-def test_an_evaluation_as_ftorch_eval_writes_it(project):
+def test_an_evaluation_as_ftorch_eval_writes_it(scripted_project):
     """The shapes the review reads are the ones the evaluation writes (a scripted model, no training)."""
     from ftorch.eval.finished import evaluate_run
-    from tests.eval.test_suite import ScriptedModel
 
-    run, cfg = project
+    run, cfg = scripted_project
     evaluate_run(run, cfg, console=None, models=(ScriptedModel(), None, None))
     review = EvalReview.open(run.path)
     meta = review.meta()

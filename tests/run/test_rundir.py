@@ -43,7 +43,7 @@ def test_status_is_never_left_running(tmp_path, failure, status):
     def work():
         raise failure
 
-    with pytest.raises(BaseException):
+    with pytest.raises(failure if isinstance(failure, type) else type(failure)):  # the failure itself, re-raised
         supervise(run, work, title="t")
     record = run.read()
     assert record["status"] == status
@@ -72,7 +72,8 @@ def test_secrets_in_hydra_overrides_are_redacted(tmp_path):
     hydra_dir = tmp_path / ".hydra"
     hydra_dir.mkdir()
     (hydra_dir / "overrides.yaml").write_text("- train.lr=1\n- +provider.api_key=sk-secretsecretsecret\n")
-    (hydra_dir / "hydra.yaml").write_text("hydra:\n  overrides:\n    task:\n    - +provider.api_key=sk-secretsecretsecret\n")
+    (hydra_dir / "hydra.yaml").write_text(
+        "hydra:\n  overrides:\n    task:\n    - +provider.api_key=sk-secretsecretsecret\n")
     redact_hydra_dir(hydra_dir)
     for path in hydra_dir.iterdir():
         assert "sk-secret" not in path.read_text()
