@@ -100,8 +100,9 @@ def _prompting_wins(report: EvalReport, facts: _Facts) -> str:
     first = (f"{_strongest(report, 'wins') or 'Prompting wins'}: {facts.headline} {facts.prompted:.1%} prompted "
              f"against {facts.tuned:.1%} tuned ({facts.compared}): for quality, fine-tuning is not worth it "
              "here; improve the prompt instead.")
-    upside = (f"What fine-tuning still buys: {_join(facts.gains)}." if facts.gains
-              else "It does not make calls cheaper either.")
+    # savings are a benefit only at equal quality: where tuned loses, they come with the loss
+    upside = (f"The tuned model is cheaper per call ({_join(facts.gains)}), but only at that loss in quality."
+              if facts.gains else "It does not make calls cheaper either.")
     rest = [f"It gains significantly on {_join(facts.better)}." if facts.better else "",
             f"It costs {_join(facts.losses)}." if facts.losses else "",
             f"It also loses significantly on {_join(facts.worse)}." if facts.worse else ""]
