@@ -37,10 +37,9 @@ SPLITS = (("train", 240), ("validation", 40), ("test", 60))
 NEAR = 0.75  # word-set Jaccard similarity (digits masked) at or above which two sources count as near duplicates
 MAX_REWRITE_WORDS = 90  # words and punctuation marks: a rewrite stays well under 120 SmolLM2 tokens
 
-SYSTEM = ('Rewrite the support answer in the house style. Start with "Hello," on its own line and end with the '
-          'line "Kind regards, the Support Team". Use British spelling, no exclamation marks and at most three '
-          'sentences in between, keeping every amount, date and order number. Use the preferred words: no '
-          '"unfortunately", "ASAP", "guys", "problem", "cheap", "awesome" or "hassle".')
+SYSTEM = ('Rewrite the support answer in the house style. "Hello," on the first line, "Kind regards, the Support '
+          'Team" on the last, British spelling, no exclamation marks, at most three sentences keeping every figure '
+          'and date, and no "unfortunately", "ASAP", "guys", "problem" or "cheap".')
 
 MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
           "November", "December"]
