@@ -10,6 +10,7 @@ from itertools import combinations
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 STYLE = ROOT / "datasets" / "style"
@@ -124,3 +125,8 @@ def test_facts_kept():
     assert not rules.facts_kept(source, GOOD.replace("$12.50", "$12"))
     assert not rules.facts_kept(source, GOOD.replace("March 4", "April 4"))
     assert rules.facts_kept("Thanks for waiting!", GOOD)  # nothing to keep
+
+
+def test_data_option_points_at_the_three_splits():
+    option = yaml.safe_load((ROOT / "conf" / "data" / "style.yaml").read_text(encoding="utf-8"))
+    assert option == {name: f"${{ftorch_root:}}/datasets/style/{name}.jsonl" for name in SIZES}
