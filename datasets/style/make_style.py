@@ -44,8 +44,9 @@ SYSTEM = ('Rewrite the support answer in the house style. "Hello," on the first 
 MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
           "November", "December"]
 PLANS = ["Basic", "Plus", "Pro", "Team", "Family"]
-ITEMS = ["jacket", "backpack", "blender", "desk lamp", "headphones", "kettle", "sneakers", "coffee grinder",
-         "rain boots", "phone case", "yoga mat", "water bottle"]
+ITEMS = ["jacket", "backpack", "blender", "desk lamp", "speaker", "kettle", "toaster", "coffee grinder",
+         "umbrella", "phone case", "yoga mat", "water bottle"]
+CLOTHES = ["jacket", "sneakers", "rain boots", "sweater", "jeans", "dress", "hoodie", "hiking boots"]
 CARRIERS = ["UPS", "FedEx", "USPS", "DHL"]
 
 # Each scenario: its essential sentences, each a list of phrasings. {slots} are filled by slots() below.
@@ -164,9 +165,9 @@ SCENARIOS = {
           "I'm sorry, but order {order} is more than {window} days old, so it can't be returned."],
          ["We can offer store credit of {amount} instead.",
           "We'd be happy to give you {amount} in store credit instead!"]],
-        [["We can exchange the {item} for a different size or color.",
-          "Swapping your {item} for another size or color is no problem!",
-          "You can exchange the {item} for another size or color."],
+        [["We can exchange the {clothes} for a different size or color.",
+          "Swapping your {clothes} for another size or color is no problem!",
+          "You can exchange the {clothes} for another size or color."],
          ["Just ship it back with the exchange form and we'll send the new one ASAP.",
           "Send it back with the exchange form and the new one ships the day it arrives."],
          ["The exchange is free on order {order}.", "There's no fee for exchanges on order {order}."]],
@@ -241,6 +242,7 @@ def slots(rng: random.Random) -> dict[str, str]:
         "month": rng.choice(MONTHS),
         "day_of_month": rng.choice(["1st", "5th", "10th", "15th", "28th"]),
         "last4": f"{rng.randint(0, 9999):04d}", "plan": rng.choice(PLANS), "item": rng.choice(ITEMS),
+        "clothes": rng.choice(CLOTHES),
         "carrier": rng.choice(CARRIERS), "ref": f"RF{rng.randint(10000, 99999)}",
         "trk": f"TR{rng.randint(10**7, 10**8 - 1)}",
         "days": str(rng.choice([2, 3, 5, 7, 10])), "days2": str(rng.choice([6, 8, 12, 14])),
