@@ -41,7 +41,7 @@ Z95 = 1.959963984540054
 
 def t95(n: int) -> float:
     """The two-sided 95% quantile of Student's t with n - 1 degrees of freedom (n >= 2)."""
-    from scipy.stats import t
+    from scipy.stats import t  # type: ignore[import-untyped]  # scipy ships no stubs
 
     return float(t.ppf(0.975, n - 1))
 
