@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, get_args
 from ..errors import ConfigError, Problem, did_you_mean
 from .compose import Project
 from .providers import PROVIDER_NAMES
-from .schema import RunConfig
+from .schema import RENAMED, RunConfig
 
 if TYPE_CHECKING:
     from pydantic_core import ErrorDetails
@@ -186,6 +186,8 @@ def _problem(err: ErrorDetails, origins: Origins) -> Problem:
     dotted = ".".join(loc)
     where = f"{origins.of(dotted)}: {dotted}"
     kind = err["type"]
+    if kind == "extra_forbidden" and dotted in RENAMED:
+        return Problem(where, "this setting has moved", f"use {RENAMED[dotted]}")
     if kind == "extra_forbidden":
         parent, _, leaf = dotted.rpartition(".")
         siblings = [k for k in known_keys() if k.rpartition(".")[0] == parent]

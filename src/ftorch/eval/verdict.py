@@ -43,6 +43,10 @@ def verdict(report: EvalReport) -> str:
                    report.significance.tuned_vs_prompted, gains, losses, better, worse, _forgetting(report))
     if report.regressions:
         return _regressed(report, facts)
+    if report.judged is not None and report.judged.headline:
+        from .judged_report import judged_verdict
+
+        return judged_verdict(report, _strongest(report), facts.gains, facts.forgetting)
     if missing(facts.tuned) or missing(facts.prompted):
         absent = " and ".join(n for n, v in (("tuned", facts.tuned), ("prompted", facts.prompted)) if missing(v))
         return (f"Inconclusive: {facts.headline} could not be computed for {absent} (no scored examples). "
