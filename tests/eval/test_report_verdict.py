@@ -78,11 +78,24 @@ def test_prompting_significantly_better():
     text = render.verdict(typed(report))
     assert text.startswith("Prompting wins: field_accuracy 76.0% prompted against 62.0% tuned (-14.0 points")
     assert "fine-tuning is not worth it" in text
-    assert "What fine-tuning still buys: 4.6× fewer prompt tokens per call" in text
+    assert "The tuned model is cheaper per call (4.6× fewer prompt tokens per call (84 against 385)), but only at " \
+        "that loss in quality." in text
+    assert "still buys" not in text  # a model that loses on quality buys nothing with its savings
     same_prompt = real_run(tokens=(84.0, 84.0, 84.0))
     same_prompt["task"]["systems"]["tuned"]["field_accuracy"] = score(0.62)
     same_prompt["significance"]["tuned_vs_prompted"] = significance(0.002, -0.14)
     assert "It does not make calls cheaper either." in render.verdict(typed(same_prompt))
+
+
+def test_a_model_that_fails_the_task_buys_nothing():
+    """The held-out case: one training step, tuned 0.0% against the strongest prompt's 82.0%."""
+    report = real_run()
+    report["task"]["systems"]["tuned"]["field_accuracy"] = score(0.0)
+    report["task"]["systems"]["prompted"]["field_accuracy"] = score(0.82)
+    report["significance"]["tuned_vs_prompted"] = significance(1e-12, -0.82, (-0.9, -0.7))
+    text = render.verdict(typed(report))
+    assert text.startswith("Prompting wins: field_accuracy 82.0% prompted against 0.0% tuned")
+    assert "still buys" not in text and "but only at that loss in quality" in text
 
 
 def test_regression_names_quality_cost_and_forgetting():

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ConfigError, Problem, did_you_mean
 from .compose import Project
 from .providers import PROVIDER_NAMES
-from .schema import RunConfig, known_keys
+from .schema import RENAMED, RunConfig, known_keys
 
 if TYPE_CHECKING:
     from pydantic_core import ErrorDetails
@@ -186,6 +186,8 @@ def validation_problem(err: ErrorDetails, origins: Origins) -> Problem:
     dotted = ".".join(loc)
     where = f"{origins.of(dotted)}: {dotted}"
     kind = err["type"]
+    if kind == "extra_forbidden" and dotted in RENAMED:
+        return Problem(where, "this setting has moved", f"use {RENAMED[dotted]}")
     if kind == "extra_forbidden":
         parent, _, leaf = dotted.rpartition(".")
         siblings = [k for k in known_keys() if k.rpartition(".")[0] == parent]

@@ -142,6 +142,47 @@ PromptArm = Literal["zero_shot", "k_shot", "retrieved", "constrained"]
 PROMPT_ARMS: tuple[str, ...] = get_args(PromptArm)
 
 
+RENAMED = {  # settings an older recipe may still carry -> where they live now
+    "eval.judge_model": "eval.judge.model (and eval.judge.endpoint, eval.judge.base_url)",
+    "eval.judge_rubric": "eval.judge.rubric: a shipped rubric name (conf/rubrics/) or the path of a YAML rubric",
+}
+
+
+class JudgeConfig(Strict):
+    """An LLM judge for open-ended answers (eval/judges.py): a rubric grade for every answer (the 'judge'
+    metric) and a pairwise comparison of tuned with the strongest prompt, both orders, calibrated by human
+    grades from `ftorch review RUN` (prediction-powered intervals, eval/judge_stats.py)."""
+
+    model: str | None = Field(None, description="the judge: with endpoint=openai a model id on any "
+                              "OpenAI-compatible chat endpoint (OpenAI, Azure, vLLM, Ollama: set base_url); with "
+                              "endpoint=local a model loaded like model.name (a folder, a hub id or a .gguf file)")
+    endpoint: Literal["openai", "local"] = "openai"
+    base_url: str | None = Field(None, description="endpoint=openai: the server (default $OPENAI_BASE_URL, "
+                                 "else OpenAI's)")
+    api_key_env: str = Field("OPENAI_API_KEY", description="endpoint=openai: the variable holding the key")
+    rubric: str = Field("correctness", description="a shipped rubric (conf/rubrics/NAME.yaml: style, "
+                        "correctness, format) or the path of your own YAML rubric")
+    scale: Literal["rubric", "pass_fail", "1-5"] = Field("rubric", description="how the rubric judge grades: "
+                                                         "the rubric's own scale, or one of the two")
+    pairwise: bool = Field(True, description="compare tuned with the strongest prompt on every test prompt, "
+                           "twice with positions swapped (a win only when both orders agree)")
+    headline: bool = Field(True, description="the pairwise comparison (calibrated by human grades) is the "
+                           "verdict's headline, before the task metrics")
+    min_kappa: Annotated[float, Field(ge=-1.0, le=1.0)] = Field(
+        0.4, description="below this Cohen's kappa with human grades the judge is called unreliable and the "
+        "verdict uses the human grades alone")
+    grade_sample: PositiveInt = Field(40, description="test prompts in the grading view of `ftorch review RUN` "
+                                      "(seeded; 80 or more for intervals at their nominal 95%)")
+    target_width: Annotated[float, Field(gt=0.0, le=4.0)] = Field(
+        0.2, description="the grading view says how many more grades would narrow the interval to this width")
+    max_new_tokens: PositiveInt = Field(256, description="room for the judge's reasoning before its grade")
+    max_cost_usd: PositiveFloat | None = Field(None, description="a hosted judge's spending limit, checked "
+                                               "against an estimate before any call")
+    input_usd_per_1m: Annotated[float, Field(ge=0.0)] | None = Field(None, description="a hosted judge's price")
+    output_usd_per_1m: Annotated[float, Field(ge=0.0)] | None = None
+    workers: PositiveInt = Field(8, description="parallel calls to a hosted judge")
+
+
 class EvalConfig(Strict):
     """Evaluation after every run: the task metrics on held-out data for base, prompted and tuned, plus
     general capability (instruction suite, drift) and safety, base against tuned."""
@@ -163,10 +204,8 @@ class EvalConfig(Strict):
     drift: bool = Field(True, description="KL and perplexity change on shipped general text (local models)")
     safety: bool = Field(True, description="harmful-compliance and over-refusal rates, base vs tuned")
     safety_limit: PositiveInt | None = Field(None, description="sample of red-team and benign prompts each")
-    judge_model: str | None = Field(None, description="an LLM judge through the OpenAI SDK (network): scores each "
-                                    "answer 1-5 against judge_rubric; adds the 'judge' metric")
-    judge_rubric: str = Field("Is the answer correct, complete and in the requested format?",
-                              description="what the judge looks for")
+    judge: JudgeConfig = Field(default_factory=JudgeConfig, description="an LLM judge (eval.judge.model): "
+                               "the 'judge' metric and the pairwise comparison with the strongest prompt")
     safety_grader: Literal["refusal", "openai_moderation"] = Field(
         "refusal", description="openai_moderation: OpenAI's moderation endpoint judges red-team answers (network); "
         "refusal: the shipped refusal detector only")
@@ -201,8 +240,8 @@ class EvalConfig(Strict):
 
     @model_validator(mode="after")
     def _schema_metric_needs_a_schema(self) -> EvalConfig:
-        if "judge" in self.metrics and not self.judge_model:
-            raise ValueError("metric 'judge' needs eval.judge_model")
+        if "judge" in self.metrics and not self.judge.model:
+            raise ValueError("metric 'judge' needs eval.judge.model")
         if "json_schema" in self.metrics and not self.json_schema:
             raise ValueError("metric 'json_schema' needs eval.json_schema (a JSON Schema file)")
         if self.headline not in self.metrics:

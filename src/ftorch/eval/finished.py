@@ -256,9 +256,12 @@ def _record(run: RunDir, path: Path, report: EvalReport, out: Path | None = None
     if report.safety:
         metrics[metric_keys.harmful("base")] = report.safety.base.harmful_compliance_rate
         metrics[metric_keys.harmful("tuned")] = report.safety.tuned.harmful_compliance_rate
+    if report.judged and report.judged.estimate:
+        metrics[metric_keys.JUDGED_PREFERENCE] = report.judged.estimate.estimate
     evaluation = {"status": "succeeded", "dir": str(path), "verdict": report.verdict, "headline": headline,
                   "regressions": report.regressions,
-                  "prompt_arm": report.prompt_arms.chosen if report.prompt_arms else None}
+                  "prompt_arm": report.prompt_arms.chosen if report.prompt_arms else None,
+                  "judged": report.judged.state if report.judged else None}
     if out is not None:
         from ..run.rundir import write_json_atomic
 

@@ -26,6 +26,9 @@ def markdown(report: EvalReport, run_dir: Path) -> str:
                        ("tuned_vs_base", report.significance.tuned_vs_base)):
         lines.append(f"- {name.replace('_', ' ')}: {_test_text(test)}")
     lines += _metrics_table(report)
+    from .judged_report import markdown_lines
+
+    lines += markdown_lines(report)
     if report.preference:
         from .preference import markdown as preference_markdown
 
@@ -66,7 +69,9 @@ def _metrics_table(report: EvalReport) -> list[str]:
         tests: Comparison | None = report.significance_by_metric.get(metric)
         cells += [_diff_cell(tests.tuned_vs_prompted if tests else None),
                   _diff_cell(tests.tuned_vs_base if tests else None)]
-        lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+        judged_by = f" (graded by {report.judge.model}, rubric {report.judge.rubric})" \
+            if metric == "judge" and report.judge else ""
+        lines.append(f"| {metric}{judged_by} | " + " | ".join(cells) + " |")
     return lines + ["", "Intervals: Wilson for pass/fail metrics, Wilson at the mean for graded ones (conservative); "
                     "differences: McNemar with Newcombe's paired interval, or a paired bootstrap."]
 

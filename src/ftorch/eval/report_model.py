@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -117,8 +117,11 @@ class Cost(_Strict):
 
 
 class JudgeInfo(_Strict):
+    """The rubric judge behind the 'judge' metric."""
+
     model: str
     rubric: str | None = None
+    scale: str | None = None
     unreadable_verdicts: int = 0
 
 
@@ -244,6 +247,74 @@ class HumanCheck(_Strict):
     agreement: float
 
 
+class JudgeBias(_Strict):
+    """The pairwise judge's biases: decisions that survive the position swap, the first position's share of
+    single-order decisions, and how often it preferred the longer answer (with its interval)."""
+
+    position_consistency: float | None = None
+    consistency_n: int = 0
+    first_position_share: float | None = None
+    decided: int = 0
+    longer_preferred: float | None = None
+    longer_preferred_ci: Interval | None = None
+    length_decided: int = 0
+
+
+class Estimate(_Strict):
+    """The mean human preference for tuned over the strongest prompt (+1 tuned better, 0 tie, -1 prompted
+    better), as one method estimates it: ppi++ (judge and people), human only, or judge only."""
+
+    method: str
+    estimate: float | None = None
+    ci: Interval | None = None
+    n_human: int = 0
+    n_judge: int = 0
+    lam: float | None = None
+
+
+class JudgeAgreement(_Strict):
+    n: int = 0
+    raw: float | None = None
+    raw_ci: Interval | None = None
+    kappa: float | None = None
+    kappa_ci: Interval | None = None
+
+
+class JudgeUsage(_Strict):
+    calls: int = 0
+    cached: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    usd: float | None = None
+
+
+class Judged(_Strict):
+    """The judged comparison of tuned with the strongest prompt, calibrated by human grades where they exist.
+    state: calibrated (kappa at least min_kappa: the PPI estimate), unreliable (kappa below it: human grades
+    alone), uncalibrated (no human grades: the judge's figures only, which are not evidence)."""
+
+    judge: str
+    endpoint: str
+    rubric: str
+    state: Literal["calibrated", "unreliable", "uncalibrated"]
+    headline: bool = True  # the verdict opens with this comparison (eval.judge.headline)
+    min_kappa: float
+    n: int
+    tuned_wins: int
+    prompted_wins: int
+    ties: int
+    unreadable: int = 0
+    bias: JudgeBias
+    grades: int = 0
+    agreement: JudgeAgreement | None = None
+    estimate: Estimate | None = None  # what the verdict uses (None when uncalibrated)
+    human_only: Estimate | None = None
+    judge_only: Estimate
+    grades_needed: int | None = None  # more grades to bring the interval to target_width
+    target_width: float
+    usage: JudgeUsage = Field(default_factory=JudgeUsage)
+
+
 class EvalReport(_Strict):
     """report.json. Built by suite.evaluate; `verdict`, `files` and `human_check` are added after."""
 
@@ -254,6 +325,7 @@ class EvalReport(_Strict):
     prompt_arms: PromptArms | None = None
     latency: dict[str, Latency] = Field(default_factory=dict)
     judge: JudgeInfo | None = None
+    judged: Judged | None = None
     task: TaskScores
     significance: Comparison = Field(default_factory=Comparison)
     significance_by_metric: dict[str, Comparison] = Field(default_factory=dict)

@@ -9,7 +9,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -41,6 +41,7 @@ class Evaluation:
 
     report: EvalReport
     predictions: list[dict]
+    judge_records: list[dict] = field(default_factory=list)  # every judge prompt and raw reply (judge.jsonl)
 
 
 def evaluate(run: RunDir, cfg: RunConfig, generator: Generator, *, local=None, price: dict | None = None,
@@ -49,11 +50,6 @@ def evaluate(run: RunDir, cfg: RunConfig, generator: Generator, *, local=None, p
     task = load_task(cfg)
     ev = cfg.eval
     scorers = task_metrics.build_scorers([m for m in ev.metrics if m != "judge"], ev.json_schema)
-    judge = None
-    if ev.judge_model:
-        from .graders import Judge
-
-        judge = Judge(ev)
     report: dict[str, Any] = {"config": ev.model_dump(mode="json"), "n": len(task.examples),
                               "system_prompt": task.system_prompt, "few_shot": len(task.shots)}
     # who answers, its price, its constraint
@@ -83,10 +79,13 @@ def evaluate(run: RunDir, cfg: RunConfig, generator: Generator, *, local=None, p
     report["latency"] = latency
     predictions = _score(task, outputs, scorers)
     names = list(scorers)
-    if judge is not None:
-        _judge(judge, task, predictions)
-        names.append("judge")
-        report["judge"] = {"model": judge.model, "rubric": judge.rubric, "unreadable_verdicts": judge.unreadable}
+    records: list[dict] = []
+    if ev.judge.model:
+        from .judging import judge_answers
+
+        report.update(judge_answers(run, cfg, task, predictions, local, progress, records))
+        if "judge" in ev.metrics:
+            names.append("judge")
     report["task"] = _summaries(predictions, names, ev.headline)
     report["significance"] = _significance(predictions, ev.headline)
     report["significance_by_metric"] = _significance_by_metric(predictions, names)
@@ -114,7 +113,7 @@ def evaluate(run: RunDir, cfg: RunConfig, generator: Generator, *, local=None, p
     typed = EvalReport.model_validate(report)
     typed.regressions = regressions(typed, ev.max_regression)
     typed.facts_warning = facts_warning(task)
-    return Evaluation(typed, predictions)
+    return Evaluation(typed, predictions, records)
 
 
 def _generate(generator: Generator, conversations: list[Messages], ev, progress, label: str,
@@ -140,17 +139,6 @@ def _score(task: Task, outputs: dict[str, list[str]], scorers) -> list[dict]:
                                     "scores": {m: fn(reply, example.reference) for m, fn in scorers.items()}}
         rows.append(row)
     return rows
-
-
-def _judge(judge, task: Task, predictions: list[dict]) -> None:
-    """The LLM judge's score for every answer of every system, added to the predictions' scores."""
-    prompts = ["\n".join(f"{m['role']}: {m.get('content', '')}" for m in e.prompt) for e in task.examples]
-    items = [(prompts[i], row["reference"], row["systems"][name]["output"])
-             for i, row in enumerate(predictions) for name in SYSTEMS]
-    scores = iter(judge.score_all(items))
-    for row in predictions:
-        for name in SYSTEMS:
-            row["systems"][name]["scores"]["judge"] = next(scores)
 
 
 def _summaries(predictions: list[dict], metrics: list[str], headline: str) -> dict:
@@ -372,5 +360,8 @@ def save(path: Path, result: Evaluation) -> None:
             write_jsonl(path / name, rows)
             setattr(section, key, name)
             files[section_name] = name
+    if result.judge_records:
+        write_jsonl(path / "judge.jsonl", result.judge_records)
+        files["judge"] = "judge.jsonl"
     report.files = files
     write_json_atomic(path / "report.json", report.to_json())

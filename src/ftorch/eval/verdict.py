@@ -43,6 +43,10 @@ def verdict(report: EvalReport) -> str:
                    report.significance.tuned_vs_prompted, gains, losses, better, worse, _forgetting(report))
     if report.regressions:
         return _regressed(report, facts)
+    if report.judged is not None and report.judged.headline:
+        from .judged_report import judged_verdict
+
+        return judged_verdict(report, _strongest(report), facts.gains, facts.forgetting)
     if missing(facts.tuned) or missing(facts.prompted):
         absent = " and ".join(n for n, v in (("tuned", facts.tuned), ("prompted", facts.prompted)) if missing(v))
         return (f"Inconclusive: {facts.headline} could not be computed for {absent} (no scored examples). "
@@ -100,8 +104,9 @@ def _prompting_wins(report: EvalReport, facts: _Facts) -> str:
     first = (f"{_strongest(report, 'wins') or 'Prompting wins'}: {facts.headline} {facts.prompted:.1%} prompted "
              f"against {facts.tuned:.1%} tuned ({facts.compared}): for quality, fine-tuning is not worth it "
              "here; improve the prompt instead.")
-    upside = (f"What fine-tuning still buys: {_join(facts.gains)}." if facts.gains
-              else "It does not make calls cheaper either.")
+    # savings are a benefit only at equal quality: where tuned loses, they come with the loss
+    upside = (f"The tuned model is cheaper per call ({_join(facts.gains)}), but only at that loss in quality."
+              if facts.gains else "It does not make calls cheaper either.")
     rest = [f"It gains significantly on {_join(facts.better)}." if facts.better else "",
             f"It costs {_join(facts.losses)}." if facts.losses else "",
             f"It also loses significantly on {_join(facts.worse)}." if facts.worse else ""]

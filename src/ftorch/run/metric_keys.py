@@ -20,6 +20,7 @@ GENERAL_CHANGE = "general_change"  # derived by the sweep objective: tuned minus
 # figures that are not per-system task metrics: name -> direction
 _FIXED: dict[str, Direction] = {
     FINAL_LOSS: "minimize", FINAL_EVAL_LOSS: "minimize", GENERAL_CHANGE: "maximize",
+    "eval_judged_preference": "maximize",
     "eval_tuned_reward_accuracy": "maximize", "eval_tuned_reward_margin": "maximize",
     # a preference run's last training figures (run/metrics_log.PREFERENCE_NAMES)
     "final_train_reward_accuracy": "maximize", "final_train_reward_margin": "maximize",
@@ -59,6 +60,7 @@ def rejected_rate(system: str) -> str:
     return f"eval_{system}_rejected_rate"
 
 
+JUDGED_PREFERENCE = "eval_judged_preference"  # tuned over the strongest prompt, judge calibrated by people
 REWARD_ACCURACY = "eval_tuned_reward_accuracy"
 REWARD_MARGIN = "eval_tuned_reward_margin"
 

@@ -39,6 +39,7 @@ class Evaluation(_Open):
     headline: str | None = None
     regressions: list[Any] = []
     prompt_arm: str | None = None
+    judged: str | None = None  # the judged comparison's state: calibrated, unreliable or uncalibrated
     # a re-evaluation that is running or did not finish: the earlier successful evaluation's record, kept
     last_succeeded: dict[str, Any] | None = None
 
