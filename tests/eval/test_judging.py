@@ -64,7 +64,7 @@ class ScriptedJudge:
     def __init__(self, wrong_every: int = 0, first: bool = False):
         self.wrong_every, self.first, self.seen = wrong_every, first, 0
 
-    def complete_all(self, conversations, max_tokens):
+    def complete_all(self, conversations, max_tokens, choices=()):
         return [(self._reply(m[-1]["content"]), 10, 3) for m in conversations]
 
     def _reply(self, text: str) -> str:
@@ -103,7 +103,7 @@ def project(tmp_path, chat_jsonl):
 
 
 def use_judge(monkeypatch, tmp_path, judge: ScriptedJudge) -> None:
-    monkeypatch.setattr(judging, "judge_for", lambda cfg, **_: CachedJudge(judge, cfg, folder=tmp_path / "cache"))
+    monkeypatch.setattr(judging, "judge_for", lambda cfg, *_, **__: CachedJudge(judge, cfg, folder=tmp_path / "cache"))
 
 
 def grade(run: RunDir, report, people_err_every: int = 0, how_many: int = 30) -> None:

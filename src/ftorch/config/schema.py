@@ -155,7 +155,8 @@ class JudgeConfig(Strict):
 
     model: str | None = Field(None, description="the judge: with endpoint=openai a model id on any "
                               "OpenAI-compatible chat endpoint (OpenAI, Azure, vLLM, Ollama: set base_url); with "
-                              "endpoint=local a model loaded like model.name (a folder, a hub id or a .gguf file)")
+                              "endpoint=local a model loaded like model.name (a folder, a hub id or a .gguf file), "
+                              "or 'base': the run's own base model with the adapter off (no second copy loaded)")
     endpoint: Literal["openai", "local"] = "openai"
     base_url: str | None = Field(None, description="endpoint=openai: the server (default $OPENAI_BASE_URL, "
                                  "else OpenAI's)")

@@ -25,8 +25,10 @@ class Endpoint(Protocol):
     identity: str  # what the cache key names: endpoint, server and model (a local model's files)
     hosted: bool
 
-    def complete_all(self, conversations: Sequence[Messages], max_tokens: int) -> list[tuple[str, int, int]]:
-        """(reply, input tokens, output tokens) per conversation, in order."""
+    def complete_all(self, conversations: Sequence[Messages], max_tokens: int,
+                     choices: tuple[str, ...] = ()) -> list[tuple[str, int, int]]:
+        """(reply, input tokens, output tokens) per conversation, in order. `choices`: the final lines a reply
+        must end in (a local judge is held to exactly one of them; a hosted one reasons first)."""
         ...
 
     def count_tokens(self, messages: Messages) -> int: ...
@@ -49,7 +51,8 @@ class HostedEndpoint:
         self.model, self.workers = str(cfg.model), cfg.workers
         self.identity = f"openai:{base_url or 'api.openai.com'}:{self.model}"
 
-    def complete_all(self, conversations: Sequence[Messages], max_tokens: int) -> list[tuple[str, int, int]]:
+    def complete_all(self, conversations: Sequence[Messages], max_tokens: int,
+                     choices: tuple[str, ...] = ()) -> list[tuple[str, int, int]]:
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
@@ -73,25 +76,33 @@ class HostedEndpoint:
 
 class LocalEndpoint:
     """A local model as the judge, greedy, batched. Given the run's own loaded model (the same base weights),
-    it judges with the adapter off instead of loading a second copy."""
+    it judges with the adapter off instead of loading a second copy. Where the reply is a choice (a grade, a
+    verdict), decoding is held to exactly one of the choices (eval/constrained.py's label constraint): a small
+    local model cannot be trusted to follow the reply format, and a reply it cannot format is no judgement."""
 
     hosted = False
 
-    def __init__(self, cfg: JudgeConfig, shared=None, batch_size: int = 8):
-        from ..models import local_path
-
-        self.name, self.batch_size = str(cfg.model), batch_size
+    def __init__(self, path: str, shared=None, batch_size: int = 8):
+        """`path`: what from_pretrained loads (models.local_path / model_path); `shared`: that model, loaded."""
+        self.batch_size = batch_size
         if shared is not None:
             self.model = shared
         else:
             from .local import LocalModel
 
-            self.model = LocalModel(local_path(self.name), None)
-        self.identity = f"local:{_files_identity(local_path(self.name, announce=lambda _: None))}"
+            self.model = LocalModel(path, None)
+        self.identity = f"local:{_files_identity(path)}"
 
-    def complete_all(self, conversations: Sequence[Messages], max_tokens: int) -> list[tuple[str, int, int]]:
+    def complete_all(self, conversations: Sequence[Messages], max_tokens: int,
+                     choices: tuple[str, ...] = ()) -> list[tuple[str, int, int]]:
+        extra: dict[str, Any] = {}
+        if choices:
+            from .constrained import Constraint
+
+            extra["constraint"] = Constraint("labels", labels=choices)
+            max_tokens = max(len(self.model.tokenizer(c)["input_ids"]) for c in choices) + 2
         with self.model.system("base"):
-            replies = self.model.generate(list(conversations), max_tokens, self.batch_size)
+            replies = self.model.generate(list(conversations), max_tokens, self.batch_size, **extra)
         return [(reply, self.count_tokens(m), len(self.model.tokenizer(reply)["input_ids"]))
                 for reply, m in zip(replies, conversations)]
 
@@ -133,9 +144,10 @@ class CachedJudge:
 
             self.folder = cache_root() / "judge"
 
-    def key(self, messages: Messages, max_tokens: int) -> str:
+    def key(self, messages: Messages, max_tokens: int, choices: tuple[str, ...] = ()) -> str:
         payload = json.dumps({"v": CACHE_VERSION, "judge": self.endpoint.identity, "messages": messages,
-                              "max_tokens": max_tokens}, sort_keys=True, ensure_ascii=False)
+                              "max_tokens": max_tokens, "choices": list(choices)}, sort_keys=True,
+                             ensure_ascii=False)
         return hashlib.sha256(payload.encode()).hexdigest()
 
     def _path(self, key: str) -> Path:
@@ -143,8 +155,8 @@ class CachedJudge:
         return self.folder / key[:2] / f"{key}.json"
 
     def complete_all(self, conversations: Sequence[Messages], max_tokens: int,
-                     on_batch: Callable[[int], None] | None = None) -> list[str]:
-        keys = [self.key(m, max_tokens) for m in conversations]
+                     on_batch: Callable[[int], None] | None = None, choices: tuple[str, ...] = ()) -> list[str]:
+        keys = [self.key(m, max_tokens, choices) for m in conversations]
         replies: dict[int, str] = {}
         for i, key in enumerate(keys):
             found = _read(self._path(key))
@@ -157,7 +169,7 @@ class CachedJudge:
         for start in range(0, len(missing), 16):
             chunk = missing[start:start + 16]
             for i, (text, tokens_in, tokens_out) in zip(chunk, self.endpoint.complete_all(
-                    [conversations[i] for i in chunk], max_tokens)):
+                    [conversations[i] for i in chunk], max_tokens, choices)):
                 replies[i] = text
                 self.usage.calls += 1
                 self.usage.input_tokens += tokens_in
@@ -208,13 +220,23 @@ def _write(path: Path, reply: str) -> None:
     write_text(path, json.dumps({"reply": reply}, ensure_ascii=False))
 
 
-def judge_for(cfg: JudgeConfig, shared_model=None, shared_name: str | None = None) -> CachedJudge:
-    """The configured judge, cached. `shared_model` (the run's loaded local model) is reused when the judge is
-    the same local model as `shared_name`."""
-    if cfg.endpoint == "local":
-        shared = shared_model if shared_model is not None and shared_name == cfg.model else None
-        return CachedJudge(LocalEndpoint(cfg, shared), cfg)
-    return CachedJudge(HostedEndpoint(cfg), cfg)
+BASE = "base"  # eval.judge.model=base: the run's own base model, adapter off (endpoint=local)
+
+
+def judge_for(cfg: JudgeConfig, model_cfg=None, shared_model=None) -> CachedJudge:
+    """The configured judge, cached. With endpoint=local, `shared_model` (the run's loaded local model, when it
+    has one) judges when the judge is the run's base model (eval.judge.model=base, or the same name as
+    model.name) instead of a second copy being loaded."""
+    if cfg.endpoint != "local":
+        return CachedJudge(HostedEndpoint(cfg), cfg)
+    from ..models import local_path, model_path
+
+    same = model_cfg is not None and cfg.model in (BASE, model_cfg.name)
+    if cfg.model == BASE and model_cfg is None:
+        raise ConfigError(Problem("eval.judge.model", "'base' names the run's own base model, and this evaluation "
+                                  "has none", "name a model folder, hub id or .gguf file"))
+    path = model_path(model_cfg) if same else local_path(str(cfg.model))
+    return CachedJudge(LocalEndpoint(path, shared_model if same else None), cfg)
 
 
 def as_text(value: Any) -> str:

@@ -70,7 +70,9 @@ class RubricJudge:
                   on_batch: Callable[[int], None] | None = None) -> list[float | None]:
         """items: (prompt, reference, answer, what to record with it: line, system)."""
         conversations = [self.messages(p, r, a) for p, r, a, _ in items]
-        replies = self.judge.complete_all(conversations, self.judge.cfg.max_new_tokens, on_batch)
+        choices = ("GRADE: PASS", "GRADE: FAIL") if self.scale == "pass_fail" else \
+            tuple(f"GRADE: {g}" for g in range(1, 6))
+        replies = self.judge.complete_all(conversations, self.judge.cfg.max_new_tokens, on_batch, choices)
         scores = []
         for (_, _, _, tag), messages, reply in zip(items, conversations, replies):
             score = self.parse(reply)
@@ -166,7 +168,8 @@ class PairwiseJudge:
         for prompt, reference, tuned, prompted, _ in items:
             conversations.append(self.messages(prompt, reference, tuned, prompted))
             conversations.append(self.messages(prompt, reference, prompted, tuned))
-        replies = self.judge.complete_all(conversations, self.judge.cfg.max_new_tokens, on_batch)
+        replies = self.judge.complete_all(conversations, self.judge.cfg.max_new_tokens, on_batch,
+                                          ("VERDICT: A", "VERDICT: B", "VERDICT: TIE"))
         result = PairwiseResult()
         for index, (_, _, tuned, prompted, line) in enumerate(items):
             first = self.parse(replies[2 * index], tuned_is_a=True)

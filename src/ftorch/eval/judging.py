@@ -23,7 +23,7 @@ def judge_answers(run: RunDir, cfg: RunConfig, task: Task, predictions: list[dic
 
     ev = cfg.eval
     rubric = load_rubric(ev.judge.rubric)
-    judge = judge_for(ev.judge, shared_model=local, shared_name=cfg.model.name)
+    judge = judge_for(ev.judge, cfg.model, shared_model=local)
     entries: dict[str, Any] = {}
     if "judge" in ev.metrics:
         grader = RubricJudge(judge, rubric, ev.judge.scale)
