@@ -126,6 +126,9 @@ def _serve(target, port: int, browser: bool) -> int:
     unscrubbed(sys.stdout).write(f"review at {server.url}\n")
     keys = ("j/k next/previous · a accept · r reject · e edit · u undo" if target.kind == "data" else
             "j/k next/previous · b/p/t base/prompted/tuned · c scoring right · w scoring wrong · g send as negative")
+    if getattr(target, "grading", None) is not None:
+        keys += (f" · 4 grade blind ({len(target.grading.chosen)} prompts: a/b better, t tie, d both bad, u undo; "
+                 f"grades in {target.grading.file})")
     out.print(f"keys: {keys} · ? help; Ctrl-C stops (every decision is already saved)", markup=False)
     sys.stdout.flush()
     if browser:
