@@ -44,6 +44,7 @@ function setSection(name) {
   const grade = name === "grading";
   $("grade-actions").hidden = !grade; $("mark-actions").hidden = grade; $("note-label").hidden = grade;
   $("grading-stats").hidden = !grade; $("summary").hidden = grade;
+  $("verdict").hidden = grade;  // the verdict may tell what the judge preferred: out of sight while grading blind
   return grade ? loadGrading(0) : loadPage(0, 0);
 }
 
