@@ -311,3 +311,17 @@ def test_grades_from_the_page_calibrate_the_next_evaluation(tmp_path, chat_jsonl
     low, high = judged.estimate.ci
     assert 0 < low < (22 - 4) / 40 < high  # the truth by construction: tuned better on 22, prompted on 4
     assert "prediction-powered: 30 human grades" in again.verdict
+
+
+def test_the_evaluation_settings_it_ran_with_come_first(tmp_path):
+    """`ftorch eval RUN eval.judge.grade_sample=10`: report.json records the eval settings in effect, and the
+    grading view samples by them rather than by the run's config.yaml."""
+    run = make_judged_run(tmp_path)
+    report_file = run / "eval" / LATEST / "report.json"
+    report = json.loads(report_file.read_text())
+    recorded = RunConfig.model_validate(yaml.safe_load((run / "config.yaml").read_text())).eval.model_dump(mode="json")
+    recorded["judge"]["grade_sample"], recorded["seed"] = 10, 3
+    report_file.write_text(json.dumps({**report, "config": recorded}))
+    grading = EvalReview.open(run).grading
+    assert grading is not None and len(grading.chosen) == 10 and grading.seed == 3
+    assert grading.chosen == sample([r["pairwise"]["judge"] for r in rows_of(run)], 10, 3)
