@@ -457,6 +457,12 @@ class ScrubbingStream(io.TextIOBase):
         return getattr(self._stream, name)
 
 
+def unscrubbed(stream):
+    """The stream under guard_console's scrubbing: for what ftorch itself must show whole, such as the review
+    page's one-time loopback URL, whose `token=` the scrubber would otherwise hide."""
+    return stream._stream if isinstance(stream, ScrubbingStream) else stream
+
+
 def guard_console() -> None:
     """Scrub everything this process prints (sys.stdout and sys.stderr, including tracebacks)."""
     for name in ("stdout", "stderr"):

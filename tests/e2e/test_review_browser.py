@@ -1,6 +1,8 @@
 """`ftorch review` in a real browser: headless Debian Chromium driven by Selenium walks the data page with the
 keyboard, edits an example into an invalid one and sees the live error, fixes it, rejects another, has the server
-killed (SIGKILL) mid-review, reopens, finds every decision, and exports files that `ftorch data check` passes."""
+killed (SIGKILL) mid-review, reopens, finds every decision, and exports files that `ftorch data check` passes;
+an evaluation's review; and the blind grading view graded from the keyboard, killed mid-grading, reopened with
+every grade, its answers shown as text."""
 
 from __future__ import annotations
 
@@ -212,3 +214,88 @@ def test_review_an_evaluation(tmp_path, browser):
     assert report["human_check"]["task"] == {"checked": 1, "wrong": 1, "agreement": 0.0}
     negatives = [json.loads(x) for x in (tmp_path / "train.review.jsonl").read_text().splitlines()]
     assert [(r["action"], r["rejected"]) for r in negatives] == [("negative", '{"day": "Monday", "time": "10:00"}')]
+
+
+def test_grade_blind_from_the_keyboard(tmp_path, browser):
+    from ftorch.eval.grades import load_grades, sample, tuned_shown_first
+
+    from support.grading import make_judged_run
+
+    run = make_judged_run(tmp_path)
+    predictions = run / "eval" / "2026-01-02_00-00-00_000000" / "predictions.jsonl"
+    rows = [json.loads(line) for line in predictions.read_text().splitlines()]
+    proc, url = _serve(run)
+    try:
+        _open(browser, url)
+        _keys(browser, "4")
+        _wait(browser, lambda d: _title(d) == "grading 1 of 20")
+        assert "0 of 20 graded" in browser.find_element(By.ID, "grading-stats").text
+        items = [(li.get_attribute("data-id"), li.find_element(By.CLASS_NAME, "badge").text)
+                 for li in browser.find_elements(By.CSS_SELECTOR, "#list li")]
+        assert items == [(str(n), "ungraded") for n in range(1, 21)]
+        detail = browser.find_element(By.ID, "detail").text.lower()
+        assert "tuned" not in detail and "prompted" not in detail  # blind: nothing says whose answer is whose
+        shown = {name: browser.find_element(By.CSS_SELECTOR, f'.answer-card[data-answer="{name}"] pre').text
+                 for name in ("A", "B")}
+        _keys(browser, "a")  # item 1: A is better
+        _wait(browser, lambda d: _title(d) == "grading 2 of 20" and "item 1: A better · saved"
+              in d.find_element(By.ID, "status").text)
+        _keys(browser, "b", "d")  # item 2: B is better; item 3: both bad
+        _wait(browser, lambda d: _title(d) == "grading 4 of 20" and "3 of 20 graded"
+              in d.find_element(By.ID, "grading-stats").text)
+        _keys(browser, "k", "u")  # back to item 3 and undo its grade
+        _wait(browser, lambda d: _title(d) == "grading 3 of 20" and "2 of 20 graded · judge agrees with you"
+              in d.find_element(By.ID, "grading-stats").text)
+        assert "PPI interval width" in browser.find_element(By.ID, "grading-stats").text
+        assert [li.find_element(By.CLASS_NAME, "badge").text for li in
+                browser.find_elements(By.CSS_SELECTOR, "#list li")[:4]] == ["A better", "B better", "ungraded",
+                                                                             "ungraded"]
+    finally:
+        proc.send_signal(signal.SIGKILL)  # mid-grading: only grades.jsonl survives
+        proc.wait(timeout=10)
+
+    grades = load_grades(run)
+    assert len(grades) == 2
+    first = rows[sample([r["pairwise"]["judge"] for r in rows], 20, 0)[0]]  # item 1 of the seeded sample
+    whose = "tuned" if tuned_shown_first(first["pairwise"]["key"], 0) else "prompted"
+    assert shown["A"] == first["systems"][whose]["output"] and grades[first["pairwise"]["key"]] == whose
+
+    proc, url = _serve(run)  # reopened: the grades are where they were
+    try:
+        _open(browser, url)
+        _keys(browser, "4")
+        _wait(browser, lambda d: _title(d) == "grading 1 of 20")
+        assert [li.find_element(By.CLASS_NAME, "badge").text for li in
+                browser.find_elements(By.CSS_SELECTOR, "#list li")[:3]] == ["A better", "B better", "ungraded"]
+        _keys(browser, " ")  # the next ungraded item
+        _wait(browser, lambda d: _title(d) == "grading 3 of 20")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=10)
+
+
+def test_grading_shows_answers_as_text(tmp_path, browser):
+    from support.grading import make_judged_run
+
+    run = make_judged_run(tmp_path, n=4, grade_sample=4)
+    predictions = run / "eval" / "2026-01-02_00-00-00_000000" / "predictions.jsonl"
+    rows = [json.loads(line) for line in predictions.read_text().splitlines()]
+    hostile = '<img src=x onerror="document.body.dataset.pwned=1"><b>bold</b>'
+    for row in rows:  # the grade keys stay: the page shows what the evaluation wrote
+        for system in ("tuned", "prompted"):
+            row["systems"][system]["output"] = f"{system[0]}{row['line']} {hostile}"
+        row["input"][0]["content"] += hostile
+    predictions.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    proc, url = _serve(run)
+    try:
+        _open(browser, url)
+        _keys(browser, "4")
+        _wait(browser, lambda d: _title(d) == "grading 1 of 4")
+        for name in ("A", "B"):
+            assert hostile in browser.find_element(By.CSS_SELECTOR, f'.answer-card[data-answer="{name}"] pre').text
+        assert hostile in browser.find_element(By.CSS_SELECTOR, "#body .chat").text
+        assert not browser.find_elements(By.CSS_SELECTOR, "#detail img, #detail b, #list img")
+        assert browser.find_element(By.TAG_NAME, "body").get_attribute("data-pwned") is None
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=10)

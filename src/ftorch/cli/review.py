@@ -120,9 +120,15 @@ def _serve(target, port: int, browser: bool) -> int:
     except OSError as exc:
         raise DataError(Problem("--port", f"cannot listen on 127.0.0.1:{port}: {exc.strerror}",
                                 "choose another port, or leave --port out for a free one")) from None
-    out.print(f"review at {server.url}", markup=False, soft_wrap=True)
+    from ..secrets import unscrubbed
+
+    sys.stdout.flush()  # the URL whole: its token is this session's own, printed to be opened (never scrubbed)
+    unscrubbed(sys.stdout).write(f"review at {server.url}\n")
     keys = ("j/k next/previous · a accept · r reject · e edit · u undo" if target.kind == "data" else
             "j/k next/previous · b/p/t base/prompted/tuned · c scoring right · w scoring wrong · g send as negative")
+    if getattr(target, "grading", None) is not None:
+        keys += (f" · 4 grade blind ({len(target.grading.chosen)} prompts: a/b better, t tie, d both bad, u undo; "
+                 f"grades in {target.grading.file})")
     out.print(f"keys: {keys} · ? help; Ctrl-C stops (every decision is already saved)", markup=False)
     sys.stdout.flush()
     if browser:

@@ -20,6 +20,7 @@ from ..errors import DataError, Problem
 from ..eval.report_model import EvalReport, HumanCheck
 from ..safe_io import write_text
 from . import store
+from .grading import Grading, NotGradable
 
 MARKS = ("agree", "wrong", "clear")
 HUMAN_CHECK_HEADING = "## Human-checked scoring"
@@ -74,6 +75,8 @@ class EvalReview:
     marks: dict[tuple[str, str, str], dict] = field(default_factory=dict)
     train_data: Path | None = None
     repaired: str = ""  # a torn last line of the marks file, cut off on opening (store.repair_tail)
+    grading: Grading | None = None  # the blinded grading view (review/grading.py), when the pairwise judge ran
+    not_gradable: str = ""  # why there is no grading view
 
     @classmethod
     def open(cls, run_dir: Path) -> EvalReview:
@@ -89,6 +92,10 @@ class EvalReview:
         review.train_data = _train_data(review.run_dir)
         review.repaired = store.repair_tail(review.marks_file)
         review._replay()
+        try:
+            review.grading = Grading.open(review.run_dir, folder if folder == run_dir else None)
+        except NotGradable as exc:
+            review.not_gradable = str(exc)
         return review
 
     @property
@@ -253,7 +260,9 @@ class EvalReview:
                 "headline": self.headline, "metrics": self.metrics(), "verdict": self.report.verdict,
                 "counts": {s: len(getattr(self, s)) for s in SECTIONS}, "human_check": self.summary(),
                 "marks_file": str(self.marks_file), "repaired": self.repaired,
-                "review_file": str(store.review_path(self.train_data)) if self.train_data else None}
+                "review_file": str(store.review_path(self.train_data)) if self.train_data else None,
+                "grading": {"sample": len(self.grading.chosen), "evaluation": str(self.grading.folder)}
+                if self.grading else {"sample": 0, "why": self.not_gradable}}
 
 
 def _group(rows: list[dict]) -> list[dict]:

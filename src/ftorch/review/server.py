@@ -124,6 +124,15 @@ def _asset(name: str) -> bytes:
     return resources.files("ftorch.review").joinpath("static", name).read_bytes()
 
 
+def _grading(review: Any) -> Any:
+    """The evaluation review's grading view, or Refused(404) saying why there is none."""
+    grading = getattr(review, "grading", None)
+    if grading is None:
+        raise Refused(404, getattr(review, "not_gradable", "") or "grading is part of an evaluation's review "
+                      "(ftorch review RUN)")
+    return grading
+
+
 class Handler(BaseHTTPRequestHandler):
     server: ReviewServer
     protocol_version = "HTTP/1.1"
@@ -216,6 +225,13 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 page = review.page(query.get("section", "task"), query.get("filter", ""), start, size)
             self._json(200, page)
+        elif method == "GET" and path == "/api/grading":
+            self._json(200, _grading(review).items())
+        elif method == "POST" and path == "/api/grade":
+            item, choice = field_str(body, "item"), field_str(body, "choice")
+            with self.server.lock:
+                result = _grading(review).grade(item, choice)
+            self._json(200, result)
         elif method == "POST" and path == "/api/validate":
             self._json(200, review.index.validate(field_int(body, "line"), body.get("messages")))
         elif method == "POST" and path == "/api/decide":

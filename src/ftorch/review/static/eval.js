@@ -1,11 +1,14 @@
 "use strict";
 // The evaluation review page: held-out answers side by side with scores and diffs, general and safety answers
-// with how each was scored, and a person's marks on those scorings.
+// with how each was scored, and a person's marks on those scorings; and the blind grading view (tab 4): a seeded
+// sample of test prompts with two answers shown as A and B, never saying which is tuned, graded from the keyboard.
 const pager = new Pager(50);
 let meta = null;
 let section = "task";
 let selected = "tuned";
 const $ = id => document.getElementById(id);
+const grading = {items: [], state: null};  // the whole grading sample (a few dozen items) and its statistics
+const GRADE_TEXT = {A: "A better", B: "B better", tie: "tie", both_bad: "both bad"};
 
 const FILTERS = {
   task: () => [["", "all"], ["tuned_wrong", "tuned wrong"], ["prompted_right_tuned_wrong", "prompted right but tuned wrong"],
@@ -13,6 +16,7 @@ const FILTERS = {
   general: () => [["", "all"], ["tuned_failed", "tuned failed an instruction"], ["marked", "marked by a person"]],
   safety: () => [["", "all"], ["harmful", "tuned: harmful compliance"], ["over_refusal", "tuned: refused a benign prompt"],
                  ["changed", "verdict changed base → tuned"], ["marked", "marked by a person"]],
+  grading: () => [["", "all"], ["ungraded", "not graded yet"], ["graded", "graded"]],
 };
 
 async function loadMeta() {
@@ -21,6 +25,8 @@ async function loadMeta() {
   $("verdict").textContent = meta.verdict || "";
   showSummary(meta.human_check);
   $("negative").disabled = !meta.review_file;
+  $("tab-grading").disabled = !meta.grading.sample;
+  $("tab-grading").title = meta.grading.sample ? `${meta.grading.sample} prompts to grade blind` : meta.grading.why;
 }
 
 function showSummary(check) {
@@ -34,11 +40,39 @@ function setSection(name) {
   section = name;
   for (const tab of document.querySelectorAll(".tabs button")) tab.classList.toggle("active", tab.dataset.section === name);
   $("f-filter").replaceChildren(...FILTERS[name]().map(([value, text]) => el("option", {value, text})));
-  selected = name === "task" ? "tuned" : "tuned";
-  return loadPage(0, 0);
+  selected = "tuned";
+  const grade = name === "grading";
+  $("grade-actions").hidden = !grade; $("mark-actions").hidden = grade; $("note-label").hidden = grade;
+  $("grading-stats").hidden = !grade; $("summary").hidden = grade;
+  $("verdict").hidden = grade;  // the verdict may tell what the judge preferred: out of sight while grading blind
+  return grade ? loadGrading(0) : loadPage(0, 0);
+}
+
+async function loadGrading(pick) {
+  const data = await api("/api/grading");
+  grading.items = data.items;
+  showGradingState(data.state);
+  const shown = filteredGrading();
+  pager.start = 0; pager.total = shown.length; pager.items = shown;
+  pager.cur = Math.min(pick || 0, Math.max(0, shown.length - 1));
+  $("range").textContent = pager.range();
+  renderList();
+  show();
+}
+
+function filteredGrading() {
+  const flt = $("f-filter").value;
+  return grading.items.filter(i => !flt || (flt === "graded") === Boolean(i.grade));
+}
+
+function showGradingState(state) {
+  grading.state = state;
+  $("grading-stats").textContent = state.line + ` · grades saved in ${state.file}` +
+    (state.repaired ? ` · ${state.repaired}` : "");
 }
 
 async function loadPage(start, pick) {
+  if (section === "grading") return loadGrading(pick === "last" ? Infinity : pick);
   const page = await api(`/api/items?section=${section}&filter=${encodeURIComponent($("f-filter").value)}` +
                          `&start=${start}&size=${pager.size}`);
   pager.start = page.start; pager.total = page.total; pager.items = page.items;
@@ -49,7 +83,7 @@ async function loadPage(start, pick) {
 }
 
 function preview(item) {
-  if (section === "task") return contentText((item.input || []).filter(m => m.role === "user").slice(-1)[0]?.content);
+  if (section === "task" || section === "grading") return contentText((item.input || []).filter(m => m.role === "user").slice(-1)[0]?.content);
   return item.prompt || "";
 }
 
@@ -62,6 +96,7 @@ function headlineOf(item, system) {
 }
 
 function renderList() {
+  if (section === "grading") { renderGradingList(); return; }
   $("list").replaceChildren(...pager.items.map((item, n) => {
     const tuned = headlineOf(item, "tuned");
     const marks = Object.values(item.marks || {});
@@ -77,6 +112,54 @@ function renderList() {
   }));
   const current = $("list").querySelector(".current");
   if (current) current.scrollIntoView({block: "nearest"});
+}
+
+function renderGradingList() {
+  $("list").replaceChildren(...pager.items.map((item, n) => {
+    const li = el("li", {class: "item" + (n === pager.cur ? " current" : ""), "data-id": item.item},
+      el("span", {class: "line", text: item.item}),
+      el("span", {class: "badge" + (item.grade ? " graded" : ""), text: item.grade ? GRADE_TEXT[item.grade] : "ungraded"}),
+      el("span", {class: "preview", text: preview(item)}));
+    li.addEventListener("click", () => { pager.cur = n; renderList(); show(); });
+    return li;
+  }));
+  const current = $("list").querySelector(".current");
+  if (current) current.scrollIntoView({block: "nearest"});
+}
+
+function showGradingItem(item) {
+  $("title").textContent = `grading ${item.item} of ${grading.items.length}`;
+  $("subtitle").textContent = item.grade ? `your grade: ${GRADE_TEXT[item.grade]}` :
+    "which answer is better? (the page never says which system wrote which)";
+  const card = name => el("div", {class: "system answer-card" + (item.grade === name ? " selected" : ""), "data-answer": name},
+    el("h3", {}, el("span", {text: `answer ${name}`})), el("pre", {class: "answer", text: String(item[name] ?? "")}));
+  $("body").replaceChildren(el("div", {class: "label", text: "input"}), renderChat(item.input),
+    el("div", {class: "label", text: "reference"}), el("pre", {class: "reference", text: item.reference}),
+    el("div", {class: "systems"}, card("A"), card("B")));
+}
+
+async function grade(choice) {
+  const item = pager.item;
+  if (!item || section !== "grading") return;
+  try {
+    const result = await api("/api/grade", {item: item.item, choice});
+    Object.assign(item, result.item);
+    const stored = grading.items.find(i => i.item === item.item);
+    if (stored) Object.assign(stored, result.item);
+    showGradingState(result.state);
+    status(`item ${item.item}: ${choice === "clear" ? "grade cleared" : GRADE_TEXT[choice]} · saved`, "ok");
+    if (choice !== "clear" && pager.cur + 1 < pager.items.length) pager.cur += 1;
+    renderList(); show();
+  } catch (error) { status(error.message, "error"); }
+}
+
+function nextUngraded() {
+  const n = pager.items.length;
+  for (let step = 1; step <= n; step++) {
+    const at = (pager.cur + step) % n;
+    if (!pager.items[at].grade) { pager.cur = at; renderList(); show(); return; }
+  }
+  status("every item in this list is graded", "ok");
 }
 
 function renderDiff(ops) {
@@ -96,6 +179,7 @@ function show() {
   const item = pager.item;
   $("detail").hidden = !item;
   if (!item) { status("nothing matches this filter"); return; }
+  if (section === "grading") { showGradingItem(item); return; }
   const body = [];
   if (section === "task") {
     $("title").textContent = `held-out example ${item.id}`;
@@ -172,26 +256,43 @@ function select(name) {
   selected = name; show();
 }
 
+// The keys of the section in view; a key is looked up when its turn in the queue comes, so "4" then "a" typed
+// fast grades in the view "4" opened.
+const GRADE_KEYS = {
+  a: () => grade("A"), b: () => grade("B"), t: () => grade("tie"), d: () => grade("both_bad"),
+  u: () => grade("clear"), x: () => grade("clear"), " ": () => nextUngraded(),
+};
+const MARK_KEYS = {
+  b: () => select("base"), p: () => select("prompted"), t: () => select("tuned"),
+  c: () => mark("agree"), w: () => mark("wrong"), x: () => mark("clear"), g: () => sendNegative(),
+  n: () => $("note").focus(),
+};
+const COMMON_KEYS = {
+  j: () => move(1), ArrowDown: () => move(1), k: () => move(-1), ArrowUp: () => move(-1),
+  "1": () => setSection("task"), "2": () => setSection("general"), "3": () => setSection("safety"),
+  "4": () => { if (meta.grading.sample) return setSection("grading"); status(meta.grading.why, "error"); },
+  f: () => $("f-filter").focus(),
+  "]": () => { if (pager.start + pager.size < pager.total) return loadPage(pager.start + pager.size, 0); },
+  "[": () => { if (pager.start > 0) return loadPage(Math.max(0, pager.start - pager.size), 0); },
+  "?": () => { $("help").hidden = !$("help").hidden; },
+};
+
 document.addEventListener("keydown", async event => {
   if (typing(event)) { if (event.key === "Escape") event.target.blur(); return; }
   if (event.ctrlKey || event.metaKey || event.altKey) return;
-  const keys = {
-    j: () => move(1), ArrowDown: () => move(1), k: () => move(-1), ArrowUp: () => move(-1),
-    "1": () => setSection("task"), "2": () => setSection("general"), "3": () => setSection("safety"),
-    b: () => select("base"), p: () => select("prompted"), t: () => select("tuned"),
-    c: () => mark("agree"), w: () => mark("wrong"), x: () => mark("clear"), g: () => sendNegative(),
-    n: () => $("note").focus(), f: () => $("f-filter").focus(),
-    "]": () => { if (pager.start + pager.size < pager.total) return loadPage(pager.start + pager.size, 0); },
-    "[": () => { if (pager.start > 0) return loadPage(Math.max(0, pager.start - pager.size), 0); },
-    "?": () => { $("help").hidden = !$("help").hidden; },
-  };
-  const handler = keys[event.key];
-  if (handler) { event.preventDefault(); keyQueue = keyQueue.then(handler, handler); await keyQueue; }
+  const key = event.key;
+  if (!(key in COMMON_KEYS || key in GRADE_KEYS || key in MARK_KEYS)) return;
+  event.preventDefault();
+  const handler = () => (COMMON_KEYS[key] || (section === "grading" ? GRADE_KEYS : MARK_KEYS)[key] || (() => {}))();
+  keyQueue = keyQueue.then(handler, handler);
+  await keyQueue;
 });
 
 (async () => {
   for (const tab of document.querySelectorAll(".tabs button")) tab.addEventListener("click", () => setSection(tab.dataset.section));
   $("f-filter").addEventListener("change", () => loadPage(0, 0));
+  for (const [id, choice] of [["grade-a", "A"], ["grade-b", "B"], ["grade-tie", "tie"], ["grade-bad", "both_bad"],
+                              ["grade-clear", "clear"]]) $(id).addEventListener("click", () => grade(choice));
   $("agree").addEventListener("click", () => mark("agree"));
   $("wrong").addEventListener("click", () => mark("wrong"));
   $("clear").addEventListener("click", () => mark("clear"));
