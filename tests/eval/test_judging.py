@@ -5,8 +5,6 @@ with its numbers, the judge cache, the grading sample, and everything the judge 
 from __future__ import annotations
 
 import json
-import re
-from contextlib import contextmanager
 
 import pytest
 
@@ -18,70 +16,7 @@ from ftorch.eval.judge_client import CachedJudge
 from ftorch.run.rundir import RunDir
 
 from conftest import chat
-
-GOOD = "Hello,\nYour refund is on its way.\nKind regards, the Support Team"
-
-
-def quality(index: int, system: str) -> bool:
-    """Which answers are good: tuned on 30 of 40 prompts, prompted on 12 of 40 (base never)."""
-    if system == "tuned":
-        return index % 4 != 0
-    return system == "prompted" and index % 10 < 3
-
-
-class Answers:
-    """A generator whose answers are good or bad by (prompt number, system)."""
-
-    def __init__(self):
-        self.current = "tuned"
-
-    @contextmanager
-    def system(self, name):
-        previous, self.current = self.current, name
-        yield
-        self.current = previous
-
-    def generate(self, conversations, max_new_tokens, batch_size, on_batch=None):
-        replies = []
-        for conversation in conversations:
-            index = int(re.search(r"#(\d+)", conversation[-1]["content"]).group(1))
-            system = "prompted" if self.current == "base" and len(conversation) > 2 else self.current
-            replies.append(GOOD.replace("refund", f"refund #{index}") if quality(index, system)
-                           else f"refund #{index} is coming!!")
-        return replies
-
-    def prompt_tokens(self, messages):
-        return sum(len(str(m["content"]).split()) for m in messages)
-
-
-class ScriptedJudge:
-    """Prefers the answer in the house style; `wrong_every` makes it err on every n-th comparison, `first` makes
-    it always pick answer A (a position-biased judge)."""
-
-    hosted = False
-    identity = "scripted"
-
-    def __init__(self, wrong_every: int = 0, first: bool = False):
-        self.wrong_every, self.first, self.seen = wrong_every, first, 0
-
-    def complete_all(self, conversations, max_tokens, choices=()):
-        return [(self._reply(m[-1]["content"]), 10, 3) for m in conversations]
-
-    def _reply(self, text: str) -> str:
-        self.seen += 1
-        if "Answer A:" in text:
-            if self.first:
-                return "VERDICT: A"
-            a, b = (text.split("Answer A:\n")[1].split("\n\nAnswer B:\n"))
-            good_a, good_b = "Kind regards" in a, "Kind regards" in b
-            if self.wrong_every and self.seen % self.wrong_every == 0:
-                good_a, good_b = good_b, good_a
-            return "reasoning...\nVERDICT: " + ("TIE" if good_a == good_b else "A" if good_a else "B")
-        answer = text.split("Answer to grade:\n")[1]
-        return "GRADE: 5" if "Kind regards" in answer else "GRADE: 1"
-
-    def count_tokens(self, messages):
-        return 10
+from support.grading import GOOD, Answers, ScriptedJudge
 
 
 @pytest.fixture

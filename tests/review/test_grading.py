@@ -289,7 +289,7 @@ def test_grades_from_the_page_calibrate_the_next_evaluation(tmp_path, chat_jsonl
     run.finish("succeeded")
     (run.path / "config.yaml").write_text(yaml.safe_dump(config))
     judge = ScriptedJudge()
-    monkeypatch.setattr(judging, "judge_for", lambda c, **_: CachedJudge(judge, c, folder=tmp_path / "cache"))
+    monkeypatch.setattr(judging, "judge_for", lambda c, *_, **__: CachedJudge(judge, c, folder=tmp_path / "cache"))
     report = evaluate_run(run, cfg, console=None, models=(Answers(), None, None))
     assert report.judged is not None and report.judged.state == "uncalibrated"
 

@@ -1,5 +1,5 @@
-"""Grading helpers shared by the grading tests: scripted answers and a scripted pairwise judge (the fakes of
-tests/eval/test_judging.py, copied: tests never import each other), a finished run with an evaluation that ran
+"""Helpers shared by the judging and grading tests: scripted answers and a scripted pairwise judge, a finished
+run with an evaluation that ran
 the pairwise judge (as `ftorch eval` writes it), and the person who grades by the house style."""
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class ScriptedJudge:
     def __init__(self, wrong_every: int = 0, first: bool = False):
         self.wrong_every, self.first, self.seen = wrong_every, first, 0
 
-    def complete_all(self, conversations, max_tokens):
+    def complete_all(self, conversations, max_tokens, choices=()):
         return [(self._reply(m[-1]["content"]), 10, 3) for m in conversations]
 
     def _reply(self, text: str) -> str:
