@@ -1,6 +1,6 @@
 """Helpers shared by the judging and grading tests: scripted answers and a scripted pairwise judge, a finished
-run with an evaluation that ran
-the pairwise judge (as `ftorch eval` writes it), and the person who grades by the house style."""
+run with an evaluation that ran the pairwise judge (as `ftorch eval` writes it), and the person who grades by
+the house style."""
 
 from __future__ import annotations
 
