@@ -62,3 +62,31 @@ def test_numbers_out_of_range_are_usage_errors(data, served, capsys, argv, messa
     assert exited.value.code == 2
     err = " ".join(capsys.readouterr().err.split())
     assert message in err and "usage: ftorch review" in err and "Traceback" not in err and not served
+
+
+def test_the_printed_url_carries_the_token_whole_and_opens_the_page(data):
+    """The console scrubs `token=<high-entropy>` as a credential; the review page's own session token is what the
+    printed URL is for, and is printed whole (it was ***REDACTED***, and every request with it got 403)."""
+    import http.client
+    import os
+    import subprocess
+    import sys
+    from urllib.parse import urlsplit
+
+    from conftest import ROOT
+
+    server = subprocess.Popen([sys.executable, "-m", "ftorch", "review", str(data), "--no-browser"], cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    try:
+        assert server.stdout is not None
+        line = next(line for line in server.stdout if line.startswith("review at ") or not line)
+        url = urlsplit(line.split()[-1])
+        assert "REDACTED" not in url.query and len(url.query.removeprefix("token=")) >= 24
+        connection = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+        connection.request("GET", f"/api/meta?{url.query}")
+        response = connection.getresponse()
+        assert response.status == 200 and json.loads(response.read())["examples"] == 3
+        connection.close()
+    finally:
+        server.kill()
+        server.wait(timeout=30)

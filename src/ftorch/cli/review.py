@@ -115,6 +115,9 @@ def _serve(target, port: int, browser: bool) -> int:
     except OSError as exc:
         raise DataError(Problem("--port", f"cannot listen on 127.0.0.1:{port}: {exc.strerror}",
                                 "choose another port, or leave --port out for a free one")) from None
+    from ..secrets import show
+
+    show(server.token)  # a token named `token=` in the printed URL: the user needs it whole
     out.print(f"review at {server.url}", markup=False, soft_wrap=True)
     keys = ("j/k next/previous · a accept · r reject · e edit · u undo" if target.kind == "data" else
             "j/k next/previous · b/p/t base/prompted/tuned · c scoring right · w scoring wrong · g send as negative")
