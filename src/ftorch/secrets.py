@@ -74,6 +74,7 @@ NAME_KEYS = ("model.name", "model.adapter", "data.train", "data.validation", "da
 _remembered: set[str] = set()
 _remembered_env: set[str] = set()
 _names: set[str] = set()  # see note_names
+_shown: set[str] = set()  # see show
 
 
 def secret_name(name: str) -> bool:
@@ -191,7 +192,16 @@ def _literal_pattern(values: frozenset[str]) -> re.Pattern | None:
 
 def _named_value(match: re.Match) -> str:
     name, sep, value = match.groups()
+    if value in _shown:
+        return match.group(0)
     return f"{name}{sep}{REDACTED}" if names_a_credential(name) and high_entropy(value) else match.group(0)
+
+
+def show(value: str) -> None:
+    """`value` is ftorch's own and printing it is the point (the review page's session token, which the URL that
+    `ftorch review` prints must carry): never redacted for the name it stands under. A remembered secret or a key
+    shape is still redacted."""
+    _shown.add(value)
 
 
 def names_a_credential(name: str) -> bool:
@@ -455,12 +465,6 @@ class ScrubbingStream(io.TextIOBase):
 
     def __getattr__(self, name: str):
         return getattr(self._stream, name)
-
-
-def unscrubbed(stream):
-    """The stream under guard_console's scrubbing: for what ftorch itself must show whole, such as the review
-    page's one-time loopback URL, whose `token=` the scrubber would otherwise hide."""
-    return stream._stream if isinstance(stream, ScrubbingStream) else stream
 
 
 def guard_console() -> None:

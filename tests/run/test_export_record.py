@@ -80,3 +80,30 @@ def test_an_export_that_does_not_finish_removes_its_folder_and_says_why(run, mon
     assert entry["status"] == status and entry["removed"] is True
     assert status == "interrupted" or "ValueError: bad tensor" in entry["error"]
     assert list((run.path / "export").iterdir()) == [] and "export" not in run.read()
+
+
+def test_runs_ls_shows_an_export_killed_outright_as_died_until_the_next_export(run, monkeypatch, capsys):
+    """run.json still says 'running' (nobody is left to change it), but nobody holds the run's lock: every reader
+    (observed(): runs ls, chat, serve) reports the export as died, as it does a run or an evaluation."""
+    from ftorch.cli import console
+    from ftorch.run.rundir import RunDir
+
+    monkeypatch.setattr(console.out, "width", 250)
+    killed_export(run)
+    left = run.path / "export" / "merged-float32"
+    assert run.read()["exports"][0]["status"] == "running"  # the file itself is left as it was
+    (died,) = RunDir(run.path).observed().exports
+    assert died["status"] == "died" and died["dir"] == str(left)
+    assert died["error"] == ("the export was killed before it finished; the next export removes its unfinished "
+                             f"folder: ftorch export {run.path} --to merged")
+    assert main(["runs", "ls", str(run.path.parent)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "succeeded, export died" in out and f"{left}: the export was killed before it finished" in out
+
+    monkeypatch.setattr(export_run, "_merged", stand_in())
+    assert main(["export", str(run.path), "--to", "merged", "--no-verify"]) == 0
+    capsys.readouterr()
+    assert main(["runs", "ls", str(run.path.parent)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "export died" not in out and "killed" not in out  # cleared, recorded (with when) in run.json
+    assert [e["status"] for e in RunDir(run.path).observed().exports] == ["died", "finished"]

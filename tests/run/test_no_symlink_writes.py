@@ -425,6 +425,30 @@ def test_axolotl_child_result_replaces_a_symlink(tmp_path, victim):
     assert untouched(victim) and json.loads((tmp_path / "child_result.json").read_text()) == {"status": "succeeded"}
 
 
+def test_unsloth_probe_replaces_a_symlink_and_refuses_a_symlinked_folder(tmp_path, victim, victim_dir):
+    """RUN/unsloth/probe.pt (the reload check's logits, written in the Unsloth child) without Unsloth: the write
+    is factored out, and it is the same call the child makes."""
+    import torch
+
+    from ftorch.backends.unsloth.child import save_probe
+
+    run = make_run(tmp_path / "runs" / "r", provider="unsloth")
+    plant(run.path / "unsloth" / "probe.pt", victim)
+    probe = {"input_ids": torch.tensor([[1, 2, 3]]), "logits": torch.ones(1, 3, 4)}
+    path = save_probe(run, probe)
+    assert untouched(victim) and path == run.path / "unsloth" / "probe.pt" and not path.is_symlink()
+    got = torch.load(path)
+    assert torch.equal(got["input_ids"], probe["input_ids"]) and torch.equal(got["logits"], probe["logits"])
+    assert [p.name for p in path.parent.iterdir()] == ["probe.pt"]  # no temporary file left behind
+
+    (run.path / "unsloth" / "probe.pt").unlink()
+    (run.path / "unsloth").rmdir()
+    plant(run.path / "unsloth", victim_dir)
+    with pytest.raises(UnsafePath, match="unsloth"):
+        save_probe(run, probe)
+    assert list(victim_dir.iterdir()) == []
+
+
 # --- a real run ----------------------------------------------------------------------------------------------------
 
 

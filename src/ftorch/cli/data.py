@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from ..errors import DataError, Problem
-from .argtypes import positive_int
+from .argtypes import add_max_line_bytes
 
 MAX_ISSUES_SHOWN = 50
 
@@ -23,7 +23,7 @@ def add_parser(sub) -> None:
                        "and what truncation cuts (default with a local --model: train.max_length's default)")
     check.add_argument("--epochs", default="auto", help="epochs for the OpenAI cost estimate (default: auto)")
     check.add_argument("--prices", type=Path, help="price table (default: the project's conf/prices/openai.yaml)")
-    _max_line_bytes(check)
+    add_max_line_bytes(check)
     check.add_argument("--json", action="store_true")
     split = data_sub.add_parser("split", help="deterministic train/validation/test split by seed and content hash")
     split.add_argument("path", type=Path)
@@ -31,7 +31,7 @@ def add_parser(sub) -> None:
     split.add_argument("--seed", type=int, default=0)
     split.add_argument("--out", type=Path, help="output folder (default: PATH's folder / STEM_split)")
     split.add_argument("--format", choices=("auto", "chat", "preference"), default="auto")
-    _max_line_bytes(split)
+    add_max_line_bytes(split)
     split.add_argument("--json", action="store_true")
     convert = data_sub.add_parser("convert", help="Alpaca, ShareGPT or CSV -> chat JSONL; "
                                   "prompt/chosen/rejected -> preference JSONL")
@@ -43,15 +43,7 @@ def add_parser(sub) -> None:
     convert.add_argument("--prompt-column", default="prompt")
     convert.add_argument("--completion-column", default="completion")
     convert.add_argument("--skip-invalid", action="store_true", help="leave out bad records instead of stopping")
-    _max_line_bytes(convert)
-
-
-def _max_line_bytes(parser) -> None:
-    from ..data.lines import DEFAULT_MAX_LINE_BYTES
-
-    parser.add_argument("--max-line-bytes", type=positive_int, default=DEFAULT_MAX_LINE_BYTES, metavar="N",
-                        help="a line (a JSON array's element) longer than N bytes is reported unread, before any parse "
-                        f"(default {DEFAULT_MAX_LINE_BYTES:,}, as data.max_line_bytes)")
+    add_max_line_bytes(convert)
 
 
 def run(args) -> int:

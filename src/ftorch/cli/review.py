@@ -9,6 +9,7 @@ import webbrowser
 from pathlib import Path
 
 from ..errors import DataError, Problem
+from .argtypes import add_max_line_bytes, port, positive_int
 
 
 def add_parser(sub) -> None:
@@ -16,19 +17,19 @@ def add_parser(sub) -> None:
                             "check an evaluation's answers", description="A data file: review its examples "
                             "(decisions go to STEM.review.jsonl beside it). A run folder: its latest evaluation.")
     review.add_argument("path", type=Path, metavar="DATA.jsonl|RUN_DIR")
-    review.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    review.add_argument("--port", type=port, default=0, help="port on 127.0.0.1 (default: a free one)")
     review.add_argument("--no-browser", action="store_true", help="print the URL, do not open a browser")
     review.add_argument("--export", action="store_true", help="write STEM.curated.jsonl (accepted + edited) and "
                         "STEM.preference.jsonl (edits and negatives, OpenAI DPO format), then exit")
     review.add_argument("--format", choices=("auto", "chat", "preference"), default="auto")
     review.add_argument("--model", help="tokenizer to count with (as in `ftorch data check`)")
-    review.add_argument("--max-length", type=int, metavar="N", help="flag examples longer than N tokens")
+    review.add_argument("--max-length", type=positive_int, metavar="N", help="flag examples longer than N tokens")
+    add_max_line_bytes(review)
 
 
 def run(args) -> int:
     from .console import out
 
-    _check_port(args.port)
     path: Path = args.path
     if not path.exists():
         raise DataError(Problem(str(path), "not found", "give a JSONL data file or a run folder"))
@@ -57,19 +58,13 @@ def run(args) -> int:
     return _serve(target, args.port, not args.no_browser)
 
 
-def _check_port(port: int) -> None:
-    if not 0 <= port <= 65535:
-        raise DataError(Problem("--port", f"{port} is not a port (0 to 65535)",
-                                "give a port from 1024 to 65535, or leave --port out for a free one"))
-
-
 def _open_data(path: Path, args):
     from ..data.checks import detect_format
     from ..data.tokens import counter_for
     from ..review.data_view import DataReview
 
-    fmt = detect_format(path) if args.format == "auto" else args.format
-    return DataReview.open(path, fmt, counter_for(args.model), args.max_length)
+    fmt = detect_format(path, args.max_line_bytes) if args.format == "auto" else args.format
+    return DataReview.open(path, fmt, counter_for(args.model), args.max_length, args.max_line_bytes)
 
 
 def _report_stale(target) -> None:
@@ -120,10 +115,10 @@ def _serve(target, port: int, browser: bool) -> int:
     except OSError as exc:
         raise DataError(Problem("--port", f"cannot listen on 127.0.0.1:{port}: {exc.strerror}",
                                 "choose another port, or leave --port out for a free one")) from None
-    from ..secrets import unscrubbed
+    from ..secrets import show
 
-    sys.stdout.flush()  # the URL whole: its token is this session's own, printed to be opened (never scrubbed)
-    unscrubbed(sys.stdout).write(f"review at {server.url}\n")
+    show(server.token)  # a token named `token=` in the printed URL: the user needs it whole
+    out.print(f"review at {server.url}", markup=False, soft_wrap=True)
     keys = ("j/k next/previous · a accept · r reject · e edit · u undo" if target.kind == "data" else
             "j/k next/previous · b/p/t base/prompted/tuned · c scoring right · w scoring wrong · g send as negative")
     if getattr(target, "grading", None) is not None:

@@ -41,6 +41,7 @@ def run(args) -> int:
         table.add_column(column, overflow="fold")
     sweeps: dict[Path, list[RunRecord]] = {}
     died = []
+    killed: list[dict] = []  # exports killed outright, not yet cleared by the next export (observed(): 'died')
     for path in records:
         if not path.is_file():  # a folder, a FIFO, a device: reading it would fail or never end
             err.print(f"[yellow]warning[/] skipping {path}: not a regular file", markup=True)
@@ -55,6 +56,7 @@ def run(args) -> int:
             continue
         if record.status == "died":
             died.append((path.parent, record))
+        killed += [e for e in record.exports if _killed(e)]
         if path.parent.parent.parent.name == "sweeps":
             sweeps.setdefault(path.parent.parent, []).append(record)
             continue
@@ -71,6 +73,8 @@ def run(args) -> int:
     for run_dir, record in died:
         out.print(f"{run_dir} died at step {record.last_checkpoint_step or 0} (last checkpoint); "
                   f"continue with: ftorch resume {run_dir}", markup=False)
+    for entry in killed:
+        out.print(f"{entry.get('dir')}: {entry.get('error')}", markup=False)
     return 0
 
 
@@ -90,7 +94,17 @@ def _status(record: RunRecord) -> str:
     evaluation = record.evaluation.status if record.evaluation else None
     if status == "succeeded" and evaluation in ("running", "died", "interrupted"):
         status = f"succeeded, eval {evaluation}"
+    if record.status == "succeeded" and any(e.get("status") == "running" for e in record.exports):
+        status = f"{status}, export running"
+    elif record.status == "succeeded" and any(_killed(e) for e in record.exports):
+        status = f"{status}, export died"
     return f"{status} (regressed)" if record.regressed else status
+
+
+def _killed(export: dict) -> bool:
+    """An export observed() reports as died: killed outright and not yet cleared (and recorded, with the time
+    it was found) by the next export."""
+    return export.get("status") == "died" and not export.get("ended")
 
 
 def _duration(record: RunRecord) -> str:

@@ -323,8 +323,8 @@ def read_jsonl(path: Path, fmt: str = "chat", max_line_bytes: int = DEFAULT_MAX_
     return ChatFile(path, examples, lines, issues)
 
 
-def read_chat_jsonl(path: Path) -> ChatFile:
-    return read_jsonl(path, "chat")
+def read_chat_jsonl(path: Path, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> ChatFile:
+    return read_jsonl(path, "chat", max_line_bytes)
 
 
 def preferred_as_chat(example: dict) -> dict:
@@ -332,9 +332,9 @@ def preferred_as_chat(example: dict) -> dict:
     return {"messages": [*example["input"]["messages"], example["preferred_output"][0]]}
 
 
-def read_as_chat(path: Path, fmt: str) -> ChatFile:
+def read_as_chat(path: Path, fmt: str, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> ChatFile:
     """A chat file as read, or a preference file as the chat examples it prefers (what prompts may show)."""
-    file = read_jsonl(path, fmt)
+    file = read_jsonl(path, fmt, max_line_bytes)
     if fmt == "preference":
         file.examples = [preferred_as_chat(e) for e in file.examples]
     return file

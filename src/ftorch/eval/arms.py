@@ -66,10 +66,10 @@ def split(cfg: RunConfig) -> Data:
     """The shot pool and the validation examples. From data.validation when the run has one (and is not itself
     evaluated on it); else a seeded slice of train, which then leaves the pool."""
     ev = cfg.eval
-    fmt = cfg.data.format  # preference data: each pair as its prompt and preferred answer
-    train = [_without_system(e["messages"]) for e in read_as_chat(Path(cfg.data.train), fmt).examples]
+    fmt, limit = cfg.data.format, cfg.data.max_line_bytes  # preference data: each pair as its prompt and answer
+    train = [_without_system(e["messages"]) for e in read_as_chat(Path(cfg.data.train), fmt, limit).examples]
     if cfg.data.validation and ev.split != "validation":
-        held = read_as_chat(Path(cfg.data.validation), fmt)
+        held = read_as_chat(Path(cfg.data.validation), fmt, limit)
         validation = [h for h in (_held_out(_without_system(e["messages"]), line)
                                   for e, line in zip(held.examples, held.lines)) if h][: ev.validation_limit]
         return Data(train, validation, f"data.validation (first {len(validation)})")

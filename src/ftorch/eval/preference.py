@@ -49,8 +49,8 @@ def load_task(cfg) -> PreferenceTask:
     if split_path is None:
         raise DataError(Problem(f"data.{cfg.eval.split}", "no held-out file to evaluate on",
                                 f"set data.{cfg.eval.split} (`ftorch data split` makes one), or eval=none"))
-    train = read_jsonl(Path(cfg.data.train), "preference")
-    held = read_jsonl(Path(split_path), "preference")
+    train = read_jsonl(Path(cfg.data.train), "preference", cfg.data.max_line_bytes)
+    held = read_jsonl(Path(split_path), "preference", cfg.data.max_line_bytes)
     problems = leakage({"train": train, cfg.eval.split: held})
     if problems:
         raise DataError(problems, hint="held-out pairs must not be in the training data")

@@ -23,8 +23,8 @@ def load_task(cfg: RunConfig) -> Task:
     if split_path is None:
         raise DataError(Problem(f"data.{cfg.eval.split}", "no held-out file to evaluate on",
                                 f"set data.{cfg.eval.split} (`ftorch data split` makes one), or eval=none"))
-    train = read_chat_jsonl(Path(cfg.data.train))
-    held = read_chat_jsonl(Path(split_path))
+    train = read_chat_jsonl(Path(cfg.data.train), cfg.data.max_line_bytes)
+    held = read_chat_jsonl(Path(split_path), cfg.data.max_line_bytes)
     problems = leakage({"train": train, cfg.eval.split: held})
     if problems:
         raise DataError(problems, hint="held-out examples must not be in the training data")

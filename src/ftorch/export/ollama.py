@@ -93,12 +93,13 @@ def _match(tokenizer) -> tuple[Family, bool] | None:
 
 def system_prompt(source: Source) -> str | None:
     """The run's system prompt: eval.system_prompt, else the most common one in the training data."""
-    from ..data.checks import read_chat_jsonl
+    from ..data.checks import read_as_chat
     from ..eval.tasks import most_common_system_prompt
 
     if source.cfg.eval.system_prompt:
         return source.cfg.eval.system_prompt
-    return most_common_system_prompt(read_chat_jsonl(Path(source.cfg.data.train)).examples)
+    data = source.cfg.data  # read as training read it: a preference file as the answers it prefers, the run's limit
+    return most_common_system_prompt(read_as_chat(Path(data.train), data.format, data.max_line_bytes).examples)
 
 
 def modelfile_text(gguf_name: str, family: Family, system: str | None, eos: str | None) -> str:

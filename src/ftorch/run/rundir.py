@@ -258,24 +258,31 @@ class RunDir:
 
     def observed(self, record: RunRecord | None = None) -> RunRecord:
         """The record as a reader should report it: 'running' with nobody holding the lock is 'died' (with the
-        last step and checkpoint, and the command that continues it); likewise an evaluation left 'running'."""
+        last step and checkpoint, and the command that continues it); likewise an evaluation or an export left
+        'running' (an export killed outright stays so in run.json until the next export clears it)."""
         record = record if record is not None else self.record()
         if _running(record) and not self.alive(record):
             try:  # the owner may have finished between our read and the lock test: trust only a second read
                 record = self.record()
             except (OSError, ValueError):
                 pass
-        if _running(record) and not self.alive(record):
-            if record.status == "running":
-                step = record.last_checkpoint_step
-                return record.model_copy(update={
-                    "status": "died", "error": f"the process died (last checkpoint: step {step or 'none'}); "
-                                               f"continue with: ftorch resume {self.path}"})
-            if record.evaluation is not None:  # the run succeeded; its evaluation was left running
-                evaluation = record.evaluation.model_copy(update={
-                    "status": "died", "error": f"the evaluation died; run it again with: ftorch eval {self.path}"})
-                return record.model_copy(update={"evaluation": evaluation})
-        return record
+        if not _running(record) or self.alive(record):
+            return record
+        if record.status == "running":
+            step = record.last_checkpoint_step
+            return record.model_copy(update={
+                "status": "died", "error": f"the process died (last checkpoint: step {step or 'none'}); "
+                                           f"continue with: ftorch resume {self.path}"})
+        update: dict[str, Any] = {}
+        if record.evaluation is not None and record.evaluation.status == "running":  # the run succeeded
+            update["evaluation"] = record.evaluation.model_copy(update={
+                "status": "died", "error": f"the evaluation died; run it again with: ftorch eval {self.path}"})
+        if any(_export_running(e) for e in record.exports):
+            update["exports"] = [{**e, "status": "died", "error": "the export was killed before it finished; the "
+                                  f"next export removes its unfinished folder: ftorch export {self.path} --to "
+                                  f"{e.get('kind') or 'merged'}"} if _export_running(e) else e
+                                 for e in record.exports]
+        return record.model_copy(update=update)
 
     def write_config(self, resolved: dict, raw: dict) -> None:
         write_text(self.config_file, yaml.safe_dump(redact(resolved, raw), sort_keys=False))
@@ -322,7 +329,12 @@ class RunNotWritable(ConfigError):
 
 
 def _running(record: RunRecord) -> bool:
-    return record.status == "running" or (record.evaluation is not None and record.evaluation.status == "running")
+    return (record.status == "running" or (record.evaluation is not None and record.evaluation.status == "running")
+            or any(_export_running(e) for e in record.exports))
+
+
+def _export_running(entry: dict[str, Any]) -> bool:
+    return isinstance(entry, dict) and entry.get("status") == "running"
 
 
 def pid_alive(record: RunRecord) -> bool:

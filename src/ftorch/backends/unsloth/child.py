@@ -180,12 +180,11 @@ def _reload_check(fast_model, trained, tokenizer, run: RunDir, load: dict[str, A
     """Unsloth's own reload path (FastLanguageModel.from_pretrained on the adapter folder loads its base the
     same way, then the adapter) must reproduce the trained model and differ from the base. fp32 is judged to
     1e-3; 16-bit and 4-bit runs to 2% of the largest logit (another kernel order moves the last bits)."""
-    import torch
 
     from ..hf import publish
 
     inputs, expected = publish.probe_logits(trained, tokenizer)
-    torch.save({**inputs, "logits": expected}, run.path / "unsloth" / "probe.pt")
+    save_probe(run, {**inputs, "logits": expected})
     reloaded, _ = fast_model.from_pretrained(model_name=str(run.adapter), **load)
     _, got = publish.probe_logits(reloaded, tokenizer)
     with reloaded.disable_adapter():
@@ -199,6 +198,20 @@ def _reload_check(fast_model, trained, tokenizer, run: RunDir, load: dict[str, A
                                    f"the trained model (max logit difference {result['max_abs_diff_vs_trained']:.3g}, "
                                    f"tolerance {atol:.3g})"))
     return result
+
+
+def save_probe(run: RunDir, probe: dict[str, Any]) -> Path:
+    """RUN/unsloth/probe.pt (the probe inputs and the trained model's logits), written to a temporary file made
+    exclusively beside it and renamed into place: a symlink planted at probe.pt is replaced, never written
+    through, and one planted at unsloth/ is refused (UnsafePath)."""
+    import torch
+
+    from ...safe_io import atomic_writer, ensure_dir
+
+    path = ensure_dir(run.path / "unsloth") / "probe.pt"
+    with atomic_writer(path, binary=True) as handle:
+        torch.save(probe, handle)
+    return path
 
 
 def _exports(model, tokenizer, run: RunDir, wanted: dict[str, Any]) -> dict[str, dict[str, Any]]:
