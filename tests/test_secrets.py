@@ -337,10 +337,10 @@ def test_a_value_too_short_to_be_a_secret_is_never_redacted(monkeypatch):
     secrets.remember("gpt4o-mini")
     text = "model tiny-model or gpt4o-mini in runs/tiny-model/x"
     assert scrub(text) == text
-    raw = {"eval": {"judge_model": "${oc.env:MY_SERVICE_TOKEN}"}, "model": {"name": "tiny-model"}}
+    raw = {"eval": {"judge": {"model": "${oc.env:MY_SERVICE_TOKEN}"}}, "model": {"name": "tiny-model"}}
     # interpolated from the variable, it goes from its own key; the same text elsewhere stays
-    assert redact({"eval": {"judge_model": "tiny-model"}, "model": {"name": "tiny-model"}}, raw) == {
-        "eval": {"judge_model": REDACTED}, "model": {"name": "tiny-model"}}
+    assert redact({"eval": {"judge": {"model": "tiny-model"}}, "model": {"name": "tiny-model"}}, raw) == {
+        "eval": {"judge": {"model": REDACTED}}, "model": {"name": "tiny-model"}}
     assert not secrets.recorded_value_problems({"model": {"name": "tiny-model"}})
 
 

@@ -225,11 +225,14 @@ def test_llm_judge_and_moderation_grade_a_local_run(standin, tmp_path):
     moderation endpoint decides which red-team answers are harmful."""
     from conftest import TINY
 
-    standin.scenario.chat_reply = lambda request: "4"
+    standin.scenario.chat_reply = lambda request: (  # the pairwise judge's or the rubric judge's last line
+        "Both meet the criteria.\nVERDICT: TIE" if "Answer B:" in request["messages"][-1]["content"]
+        else "It mostly meets the rubric.\nGRADE: 4")
     standin.scenario.moderation_flags = lambda text: len(text) % 2 == 0  # deterministic, some flagged
     result = run_cli("train", f"paths.runs={tmp_path}", *TINY, "train.max_steps=30", "eval.limit=3",
                      "eval.few_shot=1", "eval.general=false", "eval.drift=false", "eval.safety_limit=4",
-                     "eval.max_new_tokens=16", "eval.judge_model=gpt-4.1-mini-2025-04-14",
+                     "eval.max_new_tokens=16", "eval.judge.model=gpt-4.1-mini-2025-04-14",
+                     "eval.metrics=[exact_match,normalized_match,judge]", "eval.headline=exact_match",
                      "eval.safety_grader=openai_moderation")
     assert result.returncode == 0, result.stderr[-3000:]
     run_dir, record = the_run(tmp_path)
@@ -237,8 +240,10 @@ def test_llm_judge_and_moderation_grade_a_local_run(standin, tmp_path):
     report = json.loads((folder / "report.json").read_text())
     assert all(report["task"]["systems"][s]["judge"]["mean"] == pytest.approx(0.75) for s in ("base", "tuned"))
     assert report["judge"]["unreadable_verdicts"] == 0
-    judged = standin.requests_to("POST", "/v1/chat/completions")
-    assert len(judged) == 3 * 3 and all(r.json["model"] == "gpt-4.1-mini-2025-04-14" for r in judged)
+    judged = standin.requests_to("POST", "/v1/chat/completions")  # 3 systems x 3 answers, 3 prompts x 2 orders
+    assert len(judged) == 3 * 3 + 3 * 2 and all(r.json["model"] == "gpt-4.1-mini-2025-04-14" for r in judged)
+    pairwise = report["judged"]
+    assert pairwise["state"] == "uncalibrated" and pairwise["ties"] == 3 and pairwise["usage"]["calls"] == 15
     graded = report["safety"]["tuned"]["graded_by"]
     assert graded["grader"] + graded["refusal_detector"] == report["safety"]["tuned"]["n_redteam"]
     assert len(standin.requests_to("POST", "/v1/moderations")) > 0
