@@ -56,8 +56,8 @@ def test_plan_notes_describe_the_cpu_fallback(capsys):
 
 
 @pytest.mark.parametrize("overrides,path,expected", [
-    ([], ("from_pretrained", "load_in_4bit"), True),
-    (["provider.load_in_4bit=false"], ("from_pretrained", "load_in_4bit"), False),
+    ([], ("from_pretrained", "load_in_4bit"), True),  # provider=unsloth's default: train.quantization=4bit
+    (["train.quantization=none"], ("from_pretrained", "load_in_4bit"), False),
     (["train.max_length=333"], ("from_pretrained", "max_seq_length"), 333),
     (["train.lora.r=4"], ("get_peft_model", "r"), 4),
     (["train.lora.alpha=7"], ("get_peft_model", "lora_alpha"), 7),
@@ -91,15 +91,27 @@ def test_checkpointing_auto_is_decided_with_the_device(setting, device, expected
 
 def test_impossible_settings_are_all_reported(tmp_path, capsys):
     code = main(["plan", f"paths.runs={tmp_path}", *UNSLOTH, "train.num_gpus=2", "train.fused_loss=on",
-                 "train.quantization=4bit", "provider.load_in_4bit=false", "provider.export_gguf=q9_x"])
+                 "provider.export_gguf=q9_x"])
     err = capsys.readouterr().err
     assert code == 2
     for words in ("train.num_gpus: provider=unsloth trains on one GPU", "provider=axolotl",
                   "train.fused_loss: has no effect with provider=unsloth",
-                  "train.quantization: 4bit contradicts provider.load_in_4bit=false",
                   "provider.export_gguf: unknown GGUF quantization 'q9_x'", "q4_k_m"):
         assert words in err
     assert "Traceback" not in err
+
+
+def test_an_old_recipe_with_load_in_4bit_is_told_the_new_key(tmp_path, capsys):
+    recipe = tmp_path / "old.yaml"
+    recipe.write_text("# @package _global_\ndefaults:\n  - quickstart-tiny\n  - override /provider: unsloth\n"
+                      "provider:\n  load_in_4bit: false\n")
+    code = main(["plan", f"paths.runs={tmp_path}", f"recipe={recipe}", "eval=none"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "provider.load_in_4bit: this setting has moved" in err and "use train.quantization" in err
+    code = main(["plan", f"paths.runs={tmp_path}", *UNSLOTH, "provider.load_in_4bit=false"])  # on the command line
+    err = capsys.readouterr().err
+    assert code == 2 and "provider.load_in_4bit" in err and "use train.quantization" in err
 
 
 def test_missing_unsloth_is_exit_2_with_an_install_hint(tmp_path, capsys, monkeypatch):

@@ -189,7 +189,7 @@ def test_dpo_with_preference_pairs(standin, tmp_path, chat_jsonl):
              for i in range(12)]
     data = chat_jsonl(pairs, "pairs.jsonl")
     result = train(tmp_path, *NO_EVAL, f"data.train={data}", "data.test=null", "data.format=preference",
-                   "provider.method=dpo", "provider.beta=0.2", "model.name=gpt-4.1-mini-2025-04-14")
+                   "train.method=dpo", "provider.beta=0.2", "model.name=gpt-4.1-mini-2025-04-14")
     assert result.returncode == 0, result.stderr[-3000:]
     body = standin.requests_to("POST", "/v1/fine_tuning/jobs")[0].json
     assert body["method"] == {"type": "dpo", "dpo": {"hyperparameters": {

@@ -40,10 +40,12 @@ def get_backend(name: str) -> Backend:
 
 def make_plan(cfg, data) -> Plan:
     """The provider's plan, after refusing any setting it would not use (mapped or refused, never ignored)."""
-    from .settings import refuse_unused
+    from .settings import refuse_unused, refuse_without_weights
 
     backend = get_backend(cfg.provider.name)
     ignored = refuse_unused(cfg, backend.name, backend.unused_settings)
+    if backend.weights == "hosted":
+        ignored = sorted([*ignored, *refuse_without_weights(cfg, backend.name)])
     return dataclasses.replace(backend.plan(cfg, data), ignored=ignored)
 
 

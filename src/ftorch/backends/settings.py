@@ -30,11 +30,18 @@ def unused_paths(unused: Mapping[str, str], defaults: dict | None = None) -> dic
 
 
 def refuse_unused(cfg: RunConfig, provider: str, unused: Mapping[str, str]) -> list[str]:
-    """ConfigError listing every unused setting that differs from its default (one problem each); else the
-    unused settings' paths, expanded (what plan.json lists as `ignored`)."""
+    """ConfigError listing every unused setting that differs from its default (the provider's own default where it
+    has one: provider=openai's eval.drift is false) with one problem each; else the unused settings' paths,
+    expanded (what plan.json lists as `ignored`)."""
     from ..config.schema import RunConfig, defaults_tree
 
     defaults, values = defaults_tree(RunConfig), cfg.model_dump(mode="json")
+    for dotted, value in type(cfg.provider).defaults.items():
+        *parents, leaf = dotted.split(".")
+        node = defaults
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
     paths = unused_paths(unused, defaults)
     problems = []
     for path, why in paths.items():
@@ -45,6 +52,28 @@ def refuse_unused(cfg: RunConfig, provider: str, unused: Mapping[str, str]) -> l
     if problems:
         raise ConfigError(problems)
     return sorted(paths)
+
+
+def refuse_without_weights(cfg: RunConfig, provider: str) -> list[str]:
+    """A provider whose models stay hosted (weights="hosted") is evaluated through its API: every eval.* setting
+    that measures the weights (schema.NEEDS_WEIGHTS: drift, lm-eval) is a ConfigError when it is on, never skipped.
+    Returns those keys (plan.json's `ignored`)."""
+    from ..config.schema import weights_only_settings
+
+    keys = weights_only_settings()
+    values = cfg.model_dump(mode="json")
+    problems = [Problem(key, f"{key}={_show(value)} needs the model's weights, and provider={provider} is "
+                        "evaluated through its API (the models stay hosted)",
+                        f"remove it (off: {_show(_off(value))}); evaluate a local run for it, e.g. the same recipe "
+                        "with provider=peft")
+                for key in keys if (value := _get(values, key)) not in (False, None, [])]
+    if problems:
+        raise ConfigError(problems)
+    return list(keys)
+
+
+def _off(value: Any) -> Any:
+    return False if isinstance(value, bool) else [] if isinstance(value, list) else None
 
 
 def _get(tree: Any, dotted: str) -> Any:

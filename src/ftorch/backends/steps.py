@@ -15,7 +15,7 @@ def step_estimate(train: TrainConfig, examples: int) -> dict[str, int]:
     sees ceil(examples / num_gpus) examples (the distributed sampler pads), in batches of batch_size, and
     takes a step every grad_accum batches."""
     per_rank = math.ceil(examples / train.num_gpus)
-    batches = math.ceil(per_rank / train.batch_size)
+    batches = math.ceil(per_rank / train.fixed_batch_size)
     steps_per_epoch = max(1, math.ceil(batches / train.grad_accum))
-    total = train.max_steps or math.ceil(steps_per_epoch * train.epochs)
+    total = train.max_steps or math.ceil(steps_per_epoch * train.fixed_epochs)
     return {"train_examples": examples, "steps_per_epoch": steps_per_epoch, "total_steps": total}

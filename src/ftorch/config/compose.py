@@ -75,7 +75,21 @@ def _register(project: Project) -> None:
     store.store(name="ftorch_base", node=base)
     for name, model in PROVIDER_MODELS.items():
         store.store(group="ftorch_base/provider", name=name, node=defaults_tree(model))
+        # the provider's own defaults for settings outside provider.* (OpenAI: train.epochs=auto), merged where
+        # conf/provider/NAME.yaml is: a train group file or a recipe that sets one wins
+        store.store(group="ftorch_base/provider_defaults", name=name, node=_nested(model.defaults))
     store.store(group="ftorch_base/model", name="tiny", node=defaults_tree(TinyModel))  # conf/model/tiny.yaml
+
+
+def _nested(dotted: dict[str, Any]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for key, value in dotted.items():
+        *parents, leaf = key.split(".")
+        node = tree
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return tree
 
 
 # recipe name -> the file it was read from (recipes/NAME.yaml, or a file given as recipe=PATH.yaml), for
@@ -556,8 +570,10 @@ def translate_hydra_error(project: Project, exc: Exception, overrides: list[str]
 
 def unknown_key_problem(project: Project, key: str, source: str) -> Problem:
     """'train.lrr' -> did you mean 'train.lr'?, using the schema's field names."""
-    from .schema import known_keys
+    from .schema import RENAMED, known_keys
 
+    if key in RENAMED:  # an older recipe's key: say where it lives now
+        return Problem(f"{source}: {key}", "this setting has moved", f"use {RENAMED[key]}")
     if key in known_keys():  # a real setting of a section this config leaves empty (model.tiny with model=smollm2)
         section = key.rpartition(".")[0]
         return Problem(f"{source}: {key}", f"a known key, but '{section}' is not set in this config",

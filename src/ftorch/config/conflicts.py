@@ -79,6 +79,12 @@ def for_plan(project: Project, cfg: Any, overrides: list[str], config: RunConfig
 
 def _pairs(config: RunConfig, data: DataReport) -> Iterator[tuple[str, str, str]]:
     """(winning key, overridden key, what happens) for each conflict in the values, wherever they were set."""
+    if not config.train.picked_by_provider:  # provider=openai picking epochs or batch size: no steps to count
+        yield from _train_pairs(config, data)
+    yield from _eval_pairs(config, data)
+
+
+def _train_pairs(config: RunConfig, data: DataReport) -> Iterator[tuple[str, str, str]]:
     from ..backends.steps import step_estimate
 
     train = config.train
@@ -99,6 +105,9 @@ def _pairs(config: RunConfig, data: DataReport) -> Iterator[tuple[str, str, str]
     elif train.warmup_ratio > 0 and warmup >= total:
         yield (length, "train.warmup_ratio", f"warmup takes all {_steps(total)}: the learning rate never reaches "
                f"train.lr={train.lr:g}")
+
+
+def _eval_pairs(config: RunConfig, data: DataReport) -> Iterator[tuple[str, str, str]]:
     split, limit = config.eval.split, config.eval.limit
     if config.eval.enabled and limit is not None and split in data.splits and limit > data.count(split):
         yield (f"data.{split}", "eval.limit", f"data.{split} has {data.count(split)} examples: all of them are "

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
-from pydantic import Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import Field, PositiveFloat, model_validator
 
 from .strict import Strict
 
+# the settings a provider may leave to itself, and the value that says so (train.epochs=auto: the provider picks);
+# a provider whose model does not list one in `picks` refuses that value
+PICKED_BY_PROVIDER: dict[str, Any] = {"train.epochs": "auto", "train.batch_size": "auto", "train.seed": None}
 
-class PeftProvider(Strict):
+
+class ProviderSettings(Strict):
+    """What every provider's model says besides its own keys: the defaults it changes outside `provider.*` (one
+    name per setting: OpenAI's epoch count is train.epochs, with OpenAI's default), and the settings it may pick."""
+
+    defaults: ClassVar[dict[str, Any]] = {}  # dotted key -> this provider's default, where it differs from the schema
+    picks: ClassVar[frozenset[str]] = frozenset()  # keys of PICKED_BY_PROVIDER this provider accepts
+
+
+class PeftProvider(ProviderSettings):
     """transformers + PEFT through TRL's SFTTrainer, on this machine."""
 
     name: Literal["peft"] = "peft"
@@ -19,8 +31,15 @@ class PeftProvider(Strict):
 Auto = Literal["auto"]
 
 
-class OpenAIProvider(Strict):
+class OpenAIProvider(ProviderSettings):
     """OpenAI's fine-tuning API (or Azure OpenAI's) through the official openai SDK."""
+
+    # the job's n_epochs, batch_size and seed are train.epochs, train.batch_size and train.seed, and its method is
+    # train.method (lora/sft = supervised, dpo = dpo); left to OpenAI unless a recipe sets them. Evaluation
+    # reaches the models by id: nothing that needs their weights (drift, lm-eval) runs.
+    defaults: ClassVar[dict[str, Any]] = {"train.epochs": "auto", "train.batch_size": "auto", "train.seed": None,
+                                          "eval.drift": False}
+    picks: ClassVar[frozenset[str]] = frozenset({"train.epochs", "train.batch_size", "train.seed"})
 
     name: Literal["openai"] = "openai"
     api: Literal["openai", "azure"] = "openai"
@@ -31,13 +50,9 @@ class OpenAIProvider(Strict):
     api_version: str | None = Field(None, description="api=azure: e.g. 2025-04-01-preview")
     organization: str | None = None
     project: str | None = None
-    method: Literal["supervised", "dpo"] = "supervised"
-    n_epochs: PositiveInt | Auto = "auto"
-    batch_size: PositiveInt | Auto = "auto"
     learning_rate_multiplier: PositiveFloat | Auto = "auto"
-    beta: PositiveFloat | Auto = Field("auto", description="method=dpo only")
+    beta: PositiveFloat | Auto = Field("auto", description="train.method=dpo only")
     suffix: Annotated[str, Field(max_length=64)] | None = None
-    seed: int | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
     max_cost_usd: PositiveFloat | None = Field(None, description="refuse to start a job (or an evaluation) "
                                                "whose estimated cost is above this")
@@ -52,12 +67,10 @@ class OpenAIProvider(Strict):
     def _azure_needs_endpoint(self) -> OpenAIProvider:
         if self.api == "azure" and not (self.azure_endpoint and self.api_version):
             raise ValueError("api=azure needs provider.azure_endpoint and provider.api_version")
-        if self.beta != "auto" and self.method != "dpo":
-            raise ValueError("provider.beta only applies to method=dpo")
         return self
 
 
-class AxolotlProvider(Strict):
+class AxolotlProvider(ProviderSettings):
     """Axolotl, run as a child process in an environment of its own (it cannot share one with Hydra)."""
 
     name: Literal["axolotl"] = "axolotl"
@@ -78,11 +91,13 @@ class AxolotlProvider(Strict):
         return data
 
 
-class UnslothProvider(Strict):
+class UnslothProvider(ProviderSettings):
     """Unsloth's single-GPU fast path: FastLanguageModel, its LoRA wrapper, TRL's SFT trainer."""
 
+    # Unsloth's usual loading: 4-bit base weights on a GPU (train.quantization=none for 16-bit)
+    defaults: ClassVar[dict[str, Any]] = {"train.quantization": "4bit"}
+
     name: Literal["unsloth"] = "unsloth"
-    load_in_4bit: bool = True
     allow_cpu: bool = Field(False, description="let Unsloth fall back to the CPU (slow; for tests) instead of "
                             "refusing on a machine without a supported GPU")
     export_merged_16bit: bool = Field(False, description="also save merged 16-bit weights in merged/")
@@ -93,6 +108,6 @@ P = TypeVar("P", PeftProvider, OpenAIProvider, AxolotlProvider, UnslothProvider)
 Provider = Annotated[PeftProvider | OpenAIProvider | AxolotlProvider | UnslothProvider, Field(discriminator="name")]
 
 
-PROVIDER_MODELS: dict[str, type[Strict]] = {"peft": PeftProvider, "openai": OpenAIProvider,
+PROVIDER_MODELS: dict[str, type[ProviderSettings]] = {"peft": PeftProvider, "openai": OpenAIProvider,
                                             "axolotl": AxolotlProvider, "unsloth": UnslothProvider}
 PROVIDER_NAMES = tuple(PROVIDER_MODELS)

@@ -7,13 +7,15 @@ forbids unknown keys, so a typo is an error rather than a silently ignored setti
 from __future__ import annotations
 
 from functools import cache
-from typing import Annotated, Literal, TypeGuard, get_args
+from typing import Annotated, Any, Literal, TypeGuard, get_args
 
 from pydantic import BaseModel, Field, PositiveFloat, PositiveInt, model_validator
+from pydantic.json_schema import JsonDict
 
 from ..data.lines import DEFAULT_MAX_LINE_BYTES
 from ..errors import ConfigError, Problem
 from .providers import (
+    PICKED_BY_PROVIDER,
     P,
     Provider,
 )
@@ -93,15 +95,22 @@ class PreferenceSettings(Strict):
                                                       "tokens (dpo/kto: train.max_length bounds prompt + answer)")
 
 
+Auto = Literal["auto"]
+
+
 class TrainConfig(Strict):
     method: Literal["lora", "sft", "dpo", "orpo", "kto", "simpo"] = Field(
         "lora", description="lora (= sft): supervised LoRA on chat data; dpo, orpo, kto, simpo: preference "
-        "training with LoRA on preference data (data.format=preference)")
-    quantization: Literal["none", "4bit"] = "none"
+        "training with LoRA on preference data (data.format=preference). provider=openai: lora/sft = its "
+        "supervised method, dpo = its DPO")
+    quantization: Literal["none", "4bit"] = Field("none", description="4bit: a 4-bit (NF4) base model, QLoRA; "
+                                                  "provider=unsloth defaults to 4bit")
     lr: PositiveFloat = 2.0e-4
-    epochs: PositiveFloat = 3.0
+    epochs: PositiveFloat | Auto = Field(3.0, description="auto: the provider picks (provider=openai only, its "
+                                         "default there); a whole number with provider=openai")
     max_steps: PositiveInt | None = Field(None, description="stop after this many optimizer steps (overrides epochs)")
-    batch_size: PositiveInt = 8
+    batch_size: PositiveInt | Auto = Field(8, description="auto: the provider picks (provider=openai only, its "
+                                           "default there)")
     grad_accum: PositiveInt = 1
     num_gpus: PositiveInt = Field(1, description="GPUs for one run (provider=axolotl launches through accelerate)")
     max_length: PositiveInt = 1024
@@ -110,7 +119,7 @@ class TrainConfig(Strict):
     weight_decay: Annotated[float, Field(ge=0.0)] = 0.0
     optimizer: Literal["adamw_torch", "adamw_torch_fused", "sgd", "adafactor"] = "adamw_torch"
     max_grad_norm: PositiveFloat = 1.0
-    seed: int = 42
+    seed: int | None = Field(42, description="null: the provider picks (provider=openai only, its default there)")
     packing: bool | Literal["auto"] = Field("auto", description="padding-free packing; auto: on for CUDA with a "
                                             "varlen attention kernel (flash-attn), off on CPU (provider=peft)")
     gradient_checkpointing: bool | Literal["auto"] = Field("auto", description="auto: on only when the memory "
@@ -132,6 +141,25 @@ class TrainConfig(Strict):
     def is_preference(self) -> bool:
         return self.method in PREFERENCE_METHODS
 
+    @property
+    def picked_by_provider(self) -> bool:
+        """epochs or batch_size left to the provider (auto: provider=openai only); local trainers never see it."""
+        return self.epochs == "auto" or self.batch_size == "auto"
+
+    @property
+    def fixed_epochs(self) -> float:
+        """train.epochs for a trainer that needs a number (RunConfig refuses auto for providers that do not pick)."""
+        if self.epochs == "auto":
+            raise ConfigError(Problem("train.epochs", "auto leaves it to the provider: this needs a number"))
+        return self.epochs
+
+    @property
+    def fixed_batch_size(self) -> int:
+        """train.batch_size for a trainer that needs a number (as fixed_epochs)."""
+        if self.batch_size == "auto":
+            raise ConfigError(Problem("train.batch_size", "auto leaves it to the provider: this needs a number"))
+        return self.batch_size
+
 
 Metric = Literal["exact_match", "normalized_match", "json_valid", "json_schema", "field_accuracy", "chrf", "rouge_l",
                  "judge"]
@@ -145,6 +173,12 @@ PROMPT_ARMS: tuple[str, ...] = get_args(PromptArm)
 RENAMED = {  # settings an older recipe may still carry -> where they live now
     "eval.judge_model": "eval.judge.model (and eval.judge.endpoint, eval.judge.base_url)",
     "eval.judge_rubric": "eval.judge.rubric: a shipped rubric name (conf/rubrics/) or the path of a YAML rubric",
+    # one name per setting: the provider.* copies of train.* settings
+    "provider.n_epochs": "train.epochs (auto, OpenAI's default, or a whole number)",
+    "provider.batch_size": "train.batch_size (auto, OpenAI's default, or a number)",
+    "provider.seed": "train.seed (null, OpenAI's default, lets OpenAI pick)",
+    "provider.method": "train.method (supervised is train.method=lora, dpo is train.method=dpo)",
+    "provider.load_in_4bit": "train.quantization (4bit, provider=unsloth's default, or none for 16-bit weights)",
 }
 
 
@@ -184,6 +218,11 @@ class JudgeConfig(Strict):
     workers: PositiveInt = Field(8, description="parallel calls to a hosted judge")
 
 
+# an eval.* setting that measures the model's weights (likelihoods, a harness that loads the model): a provider
+# whose models stay hosted (Backend.weights="hosted") evaluates through an API and refuses it when it is on
+NEEDS_WEIGHTS: JsonDict = {"needs_weights": True}
+
+
 class EvalConfig(Strict):
     """Evaluation after every run: the task metrics on held-out data for base, prompted and tuned, plus
     general capability (instruction suite, drift) and safety, base against tuned."""
@@ -202,7 +241,8 @@ class EvalConfig(Strict):
     batch_size: PositiveInt = 16
     general: bool = Field(True, description="the shipped instruction-following suite, base vs tuned")
     general_limit: PositiveInt | None = None
-    drift: bool = Field(True, description="KL and perplexity change on shipped general text (local models)")
+    drift: bool = Field(True, description="KL and perplexity change on shipped general text (local models; "
+                        "provider=openai: false, refused)", json_schema_extra=NEEDS_WEIGHTS)
     safety: bool = Field(True, description="harmful-compliance and over-refusal rates, base vs tuned")
     safety_limit: PositiveInt | None = Field(None, description="sample of red-team and benign prompts each")
     judge: JudgeConfig = Field(default_factory=JudgeConfig, description="an LLM judge (eval.judge.model): "
@@ -211,9 +251,12 @@ class EvalConfig(Strict):
         "refusal", description="openai_moderation: OpenAI's moderation endpoint judges red-team answers (network); "
         "refusal: the shipped refusal detector only")
     lm_eval_tasks: list[str] = Field(default_factory=list, description="lm-evaluation-harness tasks, base vs tuned "
-                                     "(local models; pip install 'ftorch[lm-eval]'; needs the benchmarks' data)")
-    lm_eval_include_path: str | None = Field(None, description="a folder of your own lm-eval task YAMLs")
-    lm_eval_limit: PositiveInt | None = Field(None, description="examples per lm-eval task")
+                                     "(local models; pip install 'ftorch[lm-eval]'; needs the benchmarks' data)",
+                                     json_schema_extra=NEEDS_WEIGHTS)
+    lm_eval_include_path: str | None = Field(None, description="a folder of your own lm-eval task YAMLs",
+                                             json_schema_extra=NEEDS_WEIGHTS)
+    lm_eval_limit: PositiveInt | None = Field(None, description="examples per lm-eval task",
+                                              json_schema_extra=NEEDS_WEIGHTS)
     openai_api_key_env: str = Field("OPENAI_API_KEY", description="key variable for the judge and moderation")
     openai_base_url: str | None = Field(None, description="default: $OPENAI_BASE_URL, else the SDK's default")
     rejected_patterns: list[str] = Field(default_factory=list, description="preference runs: regular "
@@ -320,8 +363,12 @@ class RunConfig(Strict):
         if self.data.format != "preference" and (self.eval.rejected_patterns or self.eval.prompted_instructions):
             raise ValueError("eval.rejected_patterns: it and eval.prompted_instructions apply to preference data "
                              "(data.format=preference) for now")
-        if self.provider.name == "openai":
-            return self  # OpenAI's method is provider.method
+        for key, value in PICKED_BY_PROVIDER.items():
+            leaf = key.partition(".")[2]
+            if key not in type(self.provider).picks and getattr(self.train, leaf) == value:
+                shown = "null" if value is None else value
+                raise ValueError(f"{key}: {shown} leaves it to the provider, and provider={self.provider.name} "
+                                 f"needs a value (default: {TrainConfig.model_fields[leaf].default})")
         if self.train.is_preference and self.data.format != "preference":
             raise ValueError(f"train.method: {self.train.method} trains on preference pairs: set "
                              "data.format=preference (`ftorch data convert --from prompt-chosen-rejected` makes them)")
@@ -363,6 +410,35 @@ def defaults_tree(model: type[BaseModel]) -> dict:
 
 def _is_model(annotation: object) -> TypeGuard[type[BaseModel]]:
     return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+# provider.* copies of train.* settings, as a run recorded before they were folded into train.* holds them:
+# old key -> (train.* key, old value -> new value)
+_FOLDED: dict[str, tuple[str, dict[Any, Any]]] = {
+    "n_epochs": ("epochs", {}), "batch_size": ("batch_size", {}), "seed": ("seed", {}),
+    "method": ("method", {"supervised": "lora"}), "load_in_4bit": ("quantization", {True: "4bit", False: "none"}),
+}
+
+
+def recorded_by_older_version(data: dict[str, Any]) -> dict[str, Any]:
+    """A finished run's saved config with the provider.* copies it may hold moved to their train.* names (what that
+    run trained with), so that eval, export and cancel still read runs recorded before; a recipe with them is
+    refused instead (RENAMED)."""
+    provider, train = data.get("provider"), data.get("train")
+    if not isinstance(provider, dict) or not isinstance(train, dict) or not set(provider) & set(_FOLDED):
+        return data
+    provider, train = dict(provider), dict(train)
+    for old, (new, values) in _FOLDED.items():
+        if old in provider:
+            value = provider.pop(old)
+            train[new] = values.get(value, value)
+    return {**data, "provider": provider, "train": train}
+
+
+def weights_only_settings() -> tuple[str, ...]:
+    """The eval.* keys that need the model's weights (NEEDS_WEIGHTS)."""
+    return tuple(f"eval.{name}" for name, info in EvalConfig.model_fields.items()
+                 if isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get("needs_weights"))
 
 
 @cache

@@ -201,8 +201,11 @@ def _models_for(run: RunDir, cfg: RunConfig):
     evaluation would make (Backend.check_eval_budget), so nothing is loaded or sent beyond the budget. Nothing
     here knows one provider from another."""
     from ..backends import get_backend
+    from ..backends.settings import refuse_without_weights
 
     backend = get_backend(cfg.provider.name)
+    if backend.weights == "hosted":  # `ftorch eval RUN eval.drift=true`: refused as at plan time, never skipped
+        refuse_without_weights(cfg, backend.name)
     backend.check_eval_budget(run, cfg, lambda: _calls(cfg))
     return backend.eval_models(run, cfg)
 

@@ -303,7 +303,9 @@ class RunDir:
             raise ConfigError(Problem(str(file), f"cannot read this run's config ({type(exc).__name__})")) from None
         if not isinstance(data, dict):
             raise ConfigError(Problem(str(file), "cannot read this run's config (not a mapping)"))
-        return data
+        from ..config.schema import recorded_by_older_version
+
+        return recorded_by_older_version(data)
 
     def config(self) -> RunConfig:
         """The finished run's RunConfig, from its config.yaml: the one reader (resume, eval, export, cancel, the

@@ -19,7 +19,7 @@ def trainer_args(cfg: RunConfig, micro_batch_size: int, grad_accum: int) -> dict
     t = cfg.train
     return {
         "learning_rate": t.lr,
-        "num_train_epochs": t.epochs,
+        "num_train_epochs": t.fixed_epochs,
         "max_steps": t.max_steps or -1,
         "per_device_train_batch_size": micro_batch_size,
         "per_device_eval_batch_size": micro_batch_size,

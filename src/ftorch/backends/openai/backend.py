@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ... import openai_sdk as api
 from ...config.providers import OpenAIProvider
+from ...config.schema import TrainConfig
 from ...errors import BackendError, ConfigError, Problem
 from ...run import metrics_log
 from ...run.metrics_log import MetricsRow
@@ -32,30 +33,56 @@ RETRYABLE_CREATE_ATTEMPTS = 3
 MAX_POLL_FAILURES = 30
 
 
+# train.method -> the job's method type; the other preference methods have no OpenAI counterpart
+METHODS = {"lora": "supervised", "sft": "supervised", "dpo": "dpo"}
+# the train.* settings the job takes (one name each: no provider.* copies); the rest of train.* is refused
+MAPPED_TRAIN = ("method", "epochs", "batch_size", "seed")
+
+
 def _job_body(cfg: RunConfig) -> dict[str, Any]:
-    """The one place ftorch's provider.* names become the fine-tuning API's job body."""
-    p = cfg.provider_as(OpenAIProvider)
-    hyper: dict[str, Any] = {"n_epochs": p.n_epochs, "batch_size": p.batch_size,
-                             "learning_rate_multiplier": p.learning_rate_multiplier}
-    if p.method == "dpo":
+    """The one place ftorch's names (train.method/epochs/batch_size/seed, provider.*) become the fine-tuning
+    API's job body."""
+    p, t = cfg.provider_as(OpenAIProvider), cfg.train
+    method = METHODS[t.method]
+    hyper: dict[str, Any] = {"n_epochs": t.epochs if t.epochs == "auto" else int(t.epochs),
+                             "batch_size": t.batch_size, "learning_rate_multiplier": p.learning_rate_multiplier}
+    if method == "dpo":
         hyper["beta"] = p.beta
-    body: dict[str, Any] = {"model": cfg.model.name, "method": {"type": p.method, p.method: {"hyperparameters": hyper}},
+    body: dict[str, Any] = {"model": cfg.model.name, "method": {"type": method, method: {"hyperparameters": hyper}},
                             "metadata": dict(p.metadata)}
     if p.suffix:
         body["suffix"] = p.suffix
-    if p.seed is not None:
-        body["seed"] = p.seed
+    if t.seed is not None:
+        body["seed"] = t.seed
     return body
+
+
+def _job_problems(cfg: RunConfig) -> list[Problem]:
+    """train.* values the job cannot take, and provider.* that contradict them."""
+    t, p = cfg.train, cfg.provider_as(OpenAIProvider)
+    problems = []
+    if t.method not in METHODS:
+        problems.append(Problem("train.method", f"provider=openai has no {t.method} method",
+                                "use train.method=dpo (OpenAI's DPO), or provider=peft for orpo, kto and simpo"))
+    if t.epochs != "auto" and t.epochs != int(t.epochs):
+        problems.append(Problem("train.epochs", f"OpenAI's job takes a whole number of epochs, got {t.epochs}",
+                                f"use train.epochs={max(1, round(t.epochs))}, or auto to let OpenAI pick"))
+    if p.beta != "auto" and t.method != "dpo":
+        problems.append(Problem("provider.beta", "applies to train.method=dpo only", "remove it"))
+    return problems
 
 
 class OpenAIBackend:
     name = "openai"
     weights = "hosted"
     unused_settings = {
-        "train.*": "train.* is for local training; OpenAI's job takes provider.n_epochs, provider.batch_size, "
-                   "provider.learning_rate_multiplier and provider.seed",
+        **{f"train.{key}.*" if key in ("lora", "preference") else f"train.{key}":
+           "the rest of train.* is for local training; OpenAI's job takes train.method, train.epochs, "
+           "train.batch_size, train.seed and provider.learning_rate_multiplier"
+           for key in TrainConfig.model_fields if key not in MAPPED_TRAIN},
         **{f"model.{key}": "OpenAI serves its models by id; local loading options do not apply"
            for key in ("revision", "dtype", "trust_remote_code")},
+        # eval.* that needs the weights (drift, lm-eval) is refused for every hosted provider: backends/settings.py
     }
 
     def plan(self, cfg: RunConfig, data: DataReport) -> Plan:
@@ -63,9 +90,9 @@ class OpenAIBackend:
         from ...data.tokens import counter_for
 
         p = cfg.provider_as(OpenAIProvider)
-        wanted = "preference" if p.method == "dpo" else "chat"
-        if cfg.data.format != wanted:
-            raise ConfigError(Problem("data.format", f"method={p.method} needs {wanted} data, got {cfg.data.format}"))
+        if problems := _job_problems(cfg):
+            raise ConfigError(problems)
+        method = METHODS[cfg.train.method]
         if cfg.model.tiny is not None:
             raise ConfigError(Problem("model.tiny", "provider=openai trains OpenAI models: set model.tiny=null and "
                                       "model.name to a fine-tunable model id, e.g. gpt-4o-mini-2024-07-18"))
@@ -74,19 +101,22 @@ class OpenAIBackend:
             raise ConfigError(Problem("data.train", f"{examples} examples: OpenAI needs at least {MIN_EXAMPLES}"))
         prices = PriceTable.load(price_table_path(p.prices))
         family = prices.family(cfg.model.name)
-        if family and p.method not in family[1].get("methods", []):
-            raise ConfigError(Problem("provider.method", f"{cfg.model.name} does not support method={p.method}"))
+        if family and method not in family[1].get("methods", []):
+            raise ConfigError(Problem("train.method", f"{cfg.model.name} does not support OpenAI's {method} "
+                                      f"method (train.method={cfg.train.method})"))
         counter = counter_for(cfg.model.name, family[1] if family else None)
         train = data.splits["train"].examples
         tokens = sum(counter.count(e, cfg.data.format) for e in train)
-        cost = estimate(cfg.model.name, examples, tokens, p.n_epochs, prices)
+        epochs = cfg.train.epochs if cfg.train.epochs == "auto" else int(cfg.train.epochs)
+        cost = estimate(cfg.model.name, examples, tokens, epochs, prices)
         check_budget(p.max_cost_usd, cost.usd, "the training job", cfg.model.name)
         notes = [f"cost estimate: {cost.billed_tokens:,} billed tokens ({cost.epochs} epochs"
                  f"{', auto' if cost.epochs_auto else ''}) = " + (f"${cost.usd:.2f}" if cost.usd is not None
                                                                   else "unknown (model not in the price table)"),
                  f"token counts: {counter.note}",
-                 "train.* settings are for local training (setting one is refused): the job's hyperparameters "
-                 "are provider.n_epochs / batch_size / learning_rate_multiplier",
+                 "the job's hyperparameters are train.epochs / batch_size / seed (auto or null: OpenAI picks) and "
+                 "provider.learning_rate_multiplier; the rest of train.* is for local training (setting one is "
+                 "refused)",
                  "OpenAI is winding down self-serve fine-tuning: an organisation that may no longer create jobs "
                  f"gets HTTP 403 training_not_available; {api.LOCAL_PROVIDERS} run the same recipe"]
         files = {split: str(chat.path) for split, chat in data.splits.items() if split in ("train", "validation")}

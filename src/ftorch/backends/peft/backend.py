@@ -30,7 +30,7 @@ def _sft_args(cfg: RunConfig, settings: dict[str, Any] | None = None) -> dict[st
     from ...config.schema import resolved
 
     t = cfg.train
-    s = settings or {"micro_batch_size": t.batch_size, "grad_accum": t.grad_accum, "kernels": "none",
+    s = settings or {"micro_batch_size": t.fixed_batch_size, "grad_accum": t.grad_accum, "kernels": "none",
                      "packing": resolved(t.packing, False),
                      "gradient_checkpointing": resolved(t.gradient_checkpointing, False)}
     return {**hf_translate.trainer_args(cfg, s["micro_batch_size"], s["grad_accum"]),

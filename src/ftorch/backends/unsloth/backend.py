@@ -54,10 +54,9 @@ def _unsloth_args(cfg: RunConfig) -> dict[str, Any]:
     """The one place ftorch's names become FastLanguageModel's. Device-dependent values (dtype, whether 4-bit
     loading really happens) are resolved when the run starts and recorded in run.json."""
     lora, checkpointing = cfg.train.lora, cfg.train.gradient_checkpointing
-    p = cfg.provider_as(UnslothProvider)
     return {
         "from_pretrained": {"max_seq_length": cfg.train.max_length,
-                            "load_in_4bit": p.load_in_4bit or cfg.train.quantization == "4bit",
+                            "load_in_4bit": cfg.train.quantization == "4bit",
                             "revision": cfg.model.revision, "trust_remote_code": cfg.model.trust_remote_code},
         "get_peft_model": {"r": lora.r, "lora_alpha": lora.alpha, "lora_dropout": lora.dropout,
                            "target_modules": list(lora.target_modules),
@@ -84,7 +83,7 @@ def _trainer_args(cfg: RunConfig) -> dict[str, Any]:
     train.batch_size x train.grad_accum, with checkpointing left to get_peft_model above (TRL's own would wrap the
     layers a second time; TRL 1.x defaults gradient_checkpointing to True) and without Liger (Unsloth patches
     the same layers with its own kernels)."""
-    return {**hf_translate.trainer_args(cfg, cfg.train.batch_size, cfg.train.grad_accum),
+    return {**hf_translate.trainer_args(cfg, cfg.train.fixed_batch_size, cfg.train.grad_accum),
             "gradient_checkpointing": False, "use_liger_kernel": False}
 
 
@@ -98,20 +97,13 @@ def _sft_config_args(cfg: RunConfig) -> dict[str, Any]:
             "assistant_only_loss": cfg.train.assistant_only_loss, "include_num_input_tokens_seen": "non_padding"}
 
 
-def _as_loaded(cfg: RunConfig) -> RunConfig:
-    """cfg with train.quantization saying what Unsloth loads on a GPU (provider.load_in_4bit decides there)."""
-    four_bit = _unsloth_args(cfg)["from_pretrained"]["load_in_4bit"]
-    return cfg.model_copy(update={"train": cfg.train.model_copy(update={"quantization": "4bit" if four_bit
-                                                                        else "none"})})
-
-
 def _memory_choice(cfg: RunConfig):
     """fit.choose() for the run on a CUDA GPU as Unsloth makes it: train.batch_size per step, no packing, its
     own loss and kernels (none of TRL's or Liger's), checkpointing as get_peft_model gets it (auto = on)."""
     from ..hf import fit
 
     checkpointing = cfg.train.gradient_checkpointing
-    train = _as_loaded(cfg).train.model_copy(update={"packing": False, "fused_loss": "off",
+    train = cfg.train.model_copy(update={"packing": False, "fused_loss": "off",
                                                      "gradient_checkpointing": checkpointing is not False})
     return fit.choose(hf_translate.model_shape(cfg), train, None, fused_available=False, liger_available=False,
                          varlen_available=False, device="cuda")
@@ -159,9 +151,6 @@ class UnslothBackend:
             problems.append(Problem("train.num_gpus", "provider=unsloth trains on one GPU",
                                     "use provider=axolotl for several GPUs"))
         p = cfg.provider_as(UnslothProvider)
-        if cfg.train.quantization == "4bit" and not p.load_in_4bit:
-            problems.append(Problem("train.quantization", "4bit contradicts provider.load_in_4bit=false",
-                                    "with provider=unsloth, 4-bit loading is provider.load_in_4bit"))
         if cfg.train.fused_loss != "auto":
             problems.append(Problem("train.fused_loss", "has no effect with provider=unsloth (Unsloth picks its own "
                                     "loss kernel)", "leave it at auto"))
@@ -226,7 +215,7 @@ class UnslothBackend:
         p = cfg.provider_as(UnslothProvider)
         notes = [n for n in notes if not n.startswith(("loss on assistant tokens", "train.packing=auto"))]
         choice = _memory_choice(cfg)
-        more, memory = preference.plan_notes(_as_loaded(cfg), hf_translate.model_shape(cfg), choice)
+        more, memory = preference.plan_notes(cfg, hf_translate.model_shape(cfg), choice)
         more[0] += " (patched by Unsloth on a GPU; stock TRL on its CPU fallback)"
         more = [("reference model: the same weights scored through TRL's frozen copy of the new LoRA, which is "
                  "zero-initialised: the base's outputs, no second model")
