@@ -8,17 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 
 from conftest import run_cli
+from support.review import serve_in_process
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[dev]')")
 from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
@@ -37,20 +33,6 @@ SYSTEM = "Reply with JSON only."
 def _example(user: str, answer: str) -> dict:
     return {"messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user},
                          {"role": "assistant", "content": answer}]}
-
-
-def _serve(data: Path) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "ftorch", "review", str(data), "--no-browser"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if line.startswith("review at "):
-            return proc, line.split()[-1]
-        if not line and proc.poll() is not None:
-            break
-    proc.kill()
-    raise AssertionError(f"the review server did not start: {proc.stdout.read()}")
 
 
 @pytest.fixture
@@ -95,7 +77,7 @@ def test_review_walk_edit_kill_resume_export(tmp_path, browser):
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     before = hashlib.sha256(data.read_bytes()).hexdigest()
 
-    proc, url = _serve(data)
+    proc, url = serve_in_process(data)
     try:
         assert run_cli_status(url.replace("?token=", "?token=wrong")) == 403
         _open(browser, url)
@@ -140,7 +122,7 @@ def test_review_walk_edit_kill_resume_export(tmp_path, browser):
         proc.wait(timeout=10)
 
     assert hashlib.sha256(data.read_bytes()).hexdigest() == before  # the data file is never written
-    proc, url = _serve(data)
+    proc, url = serve_in_process(data)
     try:
         _open(browser, url)
         assert _title(browser) == "line 4"  # resumes after the newest standing decision (line 3's reject)
@@ -189,7 +171,7 @@ def test_review_an_evaluation(tmp_path, browser):
     from support.review import make_eval
 
     run, train = make_eval(tmp_path)
-    proc, url = _serve(run)
+    proc, url = serve_in_process(run)
     try:
         _open(browser, url)
         assert len(browser.find_elements(By.CSS_SELECTOR, "#list li")) == 3
@@ -224,7 +206,7 @@ def test_grade_blind_from_the_keyboard(tmp_path, browser):
     run = make_judged_run(tmp_path)
     predictions = run / "eval" / "2026-01-02_00-00-00_000000" / "predictions.jsonl"
     rows = [json.loads(line) for line in predictions.read_text().splitlines()]
-    proc, url = _serve(run)
+    proc, url = serve_in_process(run)
     try:
         _open(browser, url)
         _keys(browser, "4")
@@ -260,7 +242,7 @@ def test_grade_blind_from_the_keyboard(tmp_path, browser):
     whose = "tuned" if tuned_shown_first(first["pairwise"]["key"], 0) else "prompted"
     assert shown["A"] == first["systems"][whose]["output"] and grades[first["pairwise"]["key"]] == whose
 
-    proc, url = _serve(run)  # reopened: the grades are where they were
+    proc, url = serve_in_process(run)  # reopened: the grades are where they were
     try:
         _open(browser, url)
         _keys(browser, "4")
@@ -286,7 +268,7 @@ def test_grading_shows_answers_as_text(tmp_path, browser):
             row["systems"][system]["output"] = f"{system[0]}{row['line']} {hostile}"
         row["input"][0]["content"] += hostile
     predictions.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    proc, url = _serve(run)
+    proc, url = serve_in_process(run)
     try:
         _open(browser, url)
         _keys(browser, "4")

@@ -10,8 +10,6 @@ import errno
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -34,7 +32,7 @@ from ftorch.run.rundir import RunDir
 
 from conftest import chat
 from support.grading import GOOD, Answers, ScriptedJudge, make_judged_run, person, run_config
-from support.review import make_eval, post, request, serving
+from support.review import make_eval, post, request, serve_in_process, serving
 
 LATEST = "2026-01-02_00-00-00_000000"
 
@@ -208,20 +206,6 @@ def test_a_run_without_a_pairwise_judge_has_no_grading(tmp_path):
 
 # ---- kill -9 of the server mid-grading --------------------------------------------------------------------------
 
-def serve(run: Path) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "ftorch", "review", str(run), "--no-browser"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if line.startswith("review at "):
-            return proc, line.split()[-1]
-        if not line and proc.poll() is not None:
-            break
-    proc.kill()
-    raise AssertionError(f"the review server did not start: {proc.stdout.read()}")
-
-
 def call(url: str, path: str, body: dict | None = None) -> tuple[int, dict]:
     base, token = url.split("/?token=")
     data = None if body is None else json.dumps(body).encode()
@@ -235,7 +219,7 @@ def call(url: str, path: str, body: dict | None = None) -> tuple[int, dict]:
 
 def test_kill_9_mid_grading_loses_no_acknowledged_grade(tmp_path):
     run = make_judged_run(tmp_path)
-    proc, url = serve(run)
+    proc, url = serve_in_process(run)
     acknowledged: list[str] = []
     try:
         items = call(url, "/api/grading")[1]["items"]
@@ -264,7 +248,7 @@ def test_kill_9_mid_grading_loses_no_acknowledged_grade(tmp_path):
     assert {keys[i] for i in acknowledged} <= set(saved)  # every acknowledged grade is on disk
     assert len(saved) <= len(acknowledged) + 1  # at most the one in flight besides
 
-    proc, url = serve(run)  # reopened: the page shows every saved grade
+    proc, url = serve_in_process(run)  # reopened: the page shows every saved grade
     try:
         status, page = call(url, "/api/grading")
         assert status == 200 and page["state"]["graded"] == len(saved)

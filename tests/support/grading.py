@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import re
-from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
 
 from ftorch.eval.grades import grade_key
+
+from support.fakes import ScriptedGenerator
 
 GOOD = "Hello,\nYour refund is on its way.\nKind regards, the Support Team"
 
@@ -27,25 +28,13 @@ def answer(index: int, system: str) -> str:
     return GOOD.replace("refund", f"refund #{index}") if quality(index, system) else f"refund #{index} is coming!!"
 
 
-class Answers:
+class Answers(ScriptedGenerator):
     """A generator whose answers are good or bad by (prompt number, system)."""
 
-    def __init__(self):
-        self.current = "tuned"
-
-    @contextmanager
-    def system(self, name):
-        previous, self.current = self.current, name
-        yield
-        self.current = previous
-
-    def generate(self, conversations, max_new_tokens, batch_size, on_batch=None):
-        replies = []
-        for conversation in conversations:
-            index = int(re.search(r"#(\d+)", conversation[-1]["content"]).group(1))
-            system = "prompted" if self.current == "base" and len(conversation) > 2 else self.current
-            replies.append(answer(index, system))
-        return replies
+    def reply(self, conversation):
+        index = int(re.search(r"#(\d+)", conversation[-1]["content"]).group(1))
+        system = "prompted" if self.current == "base" and len(conversation) > 2 else self.current
+        return answer(index, system)
 
     def prompt_tokens(self, messages):
         return sum(len(str(m["content"]).split()) for m in messages)

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -94,3 +98,18 @@ def request(server: ReviewServer, method: str, path: str, body: bytes | dict | N
 
 def post(server: ReviewServer, path: str, body: bytes | dict) -> tuple[int, dict]:
     return request(server, "POST", path, body)
+
+
+def serve_in_process(target: Path) -> tuple[subprocess.Popen, str]:
+    """`ftorch review TARGET --no-browser` in a process of its own: (the process, the URL it printed)."""
+    proc = subprocess.Popen([sys.executable, "-m", "ftorch", "review", str(target), "--no-browser"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+        if line.startswith("review at "):
+            return proc, line.split()[-1]
+        if not line and proc.poll() is not None:
+            break
+    proc.kill()
+    raise AssertionError(f"the review server did not start: {proc.stdout.read()}")  # type: ignore[union-attr]

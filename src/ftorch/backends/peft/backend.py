@@ -7,15 +7,15 @@ from typing import TYPE_CHECKING, Any
 
 from ...config.providers import PeftProvider
 from ...errors import ConfigError, Problem
-from ...models import check_model_reference, is_gguf, model_path
+from ...models import check_model_reference, is_gguf
 from ...run.library_log import attach_log_file, detach_log_file
 from .. import local_eval
 from ..base import Plan, Result, no_remote_job
-from ..hf import callbacks, checkpoints, loading, publish, varlen
+from ..hf import callbacks, checkpoints, publish, varlen
 from ..hf import translate as hf_translate
 from ..hf.loop import train_and_publish
 from ..steps import step_estimate
-from .device import device_and_precision
+from .device import load_for_training
 
 if TYPE_CHECKING:
     from ...config.schema import RunConfig
@@ -159,11 +159,7 @@ class PeftBackend:
         from trl import SFTConfig, SFTTrainer
 
         cfg = plan.config
-        device, precision = device_and_precision(cfg)
-        path = model_path(cfg.model)
-        run.append_log(f"model {path} on {device}, precision {precision}")
-        tokenizer = loading.load_tokenizer(path, cfg)
-        model = loading.load_model(path, cfg, precision, plan.inputs["settings"])
+        device, precision, path, tokenizer, model = load_for_training(plan, run)
 
         train_ds, eval_ds, ready = _datasets(plan, tokenizer, run)
         # the assistant-only mask is already in the tokenized rows (labels, or assistant_masks that TRL folds in)

@@ -7,12 +7,11 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from ...models import model_path
 from ..base import Result
 from ..hf import loading, publish
 from ..hf.loop import train_and_publish
 from ..hf.preference import adapter_dir, make_trainer
-from .device import device_and_precision
+from .device import load_for_training
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -26,11 +25,7 @@ def train(plan: Plan, run: RunDir, resume_from: str | None) -> Result:
     from peft import LoraConfig
 
     cfg = plan.config
-    device, precision = device_and_precision(cfg)
-    path = model_path(cfg.model)
-    run.append_log(f"model {path} on {device}, precision {precision}; method {cfg.train.method}")
-    tokenizer = loading.load_tokenizer(path, cfg)
-    model = loading.load_model(path, cfg, precision, plan.inputs["settings"])
+    device, precision, path, tokenizer, model = load_for_training(plan, run, f"; method {cfg.train.method}")
     start = adapter_dir(cfg)
     peft_config: LoraConfig | None = LoraConfig(**plan.inputs["lora"])
     if start is not None:
