@@ -75,6 +75,7 @@ def test_uncalibrated_then_calibrated_by_grades(project, monkeypatch, tmp_path):
     markdown = (report.folder / "report.md").read_text()
     assert "## Judged comparison" in markdown and "uncalibrated" in markdown
     assert "| judge (graded by scripted-judge, rubric style) |" in markdown
+    assert run.record().judged_summary() == "judged: uncalibrated"  # runs ls and the leaderboard show no number
 
     grade(run, report)
     calls = judge.seen
@@ -92,6 +93,7 @@ def test_uncalibrated_then_calibrated_by_grades(project, monkeypatch, tmp_path):
     assert "Cohen's kappa 1.00" in again.verdict
     run_json = run.read()
     assert run_json["metrics"]["eval_judged_preference"] == pytest.approx(judged.estimate.estimate)
+    assert run.record().judged_summary() == f"judged {judged.estimate.estimate * 100:+.1f} pts (calibrated)"
 
 
 def test_a_judge_that_disagrees_with_people_is_set_aside(project, monkeypatch, tmp_path):

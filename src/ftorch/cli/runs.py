@@ -118,8 +118,9 @@ def _duration(record: RunRecord) -> str:
 def _headline(record: RunRecord) -> str:
     value = record.headline_metric
     latest = record.evaluation.latest_success() if record.evaluation is not None else None
+    judged = record.judged_summary()
     if value is not None and latest is not None:
-        return f"{latest.get('headline')} {value:.1%}"
+        return f"{latest.get('headline')} {value:.1%}" + (f"; {judged}" if judged else "")
     loss = record.metrics.get("final_loss")
     return f"loss {loss:.3f}" if loss is not None else ""
 

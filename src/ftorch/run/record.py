@@ -149,6 +149,21 @@ class RunRecord(_Open):
         """The keys this record holds (those read or set, unknown ones included), as JSON values."""
         return self.model_dump(mode="json", exclude_unset=True)
 
+    def judged_summary(self) -> str:
+        """The judged comparison with its calibration state, for `runs ls` and the sweep leaderboard: "judged
+        +12.5 pts (calibrated)", "judged: uncalibrated" (a judge's own figure is never shown as a number), or ""
+        without one."""
+        from .metric_keys import JUDGED_PREFERENCE
+
+        latest = self.evaluation.latest_success() if self.evaluation is not None else None
+        state = (latest or {}).get("judged")
+        if not state:
+            return ""
+        value = self.metrics.get(JUDGED_PREFERENCE)
+        if state == "uncalibrated" or value is None:
+            return f"judged: {state}"
+        return f"judged {value * 100:+.1f} pts ({state})"
+
     @property
     def headline_metric(self) -> float | None:
         """The tuned model's score on the evaluation's headline metric, if evaluated (by the latest evaluation

@@ -87,13 +87,14 @@ def rows(trials: list[Trial]) -> tuple[list[str], list[list[Any]]]:
     metrics = [m for m in KEY_METRICS if any(t.record.metrics.get(m) is not None for t in trials)]
     costs = any(_cost(t) is not None for t in trials)
     errors = any(t.record.error for t in trials)
-    header = ["rank", "trial", *keys, objective, *metrics, "status", "duration_s"]
+    judged = any(t.record.judged_summary() for t in trials)
+    header = ["rank", "trial", *keys, objective, *metrics, *(["judged"] * judged), "status", "duration_s"]
     header += ["cost_usd"] * costs + ["error"] * errors
     table = []
     for rank, trial in enumerate(ranked(trials), start=1):
         numbers = trial.record.metrics
         row = [rank, trial.path.name, *[trial.overrides.get(k, "") for k in keys], trial.value,
-               *[numbers.get(m) for m in metrics], trial.record.status,
+               *[numbers.get(m) for m in metrics], *([trial.record.judged_summary()] * judged), trial.record.status,
                round(trial.duration_s, 1) if trial.duration_s is not None else None]
         row += [_cost(trial)] * costs
         row += [trial.record.error.splitlines()[0][:120] if trial.record.error else ""] * errors
