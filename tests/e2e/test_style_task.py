@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 STYLE = ["recipe=style-quickstart", *TINY[1:], "model=tiny", "train.max_steps=4", "train.batch_size=4",
          "train.max_length=1024", "train.save_steps=4", "eval.limit=12", "eval.max_new_tokens=24",
          "eval.general=false", "eval.safety=false", "eval.drift=false", "eval.prompt_arms=[]", "eval.few_shot=1",
-         "eval.judge.grade_sample=12"]
+         "eval.judge.grade_sample=12", "eval.metrics=[exact_match,chrf,judge]"]
 
 
 def oracle():

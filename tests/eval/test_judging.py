@@ -125,3 +125,16 @@ def test_the_grading_sample_is_seeded_and_proportional():
     assert chosen == sample(outcomes, 20, seed=7) and len(set(chosen)) == 20
     assert sorted(outcomes[i] for i in chosen).count(1) == 12 and [outcomes[i] for i in chosen].count(-1) == 2
     assert sample(outcomes, 20, seed=8) != chosen
+
+
+def test_a_regression_comes_first_and_the_judged_comparison_stays_the_headline(project, monkeypatch, tmp_path):
+    from ftorch.eval import suite
+
+    run, cfg = project
+    use_judge(monkeypatch, tmp_path, ScriptedJudge())
+    monkeypatch.setattr(suite, "regressions", lambda report, allowed: ["general instruction-following fell"])
+    report = evaluate_run(run, cfg, console=None, models=(Answers(), None, None))
+    assert report.verdict.startswith("The tuned model regressed: general instruction-following fell. On the task "
+                                     "itself: Inconclusive: the comparison with the prompted baseline rests on an "
+                                     "uncalibrated judge")
+    assert "exact_match" not in report.verdict  # the string metric is not this task's headline

@@ -41,12 +41,16 @@ def verdict(report: EvalReport) -> str:
     better, worse = _secondary(report)
     facts = _Facts(report.headline, report.task.mean("tuned"), report.task.mean("prompted"),
                    report.significance.tuned_vs_prompted, gains, losses, better, worse, _forgetting(report))
-    if report.regressions:
-        return _regressed(report, facts)
-    if report.judged is not None and report.judged.headline:
+    judged = report.judged is not None and report.judged.headline
+    if judged:
         from .judged_report import judged_verdict
 
-        return judged_verdict(report, _strongest(report), facts.gains, facts.forgetting)
+        text = judged_verdict(report, _strongest(report), facts.gains, facts.forgetting)
+        # regressions first; then the judged comparison, which is this task's headline
+        return f"The tuned model regressed: {'; '.join(report.regressions)}. On the task itself: {text}" \
+            if report.regressions else text
+    if report.regressions:
+        return _regressed(report, facts)
     if missing(facts.tuned) or missing(facts.prompted):
         absent = " and ".join(n for n, v in (("tuned", facts.tuned), ("prompted", facts.prompted)) if missing(v))
         return (f"Inconclusive: {facts.headline} could not be computed for {absent} (no scored examples). "
