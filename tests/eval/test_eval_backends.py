@@ -64,6 +64,8 @@ def test_the_budget_is_checked_before_anything_is_loaded(tmp_path, monkeypatch):
     steps = []
 
     class Fake:
+        name, weights = "fake", "local"  # the Backend protocol's: a provider whose weights are here
+
         def check_eval_budget(self, run, cfg, calls):
             steps.append(("budget", sorted(calls())))
 
