@@ -64,7 +64,7 @@ def test_the_budget_is_checked_before_anything_is_loaded(tmp_path, monkeypatch):
     steps = []
 
     class Fake:
-        name, weights = "fake", "local"  # the Backend protocol's: a provider whose weights are here
+        name, weights = "fake", "adapter"  # the Backend protocol's: a run that leaves an adapter here
 
         def check_eval_budget(self, run, cfg, calls):
             steps.append(("budget", sorted(calls())))
