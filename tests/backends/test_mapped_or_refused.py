@@ -254,3 +254,18 @@ def test_a_run_recorded_before_the_fold_reads_as_it_trained():
     assert (train.epochs, train.batch_size, train.seed, train.method) == ("auto", 4, 9, "lora")
     unsloth = {**old, "provider": {"name": "unsloth", "load_in_4bit": True}, "train": {}}
     assert RunConfig.model_validate(recorded_by_older_version(unsloth)).train.quantization == "4bit"
+
+
+def test_a_run_recorded_before_eval_judge_reads():
+    """Every run recorded before eval.judge holds eval.judge_model and eval.judge_rubric (as defaults at least):
+    `ftorch eval` on it must still read its config; a judge it named moves to eval.judge.model."""
+    from ftorch.config.schema import RunConfig, recorded_by_older_version
+
+    base = {"provider": {"name": "peft"}, "model": {"name": "m"}, "data": {"train": "train.jsonl"}}
+    unset = {**base, "eval": {"judge_model": None, "judge_rubric": "Is the answer correct?", "limit": 5}}
+    evaluation = RunConfig.model_validate(recorded_by_older_version(unset)).eval
+    assert evaluation.judge.model is None and evaluation.limit == 5
+    named = {**base, "eval": {"judge_model": "gpt-4.1-mini", "judge_rubric": "x", "metrics": ["exact_match", "judge"],
+                              "headline": "exact_match"}}
+    judge = RunConfig.model_validate(recorded_by_older_version(named)).eval.judge
+    assert judge.model == "gpt-4.1-mini" and judge.rubric == "correctness"

@@ -420,10 +420,28 @@ _FOLDED: dict[str, tuple[str, dict[Any, Any]]] = {
 }
 
 
+def _older_judge(data: dict[str, Any]) -> dict[str, Any]:
+    """eval.judge_model / eval.judge_rubric, which every run recorded before eval.judge holds (as defaults at
+    least): the model moves to eval.judge.model; the old free-text rubric has no file, so the judge of such a run
+    grades on the shipped 'correctness' rubric."""
+    evaluation = data.get("eval")
+    if not isinstance(evaluation, dict) or not {"judge_model", "judge_rubric"} & set(evaluation):
+        return data
+    evaluation = dict(evaluation)
+    model = evaluation.pop("judge_model", None)
+    evaluation.pop("judge_rubric", None)
+    if model:
+        judge = dict(evaluation.get("judge") or {})
+        judge.setdefault("model", model)
+        evaluation["judge"] = judge
+    return {**data, "eval": evaluation}
+
+
 def recorded_by_older_version(data: dict[str, Any]) -> dict[str, Any]:
     """A finished run's saved config with the provider.* copies it may hold moved to their train.* names (what that
     run trained with), so that eval, export and cancel still read runs recorded before; a recipe with them is
     refused instead (RENAMED)."""
+    data = _older_judge(data)
     provider, train = data.get("provider"), data.get("train")
     if not isinstance(provider, dict) or not isinstance(train, dict) or not set(provider) & set(_FOLDED):
         return data
