@@ -263,12 +263,11 @@ class UnslothBackend:
         cfg = plan.config
         self.preflight(cfg)  # again: a resume may happen elsewhere
         device = "cuda" if loading.cuda_available() else "cpu"
-        if device == "cpu" and cfg.train.quantization == "4bit":
-            loading.require_cuda_for_4bit(device)
         precision = hf_translate.precision(cfg.train.precision, device)
         dtype = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}[precision]
         if cfg.model.dtype != "auto":
             dtype = cfg.model.dtype
+        # Unsloth's CPU fallback (provider.allow_cpu, as the plan notes say) loads 16-bit weights: no 4-bit on CPU
         four_bit = plan.inputs["from_pretrained"]["load_in_4bit"] and device == "cuda"
         work = run.path / WORK_DIR
         work.mkdir(parents=True, exist_ok=True)
