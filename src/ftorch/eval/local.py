@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .prefix import MINIMUM_SHARED
+
 Messages = list[dict]
 
 
@@ -66,6 +68,8 @@ class LocalModel:
             yield
 
     constraint_kinds = ("json_schema", "labels")  # what `generate(constraint=)` can hold replies to
+    share_prefix = True  # prefill a shared prompt prefix once per generate() call (eval/prefix.py)
+    min_shared_prefix = MINIMUM_SHARED  # tokens
 
     def prompt_tokens(self, messages: Messages) -> int:
         return len(self._encode(messages))
@@ -97,30 +101,40 @@ class LocalModel:
         (eval/constrained.py) masks each row's logits to what it allows next."""
         encoded = [self._encode(m) for m in conversations]
         mask = self._token_mask(constraint) if constraint is not None else None
+        prefix = self._shared_prefix(encoded)
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         replies: list[str] = [""] * len(encoded)
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
             for index, tokens in zip(chunk, self._greedy([encoded[i] for i in chunk], max_new_tokens,
-                                                         min_new_tokens, mask)):
+                                                         min_new_tokens, mask, prefix)):
                 replies[index] = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
             if on_batch:
                 on_batch(len(chunk))
         return replies
 
-    def _greedy(self, prompts: list[list[int]], max_new_tokens: int, min_new_tokens: int,
-                token_mask=None) -> list[list[int]]:
-        """Greedy decoding of left-padded prompts with a KV cache that shrinks as rows finish."""
-        import torch
-        from transformers import DynamicCache
+    def _shared_prefix(self, encoded: list[list[int]]):
+        """The call's shared prompt prefix with its KV cache (eval/prefix.py), or None when the prompts share
+        fewer than `min_shared_prefix` tokens or `share_prefix` is off."""
+        from .prefix import common_prefix_length, prefill
 
-        pad, stop = self.tokenizer.pad_token_id, self.stop_ids()
-        width = max(len(p) for p in prompts)
-        ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=self.device)
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        length = common_prefix_length(encoded, self.min_shared_prefix) if self.share_prefix else 0
+        if not length:
+            return None
+        return prefill(self.model, encoded[0][:length], self._cache_keyword(), self.device)
+
+    def _greedy(self, prompts: list[list[int]], max_new_tokens: int, min_new_tokens: int,
+                token_mask=None, prefix=None) -> list[list[int]]:
+        """Greedy decoding of left-padded prompts with a KV cache that shrinks as rows finish; with a `prefix`
+        (eval/prefix.py) the batch starts from its cache and prefills only the suffixes."""
+        import torch
+
+        from .prefix import first_inputs
+
+        ids, mask, positions, cache = first_inputs(prompts, prefix, self.tokenizer.pad_token_id,
+                                                   self.model.config, self.device)
+        stop = self.stop_ids()
         stop_ids = torch.tensor(stop, device=self.device)
-        cache = DynamicCache(config=self.model.config)
         cache_arg = {self._cache_keyword(): cache}
         active = list(range(len(prompts)))  # row r of the running batch is prompt active[r]
         generated: list[list[int]] = [[] for _ in prompts]
@@ -131,10 +145,7 @@ class LocalModel:
                 if step < min_new_tokens:
                     logits[:, stop_ids] = float("-inf")
                 if token_mask is not None:
-                    allowed = torch.full_like(logits, float("-inf"))
-                    for row, index in enumerate(active):
-                        allowed[row, token_mask.allowed(prompts[index] + generated[index])] = 0.0
-                    logits = logits + allowed
+                    logits = logits + self._allowed(token_mask, logits, [prompts[i] + generated[i] for i in active])
                 chosen = logits.argmax(-1)
                 finished = torch.isin(chosen, stop_ids) | (step + 1 >= max_new_tokens)
                 for row, token in enumerate(chosen.tolist()):
@@ -152,6 +163,16 @@ class LocalModel:
                 logits = self.model(input_ids=chosen[:, None], attention_mask=mask, position_ids=positions,
                                     use_cache=True, **cache_arg).logits[:, -1]
         return generated
+
+    @staticmethod
+    def _allowed(token_mask, logits, sequences: list[list[int]]):
+        """0 where a row's constraint allows the next token, -inf elsewhere."""
+        import torch
+
+        allowed = torch.full_like(logits, float("-inf"))
+        for row, tokens in enumerate(sequences):
+            allowed[row, token_mask.allowed(tokens)] = 0.0
+        return allowed
 
     def _cache_keyword(self) -> str:
         """transformers 5.2x names the KV cache argument `cache`; earlier 5.x releases `past_key_values`."""

