@@ -11,7 +11,8 @@ off (before) and on (after), in one run.
    rows x tokens + 2 x vocabulary x hidden x rows (one logit row each) + 4 x layers x hidden x rows x queries x keys
    (attention, padding included: the kernels compute it).
 3. Reported per phase: tokens run, seconds, achieved GFLOP/s and its fraction of the GEMM rate at that phase's
-   shape; and the wall-clock ratio before/after, with the count of identical replies.
+   shape (each round measures its own roof; medians over rounds); and the wall-clock ratio before/after, with
+   the count of identical replies.
 
 Usage: python bench/eval_efficiency.py [--examples 16] [--shots 5] [--batch 16] [--max-new-tokens 48] [--rounds 2]"""
 
@@ -87,7 +88,7 @@ class Meter:
         self.phases["prefill" if queries > 1 else "decode"].add(seconds, rows * queries, flops)
 
 
-def gemm_rate(rows: int, inner: int, outer: int, seconds: float = 1.5) -> float:
+def gemm_rate(rows: int, inner: int, outer: int, seconds: float = 1.0) -> float:
     """FLOP/s of torch.matmul (rows x inner) @ (inner x outer) in float32, repeated for about `seconds`."""
     import torch
 
@@ -102,6 +103,7 @@ def gemm_rate(rows: int, inner: int, outer: int, seconds: float = 1.5) -> float:
 
 
 def evaluate(model, meter: Meter, conversations, args, share: bool) -> tuple[float, list[str], dict[str, Phase]]:
+    """One timed generate() with prefix sharing on or off: wall seconds, replies, and the prefill/decode split."""
     meter.reset()
     model.share_prefix = share
     start = time.perf_counter()
@@ -109,11 +111,13 @@ def evaluate(model, meter: Meter, conversations, args, share: bool) -> tuple[flo
     return time.perf_counter() - start, replies, meter.phases
 
 
-def report(label: str, phases: dict[str, Phase], roofs: dict[str, float]) -> None:
-    for name, phase in phases.items():
-        rate = phase.flops / phase.seconds if phase.seconds else 0.0
-        print(f"| {label} | {name} | {phase.tokens} | {phase.seconds:.2f} | {rate / 1e9:.1f} | "
-              f"{rate / roofs[name]:.1%} |")
+def report(label: str, phase: str, measured: list[tuple[float, Phase]]) -> None:
+    """One row: the median over rounds of seconds, achieved FLOP/s and its fraction of that round's roof."""
+    seconds = statistics.median(p.seconds for _, p in measured)
+    rates = [p.flops / p.seconds if p.seconds else 0.0 for _, p in measured]
+    fractions = [rate / roof for (roof, _), rate in zip(measured, rates)]
+    print(f"| {label} | {phase} | {measured[0][1].tokens} | {seconds:.2f} | {statistics.median(rates) / 1e9:.1f} | "
+          f"{statistics.median(fractions):.0%} |")
 
 
 def main() -> None:
@@ -135,34 +139,37 @@ def main() -> None:
     encoded = [model._encode(c) for c in conversations]
     prompt_tokens = statistics.mean(len(e) for e in encoded)
     config = model.model.config
-    roofs = {"prefill": gemm_rate(min(args.batch, len(encoded)) * round(prompt_tokens), config.hidden_size,
-                                  config.intermediate_size),
-             "decode": gemm_rate(min(args.batch, len(encoded)), config.hidden_size, config.intermediate_size)}
     meter = Meter.attach(model.model)
     model.generate(conversations[:2], 4, 2)  # warm-up
-    walls: dict[bool, list[float]] = {False: [], True: []}
-    kept: dict[bool, tuple] = {}
-    for _ in range(args.rounds):  # alternating, so a noisy neighbour hits both alike
-        for share in (False, True):
-            wall, replies, phases = evaluate(model, meter, conversations, args, share)
-            walls[share].append(wall)
-            if share not in kept or wall <= min(walls[share]):
-                kept[share] = (replies, phases)
-    same = sum(a == b for a, b in zip(kept[False][0], kept[True][0]))
+    rows = min(args.batch, len(encoded))
+    rounds = []
+    for number in range(args.rounds):  # alternating, each with its own roof, so a noisy neighbour hits all alike
+        roofs = {"prefill": gemm_rate(rows * round(prompt_tokens), config.hidden_size, config.intermediate_size),
+                 "decode": gemm_rate(rows, config.hidden_size, config.intermediate_size)}
+        runs = {share: evaluate(model, meter, conversations, args, share) for share in (False, True)}
+        print(f"  round {number + 1}: sharing off {runs[False][0]:.1f} s, on {runs[True][0]:.1f} s", flush=True)
+        rounds.append((roofs, runs))
+    same = sum(a == b for a, b in zip(rounds[-1][1][False][1], rounds[-1][1][True][1]))
     print(f"threads {torch.get_num_threads()}, {len(conversations)} requests, {args.shots}-shot prompts of "
           f"{prompt_tokens:.0f} tokens on average (shared prefix "
           f"{common_prefix_length(encoded, model.min_shared_prefix)}), batch {args.batch}, max_new_tokens "
-          f"{args.max_new_tokens}, {args.rounds} alternating rounds (fastest of each shown)")
+          f"{args.max_new_tokens}, {args.rounds} rounds; medians over rounds")
     print(f"GEMM roof, float32 {config.hidden_size}x{config.intermediate_size}: prefill shape "
-          f"{roofs['prefill'] / 1e9:.1f} GFLOP/s, decode shape {roofs['decode'] / 1e9:.1f} GFLOP/s")
-    print("| prefix sharing | phase | tokens run | seconds | GFLOP/s | of GEMM rate |")
+          f"{median(rounds, lambda f, r: f['prefill']) / 1e9:.1f} GFLOP/s ({rows * round(prompt_tokens)} rows), "
+          f"decode shape {median(rounds, lambda f, r: f['decode']) / 1e9:.1f} GFLOP/s ({rows} rows)")
+    print("| prefix sharing | phase | tokens run | seconds | GFLOP/s | of GEMM rate at its shape |")
     print("|---|---|---|---|---|---|")
-    report("off (before)", kept[False][1], roofs)
-    report("on (after)", kept[True][1], roofs)
-    before, after = min(walls[False]), min(walls[True])
-    print(f"wall: off {before:.1f} s, on {after:.1f} s: {before / after:.2f}x faster; identical replies "
-          f"{same}/{len(conversations)}")
+    for share, label in ((False, "off (before)"), (True, "on (after)")):
+        for phase in ("prefill", "decode"):
+            report(label, phase, [(roofs[phase], runs[share][2][phase]) for roofs, runs in rounds])
+    ratio = median(rounds, lambda f, r: r[False][0] / r[True][0])
+    print(f"wall: off {median(rounds, lambda f, r: r[False][0]):.1f} s, on "
+          f"{median(rounds, lambda f, r: r[True][0]):.1f} s: {ratio:.2f}x faster (median of per-round ratios); "
+          f"identical replies {same}/{len(conversations)}")
 
+
+def median(rounds, value) -> float:
+    return statistics.median(value(roofs, runs) for roofs, runs in rounds)
 
 if __name__ == "__main__":
     main()

@@ -37,7 +37,7 @@ class Recorder:
 
     def __init__(self, model, monkeypatch):
         self.tokens, self.replies = 0, []
-        model.model.register_forward_pre_hook(self.count, with_kwargs=True)
+        self.hook = model.model.register_forward_pre_hook(self.count, with_kwargs=True)
         greedy = model._greedy
         monkeypatch.setattr(model, "_greedy", lambda *a, **kw: self.keep(greedy(*a, **kw)))
 
@@ -63,6 +63,7 @@ def same_with_and_without(model, monkeypatch, conversations, **generate):
     recorder = Recorder(model, monkeypatch)
     plain_texts, plain_ids, plain_tokens = recorder.run(model, False, conversations, **generate)
     shared_texts, shared_ids, shared_tokens = recorder.run(model, True, conversations, **generate)
+    recorder.hook.remove()
     assert shared_ids == plain_ids and shared_texts == plain_texts
     shared = common_prefix_length([model._encode(c) for c in conversations], model.min_shared_prefix)
     assert shared >= 40  # the system prompt and the shots
@@ -120,6 +121,7 @@ def test_prompts_without_a_long_common_prefix_take_the_unshared_path(tiny, monke
     recorder = Recorder(tiny, monkeypatch)
     _, plain, plain_tokens = recorder.run(tiny, False, conversations, max_new_tokens=4, batch_size=2)
     _, shared, shared_tokens = recorder.run(tiny, True, conversations, max_new_tokens=4, batch_size=2)
+    recorder.hook.remove()
     assert plain == shared and plain_tokens == shared_tokens
 
 
@@ -166,3 +168,13 @@ def test_smollm2_under_a_json_schema_constraint_matches_the_unshared_path(smollm
     schema = json.loads((ROOT / "datasets/quickstart/schema.json").read_text())
     same_with_and_without(smollm2, monkeypatch, quickstart_prompts(3), max_new_tokens=40, batch_size=2,
                           constraint=Constraint("json_schema", schema=schema))
+
+
+def test_only_plain_full_attention_caches_share_a_prefix():
+    from transformers import LlamaConfig, MistralConfig
+
+    from ftorch.eval.prefix import supported
+
+    shape = dict(hidden_size=64, intermediate_size=128, num_attention_heads=2, num_hidden_layers=2, vocab_size=300)
+    assert supported(LlamaConfig(**shape))
+    assert not supported(MistralConfig(sliding_window=16, **shape))  # keys kept by window, not by position

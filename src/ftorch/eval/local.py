@@ -115,11 +115,12 @@ class LocalModel:
 
     def _shared_prefix(self, encoded: list[list[int]]):
         """The call's shared prompt prefix with its KV cache (eval/prefix.py), or None when the prompts share
-        fewer than `min_shared_prefix` tokens or `share_prefix` is off."""
-        from .prefix import common_prefix_length, prefill
+        fewer than `min_shared_prefix` tokens, `share_prefix` is off, or the model has sliding-window or
+        linear-attention layers."""
+        from .prefix import common_prefix_length, prefill, supported
 
         length = common_prefix_length(encoded, self.min_shared_prefix) if self.share_prefix else 0
-        if not length:
+        if not length or not supported(self.model.config):
             return None
         return prefill(self.model, encoded[0][:length], self._cache_keyword(), self.device)
 

@@ -47,6 +47,15 @@ class SharedPrefix:
                              for keys, values, *_ in self.cache], config=config)
 
 
+def supported(config) -> bool:
+    """Whether the model's cache is plain full attention in every layer (transformers' DynamicLayer): the prefix
+    layout needs keys addressed by position; sliding-window and linear-attention layers keep other state."""
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
+    return all(type(layer) is DynamicLayer for layer in DynamicCache(config=config).layers)
+
+
 def prefill(model, tokens: list[int], cache_keyword: str, device) -> SharedPrefix:
     """Run the prefix once (one row, no padding) and keep its KV cache."""
     import torch
