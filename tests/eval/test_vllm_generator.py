@@ -113,6 +113,7 @@ def test_with_vllm_and_cuda_the_engine_is_built_with_the_adapter(tiny, tmp_path,
     assert llm.options["model"] == path and llm.options["enable_lora"] is True
     assert llm.options["max_lora_rank"] == 32  # the next rank vLLM accepts
     assert llm.options["dtype"] == "bfloat16" and llm.options["max_model_len"] == local.context_length
+    assert llm.options["enforce_eager"] is True and llm.options["gpu_memory_utilization"] <= 0.5
     monkeypatch.setenv(OPT_OUT, "0")
     assert choose_generator(local, path, folder) is local and why_not_vllm(folder) == f"{OPT_OUT}=0"
 

@@ -7,7 +7,7 @@ model. vLLM schedules all requests of a call at once (continuous batching, its o
 eval.batch_size only sets how often progress is reported.
 
 Version assumptions (vLLM's offline API as of v0.12, 2025-12; checked against its docs, not run here: no GPU):
-`vllm.LLM(model=, tokenizer=, enable_lora=True, max_lora_rank=, max_loras=1, dtype=, seed=,
+`vllm.LLM(model=, tokenizer=, enable_lora=True, max_lora_rank=, max_loras=1, dtype=, seed=, enforce_eager=,
 gpu_memory_utilization=, max_model_len=)`, `LLM.generate(prompts, sampling_params, lora_request=, use_tqdm=)` with
 prompts as `{"prompt_token_ids": [...]}`, `vllm.lora.request.LoRARequest(name, int_id, path)`,
 `SamplingParams(temperature=0, max_tokens=, min_tokens=, stop_token_ids=, skip_special_tokens=True,
@@ -78,7 +78,8 @@ class VLLMGenerator:
             options = {"enable_lora": True, "max_loras": 1,
                        "max_lora_rank": next(r for r in LORA_RANKS if r >= rank)}
         dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-        return LLM(model=self.base_path, tokenizer=self.tokenizer_path, dtype=dtype, seed=0,
+        # eager: an evaluation's few hundred requests do not repay CUDA-graph capture and compilation at start-up
+        return LLM(model=self.base_path, tokenizer=self.tokenizer_path, dtype=dtype, seed=0, enforce_eager=True,
                    gpu_memory_utilization=GPU_MEMORY_SHARE, max_model_len=self.context_length, **options)
 
     def _stop_ids(self) -> list[int]:
