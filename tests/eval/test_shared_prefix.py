@@ -178,3 +178,33 @@ def test_only_plain_full_attention_caches_share_a_prefix():
     shape = dict(hidden_size=64, intermediate_size=128, num_attention_heads=2, num_hidden_layers=2, vocab_size=300)
     assert supported(LlamaConfig(**shape))
     assert not supported(MistralConfig(sliding_window=16, **shape))  # keys kept by window, not by position
+
+
+def test_the_tuned_system_shares_a_prefix_computed_with_its_adapter(tiny, tmp_path, monkeypatch):
+    """A LoRA adapter with non-zero weights: 'tuned' prefills its prefix with the adapter on, 'base' with it off;
+    each matches its own unshared replies, and the two differ (the adapter is not a no-op)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from ftorch.eval.local import LocalModel
+
+    base = tmp_path / "base"  # the fixture's model (larger weights, more stop tokens) as a folder
+    tiny.model.save_pretrained(base)
+    tiny.tokenizer.save_pretrained(base)
+    peft_model = get_peft_model(AutoModelForCausalLM.from_pretrained(base),
+                                LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, weights in peft_model.named_parameters():
+            if "lora_" in name:
+                weights.copy_(torch.randn(weights.shape, generator=generator) * 0.5)
+    peft_model.save_pretrained(tmp_path / "adapter")
+    model = LocalModel(str(base), tmp_path / "adapter", device="cpu")
+    conversations = [few_shot(r) for r in REQUESTS[:4]]
+    replies = {}
+    for system in ("base", "tuned"):
+        with model.system(system):
+            replies[system] = same_with_and_without(model, monkeypatch, conversations, max_new_tokens=10,
+                                                    batch_size=2)
+    assert replies["base"] != replies["tuned"]
