@@ -24,6 +24,9 @@ Deviations from the spec
   `POST /files/upload` (multipart with the file's bytes), which is what is served here.
 - `nullable: true` (a 3.0 keyword) is rewritten to its 3.1 meaning after loading, and `format: binary` file
   parts lose `type: string` (openapi-core hands the validator bytes).
+- `discriminator`s without a `mapping` are removed: openapi-core would resolve a value such as
+  `response_format.type: json_schema` to `#/components/schemas/json_schema`, which does not exist; the
+  `anyOf`/`oneOf` they annotate decides alone (as in Prism).
 - `FinetuneEventLevels` lists `null` among strings; events send `info`/`error`.
 - Error statuses a path does not document (402, 429 and 5xx on most paths) are validated against
   `components/schemas/ErrorData` directly; `/finetune/download` documents no body for its 400/404.
@@ -48,7 +51,7 @@ import re
 import tarfile
 import threading
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Literal
@@ -58,8 +61,8 @@ import yaml
 
 SPEC_PATH = Path(os.environ.get("FTORCH_TOGETHER_SPEC")
                  or Path(__file__).resolve().parents[3] / "shared" / "together" / "openapi.yaml")
-SUPPORTED_MODELS = ["meta-llama/Meta-Llama-3.1-8B-Instruct-Reference", "Qwen/Qwen2.5-7B-Instruct",
-                    "standin/tiny-llama"]
+SUPPORTED_MODELS = ["meta-llama/Meta-Llama-3.1-8B-Instruct-Reference", "meta-llama/Llama-3.2-1B-Instruct",
+                    "Qwen/Qwen2.5-7B-Instruct"]
 TERMINAL = ("completed", "cancelled", "error")
 
 
@@ -80,6 +83,8 @@ def rewrite_nullable(node: Any, in_parameters: bool = False) -> Any:
     node = {key: rewrite_nullable(value, in_parameters or key == "parameters") for key, value in node.items()}
     if node.get("format") == "binary" and node.get("type") == "string":
         del node["type"]
+    if isinstance(node.get("discriminator"), dict) and "mapping" not in node["discriminator"]:
+        del node["discriminator"]  # implicit mapping would look up `#/components/schemas/<type>`; anyOf decides
     if node.pop("nullable", False) is True and not in_parameters:
         if isinstance(node.get("type"), str):
             node["type"] = [node["type"], "null"]
@@ -184,7 +189,7 @@ class _State:
         self.contents: dict[str, bytes] = {}
         self.jobs: dict[str, dict[str, Any]] = {}
         self.counter = 0
-        self.clock = datetime(2026, 12, 1, tzinfo=timezone.utc)
+        self.clock = datetime(2026, 12, 1, tzinfo=UTC)
 
     def new_id(self, prefix: str) -> str:
         self.counter += 1
