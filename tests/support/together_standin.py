@@ -150,6 +150,7 @@ class RecordedRequest:
     json: Any = None
     form: dict[str, Any] | None = None
     status: int | None = None
+    raw_path: str = ""  # as sent: /v1/fine-tunes (the SDK) or /fine-tunes (a client of Prism's shape)
 
 
 class ApiError(Exception):
@@ -509,7 +510,7 @@ class StandinHandle:
         query = dict(parse_qsl(url.query, keep_blank_values=True))
         body = http.rfile.read(int(http.headers.get("Content-Length") or 0))
         ctype = http.headers.get("Content-Type", "")
-        req = RecordedRequest(http.command, path, query)
+        req = RecordedRequest(http.command, path, query, raw_path=url.path)
         form: dict[str, Any] = {}
         files: dict[str, tuple[str, bytes]] = {}
         if ctype.startswith("multipart/form-data"):

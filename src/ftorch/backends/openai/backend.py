@@ -91,6 +91,7 @@ class OpenAIBackend:
         from ...data.tokens import counter_for
 
         p = cfg.provider_as(OpenAIProvider)
+        wind_down = api.wind_down(p.api)  # after the end date a ConfigError, before anything else
         if problems := _job_problems(cfg):
             raise ConfigError(problems)
         method = METHODS[cfg.train.method]
@@ -118,8 +119,7 @@ class OpenAIBackend:
                  "the job's hyperparameters are train.epochs / batch_size / seed (auto or null: OpenAI picks) and "
                  "provider.learning_rate_multiplier; the rest of train.* is for local training (setting one is "
                  "refused)",
-                 "OpenAI is winding down self-serve fine-tuning: an organisation that may no longer create jobs "
-                 f"gets HTTP 403 training_not_available; {api.LOCAL_PROVIDERS} run the same recipe"]
+                 wind_down]
         files = {split: str(chat.path) for split, chat in data.splits.items() if split in ("train", "validation")}
         return Plan(self.name, cfg, inputs={"job": _job_body(cfg), "files": files},
                     estimates={"train_examples": examples, "cost": cost.to_dict()}, notes=notes, data=data)
@@ -344,7 +344,7 @@ def _wind_down(exc, files: dict[str, dict]) -> BackendError:
         "OpenAI fine-tuning", "OpenAI is winding down its self-serve fine-tuning platform, and this organisation can "
         f"no longer create training jobs (HTTP 403 training_not_available: {api.error_message(exc)}). Nothing was "
         f"trained or billed. The uploaded files are kept ({kept}).",
-        f"Run the same recipe locally: {api.LOCAL_PROVIDERS}, e.g. `ftorch train recipe=... provider=peft`. "
+        f"Run the same recipe with {api.ALTERNATIVES}, e.g. `ftorch train recipe=... provider=peft`. "
         "Models you already fine-tuned stay usable for inference and evaluation."))
 
 
