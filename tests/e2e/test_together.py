@@ -104,7 +104,7 @@ def test_full_lifecycle_downloads_the_adapter_and_evaluates_it_here(standin, tmp
 
 def test_evaluation_through_chat_completions_without_the_adapter(standin, tmp_path):
     standin.scenario.chat_reply = lambda request: '{"action": "move"}'
-    result = train(tmp_path, *QUICK_EVAL, "provider.download_adapter=false")
+    result = train(tmp_path, *QUICK_EVAL, "provider.download_adapter=false", "eval.drift=false")
     assert result.returncode == 0, result.stderr[-3000:]
     run_dir, record = the_run(tmp_path)
     models = {r.json["model"] for r in standin.requests_to("POST", "/chat/completions")}
@@ -223,3 +223,30 @@ def test_a_crash_between_create_and_record_never_makes_a_second_job(standin, tmp
     result = run_cli("resume", str(run_dir))
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(creates(standin)) == 1 and read_run(run_dir)["job_id"] == standin.jobs()[0]["id"]
+
+
+def test_pull_downloads_the_adapter_of_a_finished_run(standin, tmp_path):
+    result = train(tmp_path, *NO_EVAL)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir, _ = the_run(tmp_path)
+    assert not (run_dir / "adapter").exists()
+    pulled = run_cli("pull", str(run_dir))
+    assert pulled.returncode == 0, pulled.stderr[-3000:]
+    assert (run_dir / "adapter" / "adapter_config.json").is_file() and read_run(run_dir)["adapter_sha256"]
+    assert len(standin.requests_to("GET", "/finetune/download")) == 1
+
+
+def test_an_adapter_that_does_not_fit_the_local_base_is_refused(standin, tmp_path):
+    result = train(tmp_path, *NO_EVAL, "model.tiny.hidden_size=64", "model.tiny.intermediate_size=128",
+                   "model.tiny.num_heads=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir, _ = the_run(tmp_path)
+    pulled = run_cli("pull", str(run_dir))
+    assert pulled.returncode != 0 and "does not fit the local base" in pulled.stderr, pulled.stderr[-2000:]
+    assert not (run_dir / "adapter").exists()
+
+
+def test_weights_only_evaluation_without_the_adapter_names_download_adapter(standin, tmp_path):
+    result = run_cli("plan", *FAST, "provider.download_adapter=false")
+    assert result.returncode == 2 and "eval.drift" in result.stderr
+    assert "provider.download_adapter=true" in result.stderr

@@ -135,10 +135,8 @@ class TogetherBackend:
         p = cfg.provider_as(TogetherProvider)
         if problems := job_problems(cfg):
             raise ConfigError(problems)
-        if not p.download_adapter:
-            from ..settings import refuse_without_weights
-
-            refuse_without_weights(cfg, self.name)
+        if not p.download_adapter and cfg.eval.enabled:
+            together_eval.refuse_hosted_weights(cfg)
         model = together_model(cfg)
         models, source = api.known_models(together_eval.prices_path(cfg), api.api_root(p))
         if model not in models:

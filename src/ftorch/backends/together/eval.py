@@ -45,12 +45,11 @@ def has_adapter(run: RunDir) -> bool:
 def eval_models(run: RunDir, cfg: RunConfig) -> EvalModels:
     if has_adapter(run):
         return local_eval.eval_models(run, cfg)
-    from ...backends.settings import refuse_without_weights
     from ...data.tokens import counter_for
     from ...eval.openai_chat import OpenAIChat
     from ...together_sdk import api_errors, make_client
 
-    refuse_without_weights(cfg, "together")  # drift, lm-eval: only with the adapter here
+    refuse_hosted_weights(cfg)  # drift, lm-eval: only with the adapter here
     tuned = run.read().get("fine_tuned_model")
     if not tuned:
         raise ConfigError(Problem(str(run.path), "no fine-tuned model in run.json and no adapter to evaluate",
@@ -59,6 +58,20 @@ def eval_models(run: RunDir, cfg: RunConfig) -> EvalModels:
     chat = OpenAIChat(ChatClient(make_client(_provider(cfg))), base, tuned, counter_for(None), cfg.eval.seed,
                       errors=api_errors)
     return EvalModels(chat, None, price(cfg))
+
+
+def refuse_hosted_weights(cfg: RunConfig) -> None:
+    """Without the adapter here the evaluation goes through the API: what needs the weights (drift, lm-eval) is
+    refused, with provider.download_adapter=true named as the way to keep it."""
+    from ..settings import refuse_without_weights
+
+    try:
+        refuse_without_weights(cfg, "together")
+    except ConfigError as exc:
+        raise ConfigError([*exc.problems, Problem(
+            "provider.download_adapter", "false: the tuned model stays with Together and is evaluated through "
+            "its chat completions", "set provider.download_adapter=true to evaluate the adapter here, with drift "
+            "and lm-eval")]) from None
 
 
 class ChatClient:
