@@ -250,3 +250,14 @@ def test_weights_only_evaluation_without_the_adapter_names_download_adapter(stan
     result = run_cli("plan", *FAST, "provider.download_adapter=false")
     assert result.returncode == 2 and "eval.drift" in result.stderr
     assert "provider.download_adapter=true" in result.stderr
+
+
+def test_dpo_uploads_pairs_in_together_shape(standin, tmp_path):
+    result = train(tmp_path, *NO_EVAL, "data=quickstart-dpo", "train=dpo", "train.preference.beta=0.2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (create,) = creates(standin)
+    assert create.json["training_method"] == {"method": "dpo", "dpo_beta": 0.2}
+    lines = standin.file_bytes(create.json["training_file"]).decode().splitlines()
+    pair = json.loads(lines[0])
+    assert set(pair) == {"input", "preferred_output", "non_preferred_output"}
+    assert pair["input"]["messages"][-1]["role"] == "user" and pair["preferred_output"][0]["role"] == "assistant"

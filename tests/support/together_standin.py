@@ -478,6 +478,10 @@ class StandinHandle:
         with self._state.lock:
             return copy.deepcopy(self._state.record(job_id)["job"])
 
+    def file_bytes(self, file_id: str) -> bytes:
+        with self._state.lock:
+            return self._state.contents[file_id]
+
     def jobs(self) -> list[dict[str, Any]]:
         with self._state.lock:
             return [copy.deepcopy(r["job"]) for r in self._state.jobs.values()]
