@@ -45,3 +45,24 @@ def test_the_together_recipe_with_provider_openai_explains_the_wind_down(monkeyp
     text = raised.value.render()
     assert "provider.model: a setting of provider=together, not of provider=openai" in text
     assert "winding down" in text and "2027-01-06" in text
+
+
+def test_after_the_end_existing_runs_keep_evaluating(monkeypatch, tmp_path):
+    from ftorch.backends import get_backend
+    from ftorch.run.rundir import RunDir
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    cfg = prepare(PROJECT, ["recipe=openai-quickstart"]).plan.config
+
+    class Later(date):
+        @classmethod
+        def today(cls):
+            return cls(2027, 2, 1)
+
+    monkeypatch.setattr("ftorch.openai_sdk.date", Later)
+    with pytest.raises(ConfigError, match="no new jobs after 2027-01-06"):
+        prepare(PROJECT, ["recipe=openai-quickstart"])
+    run = RunDir(tmp_path)
+    run.update(status="succeeded", fine_tuned_model="ft:gpt-4o-mini-2024-07-18:org:x:abc")
+    models = get_backend("openai").eval_models(run, cfg)  # the evaluation never asks about the wind-down
+    assert models.generator.models["tuned"] == "ft:gpt-4o-mini-2024-07-18:org:x:abc"
