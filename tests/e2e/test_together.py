@@ -110,6 +110,11 @@ def test_evaluation_through_chat_completions_without_the_adapter(standin, tmp_pa
     models = {r.json["model"] for r in standin.requests_to("POST", "/chat/completions")}
     assert models == {"meta-llama/Llama-3.2-1B-Instruct", record["fine_tuned_model"]}
     assert record["evaluated"] is True and not (run_dir / "adapter").exists()
+    # cost per call from the price table, for the base model and the tuned one alike
+    reports = [json.loads(p.read_text()) for p in run_dir.rglob("*.json") if "usd_per_1k_calls" in p.read_text()]
+    assert reports, "no evaluation report with a cost per call"
+    text = json.dumps(reports[0])
+    assert text.count("usd_per_1k_calls") >= 3
 
 
 def test_uploads_are_reused_across_runs(standin, tmp_path):
