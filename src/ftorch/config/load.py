@@ -193,13 +193,6 @@ def other_provider_key(where: str, provider: str, leaf: str) -> Problem | None:
     return Problem(where, f"a setting of provider={'/'.join(owners)}, not of provider={provider}", fix)
 
 
-def validation_problem_fallback(where: str, dotted: str) -> Problem:
-    parent = dotted.rpartition(".")[0]
-    leaves = sorted(k.rpartition(".")[2] for k in known_keys() if k.rpartition(".")[0] == parent)
-    return Problem(where, "unknown key", did_you_mean(dotted, [f"{parent}.{k}" for k in leaves])
-                   or f"keys here: {', '.join(leaves)}")
-
-
 def validation_problem(err: ErrorDetails, origins: Origins) -> Problem:
     # pydantic names the member of a union that failed ("constrained-int", "literal['auto']"): not a key
     loc = [str(part) for part in err["loc"] if not (isinstance(part, str) and ("-" in part or "[" in part))]
@@ -211,8 +204,9 @@ def validation_problem(err: ErrorDetails, origins: Origins) -> Problem:
     kind = err["type"]
     if kind == "extra_forbidden" and dotted in RENAMED:
         return Problem(where, "this setting has moved", f"use {RENAMED[dotted]}")
-    if kind == "extra_forbidden" and provider and len(loc) == 2:
-        return other_provider_key(where, provider, loc[1]) or validation_problem_fallback(where, dotted)
+    if kind == "extra_forbidden" and provider and len(loc) == 2 and (other := other_provider_key(where, provider,
+                                                                                                   loc[1])):
+        return other
     if kind == "extra_forbidden":
         parent, _, leaf = dotted.rpartition(".")
         siblings = [k for k in known_keys() if k.rpartition(".")[0] == parent]
