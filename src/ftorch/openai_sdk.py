@@ -7,6 +7,7 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,28 @@ from .config.providers import OpenAIProvider
 from .errors import BackendError, ConfigError, MissingExtra, Problem
 
 LOCAL_PROVIDERS = "provider=peft (any machine), provider=unsloth or provider=axolotl (GPU)"
+# OpenAI's self-serve fine-tuning wind-down (deprecations page, section dated 2026-05-07; the end date for new jobs
+# is from secondary reports, see ../shared/STACK.md)
+WIND_DOWN_ANNOUNCED = date(2026, 5, 7)
+NEW_JOBS_END = date(2027, 1, 6)
+ALTERNATIVES = ("provider=together (hosted, the same recipe: set provider.model to a Together model), Azure OpenAI "
+                f"(provider.api=azure, where it still trains), or locally {LOCAL_PROVIDERS}")
+
+
+def wind_down(api: str, today: date | None = None) -> str:
+    """The wind-down as `plan` states it for a new OpenAI job; after NEW_JOBS_END a ConfigError for api=openai
+    (Azure OpenAI is not part of it). `today` is injectable for tests. Evaluating existing runs never asks."""
+    today = today or date.today()
+    if api == "openai" and today > NEW_JOBS_END:
+        raise ConfigError(Problem("provider=openai", f"OpenAI ended self-serve fine-tuning: no new jobs after "
+                                  f"{NEW_JOBS_END.isoformat()} (announced {WIND_DOWN_ANNOUNCED.isoformat()})",
+                                  f"use {ALTERNATIVES}; models you already fine-tuned stay usable for inference "
+                                  "and `ftorch eval`"))
+    if api != "openai":
+        return "Azure OpenAI's fine-tuning is not part of OpenAI's self-serve wind-down"
+    return (f"OpenAI is winding down self-serve fine-tuning (users told {WIND_DOWN_ANNOUNCED.isoformat()}): new jobs "
+            f"end {NEW_JOBS_END.isoformat()} ({(NEW_JOBS_END - today).days} days left), and organisations already cut "
+            f"off get HTTP 403 training_not_available. For new jobs use {ALTERNATIVES}")
 
 
 def sdk_and_key(where: str, api_key_env: str, missing: str, hint: str):

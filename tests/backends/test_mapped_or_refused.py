@@ -21,7 +21,7 @@ PROJECT = find_project()
 BASE = {"peft": ["recipe=quickstart-tiny"], "axolotl": ["recipe=axolotl-quickstart"],
         # 16-bit loading (provider=unsloth's default is 4bit), so that the schema's alternative 4bit is a change
         "unsloth": ["recipe=unsloth-quickstart", "provider.allow_cpu=true", "train.quantization=none"],
-    "openai": ["recipe=openai-quickstart"]}
+    "openai": ["recipe=openai-quickstart"], "together": ["recipe=together-quickstart"]}
 NOT_APPLICABLE = {  # leaf -> why no alternative value is tried here
     "train.method": "lora or sft; a preference method needs preference data (tests/backends/test_preference.py)",
     "model.name": "every provider passes it on (the model to train)",
@@ -80,6 +80,7 @@ def reference():
 @pytest.mark.parametrize("backend, path, values", CASES, ids=[f"{b}-{p}" for b, p, _ in CASES])
 def test_every_setting_is_mapped_or_refused(monkeypatch, reference, backend, path, values):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setenv("TOGETHER_API_KEY", "together-test")
     assert values, f"no alternative value for {path}: add one or list it in NOT_APPLICABLE"
     outcomes = []
     for value in values:

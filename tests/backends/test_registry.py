@@ -40,4 +40,7 @@ def test_a_provider_whose_module_cannot_import_names_how_to_install(monkeypatch)
 def test_each_backend_says_where_its_weights_end_up():
     """export and serve ask the backend, not the provider's name: a new provider declares it once."""
     weights = {name: get_backend(name).weights for name in PROVIDER_NAMES}
-    assert weights == {"peft": "adapter", "openai": "hosted", "axolotl": "adapter", "unsloth": "adapter"}
+    assert weights == {"peft": "adapter", "openai": "hosted", "axolotl": "adapter", "unsloth": "adapter",
+                       # together: an adapter once downloaded (provider.download_adapter, ftorch pull); without it,
+                       # its eval refuses weights-only settings itself and export/chat say there is no adapter
+                       "together": "adapter"}

@@ -13,6 +13,7 @@ REGISTRY: dict[str, str] = {
     "openai": "ftorch.backends.openai.backend:OpenAIBackend",
     "axolotl": "ftorch.backends.axolotl.backend:AxolotlBackend",
     "unsloth": "ftorch.backends.unsloth.backend:UnslothBackend",
+    "together": "ftorch.backends.together.backend:TogetherBackend",
 }
 
 # how to get what a provider's module imports, when it is missing
@@ -21,6 +22,7 @@ INSTALL_HINTS: dict[str, str] = {
     "openai": "install it: pip install 'ftorch[openai]'",
     "axolotl": "build its environment: ftorch setup axolotl (or make axolotl-env)",
     "unsloth": "build its environment: ftorch setup unsloth, then run .venv-unsloth/bin/ftorch",
+    "together": "install it: pip install 'ftorch[together]'",
 }
 
 

@@ -17,6 +17,7 @@ EPILOG = """examples:
   ftorch plan recipe=quickstart
   ftorch eval runs/quickstart/2026-11-25_15-04-05_123456 eval.limit=20
   ftorch resume runs/quickstart/2026-11-25_15-04-05_123456
+  ftorch pull runs/together-quickstart/<ts>         (a provider=together run's adapter, then eval/chat/export)
   ftorch data check data/train.jsonl --model gpt-4.1-mini-2025-04-14
   ftorch data split data/all.jsonl --ratios 0.8,0.1,0.1 --seed 0
   ftorch data convert alpaca.json --from alpaca
@@ -31,8 +32,8 @@ EPILOG = """examples:
 
 # One module per command, in the order `ftorch --help` lists them: each has add_parser(sub) and run(args), and
 # imports nothing heavy at module level (rich, Hydra and torch are imported where a command runs).
-COMMANDS = ("train", "plan", "resume", "setup", "cancel", "eval", "export", "chat", "serve", "runs", "sweep", "data",
-            "review")
+COMMANDS = ("train", "plan", "resume", "setup", "cancel", "pull", "eval", "export", "chat", "serve", "runs", "sweep",
+            "data", "review")
 MODULES = {"eval": "evaluate"}  # `eval` is a builtin's name
 
 

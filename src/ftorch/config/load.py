@@ -178,16 +178,35 @@ def _resolve(cfg: Any, skip: set[str]) -> tuple[dict, list[tuple[str, str]]]:
     return walk(plain, ""), errors
 
 
+def other_provider_key(where: str, provider: str, leaf: str) -> Problem | None:
+    """provider.X that belongs to another provider (a recipe written for it, run with provider=this one)."""
+    from .providers import PROVIDER_MODELS
+
+    owners = [name for name, model in PROVIDER_MODELS.items() if leaf in model.model_fields and name != provider]
+    if not owners:
+        return None
+    fix = f"remove it to run with provider={provider}"
+    if provider == "openai":
+        from ..openai_sdk import wind_down
+
+        fix += f". Note: {wind_down('openai')}"
+    return Problem(where, f"a setting of provider={'/'.join(owners)}, not of provider={provider}", fix)
+
+
 def validation_problem(err: ErrorDetails, origins: Origins) -> Problem:
     # pydantic names the member of a union that failed ("constrained-int", "literal['auto']"): not a key
     loc = [str(part) for part in err["loc"] if not (isinstance(part, str) and ("-" in part or "[" in part))]
+    provider = None
     if len(loc) >= 2 and loc[0] == "provider" and loc[1] in PROVIDER_NAMES:
-        loc.pop(1)  # the discriminator tag pydantic inserts
+        provider = loc.pop(1)  # the discriminator tag pydantic inserts
     dotted = ".".join(loc)
     where = f"{origins.of(dotted)}: {dotted}"
     kind = err["type"]
     if kind == "extra_forbidden" and dotted in RENAMED:
         return Problem(where, "this setting has moved", f"use {RENAMED[dotted]}")
+    if kind == "extra_forbidden" and provider and len(loc) == 2 and (other := other_provider_key(where, provider,
+                                                                                                   loc[1])):
+        return other
     if kind == "extra_forbidden":
         parent, _, leaf = dotted.rpartition(".")
         siblings = [k for k in known_keys() if k.rpartition(".")[0] == parent]

@@ -104,10 +104,51 @@ class UnslothProvider(ProviderSettings):
     export_gguf: str | None = Field(None, description="also export GGUF with this quantization, e.g. q4_k_m")
 
 
-P = TypeVar("P", PeftProvider, OpenAIProvider, AxolotlProvider, UnslothProvider)
-Provider = Annotated[PeftProvider | OpenAIProvider | AxolotlProvider | UnslothProvider, Field(discriminator="name")]
+class TogetherProvider(ProviderSettings):
+    """Together AI's fine-tuning API through the official together SDK (SFT or DPO, LoRA or full)."""
+
+    # the job's n_epochs, batch_size, learning_rate, warmup_ratio, lr_scheduler, weight_decay, max_grad_norm,
+    # random_seed, max_seq_length, packing and LoRA shape are train.*; train_on_inputs is the opposite of
+    # train.assistant_only_loss; dpo_beta and rpo_alpha are train.preference.beta and sft_weight.
+    # Evaluation: through Together's chat completions, or locally once the adapter is downloaded.
+    defaults: ClassVar[dict[str, Any]] = {"eval.drift": False}
+    picks: ClassVar[frozenset[str]] = frozenset({"train.batch_size"})  # auto = Together's "max"
+
+    name: Literal["together"] = "together"
+    model: str | None = Field(None, description="Together's id of the base model to fine-tune (see "
+                              "/fine-tunes/models/supported); default: model.name. model.* stays the local copy "
+                              "of the same base, used when the adapter is downloaded and evaluated here")
+    base_url: str | None = Field(None, description="the API root, as the spec's server URL "
+                                 "(https://api.together.ai/v1); default: $TOGETHER_BASE_URL, else that")
+    api_key_env: str = Field("TOGETHER_API_KEY", description="the NAME of the variable holding the key; the "
+                             "key itself never goes into a config")
+    training_type: Literal["lora", "full"] = Field("lora", description="lora: train.lora.* as Together's "
+                                                   "LoRATrainingType; full: full fine-tuning")
+    suffix: Annotated[str, Field(max_length=20, pattern=r"^[A-Za-z0-9-]*$")] | None = Field(
+        None, description="start of the job's suffix (the rest identifies the run, so a job is never created twice)")
+    n_checkpoints: Annotated[int, Field(ge=1)] = 1
+    n_evals: Annotated[int, Field(ge=0)] = Field(0, description="evaluations on the validation split during "
+                                                 "training (needs one)")
+    download_adapter: bool = Field(False, description="download the LoRA adapter into the run folder after the "
+                                   "job, verify it against the local base (model.*), and evaluate it here: "
+                                   "chat and export then work as for a local run")
+    max_cost_usd: PositiveFloat | None = Field(None, description="refuse to create a job (or run an evaluation) "
+                                               "whose estimated cost is above this (Together's own estimate)")
+    prices: str = Field("conf/prices/together.yaml", description="serverless inference prices, for the cost of "
+                        "an evaluation through the API")
+    poll_interval_s: PositiveFloat = 5.0
+    max_poll_interval_s: PositiveFloat = 60.0
+    max_retries: Annotated[int, Field(ge=0)] = 2
+    timeout_s: PositiveFloat = 600.0
+    cancel_on_interrupt: bool = Field(False, description="Ctrl-C cancels the job instead of leaving it running")
+
+
+P = TypeVar("P", PeftProvider, OpenAIProvider, AxolotlProvider, UnslothProvider, TogetherProvider)
+Provider = Annotated[PeftProvider | OpenAIProvider | AxolotlProvider | UnslothProvider | TogetherProvider,
+                     Field(discriminator="name")]
 
 
 PROVIDER_MODELS: dict[str, type[ProviderSettings]] = {"peft": PeftProvider, "openai": OpenAIProvider,
-                                            "axolotl": AxolotlProvider, "unsloth": UnslothProvider}
+                                            "axolotl": AxolotlProvider, "unsloth": UnslothProvider,
+                                            "together": TogetherProvider}
 PROVIDER_NAMES = tuple(PROVIDER_MODELS)

@@ -12,8 +12,9 @@ Messages = list[dict]
 
 
 class OpenAIChat:
-    def __init__(self, client, base_model: str, tuned_model: str | None, counter, seed: int):
+    def __init__(self, client, base_model: str, tuned_model: str | None, counter, seed: int, errors=None):
         self.client, self.counter, self.seed = client, counter, seed
+        self.errors = errors  # the SDK's error wording (openai_sdk.api_errors by default; together_sdk's too)
         self.models = {"base": base_model, "prompted": base_model, "tuned": tuned_model or base_model}
         self.current = "tuned"
         self.usage = {"prompt_tokens": 0, "completion_tokens": 0}
@@ -33,8 +34,9 @@ class OpenAIChat:
 
     def generate(self, conversations: list[Messages], max_new_tokens: int, batch_size: int,
                  on_batch: Callable[[int], None] | None = None, constraint=None) -> list[str]:
-        from ..openai_sdk import api_errors
+        from ..openai_sdk import api_errors as openai_errors
 
+        api_errors = self.errors or openai_errors
         model = self.models.get(self.current, self.models["base"])  # a prompting arm asks the base model
         extra = {}
         if constraint is not None:

@@ -21,6 +21,7 @@ from ...run import metrics_log
 from ...run.metrics_log import MetricsRow
 from ...safe_io import open_append, write_bytes, write_text
 from ..base import Plan, Result
+from ..remote import detached_message, run_key
 from . import eval as openai_eval
 
 if TYPE_CHECKING:
@@ -90,6 +91,7 @@ class OpenAIBackend:
         from ...data.tokens import counter_for
 
         p = cfg.provider_as(OpenAIProvider)
+        wind_down = api.wind_down(p.api)  # after the end date a ConfigError, before anything else
         if problems := _job_problems(cfg):
             raise ConfigError(problems)
         method = METHODS[cfg.train.method]
@@ -117,8 +119,7 @@ class OpenAIBackend:
                  "the job's hyperparameters are train.epochs / batch_size / seed (auto or null: OpenAI picks) and "
                  "provider.learning_rate_multiplier; the rest of train.* is for local training (setting one is "
                  "refused)",
-                 "OpenAI is winding down self-serve fine-tuning: an organisation that may no longer create jobs "
-                 f"gets HTTP 403 training_not_available; {api.LOCAL_PROVIDERS} run the same recipe"]
+                 wind_down]
         files = {split: str(chat.path) for split, chat in data.splits.items() if split in ("train", "validation")}
         return Plan(self.name, cfg, inputs={"job": _job_body(cfg), "files": files},
                     estimates={"train_examples": examples, "cost": cost.to_dict()}, notes=notes, data=data)
@@ -142,7 +143,7 @@ class OpenAIBackend:
     def _attach_or_start(self, plan: Plan, run: RunDir) -> Result:
         cfg = plan.config.provider_as(OpenAIProvider)
         client = api.make_client(cfg)
-        job_id = run.read().get("job_id") or self._find_job(client, _run_key(run))
+        job_id = run.read().get("job_id") or self._find_job(client, run_key(run))
         if job_id is None:
             files = self._upload(client, plan, run)
             job_id = self._create(client, plan, run, files)
@@ -165,7 +166,7 @@ class OpenAIBackend:
     def _create(self, client, plan: Plan, run: RunDir, files: dict[str, dict]) -> str:
         import openai
 
-        key = _run_key(run)
+        key = run_key(run)
         body = dict(plan.inputs["job"], training_file=files["train"]["file_id"],
                     metadata={**plan.inputs["job"]["metadata"], "ftorch_run": key})
         if "validation" in files:
@@ -218,8 +219,7 @@ class OpenAIBackend:
                     client.fine_tuning.jobs.cancel(job_id)
                 print(f"\njob {job_id} cancelled (provider.cancel_on_interrupt=true)", flush=True)
             else:
-                print(f"\nstopped following; job {job_id} keeps running. Reattach: ftorch resume {run.path}\n"
-                      f"cancel it: ftorch cancel {run.path}", flush=True)
+                print(detached_message(job_id, run), flush=True)
             raise
         if job.status == "failed":
             error = job.error
@@ -338,20 +338,13 @@ def _number(value: str | None) -> float | None:
         return None
 
 
-def _run_key(run: RunDir) -> str:
-    """A stable id for this run (its folder), carried in the job's metadata and as the idempotency key."""
-    import hashlib
-
-    return "ftorch-" + hashlib.sha256(str(run.path.resolve()).encode()).hexdigest()[:24]
-
-
 def _wind_down(exc, files: dict[str, dict]) -> BackendError:
     kept = ", ".join(f"{split}: {entry['file_id']}" for split, entry in files.items())
     return BackendError(Problem(
         "OpenAI fine-tuning", "OpenAI is winding down its self-serve fine-tuning platform, and this organisation can "
         f"no longer create training jobs (HTTP 403 training_not_available: {api.error_message(exc)}). Nothing was "
         f"trained or billed. The uploaded files are kept ({kept}).",
-        f"Run the same recipe locally: {api.LOCAL_PROVIDERS}, e.g. `ftorch train recipe=... provider=peft`. "
+        f"Run the same recipe with {api.ALTERNATIVES}, e.g. `ftorch train recipe=... provider=peft`. "
         "Models you already fine-tuned stay usable for inference and evaluation."))
 
 
