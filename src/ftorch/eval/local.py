@@ -11,6 +11,9 @@ from pathlib import Path
 from typing import Any
 
 Messages = list[dict]
+# Bump when generate() can reply differently for the same model, prompt and settings: the answer cache
+# (eval/answer_cache.py) keys on it, so answers of the old decoder are not reused.
+DECODER_VERSION = 1
 
 
 class LocalModel:
@@ -38,6 +41,8 @@ class LocalModel:
                 model = PeftModel.from_pretrained(model, str(adapter))
         self.model = model.to(self.device).eval()
         self.has_adapter = adapter is not None
+        self.base_path: str | None = base_path  # what the answer cache hashes (eval/answer_cache.py)
+        self.adapter_path: Path | None = adapter
 
     @classmethod
     def from_loaded(cls, model, tokenizer, device: str | None = None) -> LocalModel:
@@ -53,6 +58,7 @@ class LocalModel:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = model.to(self.device).eval()
         self.has_adapter = False
+        self.base_path, self.adapter_path = None, None  # no files known: its answers are not cached
         return self
 
     @contextmanager
