@@ -301,5 +301,7 @@ def summary_lines(report: EvalReport) -> list[str]:
         from .preference import summary_line
 
         lines.append(summary_line(pairs))
+    if report.answer_cache is not None:
+        lines.append(report.answer_cache.summary())
     return lines + [f"verdict: {report.verdict}"]
 

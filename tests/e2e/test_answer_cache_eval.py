@@ -1,0 +1,51 @@
+"""`ftorch eval RUN` twice on a tiny trained run: the second evaluation generates nothing (every answer of base,
+the prompting arms, prompted, tuned and the general and safety suites comes from the answer cache, as the
+report's reuse counts say), and its scores, answers and per-call latency are those of the first."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import run_cli
+from support.tiny_run import trained_run
+
+EVAL = ["eval.limit=3", "eval.validation_limit=4", "eval.k_shots=[1,3]", "eval.general_limit=2",
+        "eval.safety_limit=2", "eval.max_new_tokens=6", "eval.drift=false"]
+
+
+def _evaluate(run_dir):
+    result = run_cli("eval", str(run_dir), *EVAL)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    folder = sorted(p for p in (run_dir / "eval").iterdir() if p.is_dir())[-1]
+    report = json.loads((folder / "report.json").read_text())
+    answers = [json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines()]
+    suites = [(folder / name).read_text() for name in ("general.jsonl", "safety.jsonl")]
+    return result, report, answers, suites
+
+
+@pytest.mark.slow
+def test_a_second_evaluation_reuses_every_answer_with_identical_scores(tmp_path_factory):
+    run_dir = trained_run(tmp_path_factory.getbasetemp())
+    assert run_cli("cache", "clear", "answers").returncode == 0  # answers of other tests' evaluations go
+    first, report, answers, suites = _evaluate(run_dir)
+    use = report["answer_cache"]["systems"]
+    assert set(use) == {"base", "prompted", "tuned"}
+    assert use["tuned"]["generated"] > 0 and use["base"]["generated"] > 3  # base: the arms and suites too
+    # 'prompted' may reuse base's answers of this very evaluation: with the zero-shot arm chosen, its prompts on
+    # the test split are base's
+    second, again, answers_again, suites_again = _evaluate(run_dir)
+    use_again = again["answer_cache"]["systems"]
+    assert all(s["generated"] == 0 for s in use_again.values()), use_again
+    assert sum(s["reused"] for s in use_again.values()) == sum(s["generated"] + s["reused"] for s in use.values())
+    assert "answers: 0 generated" in second.stdout
+    assert again["task"] == report["task"] and again["significance"] == report["significance"]
+    assert again["prompt_arms"]["chosen"] == report["prompt_arms"]["chosen"]
+    assert [a["systems"] for a in answers_again] == [a["systems"] for a in answers]
+    assert suites_again == suites and again["general"] == report["general"] and again["safety"] == report["safety"]
+    for name in ("base", "prompted", "tuned"):  # the latency recorded when the answers were generated
+        assert again["latency"][name]["from_cache"] is True
+        assert report["latency"][name]["from_cache"] is (name == "prompted" and use["prompted"]["generated"] == 0)
+        assert again["latency"][name]["seconds_per_call"] == pytest.approx(
+            report["latency"][name]["seconds_per_call"], rel=0.2)
