@@ -190,3 +190,43 @@ def test_folder_digest_is_memoized_by_path_size_and_mtime(tmp_path):
     assert answer_cache.folder_digest(tmp_path / "m", memo) != first
     weights.write_bytes(b"b" * 101)
     assert answer_cache.folder_digest(tmp_path / "m", {}) != first
+
+
+def test_measurements_of_the_same_model_on_the_same_inputs_are_reused(folders, store):
+    base, adapter_a, adapter_b = folders
+    computed: list[str] = []
+
+    def loss(tag):
+        computed.append(tag)
+        return {"base": {"loss": 1.25}, "tuned": {"loss": 0.5, "tag": tag}}
+
+    first = _cached(base, adapter_a)
+    assert first.remember("held_out_loss", {"texts": ["a"]}, lambda: loss("one"))["tuned"]["tag"] == "one"
+    again = _cached(base, adapter_a)
+    assert again.remember("held_out_loss", {"texts": ["a"]}, lambda: loss("two"))["tuned"]["tag"] == "one"
+    assert again.measures_reused == ["held_out_loss"] and again.report()["measures_reused"] == ["held_out_loss"]
+    assert again.remember("held_out_loss", {"texts": ["b"]}, lambda: loss("three"))["tuned"]["tag"] == "three"
+    other = _cached(base, adapter_b)
+    assert other.remember("held_out_loss", {"texts": ["a"]}, lambda: loss("four"))["tuned"]["tag"] == "four"
+    assert computed == ["one", "three", "four"]
+
+
+def test_a_lazy_model_is_not_loaded_when_every_answer_is_cached(folders, store):
+    from ftorch.eval.lazy_local import LazyLocalModel
+
+    base, adapter, _ = folders
+    loaded = local.LocalModel(str(base), adapter, device="cpu")
+    first = wrap(LazyLocalModel(str(base), adapter, device="cpu"))
+    replies = {name: _ask(first, name) for name in ("tuned", "base")}
+    assert first.inner.loaded is not None  # it had to generate
+    lazy = LazyLocalModel(str(base), adapter, device="cpu")
+    again = wrap(lazy)
+    assert {name: _ask(again, name) for name in ("tuned", "base")} == replies
+    assert again.prompt_tokens(ASK[0]) == loaded.prompt_tokens(ASK[0])
+    assert again.context_length == loaded.context_length and again.constraint_kinds == loaded.constraint_kinds
+    assert again.remember("drift", {"texts": []}, lambda: {"kl": 0.5}) == {"kl": 0.5}
+    assert lazy.loaded is None and not hasattr(lazy, "cache_identity")  # nothing asked for the weights
+    _ask(again, "tuned", conversations=[[{"role": "user", "content": "Something new."}]])
+    assert lazy.loaded is not None and _counts(again) == (1, 3)
+    eager = wrap(loaded)
+    assert _ask(eager, "base") == replies["base"] and _counts(eager, "base") == (0, 3)  # the same keys as eager

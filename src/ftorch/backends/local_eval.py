@@ -14,14 +14,15 @@ if TYPE_CHECKING:
 
 
 def eval_models(run: RunDir, cfg: RunConfig) -> EvalModels:
-    """The base model with the run's adapter, loaded here (transformers + PEFT, as a user would load it)."""
-    from ..eval.local import LocalModel
+    """The base model with the run's adapter, loaded here (transformers + PEFT, as a user would load it) when first
+    needed: an evaluation whose answers all come from the answer cache never loads it (eval/lazy_local.py)."""
+    from ..eval.lazy_local import LazyLocalModel
     from ..models import model_path
 
     if not (run.adapter / "adapter_config.json").is_file():
         raise ConfigError(Problem(str(run.adapter), "no adapter in this run to evaluate",
                                   "evaluate a run whose training succeeded"))
-    local = LocalModel(model_path(cfg.model), run.adapter)
+    local = LazyLocalModel(model_path(cfg.model), run.adapter)
     return EvalModels(local, local, None)
 
 

@@ -26,7 +26,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -39,9 +39,9 @@ SKIPPED_FILES = {".complete", ".lock"}
 class Describer(Protocol):
     """What a generator must tell for its answers to be cached."""
 
-    def identity(self, system: str | None) -> dict[str, Any]:
-        """Everything but the prompt and the decoding settings that decides an answer, for `system` (None: no
-        system() block is active)."""
+    def identity(self, systems: tuple[str, ...]) -> dict[str, Any]:
+        """Everything but the prompt and the decoding settings that decides an answer, under the active system()
+        blocks (outermost first; () when none is active)."""
         ...
 
     def prompt(self, messages: Messages) -> Any:
@@ -98,24 +98,26 @@ def library_versions() -> dict[str, str]:
 
 
 class LocalDescriber:
-    """eval/local.py's LocalModel: the base model's folder and the adapter's, hashed; the adapter counts only for
-    'tuned' (LocalModel.system turns it off for every other system)."""
+    """eval/local.py's LocalModel (or eval/lazy_local.py's, without loading it): the base model's folder and the
+    adapter's, hashed; the adapter counts only under 'tuned' (LocalModel.system turns it off for every other
+    system, and an outer block's 'off' holds inside)."""
 
     def __init__(self, model, base_folder: Path, memo: Any = None):
         self.model = model
-        adapter = getattr(model, "adapter_path", None)
-        parameter = next(iter(model.model.parameters()))
-        self.base = {"model": folder_digest(base_folder, memo), "dtype": str(parameter.dtype),
-                     "device": str(model.device), "versions": library_versions()}
+        adapter = model.adapter_path
+        dtype = getattr(model, "dtype", None) or str(next(iter(model.model.parameters())).dtype)
+        self.base = {"model": folder_digest(base_folder, memo), "dtype": dtype, "device": str(model.device),
+                     "versions": library_versions()}
         self.adapter = folder_digest(Path(adapter), memo) if adapter is not None and model.has_adapter else None
 
-    def identity(self, system: str | None) -> dict[str, Any]:
-        adapter_on = self.adapter is not None and system in (None, "tuned")
+    def identity(self, systems: tuple[str, ...]) -> dict[str, Any]:
+        adapter_on = self.adapter is not None and all(name == "tuned" for name in systems)
         return {**self.base, "adapter": self.adapter if adapter_on else None}
 
     def prompt(self, messages: Messages) -> Any:
-        return self.model.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
-                                                        return_dict=False)
+        from .local import chat_ids
+
+        return chat_ids(self.model.tokenizer, messages)
 
 
 class SelfDescribed:
@@ -124,8 +126,8 @@ class SelfDescribed:
     def __init__(self, generator):
         self.generator = generator
 
-    def identity(self, system: str | None) -> dict[str, Any]:
-        return dict(self.generator.cache_identity(system))
+    def identity(self, systems: tuple[str, ...]) -> dict[str, Any]:
+        return dict(self.generator.cache_identity(systems[-1] if systems else None))
 
     def prompt(self, messages: Messages) -> Any:
         return self.generator.cache_prompt(messages)
@@ -133,13 +135,14 @@ class SelfDescribed:
 
 def describer_for(generator, memo: Any = None) -> Describer | None:
     """How to key `generator`'s answers, or None when they cannot be keyed by content (then nothing is cached)."""
-    if hasattr(generator, "cache_identity") and hasattr(generator, "cache_prompt"):
-        return SelfDescribed(generator)
+    from .lazy_local import LazyLocalModel
     from .local import LocalModel
 
-    if isinstance(generator, LocalModel):
-        folder = _model_folder(getattr(generator, "base_path", None))
+    if isinstance(generator, (LocalModel, LazyLocalModel)):
+        folder = _model_folder(generator.base_path)
         return LocalDescriber(generator, folder, memo) if folder is not None else None
+    if hasattr(generator, "cache_identity") and hasattr(generator, "cache_prompt"):
+        return SelfDescribed(generator)
     return None
 
 
@@ -218,6 +221,7 @@ class CachedGenerator:
     usage: dict[str, Reuse] = field(default_factory=dict)
     last_call: LastCall | None = None
     systems: list[str] = field(default_factory=list)  # the active system() blocks, innermost last
+    measures_reused: list[str] = field(default_factory=list)  # held_out_loss, drift: stored results used
 
     def __getattr__(self, name: str) -> Any:
         if name == "inner":  # not set yet (copy, pickle): no recursion
@@ -226,23 +230,23 @@ class CachedGenerator:
 
     @contextmanager
     def system(self, name: str) -> Iterator[None]:
-        with self.inner.system(name):
-            self.systems.append(name)
-            try:
-                yield
-            finally:
-                self.systems.pop()
+        """Noted here, entered on the wrapped generator only around the answers it must generate (a lazily
+        loaded model is not loaded to switch its adapter off for answers that are all cached)."""
+        self.systems.append(name)
+        try:
+            yield
+        finally:
+            self.systems.pop()
 
     def prompt_tokens(self, messages: Messages) -> int:
         return self.inner.prompt_tokens(messages)
 
     def key(self, messages: Messages, max_new_tokens: int, extra: dict[str, Any]) -> str:
-        system = self.systems[-1] if self.systems else None
         constraint = extra.get("constraint")
         decoding = {"greedy": True, "max_new_tokens": max_new_tokens,
                     "min_new_tokens": int(extra.get("min_new_tokens", 0)),
                     "constraint": _plain(constraint) if constraint is not None else None}
-        payload = {"v": KEY_VERSION, "identity": self.describer.identity(system),
+        payload = {"v": KEY_VERSION, "identity": self.describer.identity(tuple(self.systems)),
                    "prompt": self.describer.prompt(messages), "decoding": decoding}
         return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
@@ -261,10 +265,13 @@ class CachedGenerator:
             on_batch(reused)
         missing = [i for i in range(len(conversations)) if i not in replies]
         if missing:
-            started = time.perf_counter()
-            fresh = self.inner.generate([conversations[i] for i in missing], max_new_tokens, batch_size,
-                                        on_batch=on_batch, **extra)
-            elapsed = time.perf_counter() - started
+            with ExitStack() as blocks:
+                for name in self.systems:
+                    blocks.enter_context(self.inner.system(name))
+                started = time.perf_counter()
+                fresh = self.inner.generate([conversations[i] for i in missing], max_new_tokens, batch_size,
+                                            on_batch=on_batch, **extra)
+                elapsed = time.perf_counter() - started
             seconds += elapsed
             for i, reply in zip(missing, fresh):
                 replies[i] = reply
@@ -277,10 +284,31 @@ class CachedGenerator:
         self.last_call = LastCall(len(conversations), reused, seconds)
         return [replies[i] for i in range(len(conversations))]
 
+    def remember(self, kind: str, inputs: Any, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """A measurement of the model under base and tuned together (held-out loss, drift): `compute()`, or its
+        stored result when the model, the adapter, the library versions and `inputs` (JSON-serialisable: the
+        texts and settings it reads) are those it was computed for."""
+        payload = {"v": KEY_VERSION, "measure": kind, "inputs": inputs,
+                   "identity": {name: self.describer.identity((name,)) for name in ("base", "tuned")}}
+        key = hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+        raw = self.store.get(key)
+        if isinstance(raw, str):
+            try:
+                found = json.loads(raw)
+            except ValueError:
+                found = None
+            if isinstance(found, dict):
+                self.measures_reused.append(kind)
+                return found
+        result = compute()
+        self.store.set(key, json.dumps(result, ensure_ascii=False))
+        return result
+
     def report(self) -> dict[str, Any]:
         """The report's `answer_cache` section (eval/report_model.py's AnswerCacheUse)."""
         return {"folder": str(self.folder),
-                "systems": {name: dataclasses.asdict(counts) for name, counts in self.usage.items()}}
+                "systems": {name: dataclasses.asdict(counts) for name, counts in self.usage.items()},
+                "measures_reused": list(self.measures_reused)}
 
 
 def _plain(value: Any) -> Any:

@@ -125,6 +125,8 @@ class AnswerCacheUse(_Strict):
 
     folder: str
     systems: dict[str, AnswerReuse] = Field(default_factory=dict)
+    # measurements of the same model on the same inputs reused from the cache: held_out_loss, drift
+    measures_reused: list[str] = Field(default_factory=list)
 
     @property
     def generated(self) -> int:
@@ -137,8 +139,9 @@ class AnswerCacheUse(_Strict):
     def summary(self) -> str:
         """'answers: 12 generated, 340 reused from the answer cache (base 0/300 new, tuned 12/52 new)'."""
         per = ", ".join(f"{name} {s.generated}/{s.generated + s.reused} new" for name, s in self.systems.items())
+        measures = " and ".join(m.replace("_", "-") for m in self.measures_reused)
         return (f"answers: {self.generated} generated, {self.reused} reused from the answer cache"
-                + (f" ({per})" if per else ""))
+                + (f" ({per})" if per else "") + (f"; {measures} reused" if measures else ""))
 
 
 class Cost(_Strict):

@@ -98,11 +98,16 @@ def evaluate(run: RunDir, cfg: RunConfig, generator: Generator, *, local=None, p
 
         report["preference"] = preference.section(task, predictions, local, cfg)
     if local is not None:
-        report["held_out_loss"] = _held_out_loss(local, task, ev.batch_size)
+        # the same model (content) on the same inputs: the stored numbers (eval/answer_cache.py)
+        memo = generator.remember if isinstance(generator, CachedGenerator) and generator.inner is local \
+            else lambda kind, inputs, compute: compute()
+        report["held_out_loss"] = memo("held_out_loss", {"conversations": task.full, "batch_size": ev.batch_size},
+                                       lambda: _held_out_loss(local, task, ev.batch_size))
         if ev.drift:
-            from .drift import drift
+            from .drift import MAX_TOKENS, drift, general_texts
 
-            report["drift"] = drift(local, ev.batch_size)
+            report["drift"] = memo("drift", {"texts": general_texts(), "max_tokens": MAX_TOKENS,
+                                             "batch_size": ev.batch_size}, lambda: drift(local, ev.batch_size))
     if ev.lm_eval_tasks and local is not None:
         from . import harness
 
