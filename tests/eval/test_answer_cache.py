@@ -230,3 +230,38 @@ def test_a_lazy_model_is_not_loaded_when_every_answer_is_cached(folders, store):
     assert lazy.loaded is not None and _counts(again) == (1, 3)
     eager = wrap(loaded)
     assert _ask(eager, "base") == replies["base"] and _counts(eager, "base") == (0, 3)  # the same keys as eager
+
+
+class Described(ScriptedModel):
+    """The scripted model, describing itself to the cache (any generator can: cache_identity, cache_prompt)."""
+
+    def __init__(self, version: str = "1"):
+        super().__init__()
+        self.version = version
+
+    def cache_identity(self, system):
+        return {"model": "scripted", "version": self.version, "adapter": system == "tuned"}
+
+    def cache_prompt(self, messages):
+        return messages
+
+
+def test_any_generator_that_describes_itself_is_cached(store):
+    scripted = Described()
+    generator = wrap(scripted)
+    assert isinstance(generator, CachedGenerator)
+    task = [[{"role": "user", "content": "Is 3 odd?"}], [{"role": "user", "content": "refuse-me"}]]
+    fresh = {name: _ask(generator, name, conversations=task) for name in ("base", "tuned")}
+    assert scripted.calls == [("base", 2), ("tuned", 2)]  # the wrapped model was asked as the system asked for
+    assert {name: _ask(wrap(Described()), name, conversations=task) for name in ("base", "tuned")} == fresh
+    newer = Described(version="2")
+    _ask(wrap(newer), "base", conversations=task)
+    assert newer.calls == [("base", 2)]
+
+
+def test_an_unusable_cache_folder_evaluates_without_the_cache(tmp_path, monkeypatch):
+    (tmp_path / "not-a-folder").write_text("")
+    monkeypatch.setenv("FTORCH_CACHE", str(tmp_path / "not-a-folder"))
+    scripted = Described()
+    with pytest.warns(UserWarning, match="cannot be used"):
+        assert wrap(scripted) is scripted

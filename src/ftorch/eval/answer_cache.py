@@ -331,17 +331,27 @@ def _entry(raw: Any) -> tuple[str, float] | None:
 def wrap(generator, enabled: bool = True, size_mb: int = 1024, folder: Path | None = None):
     """`generator` with its answers cached (CachedGenerator), or unchanged when caching is off or its answers
     cannot be keyed by content."""
+    import sqlite3
+
     if not enabled:
         return generator
-    memo = open_store(hashes_folder(), 64 << 20)
-    try:
-        describer = describer_for(generator, memo)
-    finally:
-        memo.close()
-    if describer is None:
-        return generator
     folder = folder or answers_folder()
-    return CachedGenerator(generator, describer, open_store(folder, size_mb << 20), folder)
+    try:
+        memo = open_store(hashes_folder(), 64 << 20)
+        try:
+            describer = describer_for(generator, memo)
+        finally:
+            memo.close()
+        if describer is None:
+            return generator
+        store = open_store(folder, size_mb << 20)
+    except (OSError, sqlite3.Error) as exc:  # a read-only or full cache folder: evaluate without the cache
+        import warnings
+
+        warnings.warn(f"the answer cache in {folder} cannot be used ({exc}); every answer is generated",
+                      stacklevel=2)
+        return generator
+    return CachedGenerator(generator, describer, store, folder)
 
 
 class CallClock:
