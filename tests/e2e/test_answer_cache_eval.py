@@ -1,6 +1,7 @@
 """`ftorch eval RUN` twice on a tiny trained run: the second evaluation generates nothing (every answer of base,
 the prompting arms, prompted, tuned and the general and safety suites comes from the answer cache, as the
-report's reuse counts say), and its scores, answers and per-call latency are those of the first."""
+report's reuse counts say), and its scores, answers and per-call latency are those of the first. A sweep's
+second trial generates only its own tuned answers."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import json
 
 import pytest
 
-from conftest import run_cli
+from conftest import TINY, run_cli, run_dirs
 from support.tiny_run import trained_run
 
 EVAL = ["eval.limit=3", "eval.validation_limit=4", "eval.k_shots=[1,3]", "eval.general_limit=2",
@@ -51,3 +52,22 @@ def test_a_second_evaluation_reuses_every_answer_with_identical_scores(tmp_path_
         assert report["latency"][name]["from_cache"] is (name == "prompted" and use["prompted"]["generated"] == 0)
         assert again["latency"][name]["seconds_per_call"] == pytest.approx(
             report["latency"][name]["seconds_per_call"], rel=0.2)
+
+
+@pytest.mark.slow
+def test_sweep_trials_share_base_and_arm_answers(tmp_path, monkeypatch):
+    """Two trials of a sweep (different learning rates, so different adapters): the second generates only the
+    tuned answers; base, the prompting arms and prompted come from the first trial."""
+    monkeypatch.setenv("FTORCH_CACHE", str(tmp_path / "cache"))  # an empty answer cache (the tiny model is rebuilt)
+    result = run_cli("train", "-m", f"paths.runs={tmp_path / 'runs'}", *TINY, "train.max_steps=2",
+                     "train.lr=1e-3,2e-3", *EVAL)
+    assert result.returncode == 0, result.stderr[-3000:]
+    reports = []
+    for run_dir in run_dirs(tmp_path / "runs"):  # in the order the trials ran (their timestamps)
+        (folder,) = [p for p in (run_dir / "eval").iterdir() if p.is_dir()]
+        reports.append(json.loads((folder / "report.json").read_text())["answer_cache"]["systems"])
+    first, second = reports
+    assert first["base"]["generated"] > 0 and first["tuned"]["generated"] > 0
+    assert second["base"] == {"generated": 0, "reused": first["base"]["generated"] + first["base"]["reused"]}
+    assert second["prompted"]["generated"] == 0
+    assert second["tuned"]["generated"] == first["tuned"]["generated"] + first["tuned"]["reused"]
