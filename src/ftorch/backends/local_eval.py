@@ -14,16 +14,17 @@ if TYPE_CHECKING:
 
 
 def eval_models(run: RunDir, cfg: RunConfig) -> EvalModels:
-    """The base model with the run's adapter, loaded here (transformers + PEFT, as a user would load it); on a
+    """The base model with the run's adapter, loaded here (transformers + PEFT, as a user would load it) when first
+    needed: an evaluation whose answers all come from the answer cache never loads it (eval/lazy_local.py); on a
     CUDA GPU with vLLM installed, generation goes through vLLM's engine (eval/vllm_generator.py)."""
-    from ..eval.local import LocalModel
+    from ..eval.lazy_local import LazyLocalModel
     from ..eval.vllm_generator import choose_generator
     from ..models import model_path
 
     if not (run.adapter / "adapter_config.json").is_file():
         raise ConfigError(Problem(str(run.adapter), "no adapter in this run to evaluate",
                                   "evaluate a run whose training succeeded"))
-    local = LocalModel(model_path(cfg.model), run.adapter)
+    local = LazyLocalModel(model_path(cfg.model), run.adapter)
     return EvalModels(choose_generator(local, model_path(cfg.model), run.adapter), local, None)
 
 

@@ -27,13 +27,14 @@ EPILOG = """examples:
   ftorch review runs/quickstart/2026-11-25_15-04-05_123456
   ftorch export runs/quickstart/<ts> --to gguf --type q8_0     (or --to merged, --to ollama)
   ftorch chat runs/quickstart/<ts> --compare
+  ftorch cache ls                                   (then: ftorch cache clear answers)
 """
 
 
 # One module per command, in the order `ftorch --help` lists them: each has add_parser(sub) and run(args), and
 # imports nothing heavy at module level (rich, Hydra and torch are imported where a command runs).
 COMMANDS = ("train", "plan", "resume", "setup", "cancel", "pull", "eval", "export", "chat", "serve", "runs", "sweep",
-            "data", "review")
+            "data", "review", "cache")
 MODULES = {"eval": "evaluate"}  # `eval` is a builtin's name
 
 

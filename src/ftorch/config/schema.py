@@ -281,6 +281,11 @@ class EvalConfig(Strict):
                              "clearly worse than the best so far (its interval lies below the best's)")
     reference_model: str | None = Field(None, description="a bigger model as one more arm, prompted with the best "
                                         "strategy: a local model folder, or an OpenAI model id (network)")
+    answer_cache: bool = Field(True, description="reuse answers already generated for the same model and adapter "
+                               "content, prompt, decoding settings and library versions ($FTORCH_CACHE/answers; "
+                               "local models only); false: generate every answer again")
+    answer_cache_mb: PositiveInt = Field(1024, description="size cap of the answer cache in MB; above it the least "
+                                         "recently used answers are evicted")
 
     @model_validator(mode="after")
     def _schema_metric_needs_a_schema(self) -> EvalConfig:

@@ -126,6 +126,9 @@ def evaluate_run(run: RunDir, cfg: RunConfig, console, models=None, out: Path | 
         if out is None:
             _record_unfinished_as(run, status="running", dir=str(path))
         generator, local, price = models or _models_for(run, cfg)
+        from .answer_cache import wrap
+
+        generator = wrap(generator, cfg.eval.answer_cache, cfg.eval.answer_cache_mb)  # as is where not keyable
         console = console or Console(stderr=True)  # beside the training's progress
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         bars = (Progress(*columns, console=console, transient=True) if console.is_terminal
@@ -298,5 +301,7 @@ def summary_lines(report: EvalReport) -> list[str]:
         from .preference import summary_line
 
         lines.append(summary_line(pairs))
+    if report.answer_cache is not None:
+        lines.append(report.answer_cache.summary())
     return lines + [f"verdict: {report.verdict}"]
 

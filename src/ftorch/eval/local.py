@@ -13,24 +13,54 @@ from typing import Any
 from .prefix import MINIMUM_SHARED
 
 Messages = list[dict]
+# Bump when generate() can reply differently for the same model, prompt and settings: the answer cache
+# (eval/answer_cache.py) keys on it, so answers of the old decoder are not reused.
+DECODER_VERSION = 1
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def dtype_for(device: str):
+    """The dtype a local model is evaluated in on `device`."""
+    import torch
+
+    return torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+
+
+def load_tokenizer(base_path: str, adapter: Path | None) -> Any:
+    """The adapter's tokenizer when it saved one, else the base model's; left padding, a pad token."""
+    from transformers import AutoTokenizer
+
+    from ..backends.hf.loading import loading
+
+    with_tokenizer = adapter is not None and (adapter / "tokenizer_config.json").exists()
+    tokenizer_source = adapter if with_tokenizer else base_path
+    with loading(str(tokenizer_source), "tokenizer"):
+        tokenizer: Any = AutoTokenizer.from_pretrained(str(tokenizer_source))  # transformers' stubs: unions
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def chat_ids(tokenizer, messages: Messages) -> list[int]:
+    """The prompt's token ids as generation sees them (chat template, generation prompt added)."""
+    return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
 
 
 class LocalModel:
     def __init__(self, base_path: str, adapter: Path | None, device: str | None = None):
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
 
         from ..backends.hf.loading import loading
 
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        with_tokenizer = adapter is not None and (adapter / "tokenizer_config.json").exists()
-        tokenizer_source = adapter if with_tokenizer else base_path
-        with loading(str(tokenizer_source), "tokenizer"):
-            self.tokenizer: Any = AutoTokenizer.from_pretrained(str(tokenizer_source))  # transformers' stubs: unions
-        self.tokenizer.padding_side = "left"
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        dtype = torch.bfloat16 if self.device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+        self.device = device or default_device()
+        self.tokenizer: Any = load_tokenizer(base_path, adapter)
+        dtype = dtype_for(self.device)
         with loading(base_path, "model"):
             model: Any = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype)  # or a PeftModel below
         if adapter is not None:
@@ -40,6 +70,8 @@ class LocalModel:
                 model = PeftModel.from_pretrained(model, str(adapter))
         self.model = model.to(self.device).eval()
         self.has_adapter = adapter is not None
+        self.base_path: str | None = base_path  # what the answer cache hashes (eval/answer_cache.py)
+        self.adapter_path: Path | None = adapter
 
     @classmethod
     def from_loaded(cls, model, tokenizer, device: str | None = None) -> LocalModel:
@@ -55,6 +87,7 @@ class LocalModel:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = model.to(self.device).eval()
         self.has_adapter = False
+        self.base_path, self.adapter_path = None, None  # no files known: its answers are not cached
         return self
 
     @contextmanager
@@ -88,8 +121,7 @@ class LocalModel:
         return TokenMask(self._enforcer_data, constraint, self.stop_ids())
 
     def _encode(self, messages: Messages) -> list[int]:
-        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
-                                                  return_dict=False)
+        return chat_ids(self.tokenizer, messages)
 
     def generate(self, conversations: list[Messages], max_new_tokens: int, batch_size: int,
                  on_batch: Callable[[int], None] | None = None, min_new_tokens: int = 0,

@@ -22,6 +22,11 @@ def markdown(report: EvalReport, run_dir: Path) -> str:
     described = (f"the strongest prompt on validation, {arms.chosen}: {arms.chosen_description}" if arms
                  else f"system prompt + {report.few_shot} examples from the training split")
     lines += ["", f"{report.n} held-out examples; prompted = {described}.", ""]
+    if report.answer_cache is not None:
+        recorded = [n for n in SYSTEMS if (entry := report.latency.get(n)) is not None and entry.from_cache]
+        lines += [f"{report.answer_cache.summary()}."
+                  + (f" Seconds per call of {', '.join(recorded)}: as measured when the reused answers were "
+                     "generated (marked *)." if recorded else ""), ""]
     for name, test in (("tuned_vs_prompted", report.significance.tuned_vs_prompted),
                        ("tuned_vs_base", report.significance.tuned_vs_base)):
         lines.append(f"- {name.replace('_', ' ')}: {_test_text(test)}")
@@ -54,7 +59,9 @@ def _systems_table(report: EvalReport) -> list[str]:
         row = (f"| {name} | {_score_cell(report.task.score(name))} | "
                f"{fixed(cost.prompt_tokens_per_call if cost else None, '.0f')} | {dollars} |")
         if timed:
-            row += f" {fixed(report.seconds_per_call(name), '.2f', 'not measured')} |"
+            entry = report.latency.get(name)
+            mark = "*" if entry is not None and entry.from_cache else ""
+            row += f" {fixed(report.seconds_per_call(name), '.2f', 'not measured')}{mark} |"
         lines.append(row)
     return lines
 

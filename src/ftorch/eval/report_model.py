@@ -107,6 +107,41 @@ class PromptArms(_Open):
 class Latency(_Strict):
     seconds_per_call: float | None = None
     batch_size: int | None = None
+    # true when answers came from the answer cache: seconds_per_call is then what was measured when they were
+    # generated (a lookup's time is no model's latency)
+    from_cache: bool = False
+
+
+class AnswerReuse(_Strict):
+    """Answers one system got in this evaluation: generated now, or reused from the answer cache."""
+
+    generated: int = 0
+    reused: int = 0
+
+
+class AnswerCacheUse(_Strict):
+    """What the answer cache (eval/answer_cache.py) gave, per system asked ('base' counts the prompting arms
+    and base's general and safety answers; 'tuned' its own)."""
+
+    folder: str
+    systems: dict[str, AnswerReuse] = Field(default_factory=dict)
+    # measurements of the same model on the same inputs reused from the cache: held_out_loss, drift
+    measures_reused: list[str] = Field(default_factory=list)
+
+    @property
+    def generated(self) -> int:
+        return sum(s.generated for s in self.systems.values())
+
+    @property
+    def reused(self) -> int:
+        return sum(s.reused for s in self.systems.values())
+
+    def summary(self) -> str:
+        """'answers: 12 generated, 340 reused from the answer cache (base 0/300 new, tuned 12/52 new)'."""
+        per = ", ".join(f"{name} {s.generated}/{s.generated + s.reused} new" for name, s in self.systems.items())
+        measures = " and ".join(m.replace("_", "-") for m in self.measures_reused)
+        return (f"answers: {self.generated} generated, {self.reused} reused from the answer cache"
+                + (f" ({per})" if per else "") + (f"; {measures} reused" if measures else ""))
 
 
 class Cost(_Strict):
@@ -324,6 +359,7 @@ class EvalReport(_Strict):
     few_shot: int = 0
     prompt_arms: PromptArms | None = None
     latency: dict[str, Latency] = Field(default_factory=dict)
+    answer_cache: AnswerCacheUse | None = None
     judge: JudgeInfo | None = None
     judged: Judged | None = None
     task: TaskScores

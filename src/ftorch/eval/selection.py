@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import math
 import statistics
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from ..config.schema import RunConfig
 from . import metrics as task_metrics
+from .answer_cache import CallClock
 from .arms import Arm, Data, Prompts, references, split
 from .constrained import constraint_for
 from .stats import mean_interval
@@ -134,8 +134,9 @@ class _Sweep:
                                   f"{self.ev.max_new_tokens} exceed the model's context of {window} tokens")
         half = math.ceil(len(examples) / 2) if self.ev.early_stop and len(examples) >= MIN_FOR_EARLY_STOP \
             else len(examples)
-        started = time.perf_counter()
-        replies = self.generate(generator, conversations[:half], f"validation · {arm.name}", arm.constraint)
+        clock = CallClock(generator)  # answers from the answer cache: the seconds recorded when generated
+        replies = clock.run(self.generate, generator, conversations[:half], f"validation · {arm.name}",
+                            arm.constraint)
         scores = [self._score(r, e.reference) for r, e in zip(replies, examples)]
         entry: dict[str, Any] = {"arm": arm, "order": len(self.done)}
         leader = self._leader()
@@ -144,14 +145,17 @@ class _Sweep:
             entry["reason"] = (f"stopped after {half} of {len(examples)} examples: clearly below "
                                f"{leader['arm'].name} on them (its 95% interval lies below)")
         elif half < len(examples):
-            rest = self.generate(generator, conversations[half:], f"validation · {arm.name}", arm.constraint)
+            rest = clock.run(self.generate, generator, conversations[half:], f"validation · {arm.name}",
+                             arm.constraint)
             scores += [self._score(r, e.reference) for r, e in zip(rest, examples[half:])]
-        seconds = (time.perf_counter() - started) / len(scores)
+        seconds = clock.per_answer
         values = [s for s in scores if s is not None]
         mean_tokens = statistics.fmean(tokens)
         entry.update(status="stopped early" if stopped else "scored", scores=scores, n=len(values),
                      mean=statistics.fmean(values) if values else 0.0, ci95=_interval(values, self.metric),
                      prompt_tokens_per_call=mean_tokens, seconds_per_call=seconds)
+        if clock.reused:
+            entry["latency_from_cache"] = True
         if why:
             entry["constraint_from"] = why
         per_million = (price or {}).get("input_usd_per_1m")

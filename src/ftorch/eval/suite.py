@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 import statistics
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ from ..run.rundir import RunDir, write_json_atomic
 from ..safe_io import atomic_writer, ensure_dir
 from ..secrets import scrub_text_tree
 from . import metrics as task_metrics
+from .answer_cache import CachedGenerator, CallClock
 from .report_model import EvalReport
 from .stats import mean_interval
 from .tasks import SYSTEMS, Task, load_task
@@ -69,13 +69,14 @@ def evaluate(run: RunDir, cfg: RunConfig, generator: Generator, *, local=None, p
     outputs, latency = {}, {}
     for name in SYSTEMS:
         conversations = [task.conversation(name, e) for e in task.examples]
-        started = time.perf_counter()
         answerer, _, constraint = answers_for[name]
+        clock = CallClock(answerer)
         with answerer.system(name):
-            outputs[name] = _generate(answerer, conversations, ev, progress, f"task · {name}", constraint)
+            outputs[name] = clock.run(_generate, answerer, conversations, ev, progress, f"task · {name}", constraint)
         # wall time per held-out example, generated in batches of eval.batch_size as the evaluation ran them
-        latency[name] = {"seconds_per_call": (time.perf_counter() - started) / max(1, len(conversations)),
-                         "batch_size": ev.batch_size}
+        # (answers reused from the answer cache: the time recorded when they were generated)
+        latency[name] = {"seconds_per_call": clock.per_answer, "batch_size": ev.batch_size,
+                         "from_cache": clock.reused > 0}
     report["latency"] = latency
     predictions = _score(task, outputs, scorers)
     names = list(scorers)
@@ -97,11 +98,16 @@ def evaluate(run: RunDir, cfg: RunConfig, generator: Generator, *, local=None, p
 
         report["preference"] = preference.section(task, predictions, local, cfg)
     if local is not None:
-        report["held_out_loss"] = _held_out_loss(local, task, ev.batch_size)
+        # the same model (content) on the same inputs: the stored numbers (eval/answer_cache.py)
+        memo = generator.remember if isinstance(generator, CachedGenerator) and generator.inner is local \
+            else lambda kind, inputs, compute: compute()
+        report["held_out_loss"] = memo("held_out_loss", {"conversations": task.full, "batch_size": ev.batch_size},
+                                       lambda: _held_out_loss(local, task, ev.batch_size))
         if ev.drift:
-            from .drift import drift
+            from .drift import MAX_TOKENS, drift, general_texts
 
-            report["drift"] = drift(local, ev.batch_size)
+            report["drift"] = memo("drift", {"texts": general_texts(), "max_tokens": MAX_TOKENS,
+                                             "batch_size": ev.batch_size}, lambda: drift(local, ev.batch_size))
     if ev.lm_eval_tasks and local is not None:
         from . import harness
 
@@ -110,6 +116,8 @@ def evaluate(run: RunDir, cfg: RunConfig, generator: Generator, *, local=None, p
         report["general"] = _general(generator, ev, progress)
     if ev.safety:
         report["safety"] = _safety(generator, ev, progress)
+    if isinstance(generator, CachedGenerator):
+        report["answer_cache"] = generator.report()
     typed = EvalReport.model_validate(report)
     typed.regressions = regressions(typed, ev.max_regression)
     typed.facts_warning = facts_warning(task)

@@ -1,0 +1,267 @@
+"""The answer cache (eval/answer_cache.py) on a tiny local model: an answer is reused only when everything that
+decides it is unchanged (model content, adapter content, prompt, decoding settings, library versions); a change
+in any one of them generates it again. Eviction is least-recently-used at the size cap."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ftorch.config.schema import TinyModel
+from ftorch.eval import answer_cache, local
+from ftorch.eval.answer_cache import CachedGenerator, CallClock, open_store, wrap
+from ftorch.eval.constrained import Constraint
+
+from support.fakes import ScriptedModel
+
+SMALL = TinyModel(hidden_size=16, intermediate_size=32, num_heads=2, num_layers=1, vocab_size=300)
+ASK = [[{"role": "user", "content": "Is red a colour?"}], [{"role": "user", "content": "Name a fruit."}],
+       [{"role": "user", "content": "Count to three."}]]
+
+
+def _adapter(base: Path, out: Path, seed: int) -> Path:
+    """A LoRA adapter whose B matrices are random (init_lora_weights=False), so it changes the model's answers."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(str(base)),
+                           LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    model.save_pretrained(str(out))
+    return out
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """A copy of the tiny model (so its files can change) and two different adapters for it."""
+    from ftorch.tiny import ensure_tiny_model
+
+    root = tmp_path_factory.mktemp("answer-cache-models")
+    base = root / "base"
+    shutil.copytree(ensure_tiny_model(SMALL), base)
+    return base, _adapter(base, root / "adapter-a", 1), _adapter(base, root / "adapter-b", 2)
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv("FTORCH_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "answers"
+
+
+def _ask(generator: CachedGenerator, system: str = "tuned", conversations=ASK, **settings) -> list[str]:
+    with generator.system(system):
+        return generator.generate(conversations, settings.pop("max_new_tokens", 6), 2, **settings)
+
+
+def _counts(generator: CachedGenerator, system: str = "tuned") -> tuple[int, int]:
+    reuse = generator.usage[system]
+    return reuse.generated, reuse.reused
+
+
+def _cached(base: Path, adapter: Path | None) -> CachedGenerator:
+    generator = wrap(local.LocalModel(str(base), adapter, device="cpu"))
+    assert isinstance(generator, CachedGenerator)
+    return generator
+
+
+def test_the_same_question_is_answered_once_and_reused_word_for_word(folders, store):
+    base, adapter, _ = folders
+    first = _cached(base, adapter)
+    replies = _ask(first)
+    assert _counts(first) == (3, 0)
+    assert _ask(first) == replies and _counts(first) == (3, 3)
+    again = _cached(base, adapter)  # a new evaluation: a new process would load the model again
+    assert _ask(again) == replies and _counts(again) == (0, 3)
+    assert again.report()["systems"]["tuned"] == {"generated": 0, "reused": 3}
+    assert again.report()["folder"] == str(store)
+
+
+def test_a_changed_model_file_is_answered_again(folders, store, tmp_path):
+    base, adapter, _ = folders
+    _ask(_cached(base, adapter))
+    changed = tmp_path / "changed-base"
+    shutil.copytree(base, changed)
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(str(changed / "model.safetensors"))
+    name = next(n for n in weights if n.endswith("q_proj.weight"))
+    weights[name] = weights[name] * 1.5
+    save_file(weights, str(changed / "model.safetensors"), metadata={"format": "pt"})
+    generator = _cached(changed, adapter)
+    _ask(generator)
+    assert _counts(generator) == (3, 0)
+    same = _cached(tmp_path / "changed-base", adapter)  # unchanged since: reused (its hash memoized)
+    _ask(same)
+    assert _counts(same) == (0, 3)
+
+
+def test_a_changed_adapter_answers_tuned_again_and_base_is_still_reused(folders, store):
+    base, adapter_a, adapter_b = folders
+    first = _cached(base, adapter_a)
+    _ask(first, "tuned")
+    base_replies = _ask(first, "base")
+    other = _cached(base, adapter_b)
+    _ask(other, "tuned")
+    assert _counts(other, "tuned") == (3, 0)
+    # base, prompted and the arms run with the adapter off: a sweep trial with another adapter reuses them
+    assert _ask(other, "base") == base_replies and _counts(other, "base") == (0, 3)
+    assert _ask(other, "prompted") == base_replies and _counts(other, "prompted") == (0, 3)
+
+
+def test_a_changed_prompt_is_answered_again(folders, store):
+    base, adapter, _ = folders
+    generator = _cached(base, adapter)
+    _ask(generator)
+    _ask(generator, conversations=[ASK[0], [{"role": "system", "content": "Be brief."}, *ASK[1]]])
+    assert _counts(generator) == (3 + 1, 1)
+
+
+@pytest.mark.parametrize("settings", [{"max_new_tokens": 7}, {"min_new_tokens": 2},
+                                      {"constraint": Constraint("labels", labels=("yes", "no"))}],
+                         ids=["max_new_tokens", "min_new_tokens", "constraint"])
+def test_changed_decoding_settings_answer_again(folders, store, settings):
+    base, adapter, _ = folders
+    generator = _cached(base, adapter)
+    _ask(generator)
+    _ask(generator, **settings)
+    assert _counts(generator) == (6, 0)
+    _ask(generator, **settings)
+    assert _counts(generator) == (6, 3)
+
+
+def test_changed_library_versions_answer_again(folders, store, monkeypatch):
+    base, adapter, _ = folders
+    _ask(_cached(base, adapter))
+    monkeypatch.setattr(local, "DECODER_VERSION", local.DECODER_VERSION + 1)  # ftorch's decoder changed
+    decoder = _cached(base, adapter)
+    _ask(decoder)
+    assert _counts(decoder) == (3, 0)
+    import importlib.metadata
+
+    real = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "99.0" if name == "transformers" else real(name))
+    upgraded = _cached(base, adapter)
+    _ask(upgraded)
+    assert _counts(upgraded) == (3, 0)
+
+
+def test_cached_latency_is_the_one_recorded_when_generated(folders, store):
+    base, adapter, _ = folders
+    first = _cached(base, adapter)
+    fresh = CallClock(first)
+    with first.system("tuned"):
+        fresh.run(first.generate, ASK, 6, 2)
+    again = _cached(base, adapter)
+    reused = CallClock(again)
+    with again.system("tuned"):
+        reused.run(again.generate, ASK, 6, 2)
+    assert fresh.reused == 0 and reused.reused == 3
+    assert reused.per_answer == pytest.approx(fresh.per_answer, rel=1e-9) and reused.per_answer > 0
+
+
+def test_least_recently_used_answers_are_evicted_at_the_size_cap(tmp_path):
+    store = open_store(tmp_path / "answers", 300_000)
+    for i in range(200):
+        store.set(f"k{i}", "x" * 10_000)
+        assert store.get("k0") is not None  # read at every step: the most recently used
+    assert store.volume() <= 300_000 + 100_000  # culled back near the cap (diskcache culls 10 at a time)
+    assert "k0" in store and "k199" in store and "k1" not in store and len(store) < 40
+
+
+def test_generators_that_cannot_describe_their_content_are_not_cached(store):
+    scripted = ScriptedModel()
+    assert wrap(scripted) is scripted
+    assert wrap(scripted, enabled=False) is scripted
+    assert not store.exists()
+
+
+def test_folder_digest_is_memoized_by_path_size_and_mtime(tmp_path):
+    (tmp_path / "m").mkdir()
+    weights = tmp_path / "m" / "w.bin"
+    weights.write_bytes(b"a" * 100)
+    memo: dict[str, str] = {}
+    first = answer_cache.folder_digest(tmp_path / "m", memo)
+    assert len(memo) == 1
+    key = next(iter(memo))
+    memo[key] = "0" * 64  # a memoized digest is used as is while path, size and mtime stay the same
+    assert answer_cache.folder_digest(tmp_path / "m", memo) != first
+    weights.write_bytes(b"b" * 101)
+    assert answer_cache.folder_digest(tmp_path / "m", {}) != first
+
+
+def test_measurements_of_the_same_model_on_the_same_inputs_are_reused(folders, store):
+    base, adapter_a, adapter_b = folders
+    computed: list[str] = []
+
+    def loss(tag):
+        computed.append(tag)
+        return {"base": {"loss": 1.25}, "tuned": {"loss": 0.5, "tag": tag}}
+
+    first = _cached(base, adapter_a)
+    assert first.remember("held_out_loss", {"texts": ["a"]}, lambda: loss("one"))["tuned"]["tag"] == "one"
+    again = _cached(base, adapter_a)
+    assert again.remember("held_out_loss", {"texts": ["a"]}, lambda: loss("two"))["tuned"]["tag"] == "one"
+    assert again.measures_reused == ["held_out_loss"] and again.report()["measures_reused"] == ["held_out_loss"]
+    assert again.remember("held_out_loss", {"texts": ["b"]}, lambda: loss("three"))["tuned"]["tag"] == "three"
+    other = _cached(base, adapter_b)
+    assert other.remember("held_out_loss", {"texts": ["a"]}, lambda: loss("four"))["tuned"]["tag"] == "four"
+    assert computed == ["one", "three", "four"]
+
+
+def test_a_lazy_model_is_not_loaded_when_every_answer_is_cached(folders, store):
+    from ftorch.eval.lazy_local import LazyLocalModel
+
+    base, adapter, _ = folders
+    loaded = local.LocalModel(str(base), adapter, device="cpu")
+    first = wrap(LazyLocalModel(str(base), adapter, device="cpu"))
+    replies = {name: _ask(first, name) for name in ("tuned", "base")}
+    assert first.inner.loaded is not None  # it had to generate
+    lazy = LazyLocalModel(str(base), adapter, device="cpu")
+    again = wrap(lazy)
+    assert {name: _ask(again, name) for name in ("tuned", "base")} == replies
+    assert again.prompt_tokens(ASK[0]) == loaded.prompt_tokens(ASK[0])
+    assert again.context_length == loaded.context_length and again.constraint_kinds == loaded.constraint_kinds
+    assert again.remember("drift", {"texts": []}, lambda: {"kl": 0.5}) == {"kl": 0.5}
+    assert lazy.loaded is None and not hasattr(lazy, "cache_identity")  # nothing asked for the weights
+    _ask(again, "tuned", conversations=[[{"role": "user", "content": "Something new."}]])
+    assert lazy.loaded is not None and _counts(again) == (1, 3)
+    eager = wrap(loaded)
+    assert _ask(eager, "base") == replies["base"] and _counts(eager, "base") == (0, 3)  # the same keys as eager
+
+
+class Described(ScriptedModel):
+    """The scripted model, describing itself to the cache (any generator can: cache_identity, cache_prompt)."""
+
+    def __init__(self, version: str = "1"):
+        super().__init__()
+        self.version = version
+
+    def cache_identity(self, system):
+        return {"model": "scripted", "version": self.version, "adapter": system == "tuned"}
+
+    def cache_prompt(self, messages):
+        return messages
+
+
+def test_any_generator_that_describes_itself_is_cached(store):
+    scripted = Described()
+    generator = wrap(scripted)
+    assert isinstance(generator, CachedGenerator)
+    task = [[{"role": "user", "content": "Is 3 odd?"}], [{"role": "user", "content": "refuse-me"}]]
+    fresh = {name: _ask(generator, name, conversations=task) for name in ("base", "tuned")}
+    assert scripted.calls == [("base", 2), ("tuned", 2)]  # the wrapped model was asked as the system asked for
+    assert {name: _ask(wrap(Described()), name, conversations=task) for name in ("base", "tuned")} == fresh
+    newer = Described(version="2")
+    _ask(wrap(newer), "base", conversations=task)
+    assert newer.calls == [("base", 2)]
+
+
+def test_an_unusable_cache_folder_evaluates_without_the_cache(tmp_path, monkeypatch):
+    (tmp_path / "not-a-folder").write_text("")
+    monkeypatch.setenv("FTORCH_CACHE", str(tmp_path / "not-a-folder"))
+    scripted = Described()
+    with pytest.warns(UserWarning, match="cannot be used"):
+        assert wrap(scripted) is scripted
