@@ -23,10 +23,14 @@ ALTERNATIVES = ("provider=together (hosted, the same recipe: set provider.model 
                 f"(provider.api=azure, where it still trains), or locally {LOCAL_PROVIDERS}")
 
 
-def wind_down(api: str, today: date | None = None) -> str:
+def wind_down(api: str, today: date | None = None, *, new_job: bool = True) -> str:
     """The wind-down as `plan` states it for a new OpenAI job; after NEW_JOBS_END a ConfigError for api=openai
-    (Azure OpenAI is not part of it). `today` is injectable for tests. Evaluating existing runs never asks."""
+    (Azure OpenAI is not part of it). `today` is injectable for tests. Evaluating existing runs never asks, and a
+    resumed run (new_job=False) reattaches to the job it recorded, if it has one."""
     today = today or date.today()
+    if api == "openai" and today > NEW_JOBS_END and not new_job:
+        return (f"OpenAI ended self-serve fine-tuning: no new jobs after {NEW_JOBS_END.isoformat()}; this resume "
+                "follows the job the run recorded (a run without one is refused by OpenAI)")
     if api == "openai" and today > NEW_JOBS_END:
         raise ConfigError(Problem("provider=openai", f"OpenAI ended self-serve fine-tuning: no new jobs after "
                                   f"{NEW_JOBS_END.isoformat()} (announced {WIND_DOWN_ANNOUNCED.isoformat()})",

@@ -66,3 +66,25 @@ def test_after_the_end_existing_runs_keep_evaluating(monkeypatch, tmp_path):
     run.update(status="succeeded", fine_tuned_model="ft:gpt-4o-mini-2024-07-18:org:x:abc")
     models = get_backend("openai").eval_models(run, cfg)  # the evaluation never asks about the wind-down
     assert models.generator.models["tuned"] == "ft:gpt-4o-mini-2024-07-18:org:x:abc"
+
+
+def test_after_the_end_a_resumed_run_plans_again_to_follow_its_job(monkeypatch):
+    """`ftorch resume` re-plans the run (make_plan(resuming=True)): a job created before the end is followed,
+    while a new plan of the same recipe is refused."""
+    from ftorch.backends import make_plan
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    prepared = prepare(PROJECT, ["recipe=openai-quickstart"])
+
+    class Later(date):
+        @classmethod
+        def today(cls):
+            return cls(2027, 2, 1)
+
+    monkeypatch.setattr("ftorch.openai_sdk.date", Later)
+    with pytest.raises(ConfigError, match="no new jobs after 2027-01-06"):
+        make_plan(prepared.plan.config, prepared.plan.data)
+    notes = make_plan(prepared.plan.config, prepared.plan.data, resuming=True).notes
+    assert any("this resume follows the job the run recorded" in n for n in notes)
+    with pytest.raises(ConfigError):  # the marker does not outlive the resumed plan
+        make_plan(prepared.plan.config, prepared.plan.data)

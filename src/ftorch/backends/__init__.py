@@ -40,15 +40,21 @@ def get_backend(name: str) -> Backend:
     return getattr(module, class_name)()
 
 
-def make_plan(cfg, data) -> Plan:
-    """The provider's plan, after refusing any setting it would not use (mapped or refused, never ignored)."""
+def make_plan(cfg, data, *, resuming: bool = False) -> Plan:
+    """The provider's plan, after refusing any setting it would not use (mapped or refused, never ignored).
+    `resuming`: the plan of a run that already started (ftorch resume), whose provider job may already exist."""
+    from .base import RESUMING
     from .settings import refuse_unused, refuse_without_weights
 
     backend = get_backend(cfg.provider.name)
     ignored = refuse_unused(cfg, backend.name, backend.unused_settings)
     if backend.weights == "hosted":
         ignored = sorted([*ignored, *refuse_without_weights(cfg, backend.name)])
-    return dataclasses.replace(backend.plan(cfg, data), ignored=ignored)
+    token = RESUMING.set(resuming)
+    try:
+        return dataclasses.replace(backend.plan(cfg, data), ignored=ignored)
+    finally:
+        RESUMING.reset(token)
 
 
 __all__ = ["Backend", "Plan", "Result", "REGISTRY", "get_backend", "make_plan"]

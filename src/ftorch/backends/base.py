@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 
@@ -10,6 +11,11 @@ if TYPE_CHECKING:
     from ..config.schema import RunConfig
     from ..data.report import DataReport
     from ..run.rundir import RunDir
+
+
+# True while `ftorch resume` plans a run again (backends/__init__.make_plan): a refusal that is about starting new
+# work (a provider that takes no new jobs) does not apply to a job that already exists.
+RESUMING: ContextVar[bool] = ContextVar("ftorch_resuming", default=False)
 
 
 @dataclass(frozen=True)

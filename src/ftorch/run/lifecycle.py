@@ -122,7 +122,7 @@ def _resume(run: RunDir, legacy: bool) -> Result:
         raise ConfigError(Problem(first.where, f"{first.message}: it cannot be resumed", "start a new run")) from None
     data = check_data(config.data)
     _same_data(run, data)
-    plan = make_plan(config, data)
+    plan = make_plan(config, data, resuming=True)
     run.update(status="running", pid=os.getpid(), resumed=[*record.resumed, status], error=None)
     backend = get_backend(config.provider.name)
     return _train_then_evaluate(run, config, _project_root(), lambda: backend.resume(plan, run),

@@ -20,7 +20,7 @@ from ...errors import BackendError, ConfigError, Problem
 from ...run import metrics_log
 from ...run.metrics_log import MetricsRow
 from ...safe_io import open_append, write_bytes, write_text
-from ..base import Plan, Result
+from ..base import RESUMING, Plan, Result
 from ..remote import detached_message, run_key
 from . import eval as openai_eval
 
@@ -91,7 +91,8 @@ class OpenAIBackend:
         from ...data.tokens import counter_for
 
         p = cfg.provider_as(OpenAIProvider)
-        wind_down = api.wind_down(p.api)  # after the end date a ConfigError, before anything else
+        # after the end date a ConfigError, before anything else, unless `ftorch resume` follows a recorded job
+        wind_down = api.wind_down(p.api, new_job=not RESUMING.get())
         if problems := _job_problems(cfg):
             raise ConfigError(problems)
         method = METHODS[cfg.train.method]
