@@ -235,6 +235,8 @@ def test_pull_downloads_the_adapter_of_a_finished_run(standin, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     run_dir, _ = the_run(tmp_path)
     assert not (run_dir / "adapter").exists()
+    before = run_cli("export", str(run_dir), "--to", "merged")  # nothing to export yet: it says how to get it
+    assert before.returncode == 2 and f"ftorch pull {run_dir}" in before.stderr, before.stderr[-2000:]
     pulled = run_cli("pull", str(run_dir))
     assert pulled.returncode == 0, pulled.stderr[-3000:]
     assert (run_dir / "adapter" / "adapter_config.json").is_file() and read_run(run_dir)["adapter_sha256"]

@@ -90,8 +90,9 @@ def open_run(path: Path, *, need_adapter: bool = True, purpose: str = "export") 
         raise RunNotReady(unfinished(path, record, purpose))
     cfg = config_of(run, [])
     if need_adapter and not hosted(cfg.provider.name) and not (run.adapter / "adapter_config.json").is_file():
-        raise RunNotReady(Problem(str(run.adapter), "no LoRA adapter in this run (adapter_config.json missing)",
-                                  f"{purpose} needs a run whose training saved its adapter"))
+        fix = (f"download it first: ftorch pull {run.path}" if cfg.provider.name == "together"
+               else f"{purpose} needs a run whose training saved its adapter")
+        raise RunNotReady(Problem(str(run.adapter), "no LoRA adapter in this run (adapter_config.json missing)", fix))
     return Source(run, record, cfg)
 
 
