@@ -88,7 +88,7 @@ function show() {
   const suspect = item.suspect;
   $("suspect").hidden = !suspect;
   $("suspect").textContent = suspect ? `suspect #${suspect.rank} (score ${suspect.score.toFixed(3)}): the tuned ` +
-    `model answered ${suspect.answer === null ? "(no answer generated)" : JSON.stringify(suspect.answer)}` : "";
+    `model answered: ${suspect.answer === null ? "(no answer generated)" : suspect.answer}` : "";
   const messages = item.decision && item.decision.action === "edit" ? item.decision.messages : exampleMessages(item);
   $("messages").replaceChildren(item.raw !== null ? el("pre", {class: "raw", text: item.raw}) : renderChat(messages));
   if (item.decision && item.decision.action === "edit") $("messages").prepend(el("div", {class: "edited-note", text: "as edited (the file is unchanged)"}));
