@@ -1,6 +1,6 @@
 """`ftorch curve recipe=NAME [fractions=0.25,0.5,1.0] [KEY=VALUE ...]`: the recipe as a learning-curve sweep
-(conf/sweep/learning_curve.yaml), then its evaluation and fit (eval/curve.py); `ftorch curve --sweep SWEEP_DIR`
-fits a sweep that ran already (after `ftorch sweep resume`, say)."""
+(conf/sweep/learning_curve.yaml), then its evaluation and fit (eval/curve.py); `ftorch curve --sweep SWEEP_DIR
+[eval.KEY=VALUE ...]` evaluates and fits a sweep that ran already (after `ftorch sweep resume`, say)."""
 
 from __future__ import annotations
 
@@ -23,10 +23,11 @@ def run(args) -> int:
 
     code = 0
     if args.sweep is not None:
-        if args.overrides:
-            raise ConfigError(Problem("--sweep", "fits a finished sweep: settings do not apply to it",
-                                      "drop the KEY=VALUE arguments, or run a new curve without --sweep"))
+        if any(not item.startswith(("eval.", "eval=")) for item in args.overrides):
+            raise ConfigError(Problem("--sweep", "fits a finished sweep: only eval.* settings apply to it",
+                                      "keep eval.KEY=VALUE arguments only, or run a new curve without --sweep"))
         sweep_dir = args.sweep
+        eval_overrides = list(args.overrides)
     else:
         from .console import report_outcomes
         from .train import checked_launch
@@ -36,9 +37,10 @@ def run(args) -> int:
         if found is None or not any(o.status == "succeeded" for o in outcomes):
             return code or 1
         sweep_dir = found
+        eval_overrides = []
     from ..eval.curve import analyse, table
 
-    report = analyse(sweep_dir)
+    report = analyse(sweep_dir, eval_overrides=eval_overrides)
     from rich.table import Table
 
     header, rows = table(report)

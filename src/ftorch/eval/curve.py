@@ -52,15 +52,16 @@ class CurveReport:
     n: int  # test examples scored at every size (and by the strongest prompt)
 
 
-def analyse(sweep_dir: Path, console=None, models=None) -> CurveReport:
-    """Evaluate what is missing, fit, write. `models(run, cfg)` replaces the provider's models (for tests)."""
+def analyse(sweep_dir: Path, console=None, models=None, eval_overrides: list[str] | None = None) -> CurveReport:
+    """Evaluate what is missing, fit, write. `eval_overrides` (eval=NAME, eval.KEY=VALUE) apply to the
+    evaluation as in `ftorch eval RUN`; `models(run, cfg)` replaces the provider's models (for tests)."""
     from ..sweep.report import load_trials, write_report
 
     trials = [t for t in load_trials(sweep_dir) if t.record.status == "succeeded"]
     if not trials:
         raise ConfigError(Problem(str(sweep_dir), "no trial of this sweep succeeded: there is no curve to fit",
                                   f"finish it with `ftorch sweep resume {sweep_dir}`"))
-    configs = {t.path: _config(RunDir(t.path)) for t in trials}
+    configs = {t.path: _config(RunDir(t.path), eval_overrides or []) for t in trials}
     others = {json.dumps(c.model_dump(exclude={"data": {"train_fraction"}, "eval": {"enabled"}}, mode="json"),
                          sort_keys=True) for c in configs.values()}
     if len(others) > 1:
@@ -89,9 +90,11 @@ def analyse(sweep_dir: Path, console=None, models=None) -> CurveReport:
     return report
 
 
-def _config(run: RunDir) -> RunConfig:
+def _config(run: RunDir, overrides: list[str]) -> RunConfig:
     """The trial's config with evaluation on (the curve's trials train only; the curve evaluates them)."""
-    config = run.config()
+    from .finished import config_of
+
+    config = config_of(run, overrides)
     return config.model_copy(update={"eval": config.eval.model_copy(update={"enabled": True})})
 
 
@@ -110,14 +113,18 @@ def _full_evaluation(run: RunDir, cfg: RunConfig, headline: str, console, models
 
     record = run.record()
     done = record.evaluation is not None and record.evaluation.status == "succeeded" and record.evaluation.dir
-    if not done:
+    if done and record.evaluation is not None and record.evaluation.dir:
+        report = Path(record.evaluation.dir) / "report.json"
+        settings = json.loads(report.read_text()).get("config") if report.is_file() else None
+        done = settings is not None and _same_eval(settings, cfg.eval.model_dump(mode="json"))
+    if not done:  # none yet, or one with other eval settings (ftorch curve --sweep DIR eval.KEY=VALUE)
         evaluate_run(run, cfg, console, models=models(run, cfg) if models else None)
         record = run.record()
     assert record.evaluation is not None and record.evaluation.dir
     rows = _read_jsonl(Path(record.evaluation.dir) / "predictions.jsonl")
     tuned = [row["systems"]["tuned"]["scores"].get(headline) for row in rows]
-    _save_answers(run, [{"line": row["line"], "output": row["systems"]["tuned"]["output"], "score": score}
-                        for row, score in zip(rows, tuned)])
+    _save_answers(run, [{"line": row["line"], "output": row["systems"]["tuned"]["output"], "score": score,
+                         "settings": _answer_key(cfg)} for row, score in zip(rows, tuned)])
     return [row["systems"]["prompted"]["scores"].get(headline) for row in rows], record.evaluation.prompt_arm
 
 
@@ -130,7 +137,8 @@ def tuned_scores(run: RunDir, cfg: RunConfig, headline: str, models) -> list[flo
     saved = run.path / ANSWERS
     if saved.is_file():
         rows = _read_jsonl(saved)
-        if [r["line"] for r in rows] == [e.line for e in task.examples]:
+        if ([r["line"] for r in rows] == [e.line for e in task.examples]
+                and all(r.get("settings") == _answer_key(cfg) for r in rows)):
             return [r["score"] for r in rows]
     from ..run.library_log import attach_log_file, detach_log_file
 
@@ -143,10 +151,26 @@ def tuned_scores(run: RunDir, cfg: RunConfig, headline: str, models) -> list[flo
     finally:
         detach_log_file(library_log)
     score = task_metrics.build_scorers([headline], cfg.eval.json_schema)[headline]
-    rows = [{"line": e.line, "output": reply, "score": score(reply, e.reference)}
+    rows = [{"line": e.line, "output": reply, "score": score(reply, e.reference), "settings": _answer_key(cfg)}
             for e, reply in zip(task.examples, replies)]
     _save_answers(run, rows)
     return [r["score"] for r in rows]
+
+
+def _same_eval(recorded: dict, wanted: dict) -> bool:
+    """Whether an evaluation ran with these eval settings (`enabled` aside: the curve's trials train with it off)."""
+    return {k: v for k, v in recorded.items() if k != "enabled"} == {k: v for k, v in wanted.items()
+                                                                      if k != "enabled"}
+
+
+def _answer_key(cfg: RunConfig) -> str:
+    """The eval settings a tuned answer and its score depend on: kept answers are reused only under the same."""
+    import hashlib
+
+    ev = cfg.eval
+    keys = {"split": ev.split, "limit": ev.limit, "system_prompt": ev.system_prompt, "headline": ev.headline,
+            "json_schema": ev.json_schema, "max_new_tokens": ev.max_new_tokens}
+    return hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _generator(run: RunDir, cfg: RunConfig):
