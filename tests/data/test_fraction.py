@@ -29,3 +29,16 @@ def test_check_data_trains_on_the_subset_with_its_own_line_numbers():
     assert len(half.examples) == len(whole.examples) // 2
     by_line = dict(zip(whole.lines, whole.examples))
     assert all(by_line[line] == example for line, example in zip(half.lines, half.examples))
+
+
+@pytest.mark.parametrize("recipe", ["openai-quickstart", "axolotl-quickstart"])
+def test_a_provider_that_trains_on_the_whole_file_refuses_a_fraction(monkeypatch, recipe):
+    from ftorch.config.compose import find_project
+    from ftorch.errors import ConfigError
+    from ftorch.run.lifecycle import prepare
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    with pytest.raises(ConfigError) as refused:
+        prepare(find_project(), [f"recipe={recipe}", "data.train_fraction=0.5"])
+    assert "data.train_fraction" in refused.value.render() and "cannot take a fraction" in refused.value.render()
+    prepare(find_project(), [f"recipe={recipe}", "data.train_fraction=1.0"])

@@ -112,7 +112,7 @@ def _full_evaluation(run: RunDir, cfg: RunConfig, headline: str, console, models
     from .finished import evaluate_run
 
     record = run.record()
-    done = record.evaluation is not None and record.evaluation.status == "succeeded" and record.evaluation.dir
+    done = bool(record.evaluation is not None and record.evaluation.status == "succeeded" and record.evaluation.dir)
     if done and record.evaluation is not None and record.evaluation.dir:
         report = Path(record.evaluation.dir) / "report.json"
         settings = json.loads(report.read_text()).get("config") if report.is_file() else None
