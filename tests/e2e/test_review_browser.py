@@ -281,3 +281,50 @@ def test_grading_shows_answers_as_text(tmp_path, browser):
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=10)
+
+
+def test_review_in_suspect_order_feeds_the_curated_export(tmp_path, browser):
+    """`ftorch review FILE --order suspects --run RUN`: the most suspect example first, with the model's answer
+    beside the label; a rejection moves on to the next suspect, survives a kill, and leaves the curated export."""
+    from ftorch.data.profile import exact_key
+    from ftorch.data.suspects import Signals, rank, write
+
+    data = tmp_path / "train.jsonl"
+    rows = [_example(f"Cancel my meeting number {n}.", json.dumps({"action": "cancel", "n": n})) for n in range(1, 7)]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run = tmp_path / "run"
+    run.mkdir()
+    # lines 5 and 2 disagree with the model; line 5 also has the highest loss
+    signals = [Signals(n, exact_key(rows[n - 1]), f"meeting {n}", rows[n - 1]["messages"][-1]["content"],
+                       '{"action": "move"}' if n in (2, 5) else rows[n - 1]["messages"][-1]["content"],
+                       {5: 3.0, 2: 2.0}.get(n, 0.1 * n), 0.5 if n in (2, 5) else 1.0) for n in range(1, 7)]
+    write(run / "suspects.jsonl", rank(signals), data, "both")
+
+    proc, url = serve_in_process(data, "--order", "suspects", "--run", str(run))
+    try:
+        _open(browser, url)
+        assert _title(browser) == "line 5"
+        order = [li.get_attribute("data-line") for li in browser.find_elements(By.CSS_SELECTOR, "#list li")]
+        assert order == ["5", "2", "6", "4", "3", "1"]  # the suspects by score, then ties by loss
+        suspect = browser.find_element(By.ID, "suspect").text
+        assert suspect.startswith("suspect #1 (score ") and '"action": "move"' in suspect
+        _keys(browser, "r")  # reject the top suspect: on to the second, not to the next line of the file
+        _wait(browser, lambda d: _title(d) == "line 2" and _badge(d, 5) == "reject")
+        assert browser.find_element(By.ID, "suspect").text.startswith("suspect #2 ")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+
+    proc, url = serve_in_process(data, "--order", "suspects", "--run", str(run))
+    try:
+        _open(browser, url)
+        assert _title(browser) == "line 2"  # resumes at the next suspect after the newest decision
+        _keys(browser, "a")
+        _wait(browser, lambda d: _title(d) == "line 6" and _badge(d, 2) == "accept")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=10)
+    exported = run_cli("review", str(data), "--export")
+    assert exported.returncode == 0, exported.stderr
+    curated = [json.loads(line) for line in (tmp_path / "train.curated.jsonl").read_text().splitlines()]
+    assert curated == [rows[1]]  # the accepted suspect; the rejected one is left out

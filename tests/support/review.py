@@ -100,9 +100,9 @@ def post(server: ReviewServer, path: str, body: bytes | dict) -> tuple[int, dict
     return request(server, "POST", path, body)
 
 
-def serve_in_process(target: Path) -> tuple[subprocess.Popen, str]:
-    """`ftorch review TARGET --no-browser` in a process of its own: (the process, the URL it printed)."""
-    proc = subprocess.Popen([sys.executable, "-m", "ftorch", "review", str(target), "--no-browser"],
+def serve_in_process(target: Path, *extra: str) -> tuple[subprocess.Popen, str]:
+    """`ftorch review TARGET --no-browser [EXTRA...]` in a process of its own: (the process, the URL it printed)."""
+    proc = subprocess.Popen([sys.executable, "-m", "ftorch", "review", str(target), "--no-browser", *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:

@@ -92,3 +92,12 @@ def _leaves(tree: Any, prefix: str) -> list[str]:
 
 def _show(value: Any) -> str:
     return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def refuse_train_fraction(cfg: RunConfig, provider: str) -> None:
+    """A provider that hands the user's training file itself to its trainer (by path, not the checked examples)
+    cannot train on a data.train_fraction subset: refused, never silently trained on the whole file."""
+    if cfg.data.train_fraction < 1.0:
+        raise ConfigError(Problem("data.train_fraction", f"provider={provider} trains on the file data.train names, "
+                                  "whole: it cannot take a fraction of it",
+                                  "run learning curves with provider=peft or provider=unsloth"))

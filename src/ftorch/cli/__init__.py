@@ -14,6 +14,7 @@ EPILOG = """examples:
   ftorch train recipe=quickstart train.lr=1e-4
   ftorch train -m recipe=quickstart train.lr=1e-4,2e-4
   ftorch train recipe=quickstart sweep=optuna       (then: ftorch sweep report runs/quickstart/sweeps/<ts>)
+  ftorch curve recipe=quickstart fractions=0.25,0.5,1.0   (would more data help?)
   ftorch plan recipe=quickstart
   ftorch eval runs/quickstart/2026-11-25_15-04-05_123456 eval.limit=20
   ftorch resume runs/quickstart/2026-11-25_15-04-05_123456
@@ -34,7 +35,7 @@ EPILOG = """examples:
 # One module per command, in the order `ftorch --help` lists them: each has add_parser(sub) and run(args), and
 # imports nothing heavy at module level (rich, Hydra and torch are imported where a command runs).
 COMMANDS = ("train", "plan", "resume", "setup", "cancel", "pull", "eval", "export", "chat", "serve", "runs", "sweep",
-            "data", "review", "cache")
+            "curve", "data", "review", "cache")
 MODULES = {"eval": "evaluate"}  # `eval` is a builtin's name
 
 

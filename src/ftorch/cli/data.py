@@ -1,4 +1,5 @@
-"""`ftorch data check | split | convert`: rich tables for people, --json for machines. No torch import."""
+"""`ftorch data check | split | convert | suspects`: rich tables for people, --json for machines. No torch import
+(`suspects` imports it where it runs)."""
 
 from __future__ import annotations
 
@@ -44,10 +45,53 @@ def add_parser(sub) -> None:
     convert.add_argument("--completion-column", default="completion")
     convert.add_argument("--skip-invalid", action="store_true", help="leave out bad records instead of stopping")
     add_max_line_bytes(convert)
+    suspects = data_sub.add_parser("suspects", help="rank a run's training examples by how likely their label is "
+                                   "wrong (RUN/suspects.jsonl); review them with ftorch review FILE --order suspects "
+                                   "--run RUN")
+    suspects.add_argument("run_dir", type=Path, metavar="RUN")
+    suspects.add_argument("--by", choices=("both", "loss", "disagreement"), default="both",
+                          help="loss: the per-token loss under the final adapter; disagreement: the tuned model's "
+                          "own answer against the label (the headline metric); both (default): their mean")
+    suspects.add_argument("--top", type=int, default=20, help="rows to show (all are written)")
 
 
 def run(args) -> int:
-    return {"check": check, "split": split, "convert": convert}[args.data_command](args)
+    return {"check": check, "split": split, "convert": convert, "suspects": suspects}[args.data_command](args)
+
+
+def suspects(args) -> int:
+    from rich.table import Table
+
+    from ..data import suspects as ranking
+    from ..eval.suspect_signals import signals
+    from ..run.rundir import RunDir
+    from .console import err, out
+
+    run = RunDir(args.run_dir)
+    if not run.run_json.is_file():
+        raise DataError(Problem(str(args.run_dir), "not a run folder (no run.json)", "give a finished run's folder"))
+    cfg = run.config()
+    from ..run.library_log import attach_log_file, detach_log_file
+
+    library_log = attach_log_file(run)  # loading bars and library warnings to the run's train.log
+    try:
+        source, found = signals(run, cfg, answers=args.by != "loss", progress=lambda m: err.print(m, markup=False))
+    finally:
+        detach_log_file(library_log)
+    ranked = ranking.rank(found, args.by)
+    ranking.write(run.path / ranking.FILE, ranked, source, args.by)
+    table = Table(title=f"suspect labels · {source} · by {args.by}", title_justify="left")
+    for column in ("rank", "line", "score", "loss", "label", "model's answer"):
+        table.add_column(column, overflow="fold")
+    for s in ranked[: max(0, args.top)]:
+        table.add_row(str(s.rank), str(s.line), f"{s.score:.3f}", f"{s.loss:.3f}", s.label,
+                      s.answer if s.answer is not None else "", style="bold" if s.answer != s.label else None)
+    out.print(table)
+    out.print(f"{len(ranked)} examples ranked: {run.path / ranking.FILE}", markup=False)
+    out.print(f"review them most suspect first: ftorch review {source} --order suspects --run {run.path}",
+              markup=False)
+    out.print("suspects are candidates for a person to check, not labels to delete", markup=False)
+    return 0
 
 
 def check(args) -> int:

@@ -24,6 +24,9 @@ def add_parser(sub) -> None:
     review.add_argument("--format", choices=("auto", "chat", "preference"), default="auto")
     review.add_argument("--model", help="tokenizer to count with (as in `ftorch data check`)")
     review.add_argument("--max-length", type=positive_int, metavar="N", help="flag examples longer than N tokens")
+    review.add_argument("--order", choices=("file", "suspects"), default="file", help="suspects: the examples "
+                        "`ftorch data suspects RUN` ranks most likely mislabelled first (needs --run)")
+    review.add_argument("--run", type=Path, metavar="RUN", help="the run whose suspects order the review")
     add_max_line_bytes(review)
 
 
@@ -34,6 +37,9 @@ def run(args) -> int:
     if not path.exists():
         raise DataError(Problem(str(path), "not found", "give a JSONL data file or a run folder"))
     if path.is_dir():
+        if args.order != "file":
+            raise DataError(Problem("--order", "orders a data file's review; a run folder opens its evaluation",
+                                    f"run: ftorch review DATA.jsonl --order suspects --run {path}"))
         if args.export:
             raise DataError(Problem("--export", "exports a data file's review; a run folder has none",
                                     "run: ftorch review DATA.jsonl --export"))
@@ -46,6 +52,8 @@ def run(args) -> int:
         target = _open_data(path, args)
         if args.export:
             return _export(target)
+        if args.order == "suspects":
+            _order_by_suspects(target, path, args.run)
         if not os.access(target.review_file.parent, os.W_OK) or (
                 target.review_file.exists() and not os.access(target.review_file, os.W_OK)):
             raise DataError(Problem(str(target.review_file), "cannot write the review file beside the data",
@@ -65,6 +73,25 @@ def _open_data(path: Path, args):
 
     fmt = detect_format(path, args.max_line_bytes) if args.format == "auto" else args.format
     return DataReview.open(path, fmt, counter_for(args.model), args.max_length, args.max_line_bytes)
+
+
+def _order_by_suspects(target, path: Path, run: Path | None) -> None:
+    from ..data.suspects import read
+    from .console import out
+
+    if run is None:
+        raise DataError(Problem("--order suspects", "needs the run that ranked them",
+                                f"add --run RUN (after: ftorch data suspects RUN); e.g. ftorch review {path} "
+                                "--order suspects --run runs/quickstart/<timestamp>"))
+    source, rows = read(run)
+    if source.resolve() != path.resolve():
+        raise DataError(Problem(str(run / "suspects.jsonl"), f"ranks {source}, not {path}",
+                                f"review that file: ftorch review {source} --order suspects --run {run}"))
+    placed = target.order_by_suspects(rows)
+    changed = len(rows) - placed
+    out.print(f"order: {placed} suspects first (from {run}), then the other examples in file order"
+              + (f"; {changed} suspects left out: their line no longer holds the ranked example" if changed else ""),
+              markup=False)
 
 
 def _report_stale(target) -> None:

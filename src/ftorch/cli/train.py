@@ -11,6 +11,14 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from .console import report_outcomes
+
+    outcomes, sweep_dir = checked_launch(args.overrides, args.multirun)
+    return report_outcomes(outcomes, sweep_dir)
+
+
+def checked_launch(overrides: list[str], multirun: bool):
+    """Every trial checked, then launched: (the outcomes, the sweep directory of a multirun). `ftorch curve` too."""
     from rich.markup import escape
 
     from ..backends import get_backend
@@ -19,16 +27,16 @@ def run(args) -> int:
     from ..run import lifecycle, tracking
     from ..run.launch import launch
     from ..secrets import scrub
-    from .console import err, out, report_outcomes
+    from .console import err, out
 
     project = find_project()
-    args.overrides = recipe_files(project, args.overrides)
-    multirun, trials, composed = plan_trials(project, args.overrides, args.multirun)
+    overrides = recipe_files(project, overrides)
+    multirun, trials, composed = plan_trials(project, overrides, multirun)
 
     checked = []
-    for overrides in trials:  # every trial's config and data are checked before the first one starts
-        prepared = (lifecycle.prepare(project, overrides) if multirun else
-                    lifecycle.prepare_composed(project, composed, overrides, dict(composed.hydra.runtime.choices)))
+    for trial in trials:  # every trial's config and data are checked before the first one starts
+        prepared = (lifecycle.prepare(project, trial) if multirun else
+                    lifecycle.prepare_composed(project, composed, trial, dict(composed.hydra.runtime.choices)))
         get_backend(prepared.config.provider.name).preflight(prepared.config)
         tracking.check_installed(prepared.config)
         overridden, prepared.plan = for_plan(project, prepared.cfg, prepared.overrides, prepared.config,
@@ -38,5 +46,4 @@ def run(args) -> int:
         checked.append(prepared)
     if multirun:
         out.print(f"sweep: {len(trials)} trials checked" if len(trials) > 1 else "sweep: base config checked")
-    outcomes, sweep_dir = launch(project, args.overrides, multirun, checked)
-    return report_outcomes(outcomes, sweep_dir)
+    return launch(project, overrides, multirun, checked)

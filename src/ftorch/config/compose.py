@@ -462,7 +462,8 @@ def plan_trials(project: Project, overrides: list[str], multirun: bool) -> tuple
         return False, [overrides], composed
     if "basic_sweeper" not in str(hydra.sweeper.get("_target_", "")):
         return True, [fixed], composed
-    params = [f"{k}={v}" for k, v in (hydra.sweeper.get("params") or {}).items()]
+    given = {o.key_or_group for o in parsed}  # as Hydra does: the command line wins over the sweep config's params
+    params = [f"{k}={v}" for k, v in (hydra.sweeper.get("params") or {}).items() if k not in given]
     return True, expand_sweep(params + overrides), composed
 
 

@@ -58,6 +58,10 @@ class DataConfig(Strict):
     max_line_bytes: PositiveInt = Field(DEFAULT_MAX_LINE_BYTES, description="a data line longer than this many "
                                         "bytes is refused unread (naming file:line), before any parse or "
                                         "tokenisation: memory stays bounded whatever the file holds")
+    train_fraction: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
+        1.0, description="train on this share of data.train, a seeded subset (data.fraction_seed) that is nested: "
+        "the 0.25 subset lies inside the 0.5 one (`ftorch curve` sweeps it)")
+    fraction_seed: int = Field(0, description="the order data.train_fraction takes examples in")
 
 
 class LoraSettings(Strict):

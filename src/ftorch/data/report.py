@@ -107,6 +107,10 @@ def check_data(cfg: DataConfig) -> DataReport:
             problems.append(problem)
             continue
         chat = read_jsonl(path, cfg.format, cfg.max_line_bytes)
+        if split == "train" and cfg.train_fraction < 1.0:  # a learning curve's trial: a nested, seeded subset
+            from .fraction import subset
+
+            chat = subset(chat, cfg.train_fraction, cfg.fraction_seed)
         splits[split] = chat
         profile = Profile(str(path), cfg.format)
         for example, line in zip(chat.examples, chat.lines):

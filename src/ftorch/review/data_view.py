@@ -172,6 +172,8 @@ class DataReview:
     index: DataIndex
     review_file: Path
     decisions: store.Decisions
+    order: list[int] | None = None  # lines in review order (`--order suspects`); None: file order
+    suspects: dict[int, dict] = field(default_factory=dict)  # line -> rank, score, the model's answer
 
     @classmethod
     def open(cls, path: Path, fmt: str, counter: TokenCounter, max_length: int | None = None,
@@ -179,6 +181,21 @@ class DataReview:
         index = DataIndex.build(path, fmt, counter, max_length, max_line_bytes)
         review_file = store.review_path(path)
         return cls(index, review_file, store.replay(review_file, index.hashes))
+
+    def order_by_suspects(self, rows: list[dict]) -> int:
+        """Review the suspects (data/suspects.py's rows, best first) first, then every other example in file
+        order. A suspect whose line no longer holds the same example (the file changed) is left out of the
+        ordering; returns how many suspects were placed."""
+        placed = [r for r in rows if self.index.hashes.get(r.get("line", -1)) == r.get("hash")]
+        self.suspects = {r["line"]: {"rank": r["rank"], "score": r["score"], "answer": r.get("answer"),
+                                     "loss": r.get("loss"), "disagreement": r.get("disagreement")} for r in placed}
+        first = [r["line"] for r in placed]
+        self.order = first + [n for n in self.index.lines if n not in self.suspects]
+        return len(placed)
+
+    @property
+    def ordered_lines(self) -> list[int]:
+        return self.order if self.order is not None else self.index.lines
 
     def reload_decisions(self) -> None:
         self.decisions = store.replay(self.review_file, self.index.hashes)
@@ -200,18 +217,20 @@ class DataReview:
                 "moved": self.decisions.moved, "negatives": len(self.decisions.negatives),
                 "unreadable_records": self.decisions.unreadable, "repaired": self.decisions.repaired,
                 "tokenizer": self.index.counter.tokenizer,
+                "order": "suspects" if self.order is not None else "file", "suspects": len(self.suspects),
                 "file_issues": [i.to_dict() for i in self.index.file_issues],
                 "editable": self.index.fmt == "chat"}
 
     def resume_line(self) -> int | None:
         """Where the person stopped: the first undecided example after the newest decision (then from the top)."""
-        lines, last = self.index.lines, self.decisions.last_line
-        after = [n for n in lines if last is None or n > last]
-        before = [n for n in lines if last is not None and n <= last]
+        lines, last = self.ordered_lines, self.decisions.last_line
+        place = lines.index(last) if last in lines else -1
+        after = lines[place + 1:] if last is not None else lines
+        before = lines[: place + 1] if last is not None else []
         return next((n for n in after + before if n not in self.decisions.current), last)
 
     def matching(self, code: str = "", decision: str = "", query: str = "") -> list[int]:
-        lines = self.index.lines
+        lines = self.ordered_lines
         if code == "any":
             lines = [n for n in lines if n in self.index.issues]
         elif code == "none":
@@ -242,6 +261,7 @@ class DataReview:
         for line in lines[start:start + size]:
             item = self.index.item(line, self.decisions.current.get(line))
             item["preview"] = summary_text(item["example"], item["raw"])
+            item["suspect"] = self.suspects.get(line)
             items.append(item)
         return {"total": len(lines), "start": start, "items": items, "current": current}
 

@@ -31,6 +31,7 @@ from ...secrets import scrub, scrub_tree
 from .. import child, local_eval
 from ..base import Plan, Result, no_remote_job
 from ..hf.checkpoints import latest_checkpoint, resume_point, step_of
+from ..settings import refuse_train_fraction
 from ..steps import step_estimate
 from . import config as axolotl_config
 from .config import IGNORED, ftorch_key, refuse_mapped_passthrough, translate
@@ -79,6 +80,8 @@ class AxolotlBackend:
                                       "cross-entropy), or leave train.fused_loss=auto"))
         refuse_mapped_passthrough(p.axolotl)
         check_model_reference(cfg.model)
+        if not cfg.train.is_preference:  # SFT: axolotl.yaml names the user's file
+            refuse_train_fraction(cfg, self.name)
         paths = _data_paths(cfg, data.splits, "<run dir>")
         estimates = step_estimate(cfg.train, data.count("train"))
         config = translate(cfg, "<run dir>/checkpoints", paths, total_steps=estimates["total_steps"])

@@ -22,6 +22,7 @@ from ...run.metrics_log import MetricsRow
 from ...safe_io import open_append, write_bytes, write_text
 from ..base import RESUMING, Plan, Result
 from ..remote import detached_message, run_key
+from ..settings import refuse_train_fraction
 from . import eval as openai_eval
 
 if TYPE_CHECKING:
@@ -99,6 +100,7 @@ class OpenAIBackend:
         if cfg.model.tiny is not None:
             raise ConfigError(Problem("model.tiny", "provider=openai trains OpenAI models: set model.tiny=null and "
                                       "model.name to a fine-tunable model id, e.g. gpt-4o-mini-2024-07-18"))
+        refuse_train_fraction(cfg, self.name)
         examples = data.count("train")
         if examples < MIN_EXAMPLES:
             raise ConfigError(Problem("data.train", f"{examples} examples: OpenAI needs at least {MIN_EXAMPLES}"))

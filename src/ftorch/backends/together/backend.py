@@ -19,6 +19,7 @@ from ...run.metrics_log import MetricsRow
 from ...safe_io import open_append, write_text
 from ..base import Plan, Result
 from ..remote import detached_message, run_key
+from ..settings import refuse_train_fraction
 from . import eval as together_eval
 
 if TYPE_CHECKING:
@@ -135,6 +136,7 @@ class TogetherBackend:
         p = cfg.provider_as(TogetherProvider)
         if problems := job_problems(cfg):
             raise ConfigError(problems)
+        refuse_train_fraction(cfg, self.name)
         if not p.download_adapter and cfg.eval.enabled:
             together_eval.refuse_hosted_weights(cfg)
         model = together_model(cfg)

@@ -63,6 +63,7 @@ function renderList() {
     const warnings = item.issues.length - errors;
     const li = el("li", {class: "item" + (n === pager.cur ? " current" : ""), "data-line": item.line},
       el("span", {class: "line", text: item.line}), badge(item.decision),
+      item.suspect ? el("span", {class: "count suspect-rank", text: `#${item.suspect.rank}`}) : null,
       errors ? el("span", {class: "count error", text: `${errors}E`}) : null,
       warnings ? el("span", {class: "count warning", text: `${warnings}W`}) : null,
       el("span", {class: "preview", text: item.preview}));
@@ -84,6 +85,10 @@ function show() {
   $("tokens").textContent = item.tokens === null ? "" : `${item.tokens} tokens`;
   $("cluster").textContent = item.cluster ? `${item.cluster.kind} duplicates: lines ${item.cluster.lines.join(", ")}` : "";
   issueList($("issues"), item.issues);
+  const suspect = item.suspect;
+  $("suspect").hidden = !suspect;
+  $("suspect").textContent = suspect ? `suspect #${suspect.rank} (score ${suspect.score.toFixed(3)}): the tuned ` +
+    `model answered: ${suspect.answer === null ? "(no answer generated)" : suspect.answer}` : "";
   const messages = item.decision && item.decision.action === "edit" ? item.decision.messages : exampleMessages(item);
   $("messages").replaceChildren(item.raw !== null ? el("pre", {class: "raw", text: item.raw}) : renderChat(messages));
   if (item.decision && item.decision.action === "edit") $("messages").prepend(el("div", {class: "edited-note", text: "as edited (the file is unchanged)"}));
