@@ -8,12 +8,12 @@ variables of the policy removed from its environment; `--competitor python` runs
 in one process per CPU instead.
 
 What is timed: the whole `ftorch eval RUN --out TMP` command (start-up, model load, generation, scoring), by
-default a short slice (see EVAL_ARGS; `--full` for the recipe's whole evaluation). The run: a run directory
-given as argument, else one trained here: `--tiny` trains quickstart-tiny (the tiny random model, about a minute,
-to check this script), otherwise the real quickstart for a few steps.
+default a short slice (EVAL_ARGS; `--small` a smaller one, `--full` the recipe's whole evaluation). The run: a
+run directory given as argument, else one trained here: `--tiny` trains quickstart-tiny (the tiny random model,
+about a minute, to check this script), otherwise the real quickstart for 2 steps.
 
-Usage: python bench/contention.py [RUN_DIR] [--tiny] [--full] [--repeat N] [--competitor torch|python]
-                                  [--policies off,on]"""
+Usage: python bench/contention.py [RUN_DIR] [--tiny] [--small | --full] [--repeat N]
+                                  [--competitor torch|python] [--policies off,on,1]"""
 
 from __future__ import annotations
 
@@ -32,6 +32,9 @@ POLICY_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SP
 # a short evaluation: the held-out task on 8 examples, the prompting arms on 8 validation examples, no suites
 EVAL_ARGS = ["eval.enabled=true", "eval.limit=8", "eval.validation_limit=8", "eval.general=false", "eval.drift=false",
              "eval.safety=false"]
+# --small (the default with --tiny): fewer examples, one k-shot arm, short answers
+SMALL_EVAL = ["eval.enabled=true", "eval.limit=4", "eval.validation_limit=4", "eval.k_shots=[1]",
+             "eval.max_new_tokens=16", "eval.general=false", "eval.drift=false", "eval.safety=false"]
 TINY_TRAIN = ["recipe=quickstart-tiny", "model.tiny.hidden_size=64", "model.tiny.intermediate_size=128",
               "model.tiny.num_heads=2", "train.epochs=2", "eval.enabled=false"]
 REAL_TRAIN = ["recipe=quickstart", "train.max_steps=2", "eval.enabled=false"]
@@ -85,8 +88,8 @@ class Competitor:
 
 def evaluate(run: Path, policy: str, extra: list[str]) -> float:
     env = clean_env()
-    if policy == "off":
-        env["FTORCH_THREADS"] = "off"
+    if policy != "on":
+        env["FTORCH_THREADS"] = policy  # off, or a number
     with tempfile.TemporaryDirectory(prefix="contention-") as out:
         started = time.perf_counter()
         done = subprocess.run([sys.executable, "-m", "ftorch", "eval", str(run), *extra, "--out", out], cwd=ROOT,
@@ -102,11 +105,13 @@ def main() -> None:
     parser.add_argument("run_dir", nargs="?", type=Path, help="a finished run (default: train one here)")
     parser.add_argument("--tiny", action="store_true", help="train and evaluate quickstart-tiny (checks the script)")
     parser.add_argument("--full", action="store_true", help="the recipe's whole evaluation, not the short slice")
+    parser.add_argument("--small", action="store_true", help="a smaller slice (4 examples, arms with k=1 only)")
     parser.add_argument("--repeat", type=int, default=1, help="measurements of each cell (the median is shown)")
     parser.add_argument("--competitor", choices=("torch", "python"), default="torch")
-    parser.add_argument("--policies", default="off,on", help="which policies to measure, in this order")
+    parser.add_argument("--policies", default="off,on", help="which policies to measure, in this order: off "
+                        "(FTORCH_THREADS=off), on (the policy's own choice) or a number N (FTORCH_THREADS=N)")
     args = parser.parse_args()
-    extra = ["eval.enabled=true"] if args.full else EVAL_ARGS
+    extra = ["eval.enabled=true"] if args.full else SMALL_EVAL if args.tiny or args.small else EVAL_ARGS
     with tempfile.TemporaryDirectory(prefix="contention-runs-") as runs:
         run = args.run_dir or train(Path(runs), TINY_TRAIN if args.tiny else REAL_TRAIN)
         print(f"load average before: {os.getloadavg()[0]:.2f}; {len(os.sched_getaffinity(0))} CPUs; "
