@@ -162,3 +162,12 @@ def test_run_json_records_the_policy(tmp_path):
     run.start(recipe="t", provider="peft", project_root=tmp_path, overrides=[])
     recorded = json.loads(run.run_json.read_text())["threads"]
     assert recorded == threads.current().to_json() and recorded["threads"] >= 1 and recorded["source"]
+
+
+def test_an_omp_num_threads_list_or_nonsense_is_kept_and_read_as_openmp_reads_it():
+    nested = {"OMP_NUM_THREADS": "3,1"}
+    policy = threads.apply(nested)
+    assert (policy.threads, policy.source) == (3, "OMP_NUM_THREADS") and nested["OMP_NUM_THREADS"] == "3,1"
+    odd = {"OMP_NUM_THREADS": "lots"}
+    policy = threads.apply(odd)
+    assert policy.source == "detected" and odd["OMP_NUM_THREADS"] == "lots" and policy.kept_env["OMP_NUM_THREADS"]

@@ -184,6 +184,16 @@ def _positive(environ: MutableMapping[str, str], key: str) -> int | None:
     return number
 
 
+def _omp_threads(value: str) -> int | None:
+    """The outer level of an OMP_NUM_THREADS (OpenMP allows a list per nesting level, '4,2'); None if unreadable,
+    which OpenMP itself ignores: the detected number then stands beside it."""
+    try:
+        number = int(value.split(",")[0])
+    except ValueError:
+        return None
+    return number if number >= 1 else None
+
+
 def decide(environ: MutableMapping[str, str] | None = None, *, cores: Cores | None = None,
            workers: int = 1) -> ThreadPolicy:
     """The policy for a process with this environment; `workers` processes sharing the cores (test workers) each
@@ -198,9 +208,8 @@ def decide(environ: MutableMapping[str, str] | None = None, *, cores: Cores | No
         threads, source, detail = own, "FTORCH_THREADS", f"FTORCH_THREADS={own}"
     elif omp and mark.split(" ", 1)[0] == omp:  # set by a parent ftorch's policy: same decision, same source
         threads, source, detail = int(omp), "inherited", mark.partition(" ")[2] or "from the parent process"
-    elif omp:
-        threads = _positive(environ, "OMP_NUM_THREADS") or 1
-        source, detail = "OMP_NUM_THREADS", f"OMP_NUM_THREADS={omp} set in the environment (respected)"
+    elif (outer := _omp_threads(omp)) is not None:
+        threads, source, detail = outer, "OMP_NUM_THREADS", f"OMP_NUM_THREADS={omp} set in the environment (respected)"
     else:
         cores = cores or detect()
         share = max(1, cores.usable // max(1, workers))
