@@ -14,7 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from ftorch import threads
+
 ROOT = Path(__file__).resolve().parents[1]
+# Each pytest-xdist worker gets its share of the cores (`make test` runs TEST_WORKERS of them): the thread policy
+# goes into this process's environment before any test imports torch, and every ftorch a test starts inherits it.
+# A user's OMP_NUM_THREADS or FTORCH_THREADS is respected.
+threads.apply(workers=int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
 # A suite started in the background of a non-interactive shell (`make test &`, some CI runners) inherits SIGINT
 # ignored, and so would every ftorch it starts: the Ctrl-C tests would then test nothing. Children get the default.
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:

@@ -104,3 +104,23 @@ def test_train_warns_at_the_start_and_records_it_in_plan_json(tmp_path):
     notes = json.loads((run_dir / "plan.json").read_text())["notes"]
     assert any(note.startswith("setting overridden: train.epochs=16.0") for note in notes)
     assert read_run(run_dir)["status"] == "succeeded" and run_dirs(tmp_path / "runs") == [run_dir]
+
+
+@pytest.mark.parametrize("overrides", [["recipe=quickstart"], ["recipe=quickstart-tiny", "eval=none", "train.lr=1e-3"]])
+def test_the_sources_recorded_while_composing_are_the_ones_a_second_composition_finds(overrides):
+    """Naming a setting's file reuses the files the composition merged (no second composition for `plan`): the
+    same files, packages and contents, in the same order, as composing the defaults list again."""
+    from omegaconf import OmegaConf
+
+    from ftorch.config import compose
+
+    prepared = prepare(PROJECT, overrides)
+    choices = dict(prepared.cfg.hydra.runtime.choices)
+    assert compose.composed_sources(PROJECT, overrides) is not None
+    recorded = Origins(PROJECT, overrides, choices)._sources
+    assert compose.composed_sources(PROJECT, ["recipe=other"]) is None  # another composition's: not reused
+    compose._last_sources = None  # as if nothing was recorded: compose the defaults list again
+    again = Origins(PROJECT, overrides, choices)._sources
+    assert len(recorded) >= 10 and any(shown.startswith("recipes/") for _, _, shown in recorded)
+    assert [(p, shown, OmegaConf.to_container(node)) for p, node, shown in recorded] == [
+        (p, shown, OmegaConf.to_container(node)) for p, node, shown in again]

@@ -45,6 +45,17 @@ def test_run_json_tells_the_whole_story(trained):
     assert record["reload_check"]["matches_trained"] and record["reload_check"]["changes_base_output"]
 
 
+def test_the_thread_policy_reaches_the_run_and_is_recorded(trained):
+    """conftest applied the policy in this process; the ftorch it started inherited it (threads.py), ran torch
+    with that many threads and said so in run.json and train.log."""
+    run_dir = trained[0]
+    policy = read_run(run_dir)["threads"]
+    assert policy["source"] == "inherited" and policy["threads"] >= 1
+    log = (run_dir / "train.log").read_text()
+    assert f"threads: torch intra-op {policy['threads']}, inter-op " in log
+    assert "OpenMP wait policy PASSIVE" in log or policy["kept_env"].get("OMP_WAIT_POLICY")
+
+
 def test_config_manifest_and_metrics(trained):
     run_dir = trained[0]
     config = yaml.safe_load((run_dir / "config.yaml").read_text())

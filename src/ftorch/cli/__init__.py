@@ -37,6 +37,8 @@ EPILOG = """examples:
 COMMANDS = ("train", "plan", "resume", "setup", "cancel", "pull", "eval", "export", "chat", "serve", "runs", "sweep",
             "curve", "data", "review", "cache")
 MODULES = {"eval": "evaluate"}  # `eval` is a builtin's name
+# commands that load torch (in this process or a child): the thread policy goes into the environment before they run
+LOADS_TORCH = frozenset({"train", "resume", "eval", "export", "chat", "serve", "sweep"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     guard_console()  # nothing printed, tracebacks included, carries a secret
     args = build_parser().parse_args(argv)
     try:
+        if args.command in LOADS_TORCH:
+            from ..threads import apply
+
+            apply()  # before torch is imported: OpenMP reads its variables once, at load
         return _module(args.command).run(args)
     except FtorchError as exc:
         from .console import print_error

@@ -65,8 +65,11 @@ class Origins:
         from hydra.core.global_hydra import GlobalHydra
         from hydra.types import RunMode
 
-        from .compose import use_project
+        from .compose import composed_sources, use_project
 
+        recorded = composed_sources(self.project, self.overrides)
+        if recorded is not None:  # recorded by the composition of these overrides: no second one
+            return [(package, node, self._show(path, source)) for package, node, path, source in recorded]
         use_project(self.project, self.overrides)
         GlobalHydra.instance().clear()
         sources = []

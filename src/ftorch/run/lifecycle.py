@@ -20,7 +20,6 @@ from ..config.load import Origins, load, plain_dict
 from ..config.schema import RunConfig
 from ..data.report import DataReport, check_data
 from ..errors import EXIT_USER, ConfigError, DataError, FtorchError, Problem, RunInterrupted
-from ..eval.finished import evaluate_after_training
 from ..safe_io import copy_file
 from .plots import loss_plot
 from .rundir import RunDir, pid_alive, write_json_atomic
@@ -133,6 +132,8 @@ def _train_then_evaluate(run: RunDir, config: RunConfig, root: Path, work: Calla
                          title: str) -> Result:
     """Training under supervision, then the evaluation and tracking of a succeeded run. An interrupt after
     training was recorded leaves status succeeded, and says the evaluation was interrupted."""
+    from ..eval.finished import evaluate_after_training  # here, not at the top: `plan` never loads the evaluation
+
     result = None
     try:
         result = supervise(run, work, title)

@@ -79,6 +79,7 @@ class RunRecord(_Open):
     platform: str | None = None
     python: str | None = None
     packages: dict[str, str] = {}
+    threads: dict[str, Any] | None = None  # the thread policy (threads.py): threads, source, what it set or kept
     pid: int | None = None
     error: str | None = None
     plan_estimates: dict[str, Any] = {}

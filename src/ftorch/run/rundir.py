@@ -23,6 +23,7 @@ import yaml
 from ..errors import ConfigError, Problem
 from ..safe_io import atomic_writer, check_folder, check_regular, open_append, open_fd, write_text
 from ..secrets import REDACTED, is_secret, redact, redact_hydra_dir, redact_override, scrub, scrub_text_tree
+from ..threads import current as thread_policy
 from .record import WRITTEN_STATUSES, RunRecord
 
 if TYPE_CHECKING:
@@ -142,7 +143,7 @@ class RunDir:
             status="running", recipe=recipe, provider=provider, started=now(), ended=None,
             overrides=[redact_override(o) for o in overrides], git_commit=git_commit(project_root),
             host=socket.gethostname(), platform=platform.platform(), python=platform.python_version(),
-            packages=package_versions(), metrics={}, error=None,
+            packages=package_versions(), threads=thread_policy().to_json(), metrics={}, error=None,
         )
 
     def finish(self, status: str, *, error: str | None = None, **fields: Any) -> RunRecord:

@@ -10,13 +10,16 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from ...errors import BackendError, ModelError, Problem
+from ...threads import configure_torch
 
 if TYPE_CHECKING:
     from ...config.schema import RunConfig
 
 @contextmanager
 def loading(path: str, what: str) -> Iterator[None]:
-    """Turn a failed from_pretrained into a message that names the model and what to do."""
+    """Turn a failed from_pretrained into a message that names the model and what to do. torch is made to follow
+    the thread policy first (every model ftorch loads comes through here)."""
+    configure_torch()
     try:
         yield
     except Exception as exc:  # OSError, ValueError, and a bare Exception from tokenizers for a broken tokenizer.json

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ... import threads
 from ...run.metrics_log import final_metrics
 from . import callbacks, checkpoints, loading
 
@@ -48,6 +49,7 @@ def train_and_publish(run: RunDir, resume_from: str | None, build: Callable[[], 
     trainable, total = trainer.model.get_nb_trainable_parameters()
     share = f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.3f}%)"
     run.append_log(share)
+    run.append_log(threads.describe_torch())
     if trainer.is_world_process_zero():
         print(share, flush=True)
     if checkpoints.training_finished(resume_from):  # killed while the adapter was saved: save it, train no further
