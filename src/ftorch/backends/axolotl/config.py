@@ -62,6 +62,9 @@ IGNORED: dict[str, str] = {
     "model.adapter": "refused on provider=axolotl (starting from an adapter is provider=peft's)",
     "train.num_gpus": "not an Axolotl key: ftorch launches through `accelerate launch --num_processes N`",
     "data.test": "held out for ftorch's evaluation after training; Axolotl never sees it",
+    "data.train_fraction": "applied by ftorch to the preference pairs it writes for Axolotl; refused below 1.0 "
+                           "for SFT, where Axolotl reads the training file whole",
+    "data.fraction_seed": "goes with data.train_fraction (the seeded subset ftorch takes)",
     "data.max_line_bytes": "not an Axolotl key: ftorch's own data check refuses longer lines before Axolotl runs",
     "train.allow_truncation": "ftorch's own truncation check runs in provider=peft's preprocessing; Axolotl "
                               "truncates (or drops) long examples by its own rules",
