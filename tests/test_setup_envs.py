@@ -50,3 +50,16 @@ def test_a_failed_step_is_named_and_leaves_no_stamp(tmp_path, monkeypatch):
     assert "step 7 (checking that unsloth imports)" in raised.value.render()
     assert "ftorch setup unsloth --force" in raised.value.render()
     assert not (tmp_path / ".venv-unsloth" / setup_envs.STAMP).exists()
+
+
+def test_a_changed_dependency_list_brings_the_environment_up_to_date(tmp_path, monkeypatch, capsys):
+    """An environment built from a checkout whose pyproject.toml has since changed (a dependency added) is
+    installed again, not reused: its stamp records the requirements' digest."""
+    commands: list[list[str]] = []
+    monkeypatch.setattr(subprocess, "call", recorder(commands))
+    setup_envs.setup_unsloth(tmp_path, python="/usr/bin/python3.11")
+    built = len(commands)
+    monkeypatch.setattr(setup_envs, "_requirements_digest", lambda source: "another")
+    setup_envs.setup_unsloth(tmp_path)
+    assert len(commands) > built and "reusing" in capsys.readouterr().err
+

@@ -66,7 +66,8 @@ def setup_unsloth(project_root: Path, python: str | None = None, force: bool = F
     """Create (or reuse) `<project_root>/.venv-unsloth` with torch, ftorch and Unsloth pinned; return its python."""
     source = ftorch_source()
     ftorch = ["-e", f"{source}[dev]"] if source else [f"ftorch[dev]=={_version()}"]
-    wanted = {"unsloth": UNSLOTH_VERSION, "torch": TORCH_VERSION, "ftorch": str(source or _version())}
+    wanted = {"unsloth": UNSLOTH_VERSION, "torch": TORCH_VERSION, "ftorch": str(source or _version()),
+              "ftorch_requirements": _requirements_digest(source)}
     pins = ["-c", str(project_root / ENVS["unsloth"] / "ftorch-constraints.txt")]
     steps = [Step("installing ftorch (with its test extras) " + (f"from {source}" if source else "from the registry"),
                   "install", [*pins, *ftorch]),
@@ -90,6 +91,14 @@ def ftorch_source() -> Path | None:
     """The source checkout ftorch runs from (an editable install), or None for an installed wheel."""
     root = Path(__file__).resolve().parents[2]
     return root if (root / "pyproject.toml").is_file() and (root / "src" / "ftorch").is_dir() else None
+
+
+def _requirements_digest(source: Path | None) -> str | None:
+    """For an install from a checkout: a digest of its pyproject.toml, so that an environment made before a
+    dependency was added (or changed) is brought up to date instead of reused."""
+    if source is None:
+        return None
+    return hashlib.sha256((source / "pyproject.toml").read_bytes()).hexdigest()[:16]
 
 
 def _version() -> str:
