@@ -21,7 +21,7 @@ from ...run import metrics_log
 from ...run.metrics_log import MetricsRow
 from ...safe_io import open_append, write_bytes, write_text
 from ..base import RESUMING, Plan, Result
-from ..remote import detached_message, run_key
+from ..remote import detached_message, follow_job, run_key
 from ..settings import refuse_train_fraction
 from . import eval as openai_eval
 
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 RETRYABLE_CREATE_ATTEMPTS = 3
-MAX_POLL_FAILURES = 30
 
 
 # train.method -> the job's method type; the other preference methods have no OpenAI counterpart
@@ -251,33 +250,15 @@ class _Follower:
     def until_done(self):
         import openai
 
-        delay, status, failures = self.interval, None, 0
-        while True:
-            try:
-                job = self.client.fine_tuning.jobs.retrieve(self.job_id)
-                self._events()
-                if job.status in ("running", "succeeded"):
-                    self._checkpoints()
-            except (openai.APIConnectionError, openai.APITimeoutError, openai.InternalServerError,
-                    openai.RateLimitError) as exc:
-                failures += 1
-                self.run.append_log(f"poll failed ({type(exc).__name__}); retrying ({failures}/{MAX_POLL_FAILURES})")
-                if failures >= MAX_POLL_FAILURES:
-                    raise BackendError(Problem(f"job {self.job_id}", f"lost contact with the API: {exc}. The job is "
-                                               f"kept: `ftorch resume {self.run.path}` reattaches")) from None
-                time.sleep(delay)
-                continue
-            failures = 0
-            if job.status != status:
-                status, delay = job.status, self.interval
-                self.run.update(job_status=status)
-                self.run.append_log(f"job {self.job_id}: {status}")
-                print(f"job {self.job_id}: {status}", flush=True)
-            else:
-                delay = min(delay * 1.5, self.longest)
-            if status in TERMINAL:
-                return job
-            time.sleep(delay)
+        def poll():
+            job = self.client.fine_tuning.jobs.retrieve(self.job_id)
+            self._events()
+            if job.status in ("running", "succeeded"):
+                self._checkpoints()
+            return job
+
+        return follow_job(self.run, self.job_id, poll, (openai.APIConnectionError, openai.APITimeoutError,
+                          openai.InternalServerError, openai.RateLimitError), TERMINAL, self.interval, self.longest)
 
     def _events(self) -> None:
         from ...secrets import scrub, scrub_tree

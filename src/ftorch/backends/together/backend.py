@@ -18,7 +18,7 @@ from ...run import metrics_log
 from ...run.metrics_log import MetricsRow
 from ...safe_io import open_append, write_text
 from ..base import Plan, Result
-from ..remote import detached_message, run_key
+from ..remote import detached_message, follow_job, run_key
 from ..settings import refuse_train_fraction
 from . import eval as together_eval
 
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 
 TERMINAL = ("completed", "cancelled", "error")
 CREATE_ATTEMPTS = 3
-MAX_POLL_FAILURES = 30
 METHODS = {"lora": "sft", "sft": "sft", "dpo": "dpo"}
 # train.* the job takes; everything else in train.* is refused when set (mapped or refused)
 MAPPED_TRAIN = ("method", "epochs", "batch_size", "lr", "warmup_ratio", "scheduler", "weight_decay", "max_grad_norm",
@@ -337,36 +336,23 @@ class Follower:
     def until_done(self):
         import together
 
-        delay, status, failures = self.interval, None, 0
-        while True:
+        transient = (together.APIConnectionError, together.InternalServerError, together.RateLimitError)
+
+        def poll():
             try:
                 job = self.client.fine_tuning.retrieve(self.job_id)
                 self._events()
                 if job.status in ("running", "compressing", "uploading", "completed"):
                     self._metrics()
                     self._checkpoints()
-            except (together.APIConnectionError, together.InternalServerError, together.RateLimitError) as exc:
-                failures += 1
-                self.run.append_log(f"poll failed ({type(exc).__name__}); retrying ({failures}/{MAX_POLL_FAILURES})")
-                if failures >= MAX_POLL_FAILURES:
-                    raise BackendError(Problem(f"job {self.job_id}", f"lost contact with the API: {exc}. The job is "
-                                               f"kept: `ftorch resume {self.run.path}` reattaches")) from None
-                time.sleep(delay)
-                continue
+                return job
+            except transient:
+                raise  # retried by follow_job
             except together.APIError:
                 with api.api_errors("follow the job", self.job_id):
                     raise
-            failures = 0
-            if job.status != status:
-                status, delay = job.status, self.interval
-                self.run.update(job_status=status)
-                self.run.append_log(f"job {self.job_id}: {status}")
-                print(f"job {self.job_id}: {status}", flush=True)
-            else:
-                delay = min(delay * 1.5, self.longest)
-            if status in TERMINAL:
-                return job
-            time.sleep(delay)
+
+        return follow_job(self.run, self.job_id, poll, transient, TERMINAL, self.interval, self.longest)
 
     def _events(self) -> None:
         from ...secrets import scrub, scrub_tree
