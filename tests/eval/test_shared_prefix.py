@@ -201,6 +201,7 @@ def test_the_tuned_system_shares_a_prefix_computed_with_its_adapter(tiny, tmp_pa
                 weights.copy_(torch.randn(weights.shape, generator=generator) * 0.5)
     peft_model.save_pretrained(tmp_path / "adapter")
     model = LocalModel(str(base), tmp_path / "adapter", device="cpu")
+    model.merge_tuned = False  # the adapter's own layers (the merged copy: tests/eval/test_merged_tuned.py)
     conversations = [few_shot(r) for r in REQUESTS[:4]]
     replies = {}
     for system in ("base", "tuned"):

@@ -75,3 +75,22 @@ def test_held_out_overlapping_train_is_refused(scripted_project, chat_jsonl):
     cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"test": str(leaked)})})
     with pytest.raises(DataError, match="leakage"):
         load_task(cfg)
+
+
+def test_a_local_decoder_takes_decode_batch_size_prompts_and_a_hosted_model_batch_size(scripted_project):
+    """eval.decode_batch_size rows go through a local model's KV cache together; eval.batch_size is a hosted
+    model's requests in flight (and the scoring passes' batch)."""
+    run, cfg = scripted_project
+    cfg = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"decode_batch_size": 7, "batch_size": 3})})
+    seen: list[int] = []
+
+    class Local(ScriptedModel):
+        decodes_locally = True
+
+        def generate(self, conversations, max_new_tokens, batch_size, **kwargs):
+            seen.append(batch_size)
+            return super().generate(conversations, max_new_tokens, batch_size, **kwargs)
+
+    evaluate_run(run, cfg, console=None, models=(Local(), None, None))
+    assert seen and set(seen) == {7}
+    assert cfg.eval.generation_batch(ScriptedModel()) == 3

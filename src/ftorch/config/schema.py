@@ -242,7 +242,10 @@ class EvalConfig(Strict):
     headline: Metric = "normalized_match"
     json_schema: str | None = Field(None, description="JSON Schema file that outputs must conform to")
     max_new_tokens: PositiveInt = 128
-    batch_size: PositiveInt = 16
+    batch_size: PositiveInt = Field(16, description="examples per scoring pass (held-out loss, drift, log-probs) "
+                                    "and requests in flight to a hosted model")
+    decode_batch_size: PositiveInt = Field(64, description="prompts a local model decodes together (one KV cache "
+                                           "row each: memory grows with it; bench/decode_settings.py)")
     general: bool = Field(True, description="the shipped instruction-following suite, base vs tuned")
     general_limit: PositiveInt | None = None
     drift: bool = Field(True, description="KL and perplexity change on shipped general text (local models; "
@@ -290,6 +293,11 @@ class EvalConfig(Strict):
                                "local models only); false: generate every answer again")
     answer_cache_mb: PositiveInt = Field(1024, description="size cap of the answer cache in MB; above it the least "
                                          "recently used answers are evicted")
+
+    def generation_batch(self, generator: object) -> int:
+        """How many prompts `generator.generate` takes at a time: a local decoder's rows (decode_batch_size), a
+        hosted model's requests in flight (batch_size)."""
+        return self.decode_batch_size if getattr(generator, "decodes_locally", False) else self.batch_size
 
     @model_validator(mode="after")
     def _schema_metric_needs_a_schema(self) -> EvalConfig:

@@ -109,10 +109,12 @@ class LocalDescriber:
         self.base = {"model": folder_digest(base_folder, memo), "dtype": dtype, "device": str(model.device),
                      "versions": library_versions()}
         self.adapter = folder_digest(Path(adapter), memo) if adapter is not None and model.has_adapter else None
+        self.merged = bool(getattr(model, "merge_tuned", False))  # 'tuned' from weights with the adapter merged
 
     def identity(self, systems: tuple[str, ...]) -> dict[str, Any]:
         adapter_on = self.adapter is not None and all(name == "tuned" for name in systems)
-        return {**self.base, "adapter": self.adapter if adapter_on else None}
+        merged = {"merged": True} if adapter_on and systems and self.merged else {}  # merged rounds differently
+        return {**self.base, "adapter": self.adapter if adapter_on else None, **merged}
 
     def prompt(self, messages: Messages) -> Any:
         from .local import chat_ids

@@ -147,7 +147,7 @@ def tuned_scores(run: RunDir, cfg: RunConfig, headline: str, models) -> list[flo
         generator = models(run, cfg)[0] if models else _generator(run, cfg)
         conversations = [task.conversation("tuned", e) for e in task.examples]
         with generator.system("tuned"):
-            replies = generator.generate(conversations, cfg.eval.max_new_tokens, cfg.eval.batch_size)
+            replies = generator.generate(conversations, cfg.eval.max_new_tokens, cfg.eval.generation_batch(generator))
     finally:
         detach_log_file(library_log)
     score = task_metrics.build_scorers([headline], cfg.eval.json_schema)[headline]

@@ -9,17 +9,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .local import LocalModel, Messages, chat_ids, default_device, dtype_for, load_tokenizer
+from .local import LocalModel, Messages, chat_ids, default_device, dtype_for, load_tokenizer, merges_adapter
 
 
 class LazyLocalModel:
     constraint_kinds = LocalModel.constraint_kinds
+    decodes_locally = LocalModel.decodes_locally
 
     def __init__(self, base_path: str, adapter: Path | None, device: str | None = None):
         self.base_path, self.adapter_path = base_path, adapter
         self.has_adapter = adapter is not None
         self.device = device or default_device()
         self.dtype = str(dtype_for(self.device))  # what LocalModel loads the weights in
+        self.merge_tuned = merges_adapter(self.device, base_path, adapter)  # as LocalModel decides it
         self.loaded: LocalModel | None = None
         self.own_tokenizer: Any = None
         self.config: Any = None

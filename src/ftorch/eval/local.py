@@ -31,6 +31,25 @@ def dtype_for(device: str):
     return torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
 
 
+# The largest model whose tuned answers come from a merged copy (see merges_adapter): the copy's extra memory.
+MERGED_COPY_MAX_BYTES = 2 << 30
+
+
+def merges_adapter(device: str, base_path: str | None, adapter: Path | None) -> bool:
+    """Whether 'tuned' answers come from a copy of the model with the LoRA adapter merged into its weights: on the
+    CPU, where the adapter's extra small matmuls in every layer cost about a fifth of decoding
+    (bench/decode_settings.py: 0.79x the time, every reply identical), for a model whose weight files take at
+    most MERGED_COPY_MAX_BYTES (the copy is that much memory again). Base and prompted answers always come from
+    the unmerged weights, so merging never touches them."""
+    if device != "cpu" or adapter is None or base_path is None:
+        return False
+    folder = Path(base_path).expanduser()
+    if not folder.is_dir():
+        return False
+    weights = [p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin") and p.is_file()]
+    return bool(weights) and sum(p.stat().st_size for p in weights) <= MERGED_COPY_MAX_BYTES
+
+
 def load_tokenizer(base_path: str, adapter: Path | None) -> Any:
     """The adapter's tokenizer when it saved one, else the base model's; left padding, a pad token."""
     from transformers import AutoTokenizer
@@ -72,6 +91,9 @@ class LocalModel:
         self.has_adapter = adapter is not None
         self.base_path: str | None = base_path  # what the answer cache hashes (eval/answer_cache.py)
         self.adapter_path: Path | None = adapter
+        self.merge_tuned = merges_adapter(self.device, base_path, adapter)
+        self._merged: Any = None
+        self._adapter_off = 0  # system() blocks with the adapter off, open now
 
     @classmethod
     def from_loaded(cls, model, tokenizer, device: str | None = None) -> LocalModel:
@@ -88,19 +110,41 @@ class LocalModel:
         self.model = model.to(self.device).eval()
         self.has_adapter = False
         self.base_path, self.adapter_path = None, None  # no files known: its answers are not cached
+        self.merge_tuned, self._merged, self._adapter_off = False, None, 0
         return self
 
     @contextmanager
     def system(self, name: str) -> Iterator[None]:
         """Every system but 'tuned' is the base model: the adapter is off for the block ('prompted' and the
-        prompting arms are the base model with a different prompt, never the tuned model with examples)."""
+        prompting arms are the base model with a different prompt, never the tuned model with examples). An outer
+        block's 'off' holds inside. 'tuned' answers from the merged copy where merges_adapter says so."""
         if name != "tuned" and self.has_adapter:
-            with self.model.disable_adapter():
+            self._adapter_off += 1
+            try:
+                with self.model.disable_adapter():
+                    yield
+            finally:
+                self._adapter_off -= 1
+        elif name == "tuned" and self.merge_tuned and not self._adapter_off:
+            unmerged, self.model = self.model, self._merged_model()
+            try:
                 yield
+            finally:
+                self.model = unmerged
         else:
             yield
 
+    def _merged_model(self):
+        """A copy of the model with the adapter merged into its weights (made once; the original keeps its adapter
+        unmerged, so the base weights are never changed and restored: no rounding drift between systems)."""
+        if self._merged is None:
+            import copy
+
+            self._merged = copy.deepcopy(self.model).merge_and_unload().eval()
+        return self._merged
+
     constraint_kinds = ("json_schema", "labels")  # what `generate(constraint=)` can hold replies to
+    decodes_locally = True  # generate()'s batch is rows of one KV cache (EvalConfig.generation_batch)
     share_prefix = True  # prefill a shared prompt prefix once per generate() call (eval/prefix.py)
     min_shared_prefix = MINIMUM_SHARED  # tokens
 

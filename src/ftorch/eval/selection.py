@@ -90,7 +90,7 @@ def choose(cfg: RunConfig, system_prompt: str | None, generator, *, price: dict 
 def _plain(ev):
     def generate(generator, conversations, label, constraint):
         extra = {"constraint": constraint} if constraint is not None else {}
-        return generator.generate(conversations, ev.max_new_tokens, ev.batch_size, **extra)
+        return generator.generate(conversations, ev.max_new_tokens, ev.generation_batch(generator), **extra)
     return generate
 
 

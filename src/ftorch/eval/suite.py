@@ -73,9 +73,10 @@ def evaluate(run: RunDir, cfg: RunConfig, generator: Generator, *, local=None, p
         clock = CallClock(answerer)
         with answerer.system(name):
             outputs[name] = clock.run(_generate, answerer, conversations, ev, progress, f"task · {name}", constraint)
-        # wall time per held-out example, generated in batches of eval.batch_size as the evaluation ran them
+        # wall time per held-out example, generated in batches as the evaluation ran them (eval.decode_batch_size
+        # rows for a local model)
         # (answers reused from the answer cache: the time recorded when they were generated)
-        latency[name] = {"seconds_per_call": clock.per_answer, "batch_size": ev.batch_size,
+        latency[name] = {"seconds_per_call": clock.per_answer, "batch_size": ev.generation_batch(answerer),
                          "from_cache": clock.reused > 0}
     report["latency"] = latency
     predictions = _score(task, outputs, scorers)
@@ -128,9 +129,9 @@ def _generate(generator: Generator, conversations: list[Messages], ev, progress,
               constraint=None) -> list[str]:
     extra = {"constraint": constraint} if constraint is not None else {}  # eval/constrained.py
     if progress is None:
-        return generator.generate(conversations, ev.max_new_tokens, ev.batch_size, **extra)
+        return generator.generate(conversations, ev.max_new_tokens, ev.generation_batch(generator), **extra)
     task_id = progress.add_task(label, total=len(conversations))
-    replies = generator.generate(conversations, ev.max_new_tokens, ev.batch_size,
+    replies = generator.generate(conversations, ev.max_new_tokens, ev.generation_batch(generator),
                                  on_batch=lambda n: progress.advance(task_id, n), **extra)
     progress.update(task_id, visible=False)
     return replies

@@ -66,7 +66,7 @@ def signals(run: RunDir, cfg: RunConfig, local=None, answers: bool = True,
         replies: list[str | None] = [None] * len(prompts)
         if answers:
             tell(f"greedy answers to {len(prompts)} training prompts")
-            replies = list(local.generate(prompts, cfg.eval.max_new_tokens, cfg.eval.batch_size))
+            replies = list(local.generate(prompts, cfg.eval.max_new_tokens, cfg.eval.decode_batch_size))
     score = task_metrics.build_scorers([cfg.eval.headline], cfg.eval.json_schema)[cfg.eval.headline]
     found = []
     for example, line, prompt, label, reply, loss in zip(examples, lines, prompts, labels, replies, losses):

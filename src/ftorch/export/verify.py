@@ -112,9 +112,9 @@ def verify(source: Source, loaded, folder: Path, limits: Thresholds, *, limit: i
     ev = source.cfg.eval
     task, conversations = held_out(source, limit)
     progress(f"verifying on {len(conversations)} held-out prompts (greedy, up to {ev.max_new_tokens} tokens)")
-    reference = reference_replies(source, conversations, ev.max_new_tokens, ev.batch_size, folder.parent)
+    reference = reference_replies(source, conversations, ev.max_new_tokens, ev.decode_batch_size, folder.parent)
     model, tokenizer = loaded
-    exported = LocalModel.from_loaded(model, tokenizer).generate(conversations, ev.max_new_tokens, ev.batch_size)
+    exported = LocalModel.from_loaded(model, tokenizer).generate(conversations, ev.max_new_tokens, ev.decode_batch_size)
     result = compare(task, reference, exported, ev.headline, ev.json_schema)
     failures = judge(result, limits)
     summary = {k: v for k, v in result.items() if k != "rows"}

@@ -1,0 +1,109 @@
+"""'tuned' answers from a copy of the model with the LoRA adapter merged into its weights (eval/local.py,
+merges_adapter): the same replies as the adapter's own layers, the base weights never changed (so base answers do
+not drift after a tuned block), an outer 'off' block still holding, the policy's limits, and the answer cache
+keying merged answers apart from unmerged ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ftorch.config.schema import TinyModel
+from ftorch.eval import local
+from ftorch.eval.answer_cache import LocalDescriber
+
+REQUESTS = ["Please cancel Monday's standup", "schedule lunch with Ana on Friday", "move it",
+            "Could you put the quarterly review on Monday morning?", "Friday: gym"]
+ASK = [[{"role": "user", "content": r}] for r in REQUESTS]
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory, offline_env):
+    """The tiny model with larger random weights (so replies depend on the request) and a LoRA adapter on every
+    projection whose B matrices are random too (so it changes the replies)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from ftorch.tiny import ensure_tiny_model
+
+    root = tmp_path_factory.mktemp("merged-tuned")
+    source = ensure_tiny_model(TinyModel(hidden_size=64, intermediate_size=128, num_heads=2))
+    model = AutoModelForCausalLM.from_pretrained(str(source))
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for weights in model.parameters():
+            weights.copy_(torch.randn(weights.shape, generator=generator) * 0.5)
+    model.save_pretrained(root / "base")
+    from transformers import AutoTokenizer
+
+    AutoTokenizer.from_pretrained(str(source)).save_pretrained(root / "base")
+    peft_model = get_peft_model(model, LoraConfig(r=4, init_lora_weights=False, target_modules=[
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
+    with torch.no_grad():
+        for name, weights in peft_model.named_parameters():
+            if "lora_" in name:
+                weights.copy_(torch.randn(weights.shape, generator=generator) * 0.3)
+    peft_model.save_pretrained(root / "adapter")
+    return root / "base", root / "adapter"
+
+
+def _replies(model: local.LocalModel, system: str) -> list[str]:
+    with model.system(system):
+        return model.generate(ASK, 12, 2)
+
+
+def _base_weights(model: local.LocalModel) -> dict:
+    return {name: tensor.clone() for name, tensor in model.model.state_dict().items() if "lora_" not in name}
+
+
+def test_merged_tuned_replies_are_the_adapters_and_base_weights_never_change(folders):
+    base, adapter = folders
+    merged = local.LocalModel(str(base), adapter, device="cpu")
+    assert merged.merge_tuned  # a small model on the CPU
+    plain = local.LocalModel(str(base), adapter, device="cpu")
+    plain.merge_tuned = False
+    before = _base_weights(merged)
+    base_replies = _replies(merged, "base")
+    tuned = _replies(merged, "tuned")
+    assert tuned == _replies(plain, "tuned")  # the merged copy answers as the adapter's own layers do
+    assert tuned != base_replies  # the adapter is not a no-op
+    after = _base_weights(merged)
+    assert before.keys() == after.keys() and all(before[k].equal(after[k]) for k in before)
+    assert _replies(merged, "base") == base_replies == _replies(plain, "base")
+    assert merged._merged is not None and merged.model is not merged._merged  # the copy, kept for the next block
+
+
+def test_an_outer_base_block_holds_inside_a_tuned_one(folders):
+    base, adapter = folders
+    model = local.LocalModel(str(base), adapter, device="cpu")
+    with model.system("base"):
+        with model.system("tuned"):
+            inside = model.generate(ASK, 12, 2)
+    assert inside == _replies(model, "base")
+    assert model._merged is None  # the merged copy was never needed
+
+
+def test_the_policy_merges_small_models_on_the_cpu_only(folders, monkeypatch):
+    base, adapter = folders
+    assert local.merges_adapter("cpu", str(base), adapter)
+    assert not local.merges_adapter("cuda", str(base), adapter)  # bf16 kernels; no copy in GPU memory
+    assert not local.merges_adapter("cpu", str(base), None)  # nothing to merge
+    assert not local.merges_adapter("cpu", "org/a-hub-id", adapter)  # no folder to size
+    weights = sum(p.stat().st_size for p in Path(base).glob("*.safetensors"))
+    monkeypatch.setattr(local, "MERGED_COPY_MAX_BYTES", weights - 1)
+    assert not local.merges_adapter("cpu", str(base), adapter)  # the copy would take too much memory
+
+
+def test_the_answer_cache_keys_merged_tuned_answers_apart(folders, tmp_path):
+    from ftorch.eval.lazy_local import LazyLocalModel
+
+    base, adapter = folders
+    lazy = LazyLocalModel(str(base), adapter, device="cpu")
+    assert lazy.merge_tuned and lazy.loaded is None  # decided without loading the weights
+    merged = LocalDescriber(lazy, base, {})
+    assert merged.identity(("tuned",))["merged"] is True
+    assert "merged" not in merged.identity(("base",)) and "merged" not in merged.identity(())
+    lazy.merge_tuned = False
+    assert "merged" not in LocalDescriber(lazy, base, {}).identity(("tuned",))
