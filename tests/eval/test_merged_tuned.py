@@ -78,9 +78,8 @@ def test_merged_tuned_replies_are_the_adapters_and_base_weights_never_change(fol
 def test_an_outer_base_block_holds_inside_a_tuned_one(folders):
     base, adapter = folders
     model = local.LocalModel(str(base), adapter, device="cpu")
-    with model.system("base"):
-        with model.system("tuned"):
-            inside = model.generate(ASK, 12, 2)
+    with model.system("base"), model.system("tuned"):
+        inside = model.generate(ASK, 12, 2)
     assert inside == _replies(model, "base")
     assert model._merged is None  # the merged copy was never needed
 
@@ -107,3 +106,18 @@ def test_the_answer_cache_keys_merged_tuned_answers_apart(folders, tmp_path):
     assert "merged" not in merged.identity(("base",)) and "merged" not in merged.identity(())
     lazy.merge_tuned = False
     assert "merged" not in LocalDescriber(lazy, base, {}).identity(("tuned",))
+
+
+def test_adapters_that_touch_the_embeddings_are_not_merged(folders, tmp_path):
+    """Merging into a weight tied to the embeddings (or swapping in modules trained in full) would change more than
+    the adapter's layers: those adapters answer through their own layers."""
+    import json
+
+    base, adapter = folders
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    for change in ({"modules_to_save": ["embed_tokens", "lm_head"]}, {"target_modules": ["q_proj", "lm_head"]},
+                   {"target_modules": ".*proj"}, {"trainable_token_indices": [5]}):
+        other = tmp_path / "adapter"
+        other.mkdir(exist_ok=True)
+        (other / "adapter_config.json").write_text(json.dumps({**config, **change}))
+        assert not local.merges_adapter("cpu", str(base), other), change

@@ -41,13 +41,33 @@ def merges_adapter(device: str, base_path: str | None, adapter: Path | None) -> 
     (bench/decode_settings.py: 0.79x the time, every reply identical), for a model whose weight files take at
     most MERGED_COPY_MAX_BYTES (the copy is that much memory again). Base and prompted answers always come from
     the unmerged weights, so merging never touches them."""
-    if device != "cpu" or adapter is None or base_path is None:
+    if device != "cpu" or adapter is None or base_path is None or not _linear_lora_only(adapter):
         return False
     folder = Path(base_path).expanduser()
     if not folder.is_dir():
         return False
     weights = [p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin") and p.is_file()]
     return bool(weights) and sum(p.stat().st_size for p in weights) <= MERGED_COPY_MAX_BYTES
+
+
+# modules that hold or share the token embeddings: merging into a tied one would change the other as well
+EMBEDDING_MODULES = {"embed_tokens", "lm_head", "wte", "embed_out", "word_embeddings", "shared", "output"}
+
+
+def _linear_lora_only(adapter: Path) -> bool:
+    """A plain LoRA adapter on named projections (adapter_config.json): no module trained in full
+    (modules_to_save), no trainable tokens, no embedding or output layer among its targets, targets given as a
+    list (a regex is not resolved here): what merges into a copy without touching tied weights."""
+    import json
+
+    try:
+        config = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    targets = config.get("target_modules")
+    return (isinstance(config, dict) and config.get("peft_type") == "LORA" and not config.get("modules_to_save")
+            and not config.get("trainable_token_indices") and isinstance(targets, list) and bool(targets)
+            and not any(str(name).rsplit(".", 1)[-1] in EMBEDDING_MODULES for name in targets))
 
 
 def load_tokenizer(base_path: str, adapter: Path | None) -> Any:
