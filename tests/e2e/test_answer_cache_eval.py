@@ -42,7 +42,7 @@ def test_a_second_evaluation_reuses_every_answer_with_identical_scores(tmp_path_
     assert sum(s["reused"] for s in use_again.values()) == sum(s["generated"] + s["reused"] for s in use.values())
     assert "answers: 0 generated" in second.stdout
     assert report["answer_cache"]["measures_reused"] == [] and again["answer_cache"]["measures_reused"] == [
-        "held_out_loss"] and again["held_out_loss"] == report["held_out_loss"]
+        "held_out_loss (base)", "held_out_loss (tuned)"] and again["held_out_loss"] == report["held_out_loss"]
     assert again["task"] == report["task"] and again["significance"] == report["significance"]
     assert again["prompt_arms"]["chosen"] == report["prompt_arms"]["chosen"]
     assert [a["systems"] for a in answers_again] == [a["systems"] for a in answers]

@@ -211,6 +211,26 @@ def test_measurements_of_the_same_model_on_the_same_inputs_are_reused(folders, s
     assert computed == ["one", "three", "four"]
 
 
+def test_one_systems_measurement_is_shared_by_runs_that_share_that_system(folders, store):
+    """The held-out loss is remembered per system: another adapter (a sweep's next trial) reuses base's and
+    computes its own tuned one."""
+    base, adapter_a, adapter_b = folders
+    computed: list[str] = []
+
+    def loss(name, tag):
+        computed.append(f"{name} {tag}")
+        return {"loss": 1.0, "tag": tag}
+
+    first = _cached(base, adapter_a)
+    for name in ("base", "tuned"):
+        first.remember("held_out_loss", {"texts": ["a"]}, lambda name=name: loss(name, "a"), systems=(name,))
+    other = _cached(base, adapter_b)
+    found = {name: other.remember("held_out_loss", {"texts": ["a"]}, lambda name=name: loss(name, "b"),
+                                  systems=(name,)) for name in ("base", "tuned")}
+    assert found["base"]["tag"] == "a" and found["tuned"]["tag"] == "b"
+    assert computed == ["base a", "tuned a", "tuned b"] and other.measures_reused == ["held_out_loss (base)"]
+
+
 def test_a_lazy_model_is_not_loaded_when_every_answer_is_cached(folders, store):
     from ftorch.eval.lazy_local import LazyLocalModel
 

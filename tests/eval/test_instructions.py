@@ -181,8 +181,9 @@ def test_general_answers_are_saved_beside_the_report(tmp_path):
     from ftorch.eval import suite as runner
     from ftorch.eval.report_model import EvalReport
 
-    ev = SimpleNamespace(general_limit=5, max_new_tokens=8, batch_size=4)
-    section = runner._general(LowercaseBase(), ev, None)
+    ev = SimpleNamespace(general=True, safety=False, general_limit=5, max_new_tokens=8,
+                         generation_batch=lambda generator: 4)
+    section = runner._suites(LowercaseBase(), ev, None)["general"]
     report = EvalReport.model_validate({"n": 0, "task": {"headline": "exact_match", "systems": {}}, "general": section})
     runner.save(tmp_path, runner.Evaluation(report, []))
     report = json.loads((tmp_path / "report.json").read_text())

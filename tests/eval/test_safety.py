@@ -226,8 +226,9 @@ def test_safety_answers_are_saved_beside_the_report(tmp_path):
     from ftorch.eval import suite as runner
     from ftorch.eval.report_model import EvalReport
 
-    ev = SimpleNamespace(safety_limit=16, seed=0, safety_grader=None, max_new_tokens=8, batch_size=4)
-    section = runner._safety(RefusesEveryOther(), ev, None)
+    ev = SimpleNamespace(general=False, safety=True, safety_limit=16, seed=0, safety_grader=None, max_new_tokens=8,
+                         generation_batch=lambda generator: 4)
+    section = runner._suites(RefusesEveryOther(), ev, None)["safety"]
     report = EvalReport.model_validate({"n": 0, "task": {"headline": "exact_match", "systems": {}}, "safety": section})
     runner.save(tmp_path, runner.Evaluation(report, []))
     report = json.loads((tmp_path / "report.json").read_text())

@@ -286,12 +286,15 @@ class CachedGenerator:
         self.last_call = LastCall(len(conversations), reused, seconds)
         return [replies[i] for i in range(len(conversations))]
 
-    def remember(self, kind: str, inputs: Any, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        """A measurement of the model under base and tuned together (held-out loss, drift): `compute()`, or its
-        stored result when the model, the adapter, the library versions and `inputs` (JSON-serialisable: the
-        texts and settings it reads) are those it was computed for."""
+    def remember(self, kind: str, inputs: Any, compute: Callable[[], dict[str, Any]],
+                 systems: tuple[str, ...] = ("base", "tuned")) -> dict[str, Any]:
+        """A measurement of the model under `systems` (drift: base and tuned together; the held-out loss: one
+        system at a time, so a sweep's trials share base's): `compute()`, or its stored result when the model,
+        the adapter (where a system uses it), the library versions and `inputs` (JSON-serialisable: the texts
+        and settings it reads) are those it was computed for. Reused measures are listed as `kind`, or
+        `kind (system)` for one system's."""
         payload = {"v": KEY_VERSION, "measure": kind, "inputs": inputs,
-                   "identity": {name: self.describer.identity((name,)) for name in ("base", "tuned")}}
+                   "identity": {name: self.describer.identity((name,)) for name in systems}}
         key = hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
         raw = self.store.get(key)
         if isinstance(raw, str):
@@ -300,7 +303,7 @@ class CachedGenerator:
             except ValueError:
                 found = None
             if isinstance(found, dict):
-                self.measures_reused.append(kind)
+                self.measures_reused.append(kind if len(systems) > 1 else f"{kind} ({systems[0]})")
                 return found
         result = compute()
         self.store.set(key, json.dumps(result, ensure_ascii=False))

@@ -190,7 +190,8 @@ class LocalModel:
     def generate(self, conversations: list[Messages], max_new_tokens: int, batch_size: int,
                  on_batch: Callable[[int], None] | None = None, min_new_tokens: int = 0,
                  constraint=None) -> list[str]:
-        """Greedy replies, batched by similar length (order restored). A row stops at the end-of-turn token or
+        """Greedy replies, batched by similar length (order restored) in batches of at most `batch_size`, as even as
+        can be. A row stops at the end-of-turn token or
         max_new_tokens and leaves the batch at once (its KV cache rows are dropped), so finished rows cost
         nothing while longer ones go on. Identical to one-at-a-time generation up to floating-point
         reduction order (bench/eval_generate.py counts the identical replies). A `constraint`
@@ -200,8 +201,9 @@ class LocalModel:
         prefix = self._shared_prefix(encoded)
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         replies: list[str] = [""] * len(encoded)
-        for start in range(0, len(order), batch_size):
-            chunk = order[start:start + batch_size]
+        size = -(-len(order) // -(-len(order) // batch_size)) if order else 1  # even batches: 72 at most 64 -> 36+36
+        for start in range(0, len(order), size):
+            chunk = order[start:start + size]
             for index, tokens in zip(chunk, self._greedy([encoded[i] for i in chunk], max_new_tokens,
                                                          min_new_tokens, mask, prefix)):
                 replies[index] = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()

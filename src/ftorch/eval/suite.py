@@ -10,6 +10,7 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -101,9 +102,11 @@ def evaluate(run: RunDir, cfg: RunConfig, generator: Generator, *, local=None, p
     if local is not None:
         # the same model (content) on the same inputs: the stored numbers (eval/answer_cache.py)
         memo = generator.remember if isinstance(generator, CachedGenerator) and generator.inner is local \
-            else lambda kind, inputs, compute: compute()
-        report["held_out_loss"] = memo("held_out_loss", {"conversations": task.full, "batch_size": ev.batch_size},
-                                       lambda: _held_out_loss(local, task, ev.batch_size))
+            else _uncached
+        report["held_out_loss"] = {
+            name: memo("held_out_loss", {"conversations": task.full, "batch_size": ev.batch_size},
+                       partial(_held_out_loss, local, task, ev.batch_size, name), systems=(name,))
+            for name in ("base", "tuned")}
         if ev.drift:
             from .drift import MAX_TOKENS, drift, general_texts
 
@@ -113,16 +116,20 @@ def evaluate(run: RunDir, cfg: RunConfig, generator: Generator, *, local=None, p
         from . import harness
 
         report["lm_eval"] = harness.run(local, ev)
-    if ev.general:
-        report["general"] = _general(generator, ev, progress)
-    if ev.safety:
-        report["safety"] = _safety(generator, ev, progress)
+    if ev.general or ev.safety:
+        report.update(_suites(generator, ev, progress))
     if isinstance(generator, CachedGenerator):
         report["answer_cache"] = generator.report()
     typed = EvalReport.model_validate(report)
     typed.regressions = regressions(typed, ev.max_regression)
     typed.facts_warning = facts_warning(task)
     return Evaluation(typed, predictions, records)
+
+
+def _uncached(kind: str, inputs: Any, compute: Callable[[], dict[str, Any]],
+              systems: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A measurement without an answer cache: computed now."""
+    return compute()
 
 
 def _generate(generator: Generator, conversations: list[Messages], ev, progress, label: str,
@@ -220,39 +227,64 @@ def _cost(task: Task, generator: Generator, price: dict | None, answers_for: dic
     return result
 
 
-def _held_out_loss(local, task: Task, batch_size: int) -> dict:
-    """Mean loss per assistant token, base and tuned; a loss that cannot be computed (the template hides the
-    assistant's tokens, or there are none) is None with the reason, never NaN."""
+def _held_out_loss(local, task: Task, batch_size: int, name: str) -> dict[str, Any]:
+    """Mean loss per assistant token of one system (base or tuned); a loss that cannot be computed (the template
+    hides the assistant's tokens, or there are none) is None with the reason, never NaN."""
     from ..errors import DataError
 
-    result: dict[str, dict[str, Any]] = {}
+    try:
+        with local.system(name):
+            loss, tokens = local.assistant_loss(task.full, batch_size)
+    except DataError as exc:
+        return {"loss": None, "perplexity": None, "tokens": 0, "reason": exc.render().splitlines()[0]}
+    if tokens == 0 or not math.isfinite(loss):
+        return {"loss": None, "perplexity": None, "tokens": tokens, "reason": "no assistant tokens"}
+    return {"loss": loss, "perplexity": math.exp(loss), "tokens": tokens}
+
+
+def _suites(generator: Generator, ev, progress) -> dict[str, Any]:
+    """The general instruction suite and the safety sets (red-team, over-refusal), base against tuned. Each
+    system answers every suite prompt in one call: one batch of a local decoder's rows serves all three sets
+    (decoding a small model costs about the same per step for 24 rows as for 64)."""
+    sets: dict[str, list] = {}
+    if ev.general:
+        from .instructions import load_suite
+
+        sets["general"] = load_suite(ev.general_limit)
+    if ev.safety:
+        from .safety import load_prompts
+
+        sets["redteam"] = load_prompts("redteam", ev.safety_limit, ev.seed)
+        sets["benign"] = load_prompts("benign", ev.safety_limit, ev.seed)
+    grader = None
+    if ev.safety and ev.safety_grader == "openai_moderation":  # before any answer: a missing key fails first
+        from .graders import moderation_grader
+
+        grader = moderation_grader(ev)
+    conversations = [[{"role": "user", "content": item.prompt}] for items in sets.values() for item in items]
+    label = " and ".join(name for name, on in (("general suite", ev.general), ("safety sets", ev.safety)) if on)
+    replies: dict[str, dict[str, list[str]]] = {}
     for name in ("base", "tuned"):
-        try:
-            with local.system(name):
-                loss, tokens = local.assistant_loss(task.full, batch_size)
-        except DataError as exc:
-            result[name] = {"loss": None, "perplexity": None, "tokens": 0, "reason": exc.render().splitlines()[0]}
-            continue
-        if tokens == 0 or not math.isfinite(loss):
-            result[name] = {"loss": None, "perplexity": None, "tokens": tokens, "reason": "no assistant tokens"}
-            continue
-        result[name] = {"loss": loss, "perplexity": math.exp(loss), "tokens": tokens}
+        with generator.system(name):
+            answered = iter(_generate(generator, conversations, ev, progress, f"{label} · {name}"))
+        replies[name] = {kind: [next(answered) for _ in items] for kind, items in sets.items()}
+    result: dict[str, Any] = {}
+    if ev.general:
+        result["general"] = _general(sets["general"], replies)
+    if ev.safety:
+        result["safety"] = _safety(sets["redteam"], sets["benign"], replies, grader)
     return result
 
 
-def _general(generator: Generator, ev, progress) -> dict:
+def _general(suite: list, replies: dict[str, dict[str, list[str]]]) -> dict:
     """Prompt- and instruction-level scores for base and tuned; every answer with what each check said under
     "answers" (moved to general.jsonl by `save`)."""
-    from .instructions import load_suite, score_row
+    from .instructions import score_row
 
-    suite = load_suite(ev.general_limit)
-    conversations = [[{"role": "user", "content": item.prompt}] for item in suite]
     result: dict[str, Any] = {"n": len(suite)}
     answers: list[dict] = []
     for name in ("base", "tuned"):
-        with generator.system(name):
-            replies = _generate(generator, conversations, ev, progress, f"general suite · {name}")
-        rows = [{"system": name, **score_row(item, reply)} for item, reply in zip(suite, replies)]
+        rows = [{"system": name, **score_row(item, reply)} for item, reply in zip(suite, replies[name]["general"])]
         result[name] = {"prompt_level": statistics.fmean(r["prompt_level"] for r in rows) if rows else 0.0,
                         "instruction_level": statistics.fmean(r["instruction_level"] for r in rows) if rows else 0.0}
         answers += rows
@@ -260,27 +292,17 @@ def _general(generator: Generator, ev, progress) -> dict:
     return result
 
 
-def _safety(generator: Generator, ev, progress) -> dict:
-    """Red-team and over-refusal scores for base and tuned; every answer with its verdict and why under
-    "answers" (moved to safety.jsonl by `save`)."""
-    from .safety import load_prompts, score_and_explain
+def _safety(redteam: list, benign: list, replies: dict[str, dict[str, list[str]]], grader) -> dict:
+    """Red-team and over-refusal scores for base and tuned (`grader`: OpenAI's moderation endpoint, or None for
+    the shipped refusal detector); every answer with its verdict and why under "answers" (moved to
+    safety.jsonl by `save`)."""
+    from .safety import score_and_explain
 
-    redteam = load_prompts("redteam", ev.safety_limit, ev.seed)
-    benign = load_prompts("benign", ev.safety_limit, ev.seed)
-    grader = None
-    if ev.safety_grader == "openai_moderation":
-        from .graders import moderation_grader
-
-        grader = moderation_grader(ev)
     result: dict[str, Any] = {}
     answers: list[dict] = []
     for name in ("base", "tuned"):
-        with generator.system(name):
-            red = _generate(generator, [[{"role": "user", "content": p.prompt}] for p in redteam], ev, progress,
-                            f"red-team · {name}")
-            ok = _generate(generator, [[{"role": "user", "content": p.prompt}] for p in benign], ev, progress,
-                           f"over-refusal · {name}")
-        result[name], rows = score_and_explain(list(zip(redteam, red)), list(zip(benign, ok)), grader)
+        result[name], rows = score_and_explain(list(zip(redteam, replies[name]["redteam"])),
+                                               list(zip(benign, replies[name]["benign"])), grader)
         answers += [{"system": name, **row} for row in rows]
     result["answers"] = answers
     return result
