@@ -92,8 +92,9 @@ def evaluate(run: Path, policy: str, extra: list[str]) -> float:
         env["FTORCH_THREADS"] = policy  # off, or a number
     with tempfile.TemporaryDirectory(prefix="contention-") as out:
         started = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "ftorch", "eval", str(run), *extra, "--out", out], cwd=ROOT,
-                              env=env, capture_output=True, text=True)
+        # every measurement generates its answers: the answer cache would serve the second from the first's
+        done = subprocess.run([sys.executable, "-m", "ftorch", "eval", str(run), *extra, "eval.answer_cache=false",
+                               "--out", out], cwd=ROOT, env=env, capture_output=True, text=True)
         seconds = time.perf_counter() - started
     if done.returncode != 0:
         sys.exit(f"ftorch eval failed (policy {policy}):\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")

@@ -25,7 +25,8 @@ def drift(local, batch_size: int) -> dict:
                                     skip_special_tokens=True) for t in texts]
     with local.system("base"):
         base = local.text_logprobs(texts, batch_size)
-    tuned = local.text_logprobs(texts, batch_size)
+    with local.system("tuned"):  # the tuned answers' weights (eval/local.py: merged where that is faster)
+        tuned = local.text_logprobs(texts, batch_size)
     kl_sum, nll_base, nll_tuned, tokens = 0.0, 0.0, 0.0, 0
     for (p_log, targets), (q_log, _) in zip(base, tuned):
         kl_sum += torch.sum(p_log.exp() * (p_log - q_log)).item()
