@@ -191,9 +191,8 @@ class LocalModel:
                  on_batch: Callable[[int], None] | None = None, min_new_tokens: int = 0,
                  constraint=None) -> list[str]:
         """Greedy replies, batched by similar length (order restored) in batches of at most `batch_size`, as even as
-        can be. A row stops at the end-of-turn token or
-        max_new_tokens and leaves the batch at once (its KV cache rows are dropped), so finished rows cost
-        nothing while longer ones go on. Identical to one-at-a-time generation up to floating-point
+        can be. A row stops at the end-of-turn token or max_new_tokens and leaves the batch at once (its KV cache
+        rows are dropped), so finished rows cost nothing while longer ones go on. Identical to one-at-a-time generation up to floating-point
         reduction order (bench/eval_generate.py counts the identical replies). A `constraint`
         (eval/constrained.py) masks each row's logits to what it allows next."""
         encoded = [self._encode(m) for m in conversations]

@@ -75,8 +75,7 @@ def evaluate(run: RunDir, cfg: RunConfig, generator: Generator, *, local=None, p
         with answerer.system(name):
             outputs[name] = clock.run(_generate, answerer, conversations, ev, progress, f"task · {name}", constraint)
         # wall time per held-out example, generated in batches as the evaluation ran them (eval.decode_batch_size
-        # rows for a local model)
-        # (answers reused from the answer cache: the time recorded when they were generated)
+        # rows for a local model; answers reused from the answer cache: the time recorded when they were generated)
         latency[name] = {"seconds_per_call": clock.per_answer, "batch_size": ev.generation_batch(answerer),
                          "from_cache": clock.reused > 0}
     report["latency"] = latency
