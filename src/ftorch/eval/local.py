@@ -192,9 +192,9 @@ class LocalModel:
                  constraint=None) -> list[str]:
         """Greedy replies, batched by similar length (order restored) in batches of at most `batch_size`, as even as
         can be. A row stops at the end-of-turn token or max_new_tokens and leaves the batch at once (its KV cache
-        rows are dropped), so finished rows cost nothing while longer ones go on. Identical to one-at-a-time generation up to floating-point
-        reduction order (bench/eval_generate.py counts the identical replies). A `constraint`
-        (eval/constrained.py) masks each row's logits to what it allows next."""
+        rows are dropped), so finished rows cost nothing while longer ones go on. Identical to one-at-a-time
+        generation up to floating-point reduction order (bench/eval_generate.py counts the identical replies). A
+        `constraint` (eval/constrained.py) masks each row's logits to what it allows next."""
         encoded = [self._encode(m) for m in conversations]
         mask = self._token_mask(constraint) if constraint is not None else None
         prefix = self._shared_prefix(encoded)
@@ -288,20 +288,39 @@ class LocalModel:
 
     def assistant_loss(self, conversations: list[Messages], batch_size: int) -> tuple[float, int]:
         """Mean negative log-likelihood per assistant token (the training loss, on held-out data)."""
+        rows = self.assistant_token_losses(conversations, batch_size)
+        total, count = sum(nll for nll, _ in rows), sum(tokens for _, tokens in rows)
+        return (total / count if count else float("nan")), count
+
+    def assistant_token_losses(self, conversations: list[Messages], batch_size: int) -> list[tuple[float, int]]:
+        """Per conversation: the summed negative log-likelihood of its assistant tokens, and their count. The output
+        layer runs only at the positions that predict an assistant token in some row of the batch (the model's
+        own `logits_to_keep`), not at every position: on the quickstart a third of them."""
         import torch
 
-        total, count = 0.0, 0
+        found: list[tuple[float, int]] = []
         for start in range(0, len(conversations), batch_size):
-            batch = conversations[start:start + batch_size]
-            rows = [self.assistant_labels(m) for m in batch]
+            rows = [self.assistant_labels(m) for m in conversations[start:start + batch_size]]
             ids, labels, mask = self.pad_right([r[0] for r in rows], [r[1] for r in rows])
+            targets = labels[:, 1:]  # the logits at position t predict the token at t + 1
+            keep = (targets != -100).any(dim=0).nonzero().flatten()
             with torch.no_grad():
-                logits = self.model(input_ids=ids, attention_mask=mask).logits.float()
-            nll = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), labels[:, 1:],
-                                                    ignore_index=-100, reduction="sum")
-            total += nll.item()
-            count += int((labels[:, 1:] != -100).sum())
-        return (total / count if count else float("nan")), count
+                if self._keeps_logits():
+                    logits = self.model(input_ids=ids, attention_mask=mask, logits_to_keep=keep).logits.float()
+                else:
+                    logits = self.model(input_ids=ids, attention_mask=mask).logits.float()[:, keep]
+            nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets[:, keep], ignore_index=-100,
+                                                    reduction="none")
+            counts = (targets != -100).sum(dim=1)
+            found += [(float(total), int(count)) for total, count in zip(nll.sum(dim=1).tolist(), counts.tolist())]
+        return found
+
+    def _keeps_logits(self) -> bool:
+        """Whether the model's forward takes `logits_to_keep` (transformers 5's models do)."""
+        import inspect
+
+        model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        return "logits_to_keep" in inspect.signature(type(model).forward).parameters
 
     def assistant_labels(self, messages: Messages) -> tuple[list[int], list[int]]:
         """Input ids, and labels on the assistant's tokens only (-100 elsewhere), found as training finds them

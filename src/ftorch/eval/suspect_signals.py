@@ -25,19 +25,7 @@ def training_examples(cfg: RunConfig) -> tuple[Path, list[dict], list[int]]:
 
 def per_example_loss(local, conversations: list[list[dict]], batch_size: int) -> list[float]:
     """Mean negative log-likelihood per assistant token, one number per conversation (eval/local.py's masks)."""
-    import torch
-
-    losses: list[float] = []
-    for start in range(0, len(conversations), batch_size):
-        rows = [local.assistant_labels(m) for m in conversations[start:start + batch_size]]
-        ids, labels, mask = local.pad_right([r[0] for r in rows], [r[1] for r in rows])
-        with torch.no_grad():
-            logits = local.model(input_ids=ids, attention_mask=mask).logits.float()
-        nll = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), labels[:, 1:], ignore_index=-100,
-                                                reduction="none")
-        counts = (labels[:, 1:] != -100).sum(dim=1).clamp(min=1)
-        losses += (nll.sum(dim=1) / counts).tolist()
-    return losses
+    return [total / max(count, 1) for total, count in local.assistant_token_losses(conversations, batch_size)]
 
 
 def signals(run: RunDir, cfg: RunConfig, local=None, answers: bool = True,
