@@ -274,10 +274,14 @@ class LocalModel:
 
     def _cache_keyword(self) -> str:
         """transformers 5.2x names the KV cache argument `cache`; earlier 5.x releases `past_key_values`."""
+        return "cache" if self._forward_takes("cache") else "past_key_values"
+
+    def _forward_takes(self, parameter: str) -> bool:
+        """Whether the underlying model's forward (under a PEFT wrapper, the base model's) takes `parameter`."""
         import inspect
 
         model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-        return "cache" if "cache" in inspect.signature(type(model).forward).parameters else "past_key_values"
+        return parameter in inspect.signature(type(model).forward).parameters
 
     def stop_ids(self) -> list[int]:
         """The token ids that end a reply: the tokenizer's end of sequence and the generation config's."""
@@ -305,7 +309,7 @@ class LocalModel:
             targets = labels[:, 1:]  # the logits at position t predict the token at t + 1
             keep = (targets != -100).any(dim=0).nonzero().flatten()
             with torch.no_grad():
-                if self._keeps_logits():
+                if self._forward_takes("logits_to_keep"):  # transformers 5's models do
                     logits = self.model(input_ids=ids, attention_mask=mask, logits_to_keep=keep).logits.float()
                 else:
                     logits = self.model(input_ids=ids, attention_mask=mask).logits.float()[:, keep]
@@ -314,13 +318,6 @@ class LocalModel:
             counts = (targets != -100).sum(dim=1)
             found += [(float(total), int(count)) for total, count in zip(nll.sum(dim=1).tolist(), counts.tolist())]
         return found
-
-    def _keeps_logits(self) -> bool:
-        """Whether the model's forward takes `logits_to_keep` (transformers 5's models do)."""
-        import inspect
-
-        model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-        return "logits_to_keep" in inspect.signature(type(model).forward).parameters
 
     def assistant_labels(self, messages: Messages) -> tuple[list[int], list[int]]:
         """Input ids, and labels on the assistant's tokens only (-100 elsewhere), found as training finds them
