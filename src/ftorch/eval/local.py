@@ -5,6 +5,7 @@ distributions for held-out loss and drift."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -200,7 +201,8 @@ class LocalModel:
         prefix = self._shared_prefix(encoded)
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         replies: list[str] = [""] * len(encoded)
-        size = -(-len(order) // -(-len(order) // batch_size)) if order else 1  # even batches: 72 at most 64 -> 36+36
+        batches = math.ceil(len(order) / batch_size)
+        size = math.ceil(len(order) / batches) if batches else 1  # even batches: 72 prompts at most 64 -> 36 + 36
         for start in range(0, len(order), size):
             chunk = order[start:start + size]
             for index, tokens in zip(chunk, self._greedy([encoded[i] for i in chunk], max_new_tokens,
