@@ -123,28 +123,39 @@ def test_adapters_that_touch_the_embeddings_are_not_merged(folders, tmp_path):
         assert not local.merges_adapter("cpu", str(base), other), change
 
 
-def test_assistant_token_losses_equal_the_full_output_layers(folders):
-    """The held-out loss runs the output layer only where an assistant token is predicted; the numbers are those
-    of the full logits, conversation by conversation, with and without the adapter."""
+SYSTEM = "You turn scheduling requests into one JSON object with the action, the day and the people; nothing else."
+
+
+@pytest.mark.parametrize("layout", ["mixed", "shared system prompt"])
+def test_assistant_token_losses_equal_the_full_output_layers(folders, layout):
+    """The held-out loss runs the output layer only where an assistant token is predicted, batches by length and
+    runs a prefix every conversation shares (the system prompt) once; the numbers are those of the full logits of
+    each conversation alone, with and without the adapter."""
     import torch
 
     base, adapter = folders
     model = local.LocalModel(str(base), adapter, device="cpu")
-    conversations = [[{"role": "system", "content": "Answer in JSON."}, {"role": "user", "content": r},
+    model.min_shared_prefix = 4
+    system = SYSTEM if layout == "shared system prompt" else "Answer in JSON."
+    conversations = [[{"role": "system", "content": system}, {"role": "user", "content": r},
                       {"role": "assistant", "content": '{"action": "' + r.split()[0].lower() + '"}'}]
                      for r in REQUESTS]
-    conversations[1] = conversations[1][1:]  # rows of different lengths and layouts in one batch
-    for system in ("base", "tuned"):
-        with model.system(system):
+    if layout == "mixed":
+        conversations[1] = conversations[1][1:]  # rows of different lengths and layouts in one batch
+    prefix = model._scoring_prefix([model.assistant_labels(m) for m in conversations])
+    assert (prefix is not None) == (layout == "shared system prompt")
+    if prefix is not None:  # it ends before the first predicted assistant token
+        assert prefix.length >= len(model.tokenizer(SYSTEM)["input_ids"])
+    for name in ("base", "tuned"):
+        with model.system(name):
             fast = model.assistant_token_losses(conversations, batch_size=3)
             expected = []
-            for start in range(0, len(conversations), 3):
-                rows = [model.assistant_labels(m) for m in conversations[start:start + 3]]
-                ids, labels, mask = model.pad_right([r[0] for r in rows], [r[1] for r in rows])
+            for conversation in conversations:
+                ids, labels, mask = model.pad_right(*(list(part) for part in zip(model.assistant_labels(conversation))))
                 with torch.no_grad():
                     logits = model.model(input_ids=ids, attention_mask=mask).logits.float()
                 nll = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), labels[:, 1:],
                                                         ignore_index=-100, reduction="none")
-                expected += list(zip(nll.sum(dim=1).tolist(), (labels[:, 1:] != -100).sum(dim=1).tolist()))
+                expected.append((nll.sum().item(), int((labels[:, 1:] != -100).sum())))
         assert [count for _, count in fast] == [count for _, count in expected] and all(c > 0 for _, c in fast)
         assert [total for total, _ in fast] == pytest.approx([total for total, _ in expected], rel=1e-5)

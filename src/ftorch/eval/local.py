@@ -301,25 +301,55 @@ class LocalModel:
     def assistant_token_losses(self, conversations: list[Messages], batch_size: int) -> list[tuple[float, int]]:
         """Per conversation: the summed negative log-likelihood of its assistant tokens, and their count. The output
         layer runs only at the positions that predict an assistant token in some row of the batch (the model's
-        own `logits_to_keep`), not at every position: on the quickstart a third of them."""
+        own `logits_to_keep`), not at every position: on the quickstart a third of them. Conversations are
+        batched by length (order restored), and a prefix every conversation shares before its first assistant
+        token (the system prompt) is run once (eval/prefix.py): on the quickstart half of each conversation."""
         import torch
 
-        found: list[tuple[float, int]] = []
-        for start in range(0, len(conversations), batch_size):
-            rows = [self.assistant_labels(m) for m in conversations[start:start + batch_size]]
-            ids, labels, mask = self.pad_right([r[0] for r in rows], [r[1] for r in rows])
-            targets = labels[:, 1:]  # the logits at position t predict the token at t + 1
+        from .prefix import scoring_inputs
+
+        rows = [self.assistant_labels(m) for m in conversations]
+        prefix = self._scoring_prefix(rows)
+        shared = prefix.length if prefix is not None else 0
+        order = sorted(range(len(rows)), key=lambda i: len(rows[i][0]))
+        found: dict[int, tuple[float, int]] = {}
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            ids, mask, positions, cache = scoring_inputs([rows[i][0] for i in chunk], prefix,
+                                                         self.tokenizer.pad_token_id, self.model.config, self.device)
+            # the logits at suffix position t predict the token at t + 1 (labels -100 beyond each row's end)
+            targets = torch.tensor([r[shared + 1:] + [-100] * (ids.shape[1] - len(r) + shared + 1)
+                                    for r in (rows[i][1] for i in chunk)], device=self.device)
             keep = (targets != -100).any(dim=0).nonzero().flatten()
+            inputs = {"input_ids": ids, "attention_mask": mask, "position_ids": positions,
+                      self._cache_keyword(): cache}
             with torch.no_grad():
                 if self._forward_takes("logits_to_keep"):  # transformers 5's models do
-                    logits = self.model(input_ids=ids, attention_mask=mask, logits_to_keep=keep).logits.float()
+                    logits = self.model(**inputs, logits_to_keep=keep).logits.float()
                 else:
-                    logits = self.model(input_ids=ids, attention_mask=mask).logits.float()[:, keep]
+                    logits = self.model(**inputs).logits.float()[:, keep]
             nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets[:, keep], ignore_index=-100,
                                                     reduction="none")
             counts = (targets != -100).sum(dim=1)
-            found += [(float(total), int(count)) for total, count in zip(nll.sum(dim=1).tolist(), counts.tolist())]
-        return found
+            found.update((index, (float(total), int(count)))
+                         for index, total, count in zip(chunk, nll.sum(dim=1).tolist(), counts.tolist()))
+        return [found[i] for i in range(len(rows))]
+
+    def _scoring_prefix(self, rows: list[tuple[list[int], list[int]]]):
+        """The held-out loss's shared prefix with its KV cache: the longest token prefix of every conversation
+        that ends before any of them predicts an assistant token (the prefix's logits are never computed), or
+        None (see _shared_prefix)."""
+        from .prefix import common_prefix_length, prefill, supported
+
+        if not self.share_prefix or not rows or not supported(self.model.config):
+            return None
+        # labels[j] is predicted at position j - 1: a prefix of length L leaves out the predictions of 1..L
+        first_predicted = min(next((j for j, t in enumerate(labels) if t != -100), len(labels))
+                              for _, labels in rows)
+        length = min(common_prefix_length([ids for ids, _ in rows], self.min_shared_prefix), first_predicted - 1)
+        if length < self.min_shared_prefix:
+            return None
+        return prefill(self.model, rows[0][0][:length], self._cache_keyword(), self.device)
 
     def assistant_labels(self, messages: Messages) -> tuple[list[int], list[int]]:
         """Input ids, and labels on the assistant's tokens only (-100 elsewhere), found as training finds them

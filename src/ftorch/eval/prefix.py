@@ -1,6 +1,7 @@
-"""Shared prompt prefixes for the batched greedy decoder (eval/local.py): when every prompt of a generate() call
-starts with the same tokens (a system prompt, the fixed shots of a k-shot arm), the prefix's KV cache is computed
-once and each batch starts from copies of it, so only the suffixes are prefilled.
+"""Shared prompt prefixes for the batched greedy decoder and the held-out loss (eval/local.py): when every prompt
+of a generate() call starts with the same tokens (a system prompt, the fixed shots of a k-shot arm), the prefix's
+KV cache is computed once and each batch starts from copies of it, so only the suffixes are prefilled. The
+held-out loss does the same for the conversations it scores (scoring_inputs), right-padded.
 
 The layout of a batch row is [prefix][left padding][suffix]: the attention mask has zeros at the padding (a hole
 between prefix and suffix) and the suffix's position ids continue from the prefix's length, so every real token
@@ -85,3 +86,22 @@ def first_inputs(prompts: list[list[int]], prefix: SharedPrefix | None, pad: int
         return ids, mask, positions, DynamicCache(config=config)
     mask = torch.cat([mask.new_ones((len(prompts), shared)), mask], dim=1)
     return ids, mask, positions, prefix.expanded(len(prompts), config)
+
+
+def scoring_inputs(rows: list[list[int]], prefix: SharedPrefix | None, pad: int, config, device):
+    """One scoring pass's input ids, attention mask, position ids and cache for whole sequences (no decoding):
+    right-padded suffixes after the shared prefix (or the whole rows, right-padded, with an empty cache). The
+    logits come out for the suffix positions only: position t of the suffix is position prefix.length + t."""
+    import torch
+    from transformers import DynamicCache
+
+    shared = prefix.length if prefix is not None else 0
+    suffixes = [r[shared:] for r in rows]
+    width = max(len(s) for s in suffixes)
+    ids = torch.tensor([s + [pad] * (width - len(s)) for s in suffixes], device=device)
+    mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in suffixes], device=device)
+    positions = torch.arange(shared, shared + width, device=device).expand(len(rows), -1)
+    if prefix is None:
+        return ids, mask, positions, DynamicCache(config=config)
+    mask = torch.cat([mask.new_ones((len(rows), shared)), mask], dim=1)
+    return ids, mask, positions, prefix.expanded(len(rows), config)

@@ -104,13 +104,16 @@ def evaluate(run: RunDir, cfg: RunConfig, generator: Generator, *, local=None, p
             else _uncached
         report["held_out_loss"] = {
             name: memo("held_out_loss", {"conversations": task.full, "batch_size": ev.batch_size},
-                       partial(_held_out_loss, local, task, ev.batch_size, name), systems=(name,))
+                       _staged(progress, f"held-out loss · {name}", len(task.full),
+                               partial(_held_out_loss, local, task, ev.batch_size, name)), systems=(name,))
             for name in ("base", "tuned")}
         if ev.drift:
             from .drift import MAX_TOKENS, drift, general_texts
 
-            report["drift"] = memo("drift", {"texts": general_texts(), "max_tokens": MAX_TOKENS,
-                                             "batch_size": ev.batch_size}, lambda: drift(local, ev.batch_size))
+            texts = general_texts()
+            report["drift"] = memo("drift", {"texts": texts, "max_tokens": MAX_TOKENS, "batch_size": ev.batch_size},
+                                   _staged(progress, "drift on general text", len(texts),
+                                           lambda: drift(local, ev.batch_size)))
     if ev.lm_eval_tasks and local is not None:
         from . import harness
 
@@ -141,6 +144,22 @@ def _generate(generator: Generator, conversations: list[Messages], ev, progress,
                                  on_batch=lambda n: progress.advance(task_id, n), **extra)
     progress.update(task_id, visible=False)
     return replies
+
+
+def _staged(progress, label: str, total: int, compute: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
+    """`compute`, shown as one progress stage while it runs (a measure without per-batch progress: the held-out
+    loss, drift); as is without progress. Only what is computed shows: a reused measure takes no time."""
+    if progress is None:
+        return compute
+
+    def run() -> dict[str, Any]:
+        task_id = progress.add_task(label, total=total)
+        result = compute()
+        progress.advance(task_id, total)
+        progress.update(task_id, visible=False)
+        return result
+
+    return run
 
 
 def _score(task: Task, outputs: dict[str, list[str]], scorers) -> list[dict]:
