@@ -231,6 +231,57 @@ def test_one_systems_measurement_is_shared_by_runs_that_share_that_system(folder
     assert computed == ["base a", "tuned a", "tuned b"] and other.measures_reused == ["held_out_loss (base)"]
 
 
+@pytest.fixture
+def held(monkeypatch):
+    """An empty in-process store for CachedGenerator.hold."""
+    monkeypatch.setattr(answer_cache, "HELD", {})
+    return answer_cache.HELD
+
+
+def test_a_held_measurement_is_kept_in_memory_for_the_next_evaluation_of_the_same_base(folders, store, held):
+    """drift's base side (hundreds of MB) is held in this process, not stored: the next evaluation of the same
+    base model (a sweep's next trial, another adapter) reuses it; other inputs or a larger result than the cap
+    compute again."""
+    base, adapter_a, adapter_b = folders
+    computed: list[str] = []
+
+    def side(tag):
+        computed.append(tag)
+        return [tag] * 3
+
+    first = _cached(base, adapter_a)
+    stored = len(first.store)
+    assert first.hold("drift", {"texts": ["a"]}, lambda: side("a"), size_of=len) == ["a"] * 3
+    other = _cached(base, adapter_b)
+    assert other.hold("drift", {"texts": ["a"]}, lambda: side("b"), size_of=len) == ["a"] * 3
+    assert other.measures_reused == ["drift (base)"] and computed == ["a"]
+    assert other.hold("drift", {"texts": ["other"]}, lambda: side("c"), size_of=len) == ["c"] * 3
+    assert len(held) == 1  # the latest of each kind only: the earlier result is released
+    assert len(other.store) == stored  # nothing written to the disk store
+    answer_cache.HELD_MAX_BYTES, limit = 2, answer_cache.HELD_MAX_BYTES
+    try:
+        assert other.hold("drift", {"texts": ["big"]}, lambda: side("d"), size_of=len) == ["d"] * 3
+        assert "drift" not in held  # over the cap: computed and given back, not held
+    finally:
+        answer_cache.HELD_MAX_BYTES = limit
+
+
+def test_drift_with_base_held_equals_drift_computed_whole(folders, store, held):
+    """The drift of a second adapter, with base's distributions held from the first's evaluation, is the drift
+    computed from scratch, number for number."""
+    from ftorch.eval.drift import drift, held_bytes
+
+    base, adapter_a, adapter_b = folders
+    inputs = {"texts": "general"}
+    first = _cached(base, adapter_a)
+    drift(first.inner, 4, lambda compute: first.hold("drift", inputs, compute, size_of=held_bytes))
+    second = _cached(base, adapter_b)
+    reused = drift(second.inner, 4, lambda compute: second.hold("drift", inputs, compute, size_of=held_bytes))
+    assert second.measures_reused == ["drift (base)"]
+    fresh = drift(local.LocalModel(str(base), adapter_b, device="cpu"), 4)
+    assert reused == fresh and fresh["kl_base_to_tuned_per_token"] > 0
+
+
 def test_a_lazy_model_is_not_loaded_when_every_answer_is_cached(folders, store):
     from ftorch.eval.lazy_local import LazyLocalModel
 

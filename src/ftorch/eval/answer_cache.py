@@ -211,6 +211,11 @@ class LastCall:
     seconds: float = 0.0
 
 
+HELD_MAX_BYTES = 1 << 30
+HELD: dict[str, tuple[str, Any]] = {}
+"""CachedGenerator.hold's results in this process: kind -> (key, the latest result)."""
+
+
 @dataclass
 class CachedGenerator:
     """A Generator (eval/suite.py) whose answers come from the store when their key is there. Everything else
@@ -293,9 +298,7 @@ class CachedGenerator:
         the adapter (where a system uses it), the library versions and `inputs` (JSON-serialisable: the texts
         and settings it reads) are those it was computed for. Reused measures are listed as `kind`, or
         `kind (system)` for one system's."""
-        payload = {"v": KEY_VERSION, "measure": kind, "inputs": inputs,
-                   "identity": {name: self.describer.identity((name,)) for name in systems}}
-        key = hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+        key = self._measure_key(kind, inputs, systems)
         raw = self.store.get(key)
         if isinstance(raw, str):
             try:
@@ -303,11 +306,36 @@ class CachedGenerator:
             except ValueError:
                 found = None
             if isinstance(found, dict):
-                self.measures_reused.append(kind if len(systems) > 1 else f"{kind} ({systems[0]})")
+                self._reused(kind, systems)
                 return found
         result = compute()
         self.store.set(key, json.dumps(result, ensure_ascii=False))
         return result
+
+    def hold(self, kind: str, inputs: Any, compute: Callable[[], Any], size_of: Callable[[Any], int],
+             systems: tuple[str, ...] = ("base",)) -> Any:
+        """Like `remember`, for a result too large for the store (drift's base distributions: every position's
+        log-probabilities over the vocabulary, hundreds of MB): kept in this process's memory (HELD, the latest
+        result of each kind, at most HELD_MAX_BYTES), so the trials of a sweep run by Hydra's own launcher, one
+        after another in one process, compute it once. Never written to disk."""
+        key = self._measure_key(kind, inputs, systems)
+        found = HELD.get(kind)
+        if found is not None and found[0] == key:
+            self._reused(kind, systems)
+            return found[1]
+        HELD.pop(kind, None)  # the previous model's: released before the new one is computed
+        result = compute()
+        if size_of(result) <= HELD_MAX_BYTES:
+            HELD[kind] = (key, result)
+        return result
+
+    def _measure_key(self, kind: str, inputs: Any, systems: tuple[str, ...]) -> str:
+        payload = {"v": KEY_VERSION, "measure": kind, "inputs": inputs,
+                   "identity": {name: self.describer.identity((name,)) for name in systems}}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+    def _reused(self, kind: str, systems: tuple[str, ...]) -> None:
+        self.measures_reused.append(kind if len(systems) > 1 else f"{kind} ({systems[0]})")
 
     def report(self) -> dict[str, Any]:
         """The report's `answer_cache` section (eval/report_model.py's AnswerCacheUse)."""

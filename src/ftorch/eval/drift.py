@@ -4,6 +4,7 @@ KL(base || tuned) between the two next-token distributions, and the change in pe
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from importlib import resources
 
 MAX_TOKENS = 256
@@ -15,16 +16,22 @@ def general_texts() -> list[str]:
     return paragraphs if len(paragraphs) > 1 else [line for line in text.splitlines() if line.strip()]
 
 
-def drift(local, batch_size: int) -> dict:
-    """`local` is an eval.local.LocalModel with an adapter; base = adapter disabled."""
+def drift(local, batch_size: int, keep_base: Callable[[Callable[[], list]], list] = lambda compute: compute()) -> dict:
+    """`local` is an eval.local.LocalModel with an adapter; base = adapter disabled. `keep_base` gets the
+    computation of base's side (every position's log-probabilities over the vocabulary) and returns its result:
+    computed now, or held from an earlier evaluation of the same base model (answer_cache.CachedGenerator.hold)."""
     import torch
 
     texts = general_texts()
     limit = getattr(local.model.config, "max_position_embeddings", MAX_TOKENS) or MAX_TOKENS
     texts = [local.tokenizer.decode(local.tokenizer(t)["input_ids"][: min(MAX_TOKENS, limit)],
                                     skip_special_tokens=True) for t in texts]
-    with local.system("base"):
-        base = local.text_logprobs(texts, batch_size)
+
+    def base_side() -> list:
+        with local.system("base"):
+            return local.text_logprobs(texts, batch_size)
+
+    base = keep_base(base_side)
     with local.system("tuned"):  # the tuned answers' weights (eval/local.py: merged where that is faster)
         tuned = local.text_logprobs(texts, batch_size)
     kl_sum, nll_base, nll_tuned, tokens = 0.0, 0.0, 0.0, 0
@@ -37,3 +44,8 @@ def drift(local, batch_size: int) -> dict:
     return {"texts": len(texts), "tokens": tokens, "kl_base_to_tuned_per_token": kl_sum / tokens,
             "perplexity_base": ppl_base, "perplexity_tuned": ppl_tuned,
             "perplexity_change": ppl_tuned / ppl_base - 1.0}
+
+
+def held_bytes(side: list) -> int:
+    """The memory one side's log-probabilities take (what holding base's costs)."""
+    return sum(logprobs.nbytes + targets.nbytes for logprobs, targets in side)

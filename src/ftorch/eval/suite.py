@@ -100,20 +100,22 @@ def evaluate(run: RunDir, cfg: RunConfig, generator: Generator, *, local=None, p
         report["preference"] = preference.section(task, predictions, local, cfg)
     if local is not None:
         # the same model (content) on the same inputs: the stored numbers (eval/answer_cache.py)
-        memo = generator.remember if isinstance(generator, CachedGenerator) and generator.inner is local \
-            else _uncached
+        cached = generator if isinstance(generator, CachedGenerator) and generator.inner is local else None
+        memo = cached.remember if cached is not None else _uncached
         report["held_out_loss"] = {
             name: memo("held_out_loss", {"conversations": task.full, "batch_size": ev.batch_size},
                        _staged(progress, f"held-out loss · {name}", len(task.full),
                                partial(_held_out_loss, local, task, ev.batch_size, name)), systems=(name,))
             for name in ("base", "tuned")}
         if ev.drift:
-            from .drift import MAX_TOKENS, drift, general_texts
+            from .drift import MAX_TOKENS, drift, general_texts, held_bytes
 
             texts = general_texts()
-            report["drift"] = memo("drift", {"texts": texts, "max_tokens": MAX_TOKENS, "batch_size": ev.batch_size},
-                                   _staged(progress, "drift on general text", len(texts),
-                                           lambda: drift(local, ev.batch_size)))
+            inputs = {"texts": texts, "max_tokens": MAX_TOKENS, "batch_size": ev.batch_size}
+            # base's side, held in memory for the next evaluation in this process (a sweep's next trial)
+            keep_base = partial(cached.hold, "drift", inputs, size_of=held_bytes) if cached is not None else _now
+            report["drift"] = memo("drift", inputs, _staged(progress, "drift on general text", len(texts),
+                                                            lambda: drift(local, ev.batch_size, keep_base)))
     if ev.lm_eval_tasks and local is not None:
         from . import harness
 
@@ -131,6 +133,11 @@ def evaluate(run: RunDir, cfg: RunConfig, generator: Generator, *, local=None, p
 def _uncached(kind: str, inputs: Any, compute: Callable[[], dict[str, Any]],
               systems: tuple[str, ...] = ()) -> dict[str, Any]:
     """A measurement without an answer cache: computed now."""
+    return compute()
+
+
+def _now(compute: Callable[[], Any]) -> Any:
+    """A part of a measurement without an answer cache: computed now."""
     return compute()
 
 
