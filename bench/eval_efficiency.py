@@ -152,7 +152,7 @@ def main() -> None:
     same = sum(a == b for a, b in zip(rounds[-1][1][False][1], rounds[-1][1][True][1]))
     print(f"threads {torch.get_num_threads()}, {len(conversations)} requests, {args.shots}-shot prompts of "
           f"{prompt_tokens:.0f} tokens on average (shared prefix "
-          f"{common_prefix_length(encoded, model.min_shared_prefix)}), batch {args.batch}, max_new_tokens "
+          f"{common_prefix_length(encoded, model.min_prefix_saving)}), batch {args.batch}, max_new_tokens "
           f"{args.max_new_tokens}, {args.rounds} rounds; medians over rounds")
     print(f"GEMM roof, float32 {config.hidden_size}x{config.intermediate_size}: prefill shape "
           f"{median(rounds, lambda f, r: f['prefill']) / 1e9:.1f} GFLOP/s ({rows * round(prompt_tokens)} rows), "

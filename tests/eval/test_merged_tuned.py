@@ -135,7 +135,7 @@ def test_assistant_token_losses_equal_the_full_output_layers(folders, layout):
 
     base, adapter = folders
     model = local.LocalModel(str(base), adapter, device="cpu")
-    model.min_shared_prefix = 4
+    model.min_prefix_saving = 16
     system = SYSTEM if layout == "shared system prompt" else "Answer in JSON."
     conversations = [[{"role": "system", "content": system}, {"role": "user", "content": r},
                       {"role": "assistant", "content": '{"action": "' + r.split()[0].lower() + '"}'}]

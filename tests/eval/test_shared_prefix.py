@@ -58,26 +58,27 @@ class Recorder:
         return texts, self.replies, self.tokens
 
 
-def same_with_and_without(model, monkeypatch, conversations, **generate):
+def same_with_and_without(model, monkeypatch, conversations, shared_at_least: int = 40, **generate):
     """Generate both ways; assert identical token ids and texts and fewer tokens run; return the replies' ids."""
     recorder = Recorder(model, monkeypatch)
     plain_texts, plain_ids, plain_tokens = recorder.run(model, False, conversations, **generate)
     shared_texts, shared_ids, shared_tokens = recorder.run(model, True, conversations, **generate)
     recorder.hook.remove()
     assert shared_ids == plain_ids and shared_texts == plain_texts
-    shared = common_prefix_length([model._encode(c) for c in conversations], model.min_shared_prefix)
-    assert shared >= 40  # the system prompt and the shots
+    shared = common_prefix_length([model._encode(c) for c in conversations], model.min_prefix_saving)
+    assert shared >= shared_at_least  # the system prompt and the shots
     batches = -(-len(conversations) // generate["batch_size"])
     assert plain_tokens - shared_tokens >= shared * (len(conversations) - 1) - batches  # the prefix ran once
     return plain_ids
 
 
-def test_the_common_prefix_is_general_long_enough_and_leaves_every_prompt_a_token():
-    assert common_prefix_length([[1, 2, 3, 4, 5], [1, 2, 3, 9], [1, 2, 3, 4]], minimum=2) == 3
-    assert common_prefix_length([[1, 2, 3, 4], [1, 2, 3, 4]], minimum=2) == 3  # identical prompts keep one token
-    assert common_prefix_length([[1, 2, 3, 4], [1, 2, 3, 5]], minimum=4) == 0  # too short to be worth it
-    assert common_prefix_length([[1, 2, 3, 4]], minimum=1) == 0  # one prompt: nothing to share
-    assert common_prefix_length([[7, 2, 3], [1, 2, 3]], minimum=0) == 0
+def test_the_common_prefix_is_general_worth_its_pass_and_leaves_every_prompt_a_token():
+    assert common_prefix_length([[1, 2, 3, 4, 5], [1, 2, 3, 9], [1, 2, 3, 4]], minimum_saved=2) == 3
+    assert common_prefix_length([[1, 2, 3, 4], [1, 2, 3, 4]], minimum_saved=2) == 3  # identical prompts keep one
+    assert common_prefix_length([[1, 2, 3, 4], [1, 2, 3, 5]], minimum_saved=4) == 0  # saves 3 tokens: not worth it
+    assert common_prefix_length([[1, 2, 3, 4], [1, 2, 3, 5]] * 2, minimum_saved=4) == 3  # 3 rows x 3 tokens saved
+    assert common_prefix_length([[1, 2, 3, 4]], minimum_saved=1) == 0  # one prompt: nothing to share
+    assert common_prefix_length([[7, 2, 3], [1, 2, 3]], minimum_saved=0) == 0
 
 
 @pytest.fixture(scope="module")
@@ -161,6 +162,17 @@ def test_smollm2_replies_are_the_unshared_ones_token_for_token(smollm2, monkeypa
     conversations.append(conversations[0][:-1] + [{"role": "user", "content": "What is the capital of France?"}])
     ids = same_with_and_without(smollm2, monkeypatch, conversations, max_new_tokens=40, batch_size=4)
     assert len({len(reply) for reply in ids}) > 1  # real replies end at different steps
+
+
+@pytest.mark.slow
+def test_smollm2_user_only_prompts_share_the_templates_default_system_prompt(smollm2, monkeypatch):
+    """The general suite's prompts carry no system message: SmolLM2's template adds its default one, about 24
+    tokens, which a call of many prompts prefills once."""
+    from ftorch.eval.instructions import load_suite
+
+    conversations = [[{"role": "user", "content": item.prompt}] for item in load_suite(8)]
+    same_with_and_without(smollm2, monkeypatch, conversations, shared_at_least=16, max_new_tokens=24,
+                          batch_size=4)
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .prefix import MINIMUM_SHARED
+from .prefix import MINIMUM_SAVED
 
 Messages = list[dict]
 # Bump when generate() can reply differently for the same model, prompt and settings: the answer cache
@@ -167,7 +167,7 @@ class LocalModel:
     constraint_kinds = ("json_schema", "labels")  # what `generate(constraint=)` can hold replies to
     decodes_locally = True  # generate()'s batch is rows of one KV cache (EvalConfig.generation_batch)
     share_prefix = True  # prefill a shared prompt prefix once per generate() call (eval/prefix.py)
-    min_shared_prefix = MINIMUM_SHARED  # tokens
+    min_prefix_saving = MINIMUM_SAVED  # prompt tokens a shared prefix must save over a call's rows
 
     def prompt_tokens(self, messages: Messages) -> int:
         return len(self._encode(messages))
@@ -214,11 +214,11 @@ class LocalModel:
 
     def _shared_prefix(self, encoded: list[list[int]]):
         """The call's shared prompt prefix with its KV cache (eval/prefix.py), or None when the prompts share
-        fewer than `min_shared_prefix` tokens, `share_prefix` is off, or the model has sliding-window or
-        linear-attention layers."""
+        too little to save `min_prefix_saving` tokens of prefill, `share_prefix` is off, or the model has
+        sliding-window or linear-attention layers."""
         from .prefix import common_prefix_length, prefill, supported
 
-        length = common_prefix_length(encoded, self.min_shared_prefix) if self.share_prefix else 0
+        length = common_prefix_length(encoded, self.min_prefix_saving) if self.share_prefix else 0
         if not length or not supported(self.model.config):
             return None
         return prefill(self.model, encoded[0][:length], self._cache_keyword(), self.device)
@@ -346,8 +346,8 @@ class LocalModel:
         # labels[j] is predicted at position j - 1: a prefix of length L leaves out the predictions of 1..L
         first_predicted = min(next((j for j, t in enumerate(labels) if t != -100), len(labels))
                               for _, labels in rows)
-        length = min(common_prefix_length([ids for ids, _ in rows], self.min_shared_prefix), first_predicted - 1)
-        if length < self.min_shared_prefix:
+        length = min(common_prefix_length([ids for ids, _ in rows], self.min_prefix_saving), first_predicted - 1)
+        if length < 1 or (len(rows) - 1) * length < self.min_prefix_saving:
             return None
         return prefill(self.model, rows[0][0][:length], self._cache_keyword(), self.device)
 
