@@ -244,8 +244,9 @@ class EvalConfig(Strict):
     max_new_tokens: PositiveInt = 128
     batch_size: PositiveInt = Field(16, description="examples per scoring pass (held-out loss, drift, log-probs) "
                                     "and requests in flight to a hosted model")
-    decode_batch_size: PositiveInt = Field(64, description="prompts a local model decodes together (one KV cache "
-                                           "row each: memory grows with it; bench/decode_settings.py)")
+    decode_batch_size: PositiveInt = Field(128, description="prompts a local model decodes together (one KV cache "
+                                           "row each, fewer rows where a batch's cache would pass 4 GiB; "
+                                           "bench/decode_settings.py)")
     general: bool = Field(True, description="the shipped instruction-following suite, base vs tuned")
     general_limit: PositiveInt | None = None
     drift: bool = Field(True, description="KL and perplexity change on shipped general text (local models; "

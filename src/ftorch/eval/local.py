@@ -32,6 +32,11 @@ def dtype_for(device: str):
     return torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
 
 
+# The most KV cache one decoding batch may hold (its rows x (longest prompt + max_new_tokens) x the bytes a token
+# takes): eval.decode_batch_size rows, fewer where long prompts on a larger model would need more. SmolLM2-135M
+# takes 46 KB a token in float32: 128 rows of 700 tokens fit.
+DECODE_CACHE_BYTES = 4 << 30
+
 # The largest model whose tuned answers come from a merged copy (see merges_adapter): the copy's extra memory.
 MERGED_COPY_MAX_BYTES = 2 << 30
 
@@ -166,6 +171,7 @@ class LocalModel:
 
     constraint_kinds = ("json_schema", "labels")  # what `generate(constraint=)` can hold replies to
     decodes_locally = True  # generate()'s batch is rows of one KV cache (EvalConfig.generation_batch)
+    decode_cache_bytes = DECODE_CACHE_BYTES  # at most this much KV cache per batch: fewer rows for long prompts
     share_prefix = True  # prefill a shared prompt prefix once per generate() call (eval/prefix.py)
     min_prefix_saving = MINIMUM_SAVED  # prompt tokens a shared prefix must save over a call's rows
 
@@ -191,16 +197,19 @@ class LocalModel:
     def generate(self, conversations: list[Messages], max_new_tokens: int, batch_size: int,
                  on_batch: Callable[[int], None] | None = None, min_new_tokens: int = 0,
                  constraint=None) -> list[str]:
-        """Greedy replies, batched by similar length (order restored) in batches of at most `batch_size`, as even as
-        can be. A row stops at the end-of-turn token or max_new_tokens and leaves the batch at once (its KV cache
-        rows are dropped), so finished rows cost nothing while longer ones go on. Identical to one-at-a-time
-        generation up to floating-point reduction order (bench/eval_generate.py counts the identical replies). A
-        `constraint` (eval/constrained.py) masks each row's logits to what it allows next."""
+        """Greedy replies, batched by similar length (order restored) in batches of at most `batch_size` (fewer where
+        their KV cache would pass `decode_cache_bytes`), as even as can be. A row stops at the end-of-turn token or
+        max_new_tokens and leaves the batch at once (its KV cache rows are dropped), so finished rows cost nothing
+        while longer ones go on. Identical to one-at-a-time generation up to floating-point reduction order
+        (bench/eval_generate.py counts the identical replies). A `constraint` (eval/constrained.py) masks each row's
+        logits to what it allows next."""
         encoded = [self._encode(m) for m in conversations]
         mask = self._token_mask(constraint) if constraint is not None else None
         prefix = self._shared_prefix(encoded)
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         replies: list[str] = [""] * len(encoded)
+        longest = max((len(e) for e in encoded), default=0) + max_new_tokens
+        batch_size = max(1, min(batch_size, self.decode_cache_bytes // max(1, self._cache_bytes_per_token() * longest)))
         batches = math.ceil(len(order) / batch_size)
         size = math.ceil(len(order) / batches) if batches else 1  # even batches: 72 prompts at most 64 -> 36 + 36
         for start in range(0, len(order), size):
@@ -211,6 +220,16 @@ class LocalModel:
             if on_batch:
                 on_batch(len(chunk))
         return replies
+
+    def _cache_bytes_per_token(self) -> int:
+        """The KV cache's bytes for one token of one row: keys and values of every layer."""
+        config = self.model.config
+        config = config.get_text_config() if hasattr(config, "get_text_config") else config
+        heads = getattr(config, "num_attention_heads", 1) or 1
+        kv_heads = getattr(config, "num_key_value_heads", None) or heads
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+        element = next(self.model.parameters()).element_size()
+        return 2 * config.num_hidden_layers * kv_heads * head_dim * element
 
     def _shared_prefix(self, encoded: list[list[int]]):
         """The call's shared prompt prefix with its KV cache (eval/prefix.py), or None when the prompts share

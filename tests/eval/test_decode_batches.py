@@ -1,0 +1,50 @@
+"""How the local decoder (eval/local.py) cuts a call's prompts into batches: in the fewest batches of one size under
+eval.decode_batch_size rows, and fewer rows where the batch's KV cache would pass `decode_cache_bytes`."""
+
+from __future__ import annotations
+
+import pytest
+
+from ftorch.config.schema import TinyModel
+
+ASK = [[{"role": "user", "content": f"Request number {n}: " + "please " * (n % 5)}] for n in range(10)]
+
+
+@pytest.fixture(scope="module")
+def model(offline_env):
+    from ftorch.eval.local import LocalModel
+    from ftorch.tiny import ensure_tiny_model
+
+    return LocalModel(str(ensure_tiny_model(TinyModel(hidden_size=32, intermediate_size=64, num_heads=2))), None,
+                      device="cpu")
+
+
+def _batches(model, monkeypatch, rows: int, max_new_tokens: int = 4) -> list[int]:
+    seen: list[int] = []
+    greedy = model._greedy
+
+    def recording(prompts, *args, **kwargs):
+        seen.append(len(prompts))
+        return greedy(prompts, *args, **kwargs)
+
+    monkeypatch.setattr(model, "_greedy", recording)
+    model.generate(ASK, max_new_tokens, rows)
+    return seen
+
+
+def test_batches_are_as_even_as_the_row_limit_allows(model, monkeypatch):
+    assert _batches(model, monkeypatch, 64) == [10]
+    assert _batches(model, monkeypatch, 4) == [4, 4, 2]  # the fewest batches, of one size
+    assert _batches(model, monkeypatch, 10) == [10]
+
+
+def test_a_batch_holds_no_more_kv_cache_than_the_limit(model, monkeypatch):
+    per_token = model._cache_bytes_per_token()
+    config = model.model.config
+    assert per_token == 2 * config.num_hidden_layers * config.num_key_value_heads * \
+        (config.hidden_size // config.num_attention_heads) * 4  # float32 keys and values of every layer
+    longest = max(len(model._encode(m)) for m in ASK) + 4
+    monkeypatch.setattr(model, "decode_cache_bytes", per_token * longest * 3)  # room for 3 rows
+    assert _batches(model, monkeypatch, 64) == [3, 3, 3, 1]
+    monkeypatch.setattr(model, "decode_cache_bytes", 1)  # not even one row: one at a time, never none
+    assert _batches(model, monkeypatch, 64) == [1] * 10
