@@ -5,15 +5,15 @@ shared prompt prefixes or not.
     python bench/decode_settings.py [--rounds 2] [--settings t2p-b16,t1-b16,...] [--adapter RUN_DIR/adapter]
     python bench/decode_settings.py --prompts suites --settings t2p-b64-noshare,t2p-b64 --adapter RUN/adapter
 
-A setting is `t<threads><p|s>-b<batch>[-merged][-noshare]`: `t2p` two threads waiting passively (ftorch's default
-policy), `t2s` two threads spinning (OpenMP's default), `t1` one thread; `b16` 16 rows decoded together;
-`noshare`: no shared prompt prefix (eval/prefix.py). Each measurement is a fresh process (OpenMP reads its
-environment once, at load), timing `LocalModel.generate` after a short warm-up, max_new_tokens 48 (the
-quickstart's), on the test split's requests, zero-shot (`--prompts task`), or on the general suite's and safety
+A setting is `t<threads><p|s>-b<batch>[-merged][-noshare][-concat]`: `t2p` two threads waiting passively (ftorch's
+default policy), `t2s` two threads spinning (OpenMP's default), `t1` one thread; `b16` 16 rows decoded together;
+`noshare`: no shared prompt prefix (eval/prefix.py); `concat`: the KV cache grows by concatenation and drops each
+finished row at once (transformers' DynamicCache, as before eval/kv_cache.py). Each measurement is a fresh process
+(OpenMP reads its environment once, at load), timing `LocalModel.generate` after a short warm-up, max_new_tokens 48
+(the quickstart's), on the test split's requests, zero-shot (`--prompts task`), or on the general suite's and safety
 sets' prompts the quickstart answers (`--prompts suites`: user messages only, behind the chat template's default
-system prompt). Settings alternate within each
-round; the table gives each setting's median seconds and its ratio to the first setting, and whether its replies
-equal the first setting's."""
+system prompt). Settings alternate within each round; the table gives each setting's median seconds and its ratio to
+the first setting, and whether its replies equal the first setting's."""
 
 from __future__ import annotations
 
@@ -31,12 +31,14 @@ from ftorch.config.compose import find_project
 from ftorch.eval.local import LocalModel
 from ftorch.models import model_path
 from ftorch.run.lifecycle import prepare
-batch, merged, adapter, share, prompts = (int(sys.argv[1]), sys.argv[2] == "1", sys.argv[3] or None,
-                                          sys.argv[4] == "1", sys.argv[5])
+batch, merged, adapter, share, prompts, grow = (int(sys.argv[1]), sys.argv[2] == "1", sys.argv[3] or None,
+                                                sys.argv[4] == "1", sys.argv[5], sys.argv[6] == "1")
 prepared = prepare(find_project(), ["recipe=quickstart"])
 cfg = prepared.plan.config
 model = LocalModel(model_path(cfg.model), Path(adapter) if adapter else None)
 model.share_prefix = share
+if not grow:
+    model.grow_cache_in_place, model.shed_fraction = False, 0.0
 if merged:
     model.model.merge_adapter()  # PEFT: LoRA folded into the base weights
 if prompts == "suites":
@@ -51,7 +53,7 @@ print(json.dumps({"seconds": time.perf_counter() - started, "replies": replies})
 """
 
 
-def parse(setting: str) -> tuple[dict[str, str], int, bool, bool]:
+def parse(setting: str) -> tuple[dict[str, str], int, bool, bool, bool]:
     threads, batch, *rest = setting.split("-")
     env = {"OMP_NUM_THREADS": threads[1]}
     if threads.endswith("s"):
@@ -60,18 +62,19 @@ def parse(setting: str) -> tuple[dict[str, str], int, bool, bool]:
     else:
         env["OMP_WAIT_POLICY"] = "PASSIVE"
         env["GOMP_SPINCOUNT"] = "0"
-    unknown = set(rest) - {"merged", "noshare"}
+    unknown = set(rest) - {"merged", "noshare", "concat"}
     if unknown:
-        sys.exit(f"{setting}: unknown part {sorted(unknown)[0]!r} (merged, noshare)")
-    return env, int(batch[1:]), "merged" in rest, "noshare" not in rest
+        sys.exit(f"{setting}: unknown part {sorted(unknown)[0]!r} (merged, noshare, concat)")
+    return env, int(batch[1:]), "merged" in rest, "noshare" not in rest, "concat" not in rest
 
 
 def measure(setting: str, adapter: str, prompts: str) -> tuple[float, list[str]]:
-    extra, batch, merged, share = parse(setting)
+    extra, batch, merged, share, grow = parse(setting)
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")}
     env.update({"FTORCH_THREADS": extra["OMP_NUM_THREADS"], **extra})
     out = subprocess.run([sys.executable, "-c", PROBE, str(batch), "1" if merged else "0", adapter,
-                          "1" if share else "0", prompts], env=env, capture_output=True, text=True)
+                          "1" if share else "0", prompts, "1" if grow else "0"], env=env, capture_output=True,
+                         text=True)
     if out.returncode:
         sys.exit(f"{setting} failed:\n{out.stderr[-3000:]}")
     result = json.loads(out.stdout.strip().splitlines()[-1])

@@ -173,6 +173,8 @@ class LocalModel:
     decodes_locally = True  # generate()'s batch is rows of one KV cache (EvalConfig.generation_batch)
     decode_cache_bytes = DECODE_CACHE_BYTES  # at most this much KV cache per batch: fewer rows for long prompts
     share_prefix = True  # prefill a shared prompt prefix once per generate() call (eval/prefix.py)
+    grow_cache_in_place = True  # the KV cache's layers grow in buffers, not by concatenation (eval/kv_cache.py)
+    shed_fraction = 0.25  # finished rows leave the batch once this share of its rows has finished (_greedy)
     min_prefix_saving = MINIMUM_SAVED  # prompt tokens a shared prefix must save over a call's rows
 
     def prompt_tokens(self, messages: Messages) -> int:
@@ -244,18 +246,21 @@ class LocalModel:
 
     def _greedy(self, prompts: list[list[int]], max_new_tokens: int, min_new_tokens: int,
                 token_mask=None, prefix=None) -> list[list[int]]:
-        """Greedy decoding of left-padded prompts with a KV cache that shrinks as rows finish; with a `prefix`
-        (eval/prefix.py) the batch starts from its cache and prefills only the suffixes."""
+        """Greedy decoding of left-padded prompts with a KV cache that sheds finished rows; with a `prefix`
+        (eval/prefix.py) the batch starts from its cache and prefills only the suffixes. A finished row stays in
+        the batch (its tokens ignored) until `shed_fraction` of the rows have finished: dropping rows copies the
+        whole cache, so it is done in a few large steps rather than one per reply."""
         import torch
 
         from .prefix import first_inputs
 
         ids, mask, positions, cache = first_inputs(prompts, prefix, self.tokenizer.pad_token_id,
-                                                   self.model.config, self.device)
+                                                   self.model.config, self.device, self.grow_cache_in_place)
         stop = self.stop_ids()
         stop_ids = torch.tensor(stop, device=self.device)
         cache_arg = {self._cache_keyword(): cache}
         active = list(range(len(prompts)))  # row r of the running batch is prompt active[r]
+        done = [False] * len(prompts)  # by row of the running batch: its reply has ended
         generated: list[list[int]] = [[] for _ in prompts]
         with torch.no_grad():
             logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
@@ -264,19 +269,26 @@ class LocalModel:
                 if step < min_new_tokens:
                     logits[:, stop_ids] = float("-inf")
                 if token_mask is not None:
-                    logits = logits + self._allowed(token_mask, logits, [prompts[i] + generated[i] for i in active])
+                    logits = logits + self._allowed(token_mask, logits, [None if finished else prompts[i] + generated[i]
+                                                                         for i, finished in zip(active, done)])
                 chosen = logits.argmax(-1)
-                finished = torch.isin(chosen, stop_ids) | (step + 1 >= max_new_tokens)
+                last = step + 1 >= max_new_tokens
                 for row, token in enumerate(chosen.tolist()):
+                    if done[row]:
+                        continue
+                    if token in stop or last:
+                        done[row] = True
                     if token not in stop:
                         generated[active[row]].append(token)
-                keep = (~finished).nonzero().flatten()
-                if keep.numel() == 0:
+                finished = sum(done)
+                if finished == len(active):
                     break
-                if keep.numel() < len(active):
+                if finished and finished >= self.shed_fraction * len(active):
+                    keep = torch.tensor([r for r, d in enumerate(done) if not d], device=self.device)
                     cache.batch_select_indices(keep)
                     mask, positions, chosen = mask[keep], positions[keep], chosen[keep]
                     active = [active[r] for r in keep.tolist()]
+                    done = [False] * len(active)
                 mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
                 positions = positions[:, -1:] + 1
                 logits = self.model(input_ids=chosen[:, None], attention_mask=mask, position_ids=positions,
@@ -284,13 +296,17 @@ class LocalModel:
         return generated
 
     @staticmethod
-    def _allowed(token_mask, logits, sequences: list[list[int]]):
-        """0 where a row's constraint allows the next token, -inf elsewhere."""
+    def _allowed(token_mask, logits, sequences: list[list[int] | None]):
+        """0 where a row's constraint allows the next token, -inf elsewhere; 0 everywhere for a finished row
+        (None: its tokens are ignored)."""
         import torch
 
         allowed = torch.full_like(logits, float("-inf"))
         for row, tokens in enumerate(sequences):
-            allowed[row, token_mask.allowed(tokens)] = 0.0
+            if tokens is None:
+                allowed[row] = 0.0
+            else:
+                allowed[row, token_mask.allowed(tokens)] = 0.0
         return allowed
 
     def _cache_keyword(self) -> str:

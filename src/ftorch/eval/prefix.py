@@ -45,13 +45,15 @@ class SharedPrefix:
     def length(self) -> int:
         return len(self.tokens)
 
-    def expanded(self, rows: int, config) -> Any:
-        """A fresh DynamicCache holding the prefix's keys and values for `rows` rows (copied, so the batch's
+    def expanded(self, rows: int, config, growing: bool = True) -> Any:
+        """A fresh cache (eval/kv_cache.py) holding the prefix's keys and values for `rows` rows (copied, so the batch's
         decoding grows and shrinks its own cache while the prefix stays for the next batch)."""
         from transformers import DynamicCache
 
-        return DynamicCache([(keys.expand(rows, -1, -1, -1), values.expand(rows, -1, -1, -1))
-                             for keys, values, *_ in self.cache], config=config)
+        from .kv_cache import growing_cache
+
+        filled = [(keys.expand(rows, -1, -1, -1), values.expand(rows, -1, -1, -1)) for keys, values, *_ in self.cache]
+        return growing_cache(config, filled) if growing else DynamicCache(filled, config=config)
 
 
 def supported(config) -> bool:
@@ -76,11 +78,14 @@ def prefill(model, tokens: list[int], cache_keyword: str, device) -> SharedPrefi
     return SharedPrefix(tokens, cache)
 
 
-def first_inputs(prompts: list[list[int]], prefix: SharedPrefix | None, pad: int, config, device):
+def first_inputs(prompts: list[list[int]], prefix: SharedPrefix | None, pad: int, config, device,
+                 growing: bool = True):
     """The first forward pass's input ids, attention mask, position ids and cache for a batch: left-padded
     suffixes after the shared prefix (or whole prompts, left-padded, with an empty cache, without one)."""
     import torch
     from transformers import DynamicCache
+
+    from .kv_cache import growing_cache
 
     shared = prefix.length if prefix is not None else 0
     suffixes = [p[shared:] for p in prompts]
@@ -88,10 +93,11 @@ def first_inputs(prompts: list[list[int]], prefix: SharedPrefix | None, pad: int
     ids = torch.tensor([[pad] * (width - len(s)) + s for s in suffixes], device=device)
     mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in suffixes], device=device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0) + shared
-    if prefix is None:
-        return ids, mask, positions, DynamicCache(config=config)
+    if prefix is None:  # `growing`: a cache that grows in place (eval/kv_cache.py) where every layer is full attention
+        cache = growing_cache(config) if growing and supported(config) else DynamicCache(config=config)
+        return ids, mask, positions, cache
     mask = torch.cat([mask.new_ones((len(prompts), shared)), mask], dim=1)
-    return ids, mask, positions, prefix.expanded(len(prompts), config)
+    return ids, mask, positions, prefix.expanded(len(prompts), config, growing)
 
 
 def scoring_inputs(rows: list[list[int]], prefix: SharedPrefix | None, pad: int, config, device):
