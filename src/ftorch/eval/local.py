@@ -416,16 +416,20 @@ class LocalModel:
         return padded(ids, self.tokenizer.pad_token_id), padded(labels, -100), mask
 
     def text_logprobs(self, texts: list[str], batch_size: int):
-        """Per text: (log-probabilities over the vocabulary at each position, next-token ids), for drift."""
+        """Per text, in order: (log-probabilities over the vocabulary at each position, next-token ids), for drift.
+        Texts are batched by length, so little of each batch is padding."""
         import torch
 
-        results = []
-        for start in range(0, len(texts), batch_size):
-            batch = [self.tokenizer(t, add_special_tokens=True)["input_ids"] for t in texts[start:start + batch_size]]
+        encoded = [self.tokenizer(t, add_special_tokens=True)["input_ids"] for t in texts]
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+        results: dict[int, tuple] = {}
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            batch = [encoded[i] for i in chunk]
             ids, _, mask = self.pad_right(batch, batch)
             with torch.no_grad():
                 logprobs = torch.log_softmax(self.model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
-            for row, tokens in enumerate(batch):
+            for row, (index, tokens) in enumerate(zip(chunk, batch)):
                 n = len(tokens)
-                results.append((logprobs[row, : n - 1].cpu(), torch.tensor(tokens[1:])))
-        return results
+                results[index] = (logprobs[row, : n - 1].to("cpu", copy=True), torch.tensor(tokens[1:]))
+        return [results[i] for i in range(len(encoded))]
