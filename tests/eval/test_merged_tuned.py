@@ -159,3 +159,25 @@ def test_assistant_token_losses_equal_the_full_output_layers(folders, layout):
                 expected.append((nll.sum().item(), int((labels[:, 1:] != -100).sum())))
         assert [count for _, count in fast] == [count for _, count in expected] and all(c > 0 for _, c in fast)
         assert [total for total, _ in fast] == pytest.approx([total for total, _ in expected], rel=1e-5)
+
+
+def test_tuned_answers_alone_never_load_the_unmerged_model(folders):
+    """A sweep's later trial, whose base answers all come from the answer cache, asks only for tuned answers: the
+    merged copy is loaded from the files and the unmerged model (base with the adapter attached) never is. Asked
+    for base afterwards, it loads then, and answers as a model that loaded it first."""
+    base, adapter = folders
+    model = local.LocalModel(str(base), adapter, device="cpu")
+    assert model.merge_tuned
+    tuned = _replies(model, "tuned")
+    assert model._unmerged is None and model._merged is not None
+    fresh = local.LocalModel(str(base), adapter, device="cpu")
+    assert _replies(model, "base") == _replies(fresh, "base") and tuned == _replies(fresh, "tuned")
+
+
+def test_a_base_block_inside_a_tuned_one_answers_as_base(folders):
+    base, adapter = folders
+    model = local.LocalModel(str(base), adapter, device="cpu")
+    expected = _replies(model, "base")
+    with model.system("tuned"):
+        assert _replies(model, "base") == expected
+        assert model.model is model._merged  # the tuned block holds again after the inner one

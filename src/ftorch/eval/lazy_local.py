@@ -28,7 +28,7 @@ class LazyLocalModel:
 
     def load(self) -> LocalModel:
         if self.loaded is None:
-            self.loaded = LocalModel(self.base_path, self.adapter_path, self.device)
+            self.loaded = LocalModel(self.base_path, self.adapter_path, self.device, tokenizer=self.own_tokenizer)
         return self.loaded
 
     def __getattr__(self, name: str) -> Any:

@@ -98,27 +98,20 @@ def chat_ids(tokenizer, messages: Messages) -> list[int]:
 
 
 class LocalModel:
-    def __init__(self, base_path: str, adapter: Path | None, device: str | None = None):
-        from transformers import AutoModelForCausalLM
+    """Weights load on first use: the base model with the adapter (`model` outside a 'tuned' block) and the merged
+    copy (inside one, where merge_tuned) each load when first asked for, so an evaluation whose base answers all
+    come from the answer cache (a sweep's later trial) loads only the merged copy."""
 
-        from ..backends.hf.loading import loading
-
+    def __init__(self, base_path: str, adapter: Path | None, device: str | None = None, tokenizer: Any = None):
         self.device = device or default_device()
-        self.tokenizer: Any = load_tokenizer(base_path, adapter)
-        dtype = dtype_for(self.device)
-        with loading(base_path, "model"):
-            model: Any = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype)  # or a PeftModel below
-        if adapter is not None:
-            from peft import PeftModel
-
-            with loading(str(adapter), "LoRA adapter"):
-                model = PeftModel.from_pretrained(model, str(adapter))
-        self.model = model.to(self.device).eval()
+        self.tokenizer: Any = tokenizer if tokenizer is not None else load_tokenizer(base_path, adapter)
         self.has_adapter = adapter is not None
         self.base_path: str | None = base_path  # what the answer cache hashes (eval/answer_cache.py)
         self.adapter_path: Path | None = adapter
         self.merge_tuned = merges_adapter(self.device, base_path, adapter)
+        self._unmerged: Any = None
         self._merged: Any = None
+        self._serving_merged = False  # inside a 'tuned' block that answers from the merged copy
         self._adapter_off = 0  # system() blocks with the adapter off, open now
 
     @classmethod
@@ -133,40 +126,74 @@ class LocalModel:
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = model.to(self.device).eval()
         self.has_adapter = False
         self.base_path, self.adapter_path = None, None  # no files known: its answers are not cached
-        self.merge_tuned, self._merged, self._adapter_off = False, None, 0
+        self.merge_tuned, self._merged, self._serving_merged, self._adapter_off = False, None, False, 0
+        self._unmerged = model.to(self.device).eval()
         return self
+
+    @property
+    def model(self) -> Any:
+        """The model answering now: the merged copy inside a 'tuned' block where merge_tuned, else the base model
+        with the adapter attached (PEFT), loaded on first use."""
+        if self._serving_merged:
+            return self._merged_model()
+        if self._unmerged is None:
+            self._unmerged = self._load(merged=False)
+        return self._unmerged
+
+    @model.setter
+    def model(self, value: Any) -> None:
+        self._unmerged = value
+
+    def _load(self, merged: bool) -> Any:
+        """The base model from its folder, with the adapter attached, or merged into its weights."""
+        from transformers import AutoModelForCausalLM
+
+        from ..backends.hf.loading import loading
+
+        assert self.base_path is not None  # from_loaded models are never loaded here
+        with loading(self.base_path, "model"):
+            model: Any = AutoModelForCausalLM.from_pretrained(self.base_path, dtype=dtype_for(self.device))
+        if self.adapter_path is not None:
+            from peft import PeftModel
+
+            with loading(str(self.adapter_path), "LoRA adapter"):
+                model = PeftModel.from_pretrained(model, str(self.adapter_path))
+            if merged:
+                model = model.merge_and_unload()
+        return model.to(self.device).eval()
 
     @contextmanager
     def system(self, name: str) -> Iterator[None]:
         """Every system but 'tuned' is the base model: the adapter is off for the block ('prompted' and the
         prompting arms are the base model with a different prompt, never the tuned model with examples). An outer
         block's 'off' holds inside. 'tuned' answers from the merged copy where merges_adapter says so."""
+        outer = self._serving_merged
         if name != "tuned" and self.has_adapter:
             self._adapter_off += 1
+            self._serving_merged = False
             try:
                 with self.model.disable_adapter():
                     yield
             finally:
                 self._adapter_off -= 1
+                self._serving_merged = outer
         elif name == "tuned" and self.merge_tuned and not self._adapter_off:
-            unmerged, self.model = self.model, self._merged_model()
+            self._serving_merged = True
             try:
                 yield
             finally:
-                self.model = unmerged
+                self._serving_merged = outer
         else:
             yield
 
     def _merged_model(self):
-        """A copy of the model with the adapter merged into its weights (made once; the original keeps its adapter
-        unmerged, so the base weights are never changed and restored: no rounding drift between systems)."""
+        """The model with the adapter merged into its weights, loaded from the files on first use (never the loaded
+        unmerged model merged in place: the base weights are never changed and restored, so base answers do not
+        drift, and a later trial of a sweep never loads the unmerged model at all)."""
         if self._merged is None:
-            import copy
-
-            self._merged = copy.deepcopy(self.model).merge_and_unload().eval()
+            self._merged = self._load(merged=True)
         return self._merged
 
     constraint_kinds = ("json_schema", "labels")  # what `generate(constraint=)` can hold replies to
