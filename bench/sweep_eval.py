@@ -9,7 +9,8 @@ and answers generated/reused, and the sweep's total evaluation time over the fir
     python bench/sweep_eval.py -- train.max_steps=8          (overrides for every trial)
 
 An evaluation's time runs from its folder's creation (its name is the start time) to its report.json being
-written. FTORCH_CACHE is a fresh folder under the work folder, the usual cache's converted models linked in
+written. The sweep's console output, with each evaluation stage's time, is kept in WORK/sweep.log.
+FTORCH_CACHE is a fresh folder under the work folder, the usual cache's converted models linked in
 (bench/answer_cache.py)."""
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-sweep-eval-"))
     env = environment(work)
     ftorch("cache", "clear", "answers", env=env)
-    seconds, _ = ftorch("train", "-m", f"recipe={args.recipe}", f"sweep={args.sweep}", f"paths.runs={work / 'runs'}",
-                        *args.overrides, env=env)
+    seconds, result = ftorch("train", "-m", f"recipe={args.recipe}", f"sweep={args.sweep}",
+                             f"paths.runs={work / 'runs'}", *args.overrides, env=env)
+    (work / "sweep.log").write_text(result.stdout + result.stderr)  # each stage's time: "evaluated ... in Ns"
     trials = sorted((p.parent for p in (work / "runs").rglob("run.json")), key=lambda p: p.stat().st_mtime)
     rows = []
     for run in trials:

@@ -109,6 +109,8 @@ def test_with_vllm_and_cuda_the_engine_is_built_with_the_adapter(tiny, tmp_path,
     folder = adapter(tmp_path, r=24)
     generator = choose_generator(local, path, folder)
     assert isinstance(generator, VLLMGenerator)
+    assert not fake_vllm  # the engine starts on first use
+    generator.llm
     (llm,) = fake_vllm
     assert llm.options["model"] == path and llm.options["enable_lora"] is True
     assert llm.options["max_lora_rank"] == 32  # the next rank vLLM accepts
@@ -165,3 +167,31 @@ def test_constraints_become_structured_outputs(tiny, fake_vllm):
     with generator.system("tuned"):  # no adapter: tuned would be the base model, so no LoRARequest
         generator.generate(CONVERSATIONS[:1], 5, 8)
     assert llm.calls[-1][2] is None
+
+
+def test_vllm_answers_are_cached_apart_from_the_transformers_decoders(tiny, tmp_path, monkeypatch, fake_vllm):
+    """The answer cache keys vLLM's replies by the same model and adapter content as the transformers decoder's, and
+    by its engine: a second evaluation reuses them without starting the engine, and neither engine's answers
+    stand for the other's."""
+    from ftorch.eval.answer_cache import CachedGenerator, wrap
+
+    path, local = tiny
+    with_cuda(monkeypatch)
+    monkeypatch.setenv("FTORCH_CACHE", str(tmp_path / "cache"))
+    folder = adapter(tmp_path, r=8)
+
+    def ask(generator, system):
+        with generator.system(system):
+            return generator.generate(CONVERSATIONS, 8, 2)
+
+    first = wrap(choose_generator(local, path, folder))
+    assert isinstance(first, CachedGenerator) and isinstance(first.inner, VLLMGenerator)
+    replies = {name: ask(first, name) for name in ("base", "tuned")}
+    assert len(fake_vllm) == 1 and first.usage["tuned"].generated == 3
+    again = wrap(choose_generator(local, path, folder))
+    assert {name: ask(again, name) for name in ("base", "tuned")} == replies
+    assert again.usage["base"].reused == 3 and again.usage["tuned"].reused == 3
+    assert len(fake_vllm) == 1  # all from the cache: no second engine started
+    keys = {again.key(m, 8, {}) for m in CONVERSATIONS}
+    transformers_side = wrap(local)
+    assert keys.isdisjoint(transformers_side.key(m, 8, {}) for m in CONVERSATIONS)

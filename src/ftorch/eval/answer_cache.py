@@ -14,10 +14,10 @@ $FTORCH_CACHE/answers, capped at eval.answer_cache_mb with least-recently-used e
 (never pickles): the reply and the seconds per answer measured when it was generated, which the report gives
 as the latency of a reused answer (marked as such), never a near-zero lookup time.
 
-Only generators that can describe their content are cached (LocalModel, or anything with `cache_identity` and
-`cache_prompt`). Hosted models (eval/openai_chat.py) are not: the same model id can answer differently from one
-day to the next and the provider's weights cannot be hashed, so a cached answer could not be trusted to be the
-model's answer today."""
+Only generators that can describe their content are cached (LocalModel, VLLMGenerator, or anything with
+`cache_identity` and `cache_prompt`). Hosted models (eval/openai_chat.py) are not: the same model id can answer
+differently from one day to the next and the provider's weights cannot be hashed, so a cached answer could not be
+trusted to be the model's answer today."""
 
 from __future__ import annotations
 
@@ -98,16 +98,18 @@ def library_versions() -> dict[str, str]:
 
 
 class LocalDescriber:
-    """eval/local.py's LocalModel (or eval/lazy_local.py's, without loading it): the base model's folder and the
-    adapter's, hashed; the adapter counts only under 'tuned' (LocalModel.system turns it off for every other
-    system, and an outer block's 'off' holds inside)."""
+    """eval/local.py's LocalModel (or eval/lazy_local.py's, without loading it), or eval/vllm_generator.py's
+    VLLMGenerator (without starting its engine): the base model's folder and the adapter's, hashed; the adapter
+    counts only under 'tuned' (every other system turns it off, and an outer block's 'off' holds inside). A
+    generator other than the transformers decoder names its `engine`, so its answers are keyed apart."""
 
     def __init__(self, model, base_folder: Path, memo: Any = None):
         self.model = model
         adapter = model.adapter_path
         dtype = getattr(model, "dtype", None) or str(next(iter(model.model.parameters())).dtype)
+        engine = getattr(model, "engine", None)
         self.base = {"model": folder_digest(base_folder, memo), "dtype": dtype, "device": str(model.device),
-                     "versions": library_versions()}
+                     "versions": library_versions(), **({"engine": engine} if engine else {})}
         self.adapter = folder_digest(Path(adapter), memo) if adapter is not None and model.has_adapter else None
         self.merged = bool(getattr(model, "merge_tuned", False))  # 'tuned' from weights with the adapter merged
 
@@ -137,10 +139,7 @@ class SelfDescribed:
 
 def describer_for(generator, memo: Any = None) -> Describer | None:
     """How to key `generator`'s answers, or None when they cannot be keyed by content (then nothing is cached)."""
-    from .lazy_local import LazyLocalModel
-    from .local import LocalModel
-
-    if isinstance(generator, (LocalModel, LazyLocalModel)):
+    if getattr(generator, "keyed_by_files", False):  # LocalModel, LazyLocalModel, VLLMGenerator
         folder = _model_folder(generator.base_path)
         return LocalDescriber(generator, folder, memo) if folder is not None else None
     if hasattr(generator, "cache_identity") and hasattr(generator, "cache_prompt"):

@@ -15,6 +15,7 @@ from .local import LocalModel, Messages, chat_ids, default_device, dtype_for, lo
 class LazyLocalModel:
     constraint_kinds = LocalModel.constraint_kinds
     decodes_locally = LocalModel.decodes_locally
+    keyed_by_files = LocalModel.keyed_by_files
 
     def __init__(self, base_path: str, adapter: Path | None, device: str | None = None):
         self.base_path, self.adapter_path = base_path, adapter

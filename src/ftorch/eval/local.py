@@ -198,6 +198,7 @@ class LocalModel:
 
     constraint_kinds = ("json_schema", "labels")  # what `generate(constraint=)` can hold replies to
     decodes_locally = True  # generate()'s batch is rows of one KV cache (EvalConfig.generation_batch)
+    keyed_by_files = True  # the answer cache keys its answers by base_path's and adapter_path's files (LocalDescriber)
     decode_cache_bytes = DECODE_CACHE_BYTES  # at most this much KV cache per batch: fewer rows for long prompts
     share_prefix = True  # prefill a shared prompt prefix once per generate() call (eval/prefix.py)
     grow_cache_in_place = True  # the KV cache's layers grow in buffers, not by concatenation (eval/kv_cache.py)

@@ -4,7 +4,9 @@ prompt_tokens, context_length, constraint_kinds), the same prompts (token ids fr
 template), greedy decoding, the same stop tokens, and replies in the same form (decoded without special tokens,
 stripped). 'tuned' sends each request with a LoRARequest for the run's adapter; every other system is the base
 model. vLLM schedules all requests of a call at once (continuous batching, its own prefix caching), so
-eval.batch_size only sets how often progress is reported.
+eval.batch_size only sets how often progress is reported. The engine starts on the first request, so an evaluation
+whose answers all come from the answer cache (eval/answer_cache.py keys vLLM's answers apart from the transformers
+decoder's: `engine`) never starts it.
 
 Version assumptions (vLLM's offline API as of v0.12, 2025-12; checked against its docs, not run here: no GPU):
 `vllm.LLM(model=, tokenizer=, enable_lora=True, max_lora_rank=, max_loras=1, dtype=, seed=, enforce_eager=,
@@ -50,9 +52,11 @@ def why_not_vllm(adapter: Path | None) -> str | None:
 
 class VLLMGenerator:
     constraint_kinds = ("json_schema", "labels")  # what `generate(constraint=)` can hold replies to
+    keyed_by_files = True  # the answer cache keys its answers by its model's and adapter's files, and `engine`
 
     def __init__(self, base_path: str, adapter: Path | None, engine: Any = None):
-        """`engine` is an already built vllm.LLM (tests pass a stand-in); otherwise one is built here."""
+        """`engine` is an already built vllm.LLM (tests pass a stand-in); otherwise one is built on first use."""
+        import torch
         from transformers import AutoTokenizer
 
         from ..backends.hf.loading import loading
@@ -62,12 +66,31 @@ class VLLMGenerator:
         with loading(self.tokenizer_path, "tokenizer"):
             self.tokenizer: Any = AutoTokenizer.from_pretrained(self.tokenizer_path)
         self.base_path, self.adapter = base_path, adapter
-        self.llm = engine if engine is not None else self._engine()
+        # what the answer cache keys on (eval/answer_cache.py's LocalDescriber), as for eval/local.py's LocalModel
+        self.adapter_path, self.has_adapter, self.device = adapter, adapter is not None, "cuda"
+        self.dtype = "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float16"
+        self._llm = engine
         self._lora: Any = None
         self._stop = self._stop_ids()
 
+    @property
+    def engine(self) -> str:
+        """What generates, with its version: vLLM's replies are keyed apart from the transformers decoder's."""
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return f"vllm {version('vllm')}"
+        except PackageNotFoundError:
+            return "vllm"
+
+    @property
+    def llm(self) -> Any:
+        """vllm.LLM, started on first use."""
+        if self._llm is None:
+            self._llm = self._engine()
+        return self._llm
+
     def _engine(self):
-        import torch
         from vllm import LLM
 
         from ..serve import LORA_RANKS
@@ -77,9 +100,8 @@ class VLLMGenerator:
             rank = int(json.loads((self.adapter / "adapter_config.json").read_text()).get("r") or 8)
             options = {"enable_lora": True, "max_loras": 1,
                        "max_lora_rank": next(r for r in LORA_RANKS if r >= rank)}
-        dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
         # eager: an evaluation's few hundred requests do not repay CUDA-graph capture and compilation at start-up
-        return LLM(model=self.base_path, tokenizer=self.tokenizer_path, dtype=dtype, seed=0, enforce_eager=True,
+        return LLM(model=self.base_path, tokenizer=self.tokenizer_path, dtype=self.dtype, seed=0, enforce_eager=True,
                    gpu_memory_utilization=GPU_MEMORY_SHARE, max_model_len=self.context_length, **options)
 
     def _stop_ids(self) -> list[int]:
