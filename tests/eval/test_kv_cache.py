@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from ftorch.config.schema import TinyModel
 from ftorch.eval.constrained import Constraint
+
+from support.decoders import varied_tiny_model
 
 REQUESTS = ["Please cancel Monday's standup", "schedule lunch with Ana on Friday", "move it", "Could you put the "
             "quarterly review on Monday morning?", "cancel", "Friday: gym", "I need the vet visit moved to Monday"]
@@ -40,21 +41,8 @@ def test_a_growing_layer_holds_what_a_concatenating_layer_holds():
 
 @pytest.fixture(scope="module")
 def tiny(offline_env):
-    """The tiny model with larger random weights and two common tokens made stop tokens, so replies vary and
-    rows end at different steps."""
-    import torch
-
-    from ftorch.eval.local import LocalModel
-    from ftorch.tiny import ensure_tiny_model
-
-    model = LocalModel(str(ensure_tiny_model(TinyModel(hidden_size=64, intermediate_size=128, num_heads=2))), None,
-                       device="cpu")
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for weights in model.model.parameters():
-            weights.copy_(torch.randn(weights.shape, generator=generator) * 0.5)
-    model.model.generation_config.eos_token_id = [model.tokenizer.eos_token_id, 12, 232]
-    return model
+    """The tiny model, its replies varied and ending at different steps (support/decoders.py)."""
+    return varied_tiny_model()
 
 
 def _replies(model, grow: bool, shed: float, **generate) -> list[str]:

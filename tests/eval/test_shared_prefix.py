@@ -10,11 +10,11 @@ import json
 
 import pytest
 
-from ftorch.config.schema import TinyModel
 from ftorch.eval.constrained import Constraint
 from ftorch.eval.prefix import common_prefix_length
 
 from conftest import ROOT
+from support.decoders import varied_tiny_model
 
 SHOTS = [("Move my dentist appointment to Friday", '{"action": "move", "day": "Friday"}'),
          ("Cancel the team sync on Monday", '{"action": "cancel", "day": "Monday"}'),
@@ -83,22 +83,8 @@ def test_the_common_prefix_is_general_worth_its_pass_and_leaves_every_prompt_a_t
 
 @pytest.fixture(scope="module")
 def tiny(offline_env):
-    """The tiny test model with larger random weights, so its replies depend on the request (at the default scale
-    it repeats one token whatever the prompt), and two common tokens made stop tokens, so rows end at different
-    steps."""
-    import torch
-
-    from ftorch.eval.local import LocalModel
-    from ftorch.tiny import ensure_tiny_model
-
-    path = ensure_tiny_model(TinyModel(hidden_size=64, intermediate_size=128, num_heads=2))
-    model = LocalModel(str(path), None, device="cpu")
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for weights in model.model.parameters():
-            weights.copy_(torch.randn(weights.shape, generator=generator) * 0.5)
-    model.model.generation_config.eos_token_id = [model.tokenizer.eos_token_id, 12, 232]
-    return model
+    """The tiny model, its replies varied and ending at different steps (support/decoders.py)."""
+    return varied_tiny_model()
 
 
 def test_tiny_model_batches_give_the_unshared_replies_token_for_token(tiny, monkeypatch):

@@ -110,8 +110,9 @@ def test_with_vllm_and_cuda_the_engine_is_built_with_the_adapter(tiny, tmp_path,
     generator = choose_generator(local, path, folder)
     assert isinstance(generator, VLLMGenerator)
     assert not fake_vllm  # the engine starts on first use
-    generator.llm
+    started = generator.llm
     (llm,) = fake_vllm
+    assert started is llm
     assert llm.options["model"] == path and llm.options["enable_lora"] is True
     assert llm.options["max_lora_rank"] == 32  # the next rank vLLM accepts
     assert llm.options["dtype"] == "bfloat16" and llm.options["max_model_len"] == local.context_length
