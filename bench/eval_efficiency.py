@@ -14,7 +14,10 @@ off (before) and on (after), in one run.
    shape (each round measures its own roof; medians over rounds); and the wall-clock ratio before/after, with
    the count of identical replies.
 
-Usage: python bench/eval_efficiency.py [--examples 16] [--shots 5] [--batch 16] [--max-new-tokens 48] [--rounds 2]"""
+Usage: python bench/eval_efficiency.py [--examples 16] [--shots 5] [--batch 16] [--max-new-tokens 48] [--rounds 2]
+       python bench/eval_efficiency.py --dtype-roofs    (the GEMM roof in float32 and bfloat16 only, at the decode
+                                                         shape of 72 rows and a prefill shape of 2,048: what a lower
+                                                         precision would buy on this CPU; nothing else is run)"""
 
 from __future__ import annotations
 
@@ -88,11 +91,11 @@ class Meter:
         self.phases["prefill" if queries > 1 else "decode"].add(seconds, rows * queries, flops)
 
 
-def gemm_rate(rows: int, inner: int, outer: int, seconds: float = 1.0) -> float:
-    """FLOP/s of torch.matmul (rows x inner) @ (inner x outer) in float32, repeated for about `seconds`."""
+def gemm_rate(rows: int, inner: int, outer: int, seconds: float = 1.0, dtype: str = "float32") -> float:
+    """FLOP/s of torch.matmul (rows x inner) @ (inner x outer) in `dtype`, repeated for about `seconds`."""
     import torch
 
-    a, b = torch.randn(rows, inner), torch.randn(inner, outer)
+    a, b = torch.randn(rows, inner, dtype=getattr(torch, dtype)), torch.randn(inner, outer, dtype=getattr(torch, dtype))
     for _ in range(3):
         torch.matmul(a, b)
     count, start = 0, time.perf_counter()
@@ -127,7 +130,15 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--dtype-roofs", action="store_true")
     args = parser.parse_args()
+    if args.dtype_roofs:
+        print("| rows | float32 GFLOP/s | bfloat16 GFLOP/s | ratio |")
+        print("|---|---|---|---|")
+        for rows in (72, 2048):  # SmolLM2-135M's MLP shape: 576 x 1536
+            rates = [gemm_rate(rows, 576, 1536, dtype=dtype) for dtype in ("float32", "bfloat16")]
+            print(f"| {rows} | {rates[0] / 1e9:.0f} | {rates[1] / 1e9:.0f} | {rates[1] / rates[0]:.1f}x |")
+        return
     import torch
 
     from ftorch.eval.local import LocalModel
