@@ -76,6 +76,13 @@ def _linear_lora_only(adapter: Path) -> bool:
             and not any(str(name).rsplit(".", 1)[-1] in EMBEDDING_MODULES for name in targets))
 
 
+def length_batches(lengths: list[int], size: int) -> list[list[int]]:
+    """Indices ordered by length, in batches of `size`: rows of similar length are padded together. Callers put
+    each result back at its index."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    return [order[start:start + size] for start in range(0, len(order), size)]
+
+
 def load_tokenizer(base_path: str, adapter: Path | None) -> Any:
     """The adapter's tokenizer when it saved one, else the base model's; left padding, a pad token."""
     from transformers import AutoTokenizer
@@ -229,21 +236,19 @@ class LocalModel:
                  constraint=None) -> list[str]:
         """Greedy replies, batched by similar length (order restored) in batches of at most `batch_size` (fewer where
         their KV cache would pass `decode_cache_bytes`), as even as can be. A row stops at the end-of-turn token or
-        max_new_tokens and leaves the batch at once (its KV cache rows are dropped), so finished rows cost nothing
-        while longer ones go on. Identical to one-at-a-time generation up to floating-point reduction order
+        max_new_tokens; finished rows leave the batch (their KV cache rows dropped) in groups while longer ones go
+        on (_greedy). Identical to one-at-a-time generation up to floating-point reduction order
         (bench/eval_generate.py counts the identical replies). A `constraint` (eval/constrained.py) masks each row's
         logits to what it allows next."""
         encoded = [self._encode(m) for m in conversations]
         mask = self._token_mask(constraint) if constraint is not None else None
         prefix = self._shared_prefix(encoded)
-        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         replies: list[str] = [""] * len(encoded)
         longest = max((len(e) for e in encoded), default=0) + max_new_tokens
         batch_size = max(1, min(batch_size, self.decode_cache_bytes // max(1, self._cache_bytes_per_token() * longest)))
-        batches = math.ceil(len(order) / batch_size)
-        size = math.ceil(len(order) / batches) if batches else 1  # even batches: 72 prompts at most 64 -> 36 + 36
-        for start in range(0, len(order), size):
-            chunk = order[start:start + size]
+        batches = math.ceil(len(encoded) / batch_size)
+        size = math.ceil(len(encoded) / batches) if batches else 1  # even batches: 72 prompts at most 64 -> 36 + 36
+        for chunk in length_batches([len(e) for e in encoded], size):
             for index, tokens in zip(chunk, self._greedy([encoded[i] for i in chunk], max_new_tokens,
                                                          min_new_tokens, mask, prefix)):
                 replies[index] = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
@@ -374,10 +379,8 @@ class LocalModel:
         rows = [self.assistant_labels(m) for m in conversations]
         prefix = self._scoring_prefix(rows)
         shared = prefix.length if prefix is not None else 0
-        order = sorted(range(len(rows)), key=lambda i: len(rows[i][0]))
         found: dict[int, tuple[float, int]] = {}
-        for start in range(0, len(order), batch_size):
-            chunk = order[start:start + batch_size]
+        for chunk in length_batches([len(ids) for ids, _ in rows], batch_size):
             ids, mask, positions, cache = scoring_inputs([rows[i][0] for i in chunk], prefix,
                                                          self.tokenizer.pad_token_id, self.model.config, self.device)
             # the logits at suffix position t predict the token at t + 1 (labels -100 beyond each row's end)
@@ -385,7 +388,7 @@ class LocalModel:
                                     for r in (rows[i][1] for i in chunk)], device=self.device)
             keep = (targets != -100).any(dim=0).nonzero().flatten()
             inputs = {"input_ids": ids, "attention_mask": mask, "position_ids": positions,
-                      self._cache_keyword(): cache}
+                      **({self._cache_keyword(): cache} if cache is not None else {})}
             with torch.no_grad():
                 if self._forward_takes("logits_to_keep"):  # transformers 5's models do
                     logits = self.model(**inputs, logits_to_keep=keep).logits.float()
@@ -399,20 +402,16 @@ class LocalModel:
         return [found[i] for i in range(len(rows))]
 
     def _scoring_prefix(self, rows: list[tuple[list[int], list[int]]]):
-        """The held-out loss's shared prefix with its KV cache: the longest token prefix of every conversation
-        that ends before any of them predicts an assistant token (the prefix's logits are never computed), or
-        None (see _shared_prefix)."""
-        from .prefix import common_prefix_length, prefill, supported
-
-        if not self.share_prefix or not rows or not supported(self.model.config):
+        """The held-out loss's shared prefix with its KV cache: _shared_prefix of the conversations cut where the
+        first of them predicts an assistant token, so the prefix (whose logits are never computed) ends before
+        any prediction that counts."""
+        if not rows:
             return None
-        # labels[j] is predicted at position j - 1: a prefix of length L leaves out the predictions of 1..L
+        # labels[j] is predicted at position j - 1; common_prefix_length leaves each row a token of its own, so
+        # cutting at the first predicted label ends the prefix at the position that predicts it
         first_predicted = min(next((j for j, t in enumerate(labels) if t != -100), len(labels))
                               for _, labels in rows)
-        length = min(common_prefix_length([ids for ids, _ in rows], self.min_prefix_saving), first_predicted - 1)
-        if length < 1 or (len(rows) - 1) * length < self.min_prefix_saving:
-            return None
-        return prefill(self.model, rows[0][0][:length], self._cache_keyword(), self.device)
+        return self._shared_prefix([ids[:first_predicted] for ids, _ in rows])
 
     def assistant_labels(self, messages: Messages) -> tuple[list[int], list[int]]:
         """Input ids, and labels on the assistant's tokens only (-100 elsewhere), found as training finds them
@@ -449,10 +448,8 @@ class LocalModel:
         import torch
 
         encoded = [self.tokenizer(t, add_special_tokens=True)["input_ids"] for t in texts]
-        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         results: dict[int, tuple] = {}
-        for start in range(0, len(order), batch_size):
-            chunk = order[start:start + batch_size]
+        for chunk in length_batches([len(e) for e in encoded], batch_size):
             batch = [encoded[i] for i in chunk]
             ids, _, mask = self.pad_right(batch, batch)
             with torch.no_grad():

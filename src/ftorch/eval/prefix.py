@@ -102,10 +102,10 @@ def first_inputs(prompts: list[list[int]], prefix: SharedPrefix | None, pad: int
 
 def scoring_inputs(rows: list[list[int]], prefix: SharedPrefix | None, pad: int, config, device):
     """One scoring pass's input ids, attention mask, position ids and cache for whole sequences (no decoding):
-    right-padded suffixes after the shared prefix (or the whole rows, right-padded, with an empty cache). The
-    logits come out for the suffix positions only: position t of the suffix is position prefix.length + t."""
+    right-padded suffixes after the shared prefix in a copy of its cache (or the whole rows, right-padded, and no
+    cache). The logits come out for the suffix positions only: position t of the suffix is position
+    prefix.length + t."""
     import torch
-    from transformers import DynamicCache
 
     shared = prefix.length if prefix is not None else 0
     suffixes = [r[shared:] for r in rows]
@@ -114,6 +114,6 @@ def scoring_inputs(rows: list[list[int]], prefix: SharedPrefix | None, pad: int,
     mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in suffixes], device=device)
     positions = torch.arange(shared, shared + width, device=device).expand(len(rows), -1)
     if prefix is None:
-        return ids, mask, positions, DynamicCache(config=config)
+        return ids, mask, positions, None
     mask = torch.cat([mask.new_ones((len(rows), shared)), mask], dim=1)
-    return ids, mask, positions, prefix.expanded(len(rows), config)
+    return ids, mask, positions, prefix.expanded(len(rows), config, growing=False)  # one pass: nothing to grow

@@ -112,10 +112,11 @@ def evaluate(run: RunDir, cfg: RunConfig, generator: Generator, *, local=None, p
 
             texts = general_texts()
             inputs = {"texts": texts, "max_tokens": MAX_TOKENS, "batch_size": ev.batch_size}
-            # base's side, held in memory for the next evaluation in this process (a sweep's next trial)
-            keep_base = partial(cached.hold, "drift", inputs, size_of=held_bytes) if cached is not None else _now
+            hold = {}  # without it drift computes base's side now; with it, held for this process's next evaluation
+            if cached is not None:
+                hold["keep_base"] = partial(cached.hold, "drift", inputs, size_of=held_bytes)
             report["drift"] = memo("drift", inputs, _staged(progress, "drift on general text", len(texts),
-                                                            lambda: drift(local, ev.batch_size, keep_base)))
+                                                            lambda: drift(local, ev.batch_size, **hold)))
     if ev.lm_eval_tasks and local is not None:
         from . import harness
 
@@ -133,11 +134,6 @@ def evaluate(run: RunDir, cfg: RunConfig, generator: Generator, *, local=None, p
 def _uncached(kind: str, inputs: Any, compute: Callable[[], dict[str, Any]],
               systems: tuple[str, ...] = ()) -> dict[str, Any]:
     """A measurement without an answer cache: computed now."""
-    return compute()
-
-
-def _now(compute: Callable[[], Any]) -> Any:
-    """A part of a measurement without an answer cache: computed now."""
     return compute()
 
 
