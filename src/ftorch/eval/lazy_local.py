@@ -16,6 +16,7 @@ class LazyLocalModel:
     constraint_kinds = LocalModel.constraint_kinds
     decodes_locally = LocalModel.decodes_locally
     keyed_by_files = LocalModel.keyed_by_files
+    takes_drafts = LocalModel.takes_drafts
 
     def __init__(self, base_path: str, adapter: Path | None, device: str | None = None):
         self.base_path, self.adapter_path = base_path, adapter

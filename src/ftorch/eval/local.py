@@ -205,6 +205,7 @@ class LocalModel:
 
     constraint_kinds = ("json_schema", "labels")  # what `generate(constraint=)` can hold replies to
     decodes_locally = True  # generate()'s batch is rows of one KV cache (EvalConfig.generation_batch)
+    takes_drafts = True  # generate(drafts=): earlier replies to check several tokens at a time (eval/drafts.py)
     keyed_by_files = True  # the answer cache keys its answers by base_path's and adapter_path's files (LocalDescriber)
     decode_cache_bytes = DECODE_CACHE_BYTES  # at most this much KV cache per batch: fewer rows for long prompts
     share_prefix = True  # prefill a shared prompt prefix once per generate() call (eval/prefix.py)
@@ -233,24 +234,34 @@ class LocalModel:
 
     def generate(self, conversations: list[Messages], max_new_tokens: int, batch_size: int,
                  on_batch: Callable[[int], None] | None = None, min_new_tokens: int = 0,
-                 constraint=None) -> list[str]:
+                 constraint=None, drafts: list[list[str]] | None = None) -> list[str]:
         """Greedy replies, batched by similar length (order restored) in batches of at most `batch_size` (fewer where
         their KV cache would pass `decode_cache_bytes`), as even as can be. A row stops at the end-of-turn token or
         max_new_tokens; finished rows leave the batch (their KV cache rows dropped) in groups while longer ones go
         on (_greedy). Identical to one-at-a-time generation up to floating-point reduction order
         (bench/eval_generate.py counts the identical replies). A `constraint` (eval/constrained.py) masks each row's
-        logits to what it allows next."""
+        logits to what it allows next. `drafts` (per conversation, earlier replies to the same prompt) are guesses
+        the decoder checks several tokens at a time (eval/drafts.py); unconstrained replies only."""
+        from .drafts import encode
+
         encoded = [self._encode(m) for m in conversations]
         mask = self._token_mask(constraint) if constraint is not None else None
+        if drafts is not None and (constraint is not None or min_new_tokens):
+            drafts = None
+        stop = self.stop_ids()
+        guesses = [encode(self.tokenizer, d, self.tokenizer.eos_token_id if self.tokenizer.eos_token_id in stop
+                          else stop[0]) for d in drafts] if drafts is not None else None
         prefix = self._shared_prefix(encoded)
         replies: list[str] = [""] * len(encoded)
-        longest = max((len(e) for e in encoded), default=0) + max_new_tokens
+        # a drafted batch's cache also holds the columns of rejected guesses: at most max_new_tokens more (_greedy)
+        longest = max((len(e) for e in encoded), default=0) + max_new_tokens * (2 if guesses is not None else 1)
         batch_size = max(1, min(batch_size, self.decode_cache_bytes // max(1, self._cache_bytes_per_token() * longest)))
         batches = math.ceil(len(encoded) / batch_size)
         size = math.ceil(len(encoded) / batches) if batches else 1  # even batches: 72 prompts at most 64 -> 36 + 36
         for chunk in length_batches([len(e) for e in encoded], size):
             for index, tokens in zip(chunk, self._greedy([encoded[i] for i in chunk], max_new_tokens,
-                                                         min_new_tokens, mask, prefix)):
+                                                         min_new_tokens, mask, prefix,
+                                                         [guesses[i] for i in chunk] if guesses else None)):
                 replies[index] = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
             if on_batch:
                 on_batch(len(chunk))
@@ -278,13 +289,16 @@ class LocalModel:
         return prefill(self.model, encoded[0][:length], self._cache_keyword(), self.device)
 
     def _greedy(self, prompts: list[list[int]], max_new_tokens: int, min_new_tokens: int,
-                token_mask=None, prefix=None) -> list[list[int]]:
+                token_mask=None, prefix=None, drafts: list[list[list[int]]] | None = None) -> list[list[int]]:
         """Greedy decoding of left-padded prompts with a KV cache that sheds finished rows; with a `prefix`
         (eval/prefix.py) the batch starts from its cache and prefills only the suffixes. A finished row stays in
         the batch (its tokens ignored) until `shed_fraction` of the rows have finished: dropping rows copies the
-        whole cache, so it is done in a few large steps rather than one per reply."""
+        whole cache, so it is done in a few large steps rather than one per reply. With `drafts` (per prompt,
+        earlier replies' token ids: eval/drafts.py) a step carries each row's guess after its token and keeps the
+        guessed tokens the model picks itself; a rejected guess's cache columns stay, masked out."""
         import torch
 
+        from .drafts import RowDrafts, step_width
         from .prefix import first_inputs
 
         ids, mask, positions, cache = first_inputs(prompts, prefix, self.tokenizer.pad_token_id,
@@ -292,40 +306,78 @@ class LocalModel:
         stop = self.stop_ids()
         stop_ids = torch.tensor(stop, device=self.device)
         cache_arg = {self._cache_keyword(): cache}
+        drafting = drafts is not None and token_mask is None and not min_new_tokens
+        guessers = [RowDrafts(d) for d in drafts] if drafting and drafts is not None else []
         active = list(range(len(prompts)))  # row r of the running batch is prompt active[r]
         done = [False] * len(prompts)  # by row of the running batch: its reply has ended
         generated: list[list[int]] = [[] for _ in prompts]
+        counts = [0] * len(prompts)  # by prompt: tokens chosen, the end-of-turn token included
+        guesses: list[list[int]] = [[] for _ in prompts]  # by row: the tokens the step carried after its own
+        drafting_room = mask.shape[1] + max_new_tokens  # cache columns up to which a step may carry guesses
+        following = positions[:, -1]  # by row: the position of the latest token fed, then of the next one
         with torch.no_grad():
             logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                                logits_to_keep=1, **cache_arg).logits[:, -1]
+                                logits_to_keep=1, **cache_arg).logits
             for step in range(max_new_tokens):
-                if step < min_new_tokens:
-                    logits[:, stop_ids] = float("-inf")
-                if token_mask is not None:
-                    logits = logits + self._allowed(token_mask, logits, [None if finished else prompts[i] + generated[i]
-                                                                         for i, finished in zip(active, done)])
-                chosen = logits.argmax(-1)
-                last = step + 1 >= max_new_tokens
-                for row, token in enumerate(chosen.tolist()):
-                    if done[row]:
-                        continue
-                    if token in stop or last:
-                        done[row] = True
-                    if token not in stop:
-                        generated[active[row]].append(token)
+                width = logits.shape[1] - 1
+                if width == 0:  # one token a row, constraints and the minimum length applied
+                    last_logits = logits[:, -1]
+                    if step < min_new_tokens:
+                        last_logits[:, stop_ids] = float("-inf")
+                    if token_mask is not None:
+                        last_logits = last_logits + self._allowed(
+                            token_mask, last_logits, [None if finished else prompts[i] + generated[i]
+                                                      for i, finished in zip(active, done)])
+                    picks = last_logits.argmax(-1)[:, None].tolist()
+                else:
+                    picks = logits.argmax(-1).tolist()
+                chosen, advanced = [], []
+                for row, picked in enumerate(picks):
+                    guess, accepted = guesses[row], 0
+                    while accepted < len(guess) and guess[accepted] == picked[accepted]:
+                        accepted += 1
+                    if guessers:
+                        guessers[active[row]].checked(len(guess), accepted)
+                    taken = guess[:accepted] + [picked[accepted]]
+                    chosen.append(taken[-1])
+                    advanced.append(len(taken))
+                    if width > accepted:  # the rejected guess's columns are never attended to again
+                        mask[row, mask.shape[1] - width + accepted:] = 0
+                    for token in taken:
+                        if done[row]:
+                            break
+                        index = active[row]
+                        counts[index] += 1
+                        done[row] = token in stop or counts[index] >= max_new_tokens
+                        if token not in stop:
+                            generated[index].append(token)
                 finished = sum(done)
                 if finished == len(active):
                     break
-                if finished and finished >= self.shed_fraction * len(active):
+                following = following + torch.tensor(advanced, device=self.device)
+                chosen_ids = torch.tensor(chosen, device=self.device)
+                guesses = [[] if done[row] else guessers[i].guess(generated[i], max_new_tokens - counts[i] - 1)
+                           for row, i in enumerate(active)] if guessers else [[] for _ in active]
+                width = step_width([g for g, d in zip(guesses, done) if not d])
+                if mask.shape[1] + 1 + width > drafting_room:  # the columns guesses may take: max_new_tokens
+                    width = 0
+                # a finished row would carry 1 + width tokens of padding: before a drafted step, shed it at once
+                if finished and (width or finished >= self.shed_fraction * len(active)):
                     keep = torch.tensor([r for r, d in enumerate(done) if not d], device=self.device)
                     cache.batch_select_indices(keep)
-                    mask, positions, chosen = mask[keep], positions[keep], chosen[keep]
+                    mask, following, chosen_ids = mask[keep], following[keep], chosen_ids[keep]
+                    guesses = [guesses[r] for r in keep.tolist()]
                     active = [active[r] for r in keep.tolist()]
                     done = [False] * len(active)
-                mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
-                positions = positions[:, -1:] + 1
-                logits = self.model(input_ids=chosen[:, None], attention_mask=mask, position_ids=positions,
-                                    use_cache=True, **cache_arg).logits[:, -1]
+                guesses = [g[:width] for g in guesses]
+                ids = torch.tensor([[token] + g + [self.tokenizer.pad_token_id] * (width - len(g))
+                                    for token, g in zip(chosen_ids.tolist(), guesses)], device=self.device)
+                fresh = torch.tensor([[1] * (1 + len(g)) + [0] * (width - len(g)) for g in guesses],
+                                     device=self.device, dtype=mask.dtype)
+                mask = torch.cat([mask, fresh], dim=1)
+                positions = following[:, None] + torch.arange(1 + width, device=self.device)
+                logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                                    use_cache=True, **cache_arg).logits
         return generated
 
     @staticmethod
