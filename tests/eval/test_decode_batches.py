@@ -48,3 +48,41 @@ def test_a_batch_holds_no_more_kv_cache_than_the_limit(model, monkeypatch):
     assert _batches(model, monkeypatch, 64) == [3, 3, 3, 1]
     monkeypatch.setattr(model, "decode_cache_bytes", 1)  # not even one row: one at a time, never none
     assert _batches(model, monkeypatch, 64) == [1] * 10
+
+
+def test_prefill_groups_pad_least_counting_each_pass():
+    from ftorch.eval.prefix import prefill_groups
+
+    assert prefill_groups([]) == []
+    assert prefill_groups([5, 5, 5], pass_cost=100) == [(0, 3)]
+    assert prefill_groups([10, 10, 100], pass_cost=20) == [(0, 2), (2, 3)]  # 20 + 100 + 40 < 300 + 20
+    assert prefill_groups([10, 10, 100], pass_cost=200) == [(0, 3)]  # a pass costs more than the padding saved
+    assert prefill_groups([1, 2, 3], pass_cost=0) == [(0, 1), (1, 2), (2, 3)]
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["whole prompts", "after a shared prefix"])
+def test_grouped_prefill_replies_are_the_one_pass_replies(monkeypatch, shared):
+    """Prompts of very different lengths prefilled in groups (each padded to its own longest), their caches stacked
+    into one batch: the replies are those of one padded pass, in batches whose rows end at different steps."""
+    from ftorch.eval import prefix
+
+    from support.decoders import varied_tiny_model
+
+    system = [{"role": "system", "content": "You answer briefly and plainly, in one short sentence. " * 3}]
+    asks = [(system if shared else []) + [{"role": "user", "content": "Why? " + "Tell me more about it. " * n}]
+            for n in range(0, 24, 3)]
+    tiny = varied_tiny_model()
+    passes: list = []
+    hook = tiny.model.register_forward_pre_hook(lambda m, a, kw: passes.append(kw["input_ids"].shape),
+                                                with_kwargs=True)
+    try:
+        assert bool(prefix.common_prefix_length([tiny._encode(a) for a in asks])) == shared
+        monkeypatch.setattr(prefix.prefill_groups, "__defaults__", (10 ** 6,))  # a pass costs too much: one group
+        one_pass = tiny.generate(asks, 16, 64)
+        assert sum(1 for shape in passes if shape[1] > 1) == 1 + shared  # (the prefix's own pass)
+        passes.clear()
+        monkeypatch.setattr(prefix.prefill_groups, "__defaults__", (0,))  # a pass costs nothing: groups
+        assert tiny.generate(asks, 16, 64) == one_pass
+        assert sum(1 for shape in passes if shape[1] > 1) >= 3  # the prefill ran in several groups
+    finally:
+        hook.remove()

@@ -305,7 +305,6 @@ class LocalModel:
                                                    self.model.config, self.device, self.grow_cache_in_place)
         stop = self.stop_ids()
         stop_ids = torch.tensor(stop, device=self.device)
-        cache_arg = {self._cache_keyword(): cache}
         drafting = drafts is not None and token_mask is None and not min_new_tokens
         guessers = [RowDrafts(d) for d in drafts] if drafting and drafts is not None else []
         active = list(range(len(prompts)))  # row r of the running batch is prompt active[r]
@@ -316,8 +315,8 @@ class LocalModel:
         drafting_room = mask.shape[1] + max_new_tokens  # cache columns up to which a step may carry guesses
         following = positions[:, -1]  # by row: the position of the latest token fed, then of the next one
         with torch.no_grad():
-            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                                logits_to_keep=1, **cache_arg).logits
+            logits, cache = self._prefill(prompts, prefix, ids, mask, positions, cache)
+            cache_arg = {self._cache_keyword(): cache}
             for step in range(max_new_tokens):
                 width = logits.shape[1] - 1
                 if width == 0:  # one token a row, constraints and the minimum length applied
@@ -379,6 +378,32 @@ class LocalModel:
                 logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
                                     use_cache=True, **cache_arg).logits
         return generated
+
+    def _prefill(self, prompts: list[list[int]], prefix, ids, mask, positions, cache):
+        """The first forward pass of a batch (first_inputs' ids, mask, positions and cache): the last prompt
+        position's logits and the filled cache. Rows of very different lengths (they come sorted by length) are
+        prefilled in groups, each padded to its own longest row (prefix.prefill_groups), and their caches
+        stacked into the batch's, where the cache grows in place."""
+        import torch
+
+        from .kv_cache import GrowingLayer
+        from .prefix import first_inputs, prefill_groups, stacked_cache
+
+        shared = prefix.length if prefix is not None else 0
+        growing = all(isinstance(layer, GrowingLayer) for layer in cache.layers)  # what stacked_cache builds
+        groups = prefill_groups([len(p) - shared for p in prompts]) if growing else []
+        keyword = self._cache_keyword()
+        if len(groups) <= 1:
+            return self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                              logits_to_keep=1, **{keyword: cache}).logits, cache
+        logits, caches = [], []
+        for start, end in groups:
+            part = first_inputs(prompts[start:end], prefix, self.tokenizer.pad_token_id, self.model.config,
+                                self.device, True)
+            logits.append(self.model(input_ids=part[0], attention_mask=part[1], position_ids=part[2],
+                                     use_cache=True, logits_to_keep=1, **{keyword: part[3]}).logits)
+            caches.append(part[3])
+        return torch.cat(logits), stacked_cache(caches, shared, self.model.config)
 
     @staticmethod
     def _allowed(token_mask, logits, sequences: list[list[int] | None]):

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+PASS_COST = 256  # a forward pass's fixed cost in prompt tokens of prefill, for prefill_groups
 MINIMUM_SAVED = 64  # prompt tokens the call's rows together do not prefill again; below this the prefix's own
 # forward pass and its cache copies cost about what they save (a token of prefill is about a millisecond of
 # SmolLM2-135M on 2 cores, a forward pass has a few milliseconds of fixed cost)
@@ -117,3 +118,45 @@ def scoring_inputs(rows: list[list[int]], prefix: SharedPrefix | None, pad: int,
         return ids, mask, positions, None
     mask = torch.cat([mask.new_ones((len(rows), shared)), mask], dim=1)
     return ids, mask, positions, prefix.expanded(len(rows), config, growing=False)  # one pass: nothing to grow
+
+
+def prefill_groups(lengths: list[int], pass_cost: int = PASS_COST) -> list[tuple[int, int]]:
+    """Rows sorted by length (shortest first) split into consecutive groups, each prefilled in its own forward pass
+    padded to its own longest row: the split that prefills the fewest tokens, padding included, counting each pass
+    as `pass_cost` tokens more (dynamic programming over the split points). The general suite's 72 prompts differ
+    from 13 to 45 tokens: one pass pads them to 3,240 tokens for 1,821 real ones."""
+    best = [0] + [0] * len(lengths)  # best[end]: the cheapest split of rows [0, end)
+    split = [0] * (len(lengths) + 1)
+    for end in range(1, len(lengths) + 1):
+        best[end], split[end] = min((best[start] + (end - start) * lengths[end - 1] + pass_cost, start)
+                                    for start in range(end))
+    groups, end = [], len(lengths)
+    while end:
+        groups.append((split[end], end))
+        end = split[end]
+    return groups[::-1]
+
+
+def stacked_cache(caches: list[Any], shared: int, config) -> Any:
+    """Caches of consecutive row groups (eval/kv_cache.py's growing caches, each [prefix][left padding][suffix]) as
+    one for all their rows: each group's suffix columns moved right, zeros in the padding they leave, so every row
+    ends at the last column. The attention mask of the whole batch (first_inputs) masks the padding out."""
+    import torch
+
+    from .kv_cache import growing_cache
+
+    width = max(cache.get_seq_length() for cache in caches)
+    filled = []
+    for layers in zip(*(cache.layers for cache in caches)):
+        per_group = []
+        for kind in ("keys", "values"):
+            parts = []
+            for layer in layers:
+                states = getattr(layer, kind)
+                gap = width - states.shape[-2]
+                parts.append(states if not gap else torch.cat(
+                    [states[..., :shared, :], states.new_zeros((*states.shape[:-2], gap, states.shape[-1])),
+                     states[..., shared:, :]], dim=-2))
+            per_group.append(torch.cat(parts, dim=0))
+        filled.append((per_group[0], per_group[1]))
+    return growing_cache(config, filled)
