@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from ftorch.eval.drafts import FIRST_GUESS, MAX_GUESS, RowDrafts, encode, step_width
+from ftorch.eval.drafts import MAX_GUESS, RowDrafts, encode, step_width
 
 from support.decoders import varied_tiny_model
 from support.real_model import load_smollm2
@@ -36,28 +36,28 @@ def test_a_repeated_ngram_continues_from_where_the_last_guess_began():
     assert drafts.guess([0, 5, 6, 1, 5, 6, 2, 5, 6], room=1) == [3]
 
 
-def test_the_guess_length_grows_on_full_acceptance_and_shrinks_to_what_was_accepted():
+def test_a_rows_acceptance_rate_is_accepted_tokens_over_accepted_tokens_and_rejections():
     drafts = RowDrafts([list(range(40)) + [STOP]])
-    assert len(drafts.guess([], room=100)) == FIRST_GUESS
-    drafts.checked(FIRST_GUESS, FIRST_GUESS)
-    assert drafts.size == FIRST_GUESS + 2
-    drafts.checked(FIRST_GUESS + 2, 3)
-    assert drafts.size == 3
-    drafts.checked(3, 0)
-    assert drafts.size == 1
-    for _ in range(20):
-        drafts.checked(drafts.size, drafts.size)
-    assert drafts.size == MAX_GUESS
+    assert len(drafts.guess([], room=100)) == MAX_GUESS
+    assert drafts.rate(prior=0.8) == pytest.approx(0.8)  # nothing checked yet: the prior
+    drafts.checked(8, 8)  # a guess accepted in full: no rejection
+    drafts.checked(8, 3)  # three accepted, then one token the model did not pick
     drafts.checked(0, 0)  # no guess carried: nothing learnt
-    assert drafts.size == MAX_GUESS
+    assert (drafts.accepted, drafts.rejected) == (11, 1)
+    assert drafts.rate(prior=0.5) == pytest.approx((11 + 4 * 0.5) / (11 + 1 + 4))
 
 
-def test_a_step_carries_what_at_least_half_of_its_rows_fill():
-    assert step_width([]) == 0
-    assert step_width([[1, 2, 3]]) == 3
-    assert step_width([[1, 2, 3], []]) == 3
-    assert step_width([[1, 2, 3], [], []]) == 0  # most rows have no guess: one token a row
-    assert step_width([[1] * 8, [1] * 2, [1] * 5, []]) == 5
+def test_a_step_carries_guesses_only_as_far_as_they_pay():
+    assert step_width([], []) == 0
+    assert step_width([[], []], [0.9, 0.9]) == 0
+    sure = step_width([[1] * 16] * 40, [0.99] * 40)
+    assert 8 <= sure <= 16  # nearly every guessed token accepted: a long step
+    assert step_width([[1] * 16] * 40, [0.3] * 40) == 0  # rarely accepted: one token a row, as without drafts
+    # half the rows without a guess pay for the width too: a wider step needs surer guesses
+    assert step_width([[1] * 16] * 20 + [[]] * 20, [0.9] * 40) < step_width([[1] * 16] * 40, [0.9] * 40)
+    # in a batch of few rows a step's fixed cost dominates: even unsure guesses pay
+    assert step_width([[1] * 16] * 2, [0.5] * 2) > 0 == step_width([[1] * 16] * 72, [0.5] * 72)
+    assert step_width([[1, 2]] * 4, [0.99] * 4) <= 2  # never wider than the longest guess
 
 
 def test_earlier_replies_are_encoded_without_special_tokens_and_end_with_the_stop_token():

@@ -7,14 +7,22 @@ a wrong guess costs only the compute of the tokens it carried. This is prompt-lo
 speculative decoding with the earlier answers as the corpus.
 
 A row's guess is the rest of a candidate whose beginning the reply so far is, else what follows the reply's last
-NGRAM_SIZES tokens in a candidate. Its length adapts as in transformers' assisted generation: two tokens longer
-after a guess accepted in full, as long as the accepted part after one that was not."""
+NGRAM_SIZES tokens in a candidate. How many guessed tokens a step carries is a cost model's choice (step_width):
+every row carries that many columns, kept or not, so the width must pay for itself in accepted tokens, each
+worth a decoding step of its row.
+"""
 
 from __future__ import annotations
 
 NGRAM_SIZES = (3, 2)  # the reply's last tokens looked up in the candidates, longest first
-FIRST_GUESS = 8  # tokens a row's first guess may carry
-MAX_GUESS = 16
+MAX_GUESS = 16  # tokens a step may carry after a row's own
+# The cost model, in milliseconds, measured on SmolLM2-135M in float32 on 2 CPU cores (bench/drafted_decoding.py):
+# a decoding step costs STEP_COST plus ROW_STEP_COST a row, and every guessed token a step carries costs
+# TOKEN_COST a row (its arithmetic, the output layer's included). Only their ratios matter: a larger model scales
+# all three. A guess pays where a row's tokens are accepted more often than TOKEN_COST / (ROW_STEP_COST +
+# STEP_COST / rows): about half the time in a batch of 72 rows, a tenth of the time in a batch of 4.
+STEP_COST, ROW_STEP_COST, TOKEN_COST = 40.0, 1.55, 1.1
+PRIOR_RATE, PRIOR_WEIGHT = 0.8, 4  # a guessed token's chance of being accepted, before any is checked
 
 
 class RowDrafts:
@@ -22,7 +30,8 @@ class RowDrafts:
 
     def __init__(self, candidates: list[list[int]]):
         self.candidates = [c for c in candidates if c]
-        self.size = FIRST_GUESS
+        self.accepted = 0  # guessed tokens the model picked itself
+        self.rejected = 0  # guesses cut short by a token it did not pick
         self.aligned = list(range(len(self.candidates)))  # candidates the reply so far is the beginning of
         self.seen = 0  # reply tokens checked against `aligned`
         self.index: dict[tuple[int, ...], list[tuple[int, int]]] = {}  # n-gram -> (candidate, what follows it)
@@ -33,9 +42,9 @@ class RowDrafts:
         self.cursor = (0, 0)  # the candidate and position the last looked-up guess began at
 
     def guess(self, reply: list[int], room: int) -> list[int]:
-        """Up to min(size, room) tokens guessed to follow `reply` (the row's tokens so far); [] when no candidate
-        fits."""
-        limit = min(self.size, room)
+        """Up to min(MAX_GUESS, room) tokens guessed to follow `reply` (the row's tokens so far); [] when no
+        candidate fits."""
+        limit = min(MAX_GUESS, room)
         if limit <= 0 or not self.candidates:
             return []
         self._align(reply)
@@ -60,16 +69,29 @@ class RowDrafts:
 
     def checked(self, guessed: int, accepted: int) -> None:
         """The outcome of a guess of `guessed` tokens: the first `accepted` were the model's own."""
-        if guessed:
-            self.size = min(MAX_GUESS, self.size + 2) if accepted == guessed else max(1, accepted)
+        self.accepted += accepted
+        self.rejected += accepted < guessed
+
+    def rate(self, prior: float) -> float:
+        """The chance that a guessed token is accepted once those before it were: accepted tokens over accepted
+        tokens and rejections (each guess ends in at most one), shrunk towards `prior`."""
+        return (self.accepted + PRIOR_WEIGHT * prior) / (self.accepted + self.rejected + PRIOR_WEIGHT)
 
 
-def step_width(guesses: list[list[int]]) -> int:
-    """The guessed tokens every row of a step carries (shorter guesses padded, longer ones cut): the most that at
-    least half of the rows fill, so padding stays under half of what a step carries, and a step whose rows mostly
-    have no guess decodes one token as usual."""
-    lengths = sorted((len(g) for g in guesses), reverse=True)
-    return lengths[(len(lengths) + 1) // 2 - 1] if lengths else 0
+def step_width(guesses: list[list[int]], rates: list[float]) -> int:
+    """How many guessed tokens every row of a step carries (shorter guesses padded, longer ones cut): the width
+    whose expected accepted tokens (a row's k-th guessed token is accepted with chance rate**k) most exceed
+    what carrying it costs, in accepted tokens' worth of decoding steps; 0 when no width pays."""
+    rows = len(guesses)
+    if not rows or not any(guesses):
+        return 0
+    price = TOKEN_COST / (ROW_STEP_COST + STEP_COST / rows)  # a carried column, in accepted tokens, per row
+    best, best_gain, gain = 0, 0.0, 0.0
+    for width in range(1, max(len(g) for g in guesses) + 1):
+        gain += sum(rate ** width for g, rate in zip(guesses, rates) if len(g) >= width) - price * rows
+        if gain > best_gain:
+            best, best_gain = width, gain
+    return best
 
 
 def encode(tokenizer, replies: list[str], stop: int) -> list[list[int]]:

@@ -298,7 +298,7 @@ class LocalModel:
         guessed tokens the model picks itself; a rejected guess's cache columns stay, masked out."""
         import torch
 
-        from .drafts import RowDrafts, step_width
+        from .drafts import PRIOR_RATE, PRIOR_WEIGHT, RowDrafts, step_width
         from .prefix import first_inputs
 
         ids, mask, positions, cache = first_inputs(prompts, prefix, self.tokenizer.pad_token_id,
@@ -357,7 +357,14 @@ class LocalModel:
                 chosen_ids = torch.tensor(chosen, device=self.device)
                 guesses = [[] if done[row] else guessers[i].guess(generated[i], max_new_tokens - counts[i] - 1)
                            for row, i in enumerate(active)] if guessers else [[] for _ in active]
-                width = step_width([g for g, d in zip(guesses, done) if not d])
+                if guessers:
+                    accepted = sum(g.accepted for g in guessers)  # the call's rows so far: a row's prior
+                    prior = (accepted + PRIOR_WEIGHT * PRIOR_RATE) / (accepted + sum(g.rejected for g in guessers)
+                                                                      + PRIOR_WEIGHT)
+                    live = [row for row, d in enumerate(done) if not d]
+                    width = step_width([guesses[r] for r in live], [guessers[active[r]].rate(prior) for r in live])
+                else:
+                    width = 0
                 if mask.shape[1] + 1 + width > drafting_room:  # the columns guesses may take: max_new_tokens
                     width = 0
                 # a finished row would carry 1 + width tokens of padding: before a drafted step, shed it at once
