@@ -210,8 +210,9 @@ def names_a_credential(name: str) -> bool:
     return secret_name(name) and name.lower() != "key"
 
 
-def scrub(text: str) -> str:
-    """`text` with every known secret and everything key-shaped replaced by ***REDACTED***."""
+def scrub(text: str, secrets: frozenset[str] | None = None) -> str:
+    """`text` with every known secret (or those of `secrets`, known() taken once for a whole tree) and everything
+    key-shaped replaced by ***REDACTED***."""
     if not isinstance(text, str) or not text:
         return text
     # key shapes first: a remembered value that is a prefix of a longer key must not leave the key's tail behind
@@ -219,7 +220,7 @@ def scrub(text: str) -> str:
     text = _URL_USERINFO.sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
     text = _BEARER.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
     text = _NAMED_VALUE.sub(_named_value, text)
-    pattern = _literal_pattern(known())
+    pattern = _literal_pattern(known() if secrets is None else secrets)
     return pattern.sub(REDACTED, text) if pattern is not None else text
 
 
@@ -237,26 +238,29 @@ def is_secret(key: str, value: Any, env_name: str | None = None) -> bool:
     return secret_name(str(key))
 
 
-def scrub_tree(tree: Any, key: str = "") -> Any:
-    """A JSON/YAML-like tree with secret-keyed values redacted and every string scrubbed."""
+def scrub_tree(tree: Any, key: str = "", secrets: frozenset[str] | None = None) -> Any:
+    """A JSON/YAML-like tree with secret-keyed values redacted and every string scrubbed (against the secrets
+    known when it began)."""
+    secrets = known() if secrets is None else secrets
     if isinstance(tree, dict):
-        return {k: scrub_tree(v, str(k)) for k, v in tree.items()}
+        return {k: scrub_tree(v, str(k), secrets) for k, v in tree.items()}
     if isinstance(tree, (list, tuple)):
-        return [scrub_tree(v, key) for v in tree]
+        return [scrub_tree(v, key, secrets) for v in tree]
     if key and not isinstance(tree, bool) and isinstance(tree, (str, int, float)) and is_secret(key, tree):
         return REDACTED
-    return scrub(tree) if isinstance(tree, str) else tree
+    return scrub(tree, secrets) if isinstance(tree, str) else tree
 
 
-def scrub_text_tree(tree: Any) -> Any:
+def scrub_text_tree(tree: Any, secrets: frozenset[str] | None = None) -> Any:
     """Like scrub_tree, but by value (known secrets, key shapes, and high-entropy strings under a secret-like key):
     for records whose keys are not config keys (a `tokens` count, or a dataset's `key` field, stays)."""
+    secrets = known() if secrets is None else secrets
     if isinstance(tree, dict):
-        return {k: REDACTED if names_a_credential(str(k)) and high_entropy(v) else scrub_text_tree(v)
+        return {k: REDACTED if names_a_credential(str(k)) and high_entropy(v) else scrub_text_tree(v, secrets)
                 for k, v in tree.items()}
     if isinstance(tree, (list, tuple)):
-        return [scrub_text_tree(v) for v in tree]
-    return scrub(tree) if isinstance(tree, str) else tree
+        return [scrub_text_tree(v, secrets) for v in tree]
+    return scrub(tree, secrets) if isinstance(tree, str) else tree
 
 
 def redact(resolved: Any, raw: Any = None, key: str = "") -> Any:

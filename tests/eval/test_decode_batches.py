@@ -86,3 +86,24 @@ def test_grouped_prefill_replies_are_the_one_pass_replies(monkeypatch, shared):
         assert sum(1 for shape in passes if shape[1] > 1) >= 3  # the prefill ran in several groups
     finally:
         hook.remove()
+
+
+def test_a_prompts_token_ids_are_remembered_per_tokenizer_and_handed_out_as_copies(model):
+    from ftorch.eval.local import chat_ids
+
+    calls = []
+    template = model.tokenizer.apply_chat_template
+
+    class Counting:
+        """The model's tokenizer, counting its chat template's calls."""
+
+        def apply_chat_template(self, *args, **kwargs):
+            calls.append(1)
+            return template(*args, **kwargs)
+
+    tokenizer = Counting()
+    first = chat_ids(tokenizer, ASK[0])
+    first.append(-1)  # the caller's copy: the remembered ids stay as they were
+    assert chat_ids(tokenizer, ASK[0]) == first[:-1] and len(calls) == 1
+    assert chat_ids(tokenizer, ASK[1]) != first[:-1] and len(calls) == 2
+    assert chat_ids(Counting(), ASK[0]) == first[:-1] and len(calls) == 3  # another tokenizer: its own template

@@ -103,12 +103,13 @@ def precision_recall(ranked_lines: Sequence[int], planted: set[int], share: floa
 def write(path: Path, suspects: Sequence[Suspect], source: Path, by: By) -> None:
     """RUN/suspects.jsonl: one suspect a line, best first; the first line names the training file and method."""
     from ..safe_io import atomic_writer
-    from ..secrets import scrub_text_tree
+    from ..secrets import known, scrub_text_tree
 
+    secrets = known()
     with atomic_writer(path) as handle:
         handle.write(json.dumps({"suspects_of": str(source), "by": by, "count": len(suspects)}) + "\n")
         for suspect in suspects:
-            handle.write(json.dumps(scrub_text_tree(asdict(suspect)), ensure_ascii=False) + "\n")
+            handle.write(json.dumps(scrub_text_tree(asdict(suspect), secrets), ensure_ascii=False) + "\n")
 
 
 def read(run_dir: Path) -> tuple[Path, list[dict]]:

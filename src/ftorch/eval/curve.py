@@ -17,7 +17,7 @@ from ..config.schema import RunConfig
 from ..errors import ConfigError, Problem
 from ..run import metric_keys
 from ..run.rundir import RunDir, write_json_atomic
-from ..safe_io import atomic_writer, save_figure, write_text
+from ..safe_io import save_figure, write_text
 from .curve_fit import Curve, learning_curve, sentence
 
 ANSWERS = "curve_answers.jsonl"  # in each trial's folder: its tuned answers and headline scores on the test split
@@ -180,11 +180,9 @@ def _generator(run: RunDir, cfg: RunConfig):
 
 
 def _save_answers(run: RunDir, rows: list[dict]) -> None:
-    from ..secrets import scrub_text_tree
+    from .suite import write_jsonl
 
-    with atomic_writer(run.path / ANSWERS) as handle:
-        for row in rows:
-            handle.write(json.dumps(scrub_text_tree(row), ensure_ascii=False) + "\n")
+    write_jsonl(run.path / ANSWERS, rows)
 
 
 def _read_jsonl(path: Path) -> list[dict]:

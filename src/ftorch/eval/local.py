@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from .prefix import MINIMUM_SAVED
 
@@ -99,9 +100,21 @@ def load_tokenizer(base_path: str, adapter: Path | None) -> Any:
     return tokenizer
 
 
+_CHAT_IDS: WeakKeyDictionary = WeakKeyDictionary()  # tokenizer -> {messages as JSON: token ids}
+
+
 def chat_ids(tokenizer, messages: Messages) -> list[int]:
-    """The prompt's token ids as generation sees them (chat template, generation prompt added)."""
-    return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+    """The prompt's token ids as generation sees them (chat template, generation prompt added). Remembered per
+    tokenizer: an evaluation asks for a prompt's ids several times (its answer cache key, its token count, its
+    decoding), and the template takes about a millisecond."""
+    import json
+
+    known = _CHAT_IDS.setdefault(tokenizer, {})
+    key = json.dumps(messages, sort_keys=True, ensure_ascii=False, default=str)
+    if key not in known:
+        known[key] = tuple(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+                                                         return_dict=False))
+    return list(known[key])
 
 
 class LocalModel:

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from ..config.schema import RunConfig
 from ..run.rundir import RunDir, write_json_atomic
 from ..safe_io import atomic_writer, ensure_dir
-from ..secrets import scrub_text_tree
+from ..secrets import known, scrub_text_tree
 from . import metrics as task_metrics
 from .answer_cache import CachedGenerator, CallClock
 from .report_model import EvalReport
@@ -381,9 +381,7 @@ def eval_dir(run: RunDir, root: Path | None = None) -> Path:
 
 
 def write_predictions(path: Path, predictions: list[dict]) -> None:
-    with atomic_writer(path / "predictions.jsonl") as handle:  # never through a symlink
-        for row in predictions:
-            handle.write(json.dumps(scrub_text_tree(row), ensure_ascii=False) + "\n")
+    write_jsonl(path / "predictions.jsonl", predictions)
 
 
 ANSWER_FILES = {"general": ("answers", "general.jsonl"), "safety": ("answers", "safety.jsonl"),
@@ -392,10 +390,12 @@ ANSWER_FILES = {"general": ("answers", "general.jsonl"), "safety": ("answers", "
 
 
 def write_jsonl(file: Path, rows) -> None:
-    """One JSON object a line, written as it goes (values JSON cannot hold are written as text)."""
+    """One JSON object a line, secrets scrubbed (those known when the file was begun), written as it goes (values
+    JSON cannot hold are written as text)."""
+    secrets = known()
     with atomic_writer(file) as handle:  # never through a symlink
         for row in rows:
-            handle.write(json.dumps(scrub_text_tree(row), ensure_ascii=False, default=str) + "\n")
+            handle.write(json.dumps(scrub_text_tree(row, secrets), ensure_ascii=False, default=str) + "\n")
 
 
 def save(path: Path, result: Evaluation) -> None:
