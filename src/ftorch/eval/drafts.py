@@ -78,6 +78,30 @@ class RowDrafts:
         return (self.accepted + PRIOR_WEIGHT * prior) / (self.accepted + self.rejected + PRIOR_WEIGHT)
 
 
+class BatchDrafts:
+    """The drafts of a decoding batch's prompts (RowDrafts by prompt index) and the next step's guesses."""
+
+    def __init__(self, drafts: list[list[list[int]]]):
+        self.rows = [RowDrafts(d) for d in drafts]
+
+    def checked(self, prompt: int, guessed: int, accepted: int) -> None:
+        self.rows[prompt].checked(guessed, accepted)
+
+    def next_step(self, prompts: list[int], replies: list[list[int] | None], rooms: list[int]
+                  ) -> tuple[list[list[int]], int]:
+        """The guesses the next step's rows carry (`prompts`: each row's prompt index; `replies`: its tokens so
+        far, None for a finished row; `rooms`: the tokens it may still add after its own) and the step's width:
+        step_width, each row's rate shrunk towards the call's rate so far."""
+        guesses = [[] if reply is None else self.rows[i].guess(reply, room)
+                   for i, reply, room in zip(prompts, replies, rooms)]
+        accepted = sum(row.accepted for row in self.rows)
+        prior = (accepted + PRIOR_WEIGHT * PRIOR_RATE) / (accepted + sum(row.rejected for row in self.rows)
+                                                          + PRIOR_WEIGHT)
+        live = [r for r, reply in enumerate(replies) if reply is not None]
+        width = step_width([guesses[r] for r in live], [self.rows[prompts[r]].rate(prior) for r in live])
+        return [g[:width] for g in guesses], width
+
+
 def step_width(guesses: list[list[int]], rates: list[float]) -> int:
     """How many guessed tokens every row of a step carries (shorter guesses padded, longer ones cut): the width
     whose expected accepted tokens (a row's k-th guessed token is accepted with chance rate**k) most exceed

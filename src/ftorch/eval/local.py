@@ -311,7 +311,7 @@ class LocalModel:
         guessed tokens the model picks itself; a rejected guess's cache columns stay, masked out."""
         import torch
 
-        from .drafts import PRIOR_RATE, PRIOR_WEIGHT, RowDrafts, step_width
+        from .drafts import BatchDrafts
         from .prefix import first_inputs
 
         ids, mask, positions, cache = first_inputs(prompts, prefix, self.tokenizer.pad_token_id,
@@ -319,13 +319,13 @@ class LocalModel:
         stop = self.stop_ids()
         stop_ids = torch.tensor(stop, device=self.device)
         drafting = drafts is not None and token_mask is None and not min_new_tokens
-        guessers = [RowDrafts(d) for d in drafts] if drafting and drafts is not None else []
+        guessers = BatchDrafts(drafts) if drafting and drafts is not None else None
         active = list(range(len(prompts)))  # row r of the running batch is prompt active[r]
         done = [False] * len(prompts)  # by row of the running batch: its reply has ended
         generated: list[list[int]] = [[] for _ in prompts]
         counts = [0] * len(prompts)  # by prompt: tokens chosen, the end-of-turn token included
         guesses: list[list[int]] = [[] for _ in prompts]  # by row: the tokens the step carried after its own
-        drafting_room = mask.shape[1] + max_new_tokens  # cache columns up to which a step may carry guesses
+        cache_columns = mask.shape[1] + 2 * max_new_tokens  # what generate's batch size allows for a drafted batch
         following = positions[:, -1]  # by row: the position of the latest token fed, then of the next one
         with torch.no_grad():
             logits, cache = self._prefill(prompts, prefix, ids, mask, positions, cache)
@@ -348,8 +348,8 @@ class LocalModel:
                     guess, accepted = guesses[row], 0
                     while accepted < len(guess) and guess[accepted] == picked[accepted]:
                         accepted += 1
-                    if guessers:
-                        guessers[active[row]].checked(len(guess), accepted)
+                    if guessers is not None:
+                        guessers.checked(active[row], len(guess), accepted)
                     taken = guess[:accepted] + [picked[accepted]]
                     chosen.append(taken[-1])
                     advanced.append(len(taken))
@@ -368,18 +368,15 @@ class LocalModel:
                     break
                 following = following + torch.tensor(advanced, device=self.device)
                 chosen_ids = torch.tensor(chosen, device=self.device)
-                guesses = [[] if done[row] else guessers[i].guess(generated[i], max_new_tokens - counts[i] - 1)
-                           for row, i in enumerate(active)] if guessers else [[] for _ in active]
-                if guessers:
-                    accepted = sum(g.accepted for g in guessers)  # the call's rows so far: a row's prior
-                    prior = (accepted + PRIOR_WEIGHT * PRIOR_RATE) / (accepted + sum(g.rejected for g in guessers)
-                                                                      + PRIOR_WEIGHT)
-                    live = [row for row, d in enumerate(done) if not d]
-                    width = step_width([guesses[r] for r in live], [guessers[active[r]].rate(prior) for r in live])
-                else:
-                    width = 0
-                if mask.shape[1] + 1 + width > drafting_room:  # the columns guesses may take: max_new_tokens
-                    width = 0
+                guesses, width = guessers.next_step(
+                    active, [None if d else generated[i] for i, d in zip(active, done)],
+                    [max_new_tokens - counts[i] - 1 for i in active]) if guessers is not None else ([], 0)
+                # the cache may hold max_new_tokens columns of rejected guesses and padding: a step carries no more
+                # than leaves room for the longest reply to finish one token a step
+                slack = cache_columns - mask.shape[1] - 1 - max(max_new_tokens - counts[i] - 1
+                                                                for i, d in zip(active, done) if not d)
+                width = max(0, min(width, slack))
+                guesses = [g[:width] for g in guesses] if width else [[] for _ in active]
                 # a finished row would carry 1 + width tokens of padding: before a drafted step, shed it at once
                 if finished and (width or finished >= self.shed_fraction * len(active)):
                     keep = torch.tensor([r for r, d in enumerate(done) if not d], device=self.device)
@@ -388,7 +385,6 @@ class LocalModel:
                     guesses = [guesses[r] for r in keep.tolist()]
                     active = [active[r] for r in keep.tolist()]
                     done = [False] * len(active)
-                guesses = [g[:width] for g in guesses]
                 ids = torch.tensor([[token] + g + [self.tokenizer.pad_token_id] * (width - len(g))
                                     for token, g in zip(chosen_ids.tolist(), guesses)], device=self.device)
                 fresh = torch.tensor([[1] * (1 + len(g)) + [0] * (width - len(g)) for g in guesses],
