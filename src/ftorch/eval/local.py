@@ -260,7 +260,7 @@ class LocalModel:
         encoded = [self._encode(m) for m in conversations]
         mask = self._token_mask(constraint) if constraint is not None else None
         if drafts is not None and (constraint is not None or min_new_tokens):
-            drafts = None
+            drafts = None  # (as _greedy decides it: before they are encoded and counted in the batch's memory)
         stop = self.stop_ids()
         guesses = [encode(self.tokenizer, d, self.tokenizer.eos_token_id if self.tokenizer.eos_token_id in stop
                           else stop[0]) for d in drafts] if drafts is not None else None
@@ -312,10 +312,7 @@ class LocalModel:
         import torch
 
         from .drafts import BatchDrafts
-        from .prefix import first_inputs
 
-        ids, mask, positions, cache = first_inputs(prompts, prefix, self.tokenizer.pad_token_id,
-                                                   self.model.config, self.device, self.grow_cache_in_place)
         stop = self.stop_ids()
         stop_ids = torch.tensor(stop, device=self.device)
         drafting = drafts is not None and token_mask is None and not min_new_tokens
@@ -325,10 +322,10 @@ class LocalModel:
         generated: list[list[int]] = [[] for _ in prompts]
         counts = [0] * len(prompts)  # by prompt: tokens chosen, the end-of-turn token included
         guesses: list[list[int]] = [[] for _ in prompts]  # by row: the tokens the step carried after its own
-        cache_columns = mask.shape[1] + 2 * max_new_tokens  # what generate's batch size allows for a drafted batch
-        following = positions[:, -1]  # by row: the position of the latest token fed, then of the next one
         with torch.no_grad():
-            logits, cache = self._prefill(prompts, prefix, ids, mask, positions, cache)
+            logits, cache, mask, positions = self._prefill(prompts, prefix)
+            cache_columns = mask.shape[1] + 2 * max_new_tokens  # what generate's batch size allows when drafted
+            following = positions[:, -1]  # by row: the position of the latest token fed, then of the next one
             cache_arg = {self._cache_keyword(): cache}
             for step in range(max_new_tokens):
                 width = logits.shape[1] - 1
@@ -395,31 +392,31 @@ class LocalModel:
                                     use_cache=True, **cache_arg).logits
         return generated
 
-    def _prefill(self, prompts: list[list[int]], prefix, ids, mask, positions, cache):
-        """The first forward pass of a batch (first_inputs' ids, mask, positions and cache): the last prompt
-        position's logits and the filled cache. Rows of very different lengths (they come sorted by length) are
-        prefilled in groups, each padded to its own longest row (prefix.prefill_groups), and their caches
-        stacked into the batch's, where the cache grows in place."""
+    def _prefill(self, prompts: list[list[int]], prefix):
+        """The first forward pass of a batch: the last prompt position's logits, the filled cache, and the batch's
+        attention mask and position ids (eval/prefix.py's batch_inputs). Rows of very different lengths (they come
+        sorted by length) are prefilled in groups, each padded to its own longest row (prefix.prefill_groups),
+        and their caches stacked into the batch's, where the cache grows in place."""
         import torch
 
-        from .kv_cache import GrowingLayer
-        from .prefix import first_inputs, prefill_groups, stacked_cache
+        from .prefix import batch_cache, batch_inputs, prefill_groups, stacked_cache, supported
 
         shared = prefix.length if prefix is not None else 0
-        growing = all(isinstance(layer, GrowingLayer) for layer in cache.layers)  # what stacked_cache builds
-        groups = prefill_groups([len(p) - shared for p in prompts]) if growing else []
-        keyword = self._cache_keyword()
-        if len(groups) <= 1:
-            return self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                              logits_to_keep=1, **{keyword: cache}).logits, cache
+        growing = self.grow_cache_in_place and supported(self.model.config)  # what stacked_cache builds
+        groups = prefill_groups([len(p) - shared for p in prompts]) if growing else [(0, len(prompts))]
+        whole = batch_inputs(prompts, prefix, self.tokenizer.pad_token_id, self.device)
+        _, whole_mask, whole_positions = whole
         logits, caches = [], []
         for start, end in groups:
-            part = first_inputs(prompts[start:end], prefix, self.tokenizer.pad_token_id, self.model.config,
-                                self.device, True)
-            logits.append(self.model(input_ids=part[0], attention_mask=part[1], position_ids=part[2],
-                                     use_cache=True, logits_to_keep=1, **{keyword: part[3]}).logits)
-            caches.append(part[3])
-        return torch.cat(logits), stacked_cache(caches, shared, self.model.config)
+            ids, mask, positions = whole if len(groups) == 1 else batch_inputs(
+                prompts[start:end], prefix, self.tokenizer.pad_token_id, self.device)
+            cache = batch_cache(prefix, end - start, self.model.config, growing)
+            logits.append(self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                                     logits_to_keep=1, **{self._cache_keyword(): cache}).logits)
+            caches.append(cache)
+        if len(caches) == 1:
+            return logits[0], caches[0], whole_mask, whole_positions
+        return torch.cat(logits), stacked_cache(caches, shared, self.model.config), whole_mask, whole_positions
 
     @staticmethod
     def _allowed(token_mask, logits, sequences: list[list[int] | None]):

@@ -79,14 +79,10 @@ def prefill(model, tokens: list[int], cache_keyword: str, device) -> SharedPrefi
     return SharedPrefix(tokens, cache)
 
 
-def first_inputs(prompts: list[list[int]], prefix: SharedPrefix | None, pad: int, config, device,
-                 growing: bool = True):
-    """The first forward pass's input ids, attention mask, position ids and cache for a batch: left-padded
-    suffixes after the shared prefix (or whole prompts, left-padded, with an empty cache, without one)."""
+def batch_inputs(prompts: list[list[int]], prefix: SharedPrefix | None, pad: int, device):
+    """The first forward pass's input ids, attention mask and position ids for a batch: left-padded suffixes after
+    the shared prefix (or whole prompts, left-padded, without one)."""
     import torch
-    from transformers import DynamicCache
-
-    from .kv_cache import growing_cache
 
     shared = prefix.length if prefix is not None else 0
     suffixes = [p[shared:] for p in prompts]
@@ -94,11 +90,21 @@ def first_inputs(prompts: list[list[int]], prefix: SharedPrefix | None, pad: int
     ids = torch.tensor([[pad] * (width - len(s)) + s for s in suffixes], device=device)
     mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in suffixes], device=device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0) + shared
-    if prefix is None:  # `growing`: a cache that grows in place (eval/kv_cache.py) where every layer is full attention
-        cache = growing_cache(config) if growing and supported(config) else DynamicCache(config=config)
-        return ids, mask, positions, cache
-    mask = torch.cat([mask.new_ones((len(prompts), shared)), mask], dim=1)
-    return ids, mask, positions, prefix.expanded(len(prompts), config, growing)
+    if prefix is not None:
+        mask = torch.cat([mask.new_ones((len(prompts), shared)), mask], dim=1)
+    return ids, mask, positions
+
+
+def batch_cache(prefix: SharedPrefix | None, rows: int, config, growing: bool = True):
+    """The cache a batch of `rows` starts from: the prefix's, copied for every row, or an empty one; `growing`: one
+    that grows in place (eval/kv_cache.py) where every layer is full attention."""
+    from transformers import DynamicCache
+
+    from .kv_cache import growing_cache
+
+    if prefix is not None:
+        return prefix.expanded(rows, config, growing)
+    return growing_cache(config) if growing and supported(config) else DynamicCache(config=config)
 
 
 def scoring_inputs(rows: list[list[int]], prefix: SharedPrefix | None, pad: int, config, device):
@@ -140,7 +146,7 @@ def prefill_groups(lengths: list[int], pass_cost: int = PASS_COST) -> list[tuple
 def stacked_cache(caches: list[Any], shared: int, config) -> Any:
     """Caches of consecutive row groups (eval/kv_cache.py's growing caches, each [prefix][left padding][suffix]) as
     one for all their rows: each group's suffix columns moved right, zeros in the padding they leave, so every row
-    ends at the last column. The attention mask of the whole batch (first_inputs) masks the padding out."""
+    ends at the last column. The attention mask of the whole batch (batch_inputs) masks the padding out."""
     import torch
 
     from .kv_cache import growing_cache
