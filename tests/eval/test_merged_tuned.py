@@ -181,3 +181,25 @@ def test_a_base_block_inside_a_tuned_one_answers_as_base(folders):
     with model.system("tuned"):
         assert _replies(model, "base") == expected
         assert model.model is model._merged  # the tuned block holds again after the inner one
+
+
+def test_drift_with_base_held_and_the_context_length_never_load_the_unmerged_model(folders):
+    """A sweep's later trial holds base's side of drift (answer_cache.CachedGenerator.hold) and computes only the
+    tuned side: the model's context length is read from its files, so the unmerged model is never loaded for it
+    (it once was: a second load of about a second in every later trial). The numbers are those of a model that
+    computed both sides."""
+    import json
+
+    from ftorch.eval.drift import drift
+
+    base, adapter = folders
+    model = local.LocalModel(str(base), adapter, device="cpu")
+    expected_length = json.loads((base / "config.json").read_text())["max_position_embeddings"]
+    assert model.context_length == expected_length and model._unmerged is None and model._merged is None
+    reference = local.LocalModel(str(base), adapter, device="cpu")
+    held: dict[str, list] = {}
+    expected = drift(reference, 4, keep_base=lambda compute: held.setdefault("base", compute()))
+    found = drift(model, 4, keep_base=lambda compute: held["base"])
+    assert model._unmerged is None and model._merged is not None
+    assert model.context_length == expected_length
+    assert found == pytest.approx(expected, rel=1e-5)

@@ -23,7 +23,7 @@ def drift(local, batch_size: int, keep_base: Callable[[Callable[[], list]], list
     import torch
 
     texts = general_texts()
-    limit = getattr(local.model.config, "max_position_embeddings", MAX_TOKENS) or MAX_TOKENS
+    limit = local.context_length or MAX_TOKENS  # (never loads weights: base's side may be held, see keep_base)
     texts = [local.tokenizer.decode(local.tokenizer(t)["input_ids"][: min(MAX_TOKENS, limit)],
                                     skip_special_tokens=True) for t in texts]
 

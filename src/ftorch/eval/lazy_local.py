@@ -9,7 +9,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .local import LocalModel, Messages, chat_ids, default_device, dtype_for, load_tokenizer, merges_adapter
+from .local import (
+    LocalModel,
+    Messages,
+    chat_ids,
+    default_device,
+    dtype_for,
+    load_tokenizer,
+    merges_adapter,
+    model_config,
+)
 
 
 class LazyLocalModel:
@@ -56,24 +65,7 @@ class LazyLocalModel:
         if self.loaded is not None:
             return self.loaded.context_length
         if self.config is None:
-            self.config = _config(self.base_path)
+            self.config = model_config(self.base_path)
         length = self.config.get("max_position_embeddings")
         return int(length) if isinstance(length, int) and length > 0 else None
 
-
-def _config(base_path: str) -> dict[str, Any]:
-    """The model's config.json as a dict (a folder's file read directly: importing the model's configuration class
-    costs seconds), else what AutoConfig resolves for a hub id."""
-    import json
-
-    path = Path(base_path).expanduser() / "config.json"
-    if path.is_file():
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            data = None
-        if isinstance(data, dict):
-            return data
-    from transformers import AutoConfig
-
-    return AutoConfig.from_pretrained(base_path).to_dict()

@@ -117,6 +117,24 @@ def chat_ids(tokenizer, messages: Messages) -> list[int]:
     return list(known[key])
 
 
+def model_config(base_path: str) -> dict[str, Any]:
+    """The model's config.json as a dict (a folder's file read directly: importing the model's configuration class
+    costs seconds), else what AutoConfig resolves for a hub id."""
+    import json
+
+    path = Path(base_path).expanduser() / "config.json"
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            data = None
+        if isinstance(data, dict):
+            return data
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(base_path).to_dict()
+
+
 class LocalModel:
     """Weights load on first use: the base model with the adapter (`model` outside a 'tuned' block) and the merged
     copy (inside one, where merge_tuned) each load when first asked for, so an evaluation whose base answers all
@@ -231,8 +249,15 @@ class LocalModel:
 
     @property
     def context_length(self) -> int | None:
-        """Tokens the model attends to (prompt and reply), for capping the number of examples in a prompt."""
-        length = getattr(self.model.config, "max_position_embeddings", None)
+        """Tokens the model attends to (prompt and reply), for capping the number of examples in a prompt. Read from
+        whichever copy is loaded, else from the model's files: asking never loads weights (a sweep's later trial
+        that needs only the merged copy must not load the unmerged one to learn its context length)."""
+        loaded = self._merged if self._merged is not None else self._unmerged
+        if loaded is not None:
+            length = getattr(loaded.config, "max_position_embeddings", None)
+        else:
+            assert self.base_path is not None  # from_loaded models are loaded
+            length = model_config(self.base_path).get("max_position_embeddings")
         return int(length) if isinstance(length, int) and length > 0 else None
 
     def _token_mask(self, constraint):
