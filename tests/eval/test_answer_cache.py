@@ -383,3 +383,37 @@ def test_constrained_replies_are_decoded_without_drafts(store):
     _ask(wrap(scripted), "tuned", constraint=Constraint("labels", labels=("yes", "no")))
     _ask(wrap(scripted), "tuned", min_new_tokens=2)
     assert scripted.drafts[1:] == [None, None]
+
+
+class Begun(Drafted):
+    """The scripted model taking the replies' known beginnings (eval/forced.py), as LocalModel does."""
+
+    def __init__(self, adapter: str):
+        super().__init__(adapter)
+        self.starts: list = []
+
+    def generate(self, conversations, max_new_tokens, batch_size, on_batch=None, drafts=None, starts=None, **extra):
+        self.starts.append(starts)
+        return super().generate(conversations, max_new_tokens, batch_size, on_batch, drafts, **extra)
+
+
+def test_the_loss_pass_beginnings_go_to_the_replies_generated_and_their_seconds_count_with_them(store):
+    from ftorch.eval.forced import ForcedStart
+
+    scripted = Begun("a")
+    task = [[{"role": "user", "content": "Is 3 odd?"}], [{"role": "user", "content": "Is 4 odd?"}]]
+    first = _ask(wrap(scripted), "tuned", conversations=task[:1])
+    starts = [ForcedStart((1,), (2,), seconds=5.0), ForcedStart((3,), (4,), seconds=7.0)]
+    generator = wrap(scripted)
+    assert _ask(generator, "tuned", conversations=task, starts=starts)[0] == first[0]
+    assert scripted.starts[-1] == starts[1:]  # the first reply came from the store: no beginning handed on
+    assert generator.last_call is not None and generator.last_call.seconds >= 7.0
+    _ask(wrap(scripted), "tuned", conversations=[[{"role": "user", "content": "Is 5 odd?"}]], starts=starts[:1],
+         constraint=Constraint("labels", labels=("yes", "no")))
+    assert scripted.starts[-1] is None  # a constrained reply is not the greedy one: no beginning
+
+
+def test_a_clock_counts_seconds_charged_before_the_call_unless_the_cache_counted_them():
+    clock = CallClock(ScriptedModel())
+    clock.run(lambda: ["a", "b"], charged=4.0)
+    assert clock.per_answer >= 2.0

@@ -94,3 +94,34 @@ def test_a_local_decoder_takes_decode_batch_size_prompts_and_a_hosted_model_batc
     evaluate_run(run, cfg, console=None, models=(Local(), None, None))
     assert seen and set(seen) == {7}
     assert cfg.eval.generation_batch(ScriptedModel()) == 3
+
+
+def test_the_held_out_loss_runs_before_the_answers_and_begins_them(scripted_project):
+    """With a local model the held-out loss of base and of tuned runs before that system's answers, and hands
+    the answers the beginnings its pass read off (eval/forced.py); the prompted system, other prompts, gets none.
+    The pass's seconds count in the answers' latency."""
+    from ftorch.eval.forced import ForcedStart
+
+    run, cfg = scripted_project
+    cfg = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"general": False, "safety": False,
+                                                                     "prompt_arms": [], "drift": False})})
+
+    class Local(ScriptedModel):
+        decodes_locally = True
+
+        def scored_answers(self, conversations, batch_size, max_new_tokens=0):
+            self.calls.append(("scored", self.current, max_new_tokens))
+            return [(3.0, 2)] * len(conversations), [ForcedStart((i,), (1,), 0.25) for i in range(len(conversations))]
+
+        def generate(self, conversations, max_new_tokens, batch_size, on_batch=None, starts=None):
+            self.calls.append(("generate", self.current, starts is not None and len(starts) == len(conversations)))
+            return super().generate(conversations, max_new_tokens, batch_size, on_batch)
+
+    model = Local()
+    report = evaluate_run(run, cfg, console=None, models=(model, model, None)).to_json()
+    steps = [call for call in model.calls if call[0] in ("scored", "generate")]
+    assert steps == [("scored", "base", cfg.eval.max_new_tokens), ("generate", "base", True),
+                     ("generate", "prompted", False),
+                     ("scored", "tuned", cfg.eval.max_new_tokens), ("generate", "tuned", True)]
+    assert report["held_out_loss"]["tuned"]["loss"] == 1.5 and report["held_out_loss"]["base"]["tokens"] == 80
+    assert report["latency"]["tuned"]["seconds_per_call"] >= 0.25

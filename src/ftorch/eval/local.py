@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from weakref import WeakKeyDictionary
 
+from .forced import ForcedStart
 from .prefix import MINIMUM_SAVED
 
 Messages = list[dict]
@@ -133,6 +134,13 @@ def model_config(base_path: str) -> dict[str, Any]:
     from transformers import AutoConfig
 
     return AutoConfig.from_pretrained(base_path).to_dict()
+
+
+def mean_token_loss(rows: list[tuple[float, int]]) -> tuple[float, int]:
+    """Mean negative log-likelihood per assistant token (the training loss, on held-out data) over
+    LocalModel.assistant_token_losses's rows, and the number of tokens; NaN where there are none."""
+    total, count = sum(nll for nll, _ in rows), sum(tokens for _, tokens in rows)
+    return (total / count if count else float("nan")), count
 
 
 class LocalModel:
@@ -272,34 +280,50 @@ class LocalModel:
 
     def generate(self, conversations: list[Messages], max_new_tokens: int, batch_size: int,
                  on_batch: Callable[[int], None] | None = None, min_new_tokens: int = 0,
-                 constraint=None, drafts: list[list[str]] | None = None) -> list[str]:
+                 constraint=None, drafts: list[list[str]] | None = None,
+                 starts: list[ForcedStart | None] | None = None) -> list[str]:
         """Greedy replies, batched by similar length (order restored) in batches of at most `batch_size` (fewer where
         their KV cache would pass `decode_cache_bytes`), as even as can be. A row stops at the end-of-turn token or
         max_new_tokens; finished rows leave the batch (their KV cache rows dropped) in groups while longer ones go
         on (_greedy). Identical to one-at-a-time generation up to floating-point reduction order
         (bench/eval_generate.py counts the identical replies). A `constraint` (eval/constrained.py) masks each row's
         logits to what it allows next. `drafts` (per conversation, earlier replies to the same prompt) are guesses
-        the decoder checks several tokens at a time (eval/drafts.py); unconstrained replies only."""
+        the decoder checks several tokens at a time (eval/drafts.py); `starts` (per conversation, read off the
+        held-out loss's pass: eval/forced.py) are the replies' known beginnings, prefilled with the prompt, or the
+        whole reply with no decoding. Both for unconstrained replies only."""
         from .drafts import encode
 
         encoded = [self._encode(m) for m in conversations]
         mask = self._token_mask(constraint) if constraint is not None else None
-        if drafts is not None and (constraint is not None or min_new_tokens):
-            drafts = None  # (as _greedy decides it: before they are encoded and counted in the batch's memory)
+        if constraint is not None or min_new_tokens:
+            drafts = starts = None  # (as _greedy decides it: before they are encoded and counted in the batch's memory)
         stop = self.stop_ids()
+        begun = [list(s.tokens) if s is not None and s.prompt == tuple(e) else []
+                 for s, e in zip(starts or [None] * len(encoded), encoded)]
         guesses = [encode(self.tokenizer, d, self.tokenizer.eos_token_id if self.tokenizer.eos_token_id in stop
                           else stop[0]) for d in drafts] if drafts is not None else None
-        prefix = self._shared_prefix(encoded)
         replies: list[str] = [""] * len(encoded)
+        decoding = []  # the rows whose known beginning is not their whole reply
+        for index, tokens in enumerate(begun):
+            if tokens and (tokens[-1] in stop or len(tokens) >= max_new_tokens):
+                replies[index] = self.tokenizer.decode([t for t in tokens if t not in stop],
+                                                       skip_special_tokens=True).strip()
+            else:
+                decoding.append(index)
+        if on_batch and len(decoding) < len(encoded):
+            on_batch(len(encoded) - len(decoding))
+        prefix = self._shared_prefix([encoded[i] for i in decoding])
         # a drafted batch's cache also holds the columns of rejected guesses: at most max_new_tokens more (_greedy)
-        longest = max((len(e) for e in encoded), default=0) + max_new_tokens * (2 if guesses is not None else 1)
+        longest = max((len(encoded[i]) for i in decoding), default=0) + max_new_tokens * (2 if guesses else 1)
         batch_size = max(1, min(batch_size, self.decode_cache_bytes // max(1, self._cache_bytes_per_token() * longest)))
-        batches = math.ceil(len(encoded) / batch_size)
-        size = math.ceil(len(encoded) / batches) if batches else 1  # even batches: 72 prompts at most 64 -> 36 + 36
-        for chunk in length_batches([len(e) for e in encoded], size):
-            for index, tokens in zip(chunk, self._greedy([encoded[i] for i in chunk], max_new_tokens,
-                                                         min_new_tokens, mask, prefix,
-                                                         [guesses[i] for i in chunk] if guesses else None)):
+        batches = math.ceil(len(decoding) / batch_size)
+        size = math.ceil(len(decoding) / batches) if batches else 1  # even batches: 72 prompts at most 64 -> 36 + 36
+        for chunk in length_batches([len(encoded[i]) + len(begun[i]) for i in decoding], size):
+            rows = [decoding[c] for c in chunk]
+            for index, tokens in zip(rows, self._greedy([encoded[i] + begun[i] for i in rows], max_new_tokens,
+                                                        min_new_tokens, mask, prefix,
+                                                        [guesses[i] for i in rows] if guesses else None,
+                                                        [begun[i] for i in rows])):
                 replies[index] = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
             if on_batch:
                 on_batch(len(chunk))
@@ -327,13 +351,16 @@ class LocalModel:
         return prefill(self.model, encoded[0][:length], self._cache_keyword(), self.device)
 
     def _greedy(self, prompts: list[list[int]], max_new_tokens: int, min_new_tokens: int,
-                token_mask=None, prefix=None, drafts: list[list[list[int]]] | None = None) -> list[list[int]]:
+                token_mask=None, prefix=None, drafts: list[list[list[int]]] | None = None,
+                begun: list[list[int]] | None = None) -> list[list[int]]:
         """Greedy decoding of left-padded prompts with a KV cache that sheds finished rows; with a `prefix`
         (eval/prefix.py) the batch starts from its cache and prefills only the suffixes. A finished row stays in
         the batch (its tokens ignored) until `shed_fraction` of the rows have finished: dropping rows copies the
         whole cache, so it is done in a few large steps rather than one per reply. With `drafts` (per prompt,
         earlier replies' token ids: eval/drafts.py) a step carries each row's guess after its token and keeps the
-        guessed tokens the model picks itself; a rejected guess's cache columns stay, masked out."""
+        guessed tokens the model picks itself; a rejected guess's cache columns stay, masked out. `begun` (per
+        prompt, no stop token among them) are the reply's first tokens, already at the end of its prompt: the
+        reply goes on from them, and they count towards max_new_tokens."""
         import torch
 
         from .drafts import BatchDrafts
@@ -344,8 +371,8 @@ class LocalModel:
         guessers = BatchDrafts(drafts) if drafting and drafts is not None else None
         active = list(range(len(prompts)))  # row r of the running batch is prompt active[r]
         done = [False] * len(prompts)  # by row of the running batch: its reply has ended
-        generated: list[list[int]] = [[] for _ in prompts]
-        counts = [0] * len(prompts)  # by prompt: tokens chosen, the end-of-turn token included
+        generated: list[list[int]] = [list(b) for b in begun] if begun else [[] for _ in prompts]
+        counts = [len(g) for g in generated]  # by prompt: tokens chosen, the end-of-turn token included
         guesses: list[list[int]] = [[] for _ in prompts]  # by row: the tokens the step carried after its own
         with torch.no_grad():
             logits, cache, mask, positions = self._prefill(prompts, prefix)
@@ -475,27 +502,34 @@ class LocalModel:
         ids.update(config_eos if isinstance(config_eos, list) else [config_eos])
         return sorted(i for i in ids if i is not None)
 
-    def assistant_loss(self, conversations: list[Messages], batch_size: int) -> tuple[float, int]:
-        """Mean negative log-likelihood per assistant token (the training loss, on held-out data)."""
-        rows = self.assistant_token_losses(conversations, batch_size)
-        total, count = sum(nll for nll, _ in rows), sum(tokens for _, tokens in rows)
-        return (total / count if count else float("nan")), count
-
     def assistant_token_losses(self, conversations: list[Messages], batch_size: int) -> list[tuple[float, int]]:
-        """Per conversation: the summed negative log-likelihood of its assistant tokens, and their count. The output
-        layer runs only at the positions that predict an assistant token in some row of the batch (the model's
-        own `logits_to_keep`), not at every position: on the quickstart a third of them. Conversations are
-        batched by length (order restored), and a prefix every conversation shares before its first assistant
-        token (the system prompt) is run once (eval/prefix.py): on the quickstart half of each conversation."""
+        """Per conversation: the summed negative log-likelihood of its assistant tokens, and their count."""
+        return self.scored_answers(conversations, batch_size)[0]
+
+    def scored_answers(self, conversations: list[Messages], batch_size: int, max_new_tokens: int = 0
+                       ) -> tuple[list[tuple[float, int]], list[ForcedStart | None]]:
+        """Per conversation: the summed negative log-likelihood of its assistant tokens and their count; and, with
+        `max_new_tokens`, the beginning of the model's own greedy reply to the conversation before its last
+        assistant turn, read off the same pass (eval/forced.py; None without it). The output layer runs only at
+        the positions that predict an assistant token in some row of the batch (the model's own
+        `logits_to_keep`), not at every position: on the quickstart a third of them. Conversations are batched by
+        length (order restored), and a prefix every conversation shares before its first assistant token (the
+        system prompt) is run once (eval/prefix.py): on the quickstart half of each conversation."""
+        import time
+
         import torch
 
+        from .forced import forced_start, last_turn
         from .prefix import scoring_inputs
 
         rows = [self.assistant_labels(m) for m in conversations]
         prefix = self._scoring_prefix(rows)
         shared = prefix.length if prefix is not None else 0
+        stop = self.stop_ids()
         found: dict[int, tuple[float, int]] = {}
+        starts: list[ForcedStart | None] = [None] * len(rows)
         for chunk in length_batches([len(ids) for ids, _ in rows], batch_size):
+            started = time.perf_counter()
             ids, mask, positions, cache = scoring_inputs([rows[i][0] for i in chunk], prefix,
                                                          self.tokenizer.pad_token_id, self.model.config, self.device)
             # the logits at suffix position t predict the token at t + 1 (labels -100 beyond each row's end)
@@ -514,7 +548,17 @@ class LocalModel:
             counts = (targets != -100).sum(dim=1)
             found.update((index, (float(total), int(count)))
                          for index, total, count in zip(chunk, nll.sum(dim=1).tolist(), counts.tolist()))
-        return [found[i] for i in range(len(rows))]
+            if max_new_tokens:
+                picks = logits.argmax(-1).tolist()
+                column = {position: c for c, position in enumerate(keep.tolist())}
+                seconds = (time.perf_counter() - started) / len(chunk)
+                for row, index in enumerate(chunk):
+                    full, labels = rows[index]
+                    turn = last_turn(labels)
+                    if turn is not None:  # ids[j] is predicted at suffix position j - 1 - shared
+                        picked = [picks[row][column[j - 1 - shared]] for j in range(*turn)]
+                        starts[index] = forced_start(full, turn, picked, stop, max_new_tokens, seconds)
+        return [found[i] for i in range(len(rows))], starts
 
     def _scoring_prefix(self, rows: list[tuple[list[int], list[int]]]):
         """The held-out loss's shared prefix with its KV cache: _shared_prefix of the conversations cut where the

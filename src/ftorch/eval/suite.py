@@ -67,13 +67,22 @@ def evaluate(run: RunDir, cfg: RunConfig, generator: Generator, *, local=None, p
         task.prompter = lambda prompt: chosen.prompts.conversation(chosen.arm, prompt)
         answers_for["prompted"] = (chosen.generator, chosen.price, chosen.arm.constraint)
         report["prompt_arms"] = chosen.report
-    outputs, latency = {}, {}
+    # the same model (content) on the same inputs: the stored numbers (eval/answer_cache.py)
+    cached = generator if isinstance(generator, CachedGenerator) and generator.inner is local else None
+    memo = cached.remember if cached is not None else _uncached
+    outputs, latency, losses = {}, {}, {}
     for name in SYSTEMS:
         conversations = [task.conversation(name, e) for e in task.examples]
         answerer, _, constraint = answers_for[name]
+        starts = None
+        if local is not None and name in LOSS_SYSTEMS:  # before the answers: its pass begins them (eval/forced.py)
+            losses[name], starts = _held_out_loss(local, task, ev, name, memo, progress)
+            if not (answerer is local or (isinstance(answerer, CachedGenerator) and answerer.inner is local)):
+                starts = None  # another decoder (vLLM) answers: its replies are its own
         clock = CallClock(answerer)
         with answerer.system(name):
-            outputs[name] = clock.run(_generate, answerer, conversations, ev, progress, f"task · {name}", constraint)
+            outputs[name] = clock.run(_generate, answerer, conversations, ev, progress, f"task · {name}", constraint,
+                                      starts, charged=sum(s.seconds for s in starts or [] if s is not None))
         # wall time per held-out example, generated in batches as the evaluation ran them (eval.decode_batch_size
         # rows for a local model; answers reused from the answer cache: the time recorded when they were generated)
         latency[name] = {"seconds_per_call": clock.per_answer, "batch_size": ev.generation_batch(answerer),
@@ -99,14 +108,7 @@ def evaluate(run: RunDir, cfg: RunConfig, generator: Generator, *, local=None, p
 
         report["preference"] = preference.section(task, predictions, local, cfg)
     if local is not None:
-        # the same model (content) on the same inputs: the stored numbers (eval/answer_cache.py)
-        cached = generator if isinstance(generator, CachedGenerator) and generator.inner is local else None
-        memo = cached.remember if cached is not None else _uncached
-        report["held_out_loss"] = {
-            name: memo("held_out_loss", {"conversations": task.full, "batch_size": ev.batch_size},
-                       _staged(progress, f"held-out loss · {name}", len(task.full),
-                               partial(_held_out_loss, local, task, ev.batch_size, name)), systems=(name,))
-            for name in ("base", "tuned")}
+        report["held_out_loss"] = losses
         if ev.drift:
             from .drift import MAX_TOKENS, drift, general_texts, held_bytes
 
@@ -138,8 +140,10 @@ def _uncached(kind: str, inputs: Any, compute: Callable[[], dict[str, Any]],
 
 
 def _generate(generator: Generator, conversations: list[Messages], ev, progress, label: str,
-              constraint=None) -> list[str]:
-    extra = {"constraint": constraint} if constraint is not None else {}  # eval/constrained.py
+              constraint=None, starts=None) -> list[str]:
+    extra: dict[str, Any] = {"constraint": constraint} if constraint is not None else {}  # eval/constrained.py
+    if starts is not None:  # the replies' beginnings read off the held-out loss's pass (eval/forced.py)
+        extra["starts"] = starts
     if progress is None:
         return generator.generate(conversations, ev.max_new_tokens, ev.generation_batch(generator), **extra)
     task_id = progress.add_task(label, total=len(conversations))
@@ -248,19 +252,33 @@ def _cost(task: Task, generator: Generator, price: dict | None, answers_for: dic
     return result
 
 
-def _held_out_loss(local, task: Task, batch_size: int, name: str) -> dict[str, Any]:
-    """Mean loss per assistant token of one system (base or tuned); a loss that cannot be computed (the template
-    hides the assistant's tokens, or there are none) is None with the reason, never NaN."""
-    from ..errors import DataError
+LOSS_SYSTEMS = ("base", "tuned")  # the held-out loss's: the same conversations, the adapter off or on
 
-    try:
-        with local.system(name):
-            loss, tokens = local.assistant_loss(task.full, batch_size)
-    except DataError as exc:
-        return {"loss": None, "perplexity": None, "tokens": 0, "reason": exc.render().splitlines()[0]}
-    if tokens == 0 or not math.isfinite(loss):
-        return {"loss": None, "perplexity": None, "tokens": tokens, "reason": "no assistant tokens"}
-    return {"loss": loss, "perplexity": math.exp(loss), "tokens": tokens}
+
+def _held_out_loss(local, task: Task, ev, name: str, memo, progress) -> tuple[dict[str, Any], list | None]:
+    """Mean loss per assistant token of one system (base or tuned), stored and reused by `memo` (eval/answer_cache.py);
+    a loss that cannot be computed (the template hides the assistant's tokens, or there are none) is None with the
+    reason, never NaN. Where it is computed now, also the beginnings of the system's greedy replies read off the
+    same pass (eval/forced.py); else None."""
+    from ..errors import DataError
+    from .local import mean_token_loss
+
+    found: dict[str, list] = {}
+
+    def compute() -> dict[str, Any]:
+        try:
+            with local.system(name):
+                rows, found["starts"] = local.scored_answers(task.full, ev.batch_size, ev.max_new_tokens)
+        except DataError as exc:
+            return {"loss": None, "perplexity": None, "tokens": 0, "reason": exc.render().splitlines()[0]}
+        loss, tokens = mean_token_loss(rows)
+        if tokens == 0 or not math.isfinite(loss):
+            return {"loss": None, "perplexity": None, "tokens": tokens, "reason": "no assistant tokens"}
+        return {"loss": loss, "perplexity": math.exp(loss), "tokens": tokens}
+
+    loss = memo("held_out_loss", {"conversations": task.full, "batch_size": ev.batch_size},
+                _staged(progress, f"held-out loss · {name}", len(task.full), compute), systems=(name,))
+    return loss, found.get("starts")
 
 
 def _suites(generator: Generator, ev, progress) -> dict[str, Any]:
