@@ -26,14 +26,15 @@ def test_the_last_turn_is_the_last_run_of_labelled_positions():
 
 
 def test_a_reference_the_model_picks_to_its_stop_token_is_the_whole_reply():
-    start = forced_start(IDS, (3, 7), [10, 11, 12, 99], STOP, 48)
-    assert start == ForcedStart((1, 2, 3), (10, 11, 12, 99))
+    start = forced_start(IDS, (3, 7), [10, 11, 12, 99], STOP, 48, seconds=0.5)
+    assert start == ForcedStart((1, 2, 3), (10, 11, 12, 99), seconds=0.5)  # its latency: its share of the pass
     assert start.complete(STOP, 48)
 
 
 def test_the_beginning_ends_with_the_models_own_pick_where_it_first_disagrees():
-    start = forced_start(IDS, (3, 7), [10, 42, 12, 99], STOP, 48)
+    start = forced_start(IDS, (3, 7), [10, 42, 12, 99], STOP, 48, seconds=0.5)
     assert start.tokens == (10, 42) and not start.complete(STOP, 48)
+    assert start.seconds == 0.0  # decoded on from here: timed by its decoding
     stopped = forced_start(IDS, (3, 7), [10, 99, 7, 7], STOP, 48)  # its own pick ends the reply early
     assert stopped.tokens == (10, 99) and stopped.complete(STOP, 48)
 

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class ForcedStart:
     """The beginning of a model's greedy reply: the prompt's token ids (the conversation before its last assistant
-    turn, as the chat template renders it for generation), the reply's first tokens, and this row's share of the
-    pass's seconds (what the reply's latency counts for it)."""
+    turn, as the chat template renders it for generation), the reply's first tokens, and the seconds its latency
+    counts for the pass: its row's share of the pass's time where the pass gave the whole reply, else 0 (a reply
+    decoded on from its beginning is timed by that decoding, its prompt prefilled again)."""
 
     prompt: tuple[int, ...]
     tokens: tuple[int, ...]
@@ -52,4 +53,5 @@ def forced_start(ids: list[int], turn: tuple[int, int], picked: list[int], stop:
         tokens.append(picked[k])
         if picked[k] != ids[start + k] or picked[k] in stop or len(tokens) >= max_new_tokens:
             break
-    return ForcedStart(tuple(ids[:start]), tuple(tokens), seconds)
+    found = ForcedStart(tuple(ids[:start]), tuple(tokens))
+    return ForcedStart(found.prompt, found.tokens, seconds) if found.complete(stop, max_new_tokens) else found
