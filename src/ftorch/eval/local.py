@@ -463,8 +463,12 @@ class LocalModel:
             ids, mask, positions = whole if len(groups) == 1 else batch_inputs(
                 prompts[start:end], prefix, self.tokenizer.pad_token_id, self.device)
             cache = batch_cache(prefix, end - start, self.model.config, growing)
+            # the last column's logits, asked for by index: the model's own `logits_to_keep=1` slices the hidden
+            # states to a strided view that the output layer multiplies as one small matmul a row (80 ms for 52
+            # rows of SmolLM2's 49,152-word output layer here, against 11 ms for the indexed, contiguous rows)
+            last = torch.tensor([ids.shape[1] - 1], device=self.device)
             logits.append(self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                                     logits_to_keep=1, **{self._cache_keyword(): cache}).logits)
+                                     logits_to_keep=last, **{self._cache_keyword(): cache}).logits)
             caches.append(cache)
         if len(caches) == 1:
             return logits[0], caches[0], whole_mask, whole_positions
