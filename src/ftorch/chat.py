@@ -149,6 +149,7 @@ def chat(args, stdin: BinaryIO | None = None, stdout=None) -> int:
 
     print(f"loading {args.run_dir} ...", file=sys.stderr, flush=True)
     local = LocalModel(source.base_path(), source.adapter)
+    local.load_for(("base", "tuned") if args.compare else ("tuned",))
     context = context_of(local)
     if args.max_new_tokens >= context:
         raise ConfigError(Problem("--max-new-tokens", f"{args.max_new_tokens} leaves no room for a message in the "

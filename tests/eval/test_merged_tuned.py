@@ -203,3 +203,15 @@ def test_drift_with_base_held_and_the_context_length_never_load_the_unmerged_mod
     assert model._unmerged is None and model._merged is not None
     assert model.context_length == expected_length
     assert found == pytest.approx(expected, rel=1e-5)
+
+
+def test_load_for_loads_only_the_copies_the_systems_answer_with(folders):
+    """`ftorch chat` loads before its first prompt what it answers with (not in the middle of a reply, where the
+    loading bar would land in the transcript): the merged copy for tuned alone; with --compare the unmerged model
+    for base too."""
+    base, adapter = folders
+    model = local.LocalModel(str(base), adapter, device="cpu")
+    model.load_for(("tuned",))
+    assert model._merged is not None and model._unmerged is None
+    model.load_for(("base", "tuned"))
+    assert model._unmerged is not None

@@ -98,3 +98,30 @@ def test_a_run_seen_without_writes_is_left_alone(tmp_path):
     quiet.append_log("from rank 1")
     assert owner.read() == {"status": "running"}
     assert "from rank 0" in owner.log.read_text() and "from rank 1" not in owner.log.read_text()
+
+
+def test_an_interruption_names_the_newest_complete_checkpoint_on_disk(tmp_path):
+    """A Ctrl-C between a checkpoint's save and the callback that records it: run.json names the checkpoint that
+    `ftorch resume` will continue from, not the one before it; an incomplete newer one does not count."""
+    run = started(tmp_path)
+    run.update(last_checkpoint_step=3)
+    for step, files in ((6, ("adapter_config.json", "adapter_model.safetensors", "optimizer.pt", "scheduler.pt",
+                             "rng_state.pth", "training_args.bin")), (9, ("adapter_config.json",))):
+        folder = run.checkpoints / f"checkpoint-{step}"
+        folder.mkdir(parents=True)
+        for name in files:
+            (folder / name).write_bytes(b"x")
+        (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+
+    def work():
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        supervise(run, work, title="t")
+    record = run.read()
+    assert record["status"] == "interrupted" and record["last_checkpoint_step"] == 6
+    (tmp_path / "hosted").mkdir()
+    other = started(tmp_path / "hosted")  # no checkpoints folder (a hosted provider): nothing added
+    with pytest.raises(KeyboardInterrupt):
+        supervise(other, work, title="t")
+    assert other.read().get("last_checkpoint_step") is None

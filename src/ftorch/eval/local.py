@@ -234,6 +234,13 @@ class LocalModel:
         else:
             yield
 
+    def load_for(self, systems: tuple[str, ...]) -> None:
+        """Load now the weights these systems answer with (each copy otherwise loads on first use): an interactive
+        session loads before its first prompt, not in the middle of a reply."""
+        for name in systems:
+            with self.system(name):
+                _ = self.model
+
     def _merged_model(self):
         """The model with the adapter merged into its weights, loaded from the files on first use (never the loaded
         unmerged model merged in place: the base weights are never changed and restored, so base answers do not

@@ -159,7 +159,7 @@ def supervise(run: RunDir, work: Callable[[], Result], title: str) -> Result:
     except (KeyboardInterrupt, RunInterrupted) as exc:
         how = "SIGTERM" if isinstance(exc, RunInterrupted) else "Ctrl-C"
         message = f"interrupted ({how}); continue with: ftorch resume {run.path}"
-        _record(run, "interrupted", say=message, error=message)
+        _record(run, "interrupted", say=message, error=message, **_saved_since_recorded(run))
         _plot(run, title)
         raise
     except FtorchError as exc:
@@ -250,6 +250,23 @@ def _failed(run: RunDir, exc: BaseException, title: str) -> None:
         pass
     _record(run, "failed", error=f"{type(exc).__name__}: {exc}")
     _plot(run, title)
+
+
+def _saved_since_recorded(run: RunDir) -> dict[str, Any]:
+    """{"last_checkpoint_step": N} when the newest complete checkpoint on disk is newer than the one run.json
+    names: a Ctrl-C between a save and the callback that records it (backends/hf/callbacks.py) must not leave
+    run.json naming an older checkpoint than `ftorch resume` will continue from. Empty for a run without local
+    checkpoints (hosted providers)."""
+    from ..backends.hf.checkpoints import latest_checkpoint, step_of
+
+    newest = latest_checkpoint(run.checkpoints)
+    if newest is None:
+        return {}
+    try:
+        recorded = run.record().last_checkpoint_step
+    except (OSError, ValueError):
+        recorded = None
+    return {"last_checkpoint_step": step_of(newest)} if recorded is None or step_of(newest) > recorded else {}
 
 
 def _record(run: RunDir, status: str, say: str | None = None, **fields: Any) -> list[int]:
