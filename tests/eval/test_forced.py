@@ -112,6 +112,10 @@ def test_replies_begun_from_the_loss_pass_are_the_plain_replies_and_the_losses_u
     assert all(s is not None and s.tokens for s in starts)
     assert model.generate(ASKS, 16, 8, starts=starts) == plain
     assert model.scored_answers(full, 4)[1] == [None] * len(full)  # without max_new_tokens: losses only
+    other = [[{"role": "system", "content": "Be brief."}] + m for m in ASKS[:2]] + ASKS[2:]
+    kept = model.scored_answers(full, 4, 16, prompts=other)[1]  # beginnings only for prompts rendered alike
+    assert kept[:2] == [None, None]
+    assert [(k.prompt, k.tokens) for k in kept[2:] if k] == [(s.prompt, s.tokens) for s in starts[2:] if s]
 
 
 @pytest.fixture(scope="module")

@@ -109,7 +109,8 @@ def test_the_held_out_loss_runs_before_the_answers_and_begins_them(scripted_proj
     class Local(ScriptedModel):
         decodes_locally = True
 
-        def scored_answers(self, conversations, batch_size, max_new_tokens=0):
+        def scored_answers(self, conversations, batch_size, max_new_tokens=0, prompts=None):
+            assert prompts is not None and len(prompts) == len(conversations)
             self.calls.append(("scored", self.current, max_new_tokens))
             return [(3.0, 2)] * len(conversations), [ForcedStart((i,), (1,), 0.25) for i in range(len(conversations))]
 

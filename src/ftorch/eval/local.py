@@ -517,11 +517,15 @@ class LocalModel:
         """Per conversation: the summed negative log-likelihood of its assistant tokens, and their count."""
         return self.scored_answers(conversations, batch_size)[0]
 
-    def scored_answers(self, conversations: list[Messages], batch_size: int, max_new_tokens: int = 0
+    def scored_answers(self, conversations: list[Messages], batch_size: int, max_new_tokens: int = 0,
+                       prompts: list[Messages] | None = None
                        ) -> tuple[list[tuple[float, int]], list[ForcedStart | None]]:
         """Per conversation: the summed negative log-likelihood of its assistant tokens and their count; and, with
         `max_new_tokens`, the beginning of the model's own greedy reply to the conversation before its last
-        assistant turn, read off the same pass (eval/forced.py; None without it). The output layer runs only at
+        assistant turn, read off the same pass (eval/forced.py; None without it). With `prompts` (per
+        conversation, the prompt the replies will be generated for), a beginning is kept only where that prompt's
+        token ids are the conversation's before its last turn (a template, or a system prompt, may render them
+        otherwise): the starts that are kept are the ones generate() uses. The output layer runs only at
         the positions that predict an assistant token in some row of the batch (the model's own
         `logits_to_keep`), not at every position: on the quickstart a third of them. Conversations are batched by
         length (order restored), and a prefix every conversation shares before its first assistant token (the
@@ -569,7 +573,9 @@ class LocalModel:
                     turn = last_turn(labels)
                     if turn is not None:  # ids[j] is predicted at suffix position j - 1 - shared
                         picked = [picks[row][column[j - 1 - shared]] for j in range(*turn)]
-                        starts[index] = forced_start(full, turn, picked, stop, max_new_tokens, seconds)
+                        start = forced_start(full, turn, picked, stop, max_new_tokens, seconds)
+                        if prompts is None or start.prompt == tuple(self._encode(prompts[index])):
+                            starts[index] = start
         return [found[i] for i in range(len(rows))], starts
 
     def _scoring_prefix(self, rows: list[tuple[list[int], list[int]]]):

@@ -76,7 +76,7 @@ def evaluate(run: RunDir, cfg: RunConfig, generator: Generator, *, local=None, p
         answerer, _, constraint = answers_for[name]
         starts = None
         if local is not None and name in LOSS_SYSTEMS:  # before the answers: its pass begins them (eval/forced.py)
-            losses[name], starts = _held_out_loss(local, task, ev, name, memo, progress)
+            losses[name], starts = _held_out_loss(local, task, ev, name, memo, progress, conversations)
             if not (answerer is local or (isinstance(answerer, CachedGenerator) and answerer.inner is local)):
                 starts = None  # another decoder (vLLM) answers: its replies are its own
         clock = CallClock(answerer)
@@ -255,11 +255,12 @@ def _cost(task: Task, generator: Generator, price: dict | None, answers_for: dic
 LOSS_SYSTEMS = ("base", "tuned")  # the held-out loss's: the same conversations, the adapter off or on
 
 
-def _held_out_loss(local, task: Task, ev, name: str, memo, progress) -> tuple[dict[str, Any], list | None]:
+def _held_out_loss(local, task: Task, ev, name: str, memo, progress,
+                   prompts: list[Messages]) -> tuple[dict[str, Any], list | None]:
     """Mean loss per assistant token of one system (base or tuned), stored and reused by `memo` (eval/answer_cache.py);
     a loss that cannot be computed (the template hides the assistant's tokens, or there are none) is None with the
-    reason, never NaN. Where it is computed now, also the beginnings of the system's greedy replies read off the
-    same pass (eval/forced.py); else None."""
+    reason, never NaN. Where it is computed now, also the beginnings of the system's greedy replies to `prompts`
+    read off the same pass (eval/forced.py); else None."""
     from ..errors import DataError
     from .local import mean_token_loss
 
@@ -268,7 +269,7 @@ def _held_out_loss(local, task: Task, ev, name: str, memo, progress) -> tuple[di
     def compute() -> dict[str, Any]:
         try:
             with local.system(name):
-                rows, found["starts"] = local.scored_answers(task.full, ev.batch_size, ev.max_new_tokens)
+                rows, found["starts"] = local.scored_answers(task.full, ev.batch_size, ev.max_new_tokens, prompts)
         except DataError as exc:
             return {"loss": None, "perplexity": None, "tokens": 0, "reason": exc.render().splitlines()[0]}
         loss, tokens = mean_token_loss(rows)
