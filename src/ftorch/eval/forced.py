@@ -12,7 +12,7 @@ is batched and padded as the loss's, not as decoding."""
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -54,4 +54,4 @@ def forced_start(ids: list[int], turn: tuple[int, int], picked: list[int], stop:
         if picked[k] != ids[start + k] or picked[k] in stop or len(tokens) >= max_new_tokens:
             break
     found = ForcedStart(tuple(ids[:start]), tuple(tokens))
-    return ForcedStart(found.prompt, found.tokens, seconds) if found.complete(stop, max_new_tokens) else found
+    return replace(found, seconds=seconds) if found.complete(stop, max_new_tokens) else found

@@ -18,6 +18,7 @@ from .local import (
     load_tokenizer,
     merges_adapter,
     model_config,
+    positive_length,
 )
 
 
@@ -66,6 +67,5 @@ class LazyLocalModel:
             return self.loaded.context_length
         if self.config is None:
             self.config = model_config(self.base_path)
-        length = self.config.get("max_position_embeddings")
-        return int(length) if isinstance(length, int) and length > 0 else None
+        return positive_length(self.config.get("max_position_embeddings"))
 

@@ -136,6 +136,11 @@ def model_config(base_path: str) -> dict[str, Any]:
     return AutoConfig.from_pretrained(base_path).to_dict()
 
 
+def positive_length(length: Any) -> int | None:
+    """A config's max_position_embeddings as the context length, where it is a positive int."""
+    return int(length) if isinstance(length, int) and length > 0 else None
+
+
 def mean_token_loss(rows: list[tuple[float, int]]) -> tuple[float, int]:
     """Mean negative log-likelihood per assistant token (the training loss, on held-out data) over
     LocalModel.assistant_token_losses's rows, and the number of tokens; NaN where there are none."""
@@ -159,6 +164,7 @@ class LocalModel:
         self._merged: Any = None
         self._serving_merged = False  # inside a 'tuned' block that answers from the merged copy
         self._adapter_off = 0  # system() blocks with the adapter off, open now
+        self._files_config: dict[str, Any] | None = None  # config.json, read once where no copy is loaded yet
 
     @classmethod
     def from_loaded(cls, model, tokenizer, device: str | None = None) -> LocalModel:
@@ -175,6 +181,7 @@ class LocalModel:
         self.has_adapter = False
         self.base_path, self.adapter_path = None, None  # no files known: its answers are not cached
         self.merge_tuned, self._merged, self._serving_merged, self._adapter_off = False, None, False, 0
+        self._files_config = None
         self._unmerged = model.to(self.device).eval()
         return self
 
@@ -269,11 +276,11 @@ class LocalModel:
         that needs only the merged copy must not load the unmerged one to learn its context length)."""
         loaded = self._merged if self._merged is not None else self._unmerged
         if loaded is not None:
-            length = getattr(loaded.config, "max_position_embeddings", None)
-        else:
+            return positive_length(getattr(loaded.config, "max_position_embeddings", None))
+        if self._files_config is None:
             assert self.base_path is not None  # from_loaded models are loaded
-            length = model_config(self.base_path).get("max_position_embeddings")
-        return int(length) if isinstance(length, int) and length > 0 else None
+            self._files_config = model_config(self.base_path)
+        return positive_length(self._files_config.get("max_position_embeddings"))
 
     def _token_mask(self, constraint):
         from .constrained import TokenMask, tokenizer_data
@@ -305,15 +312,16 @@ class LocalModel:
         if constraint is not None or min_new_tokens:
             drafts = starts = None  # (as _greedy decides it: before they are encoded and counted in the batch's memory)
         stop = self.stop_ids()
-        begun = [list(s.tokens) if s is not None and s.prompt == tuple(e) else []
-                 for s, e in zip(starts or [None] * len(encoded), encoded)]
+        used = [s if s is not None and s.prompt == tuple(e) else None
+                for s, e in zip(starts or [None] * len(encoded), encoded)]
+        begun = [list(s.tokens) if s is not None else [] for s in used]
         guesses = [encode(self.tokenizer, d, self.tokenizer.eos_token_id if self.tokenizer.eos_token_id in stop
                           else stop[0]) for d in drafts] if drafts is not None else None
         replies: list[str] = [""] * len(encoded)
         decoding = []  # the rows whose known beginning is not their whole reply
-        for index, tokens in enumerate(begun):
-            if tokens and (tokens[-1] in stop or len(tokens) >= max_new_tokens):
-                replies[index] = self.tokenizer.decode([t for t in tokens if t not in stop],
+        for index, start in enumerate(used):
+            if start is not None and start.complete(stop, max_new_tokens):
+                replies[index] = self.tokenizer.decode([t for t in start.tokens if t not in stop],
                                                        skip_special_tokens=True).strip()
             else:
                 decoding.append(index)

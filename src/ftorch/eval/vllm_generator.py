@@ -141,8 +141,9 @@ class VLLMGenerator:
     def context_length(self) -> int | None:
         from transformers import AutoConfig
 
-        length = getattr(AutoConfig.from_pretrained(self.base_path), "max_position_embeddings", None)
-        return int(length) if isinstance(length, int) and length > 0 else None
+        from .local import positive_length
+
+        return positive_length(getattr(AutoConfig.from_pretrained(self.base_path), "max_position_embeddings", None))
 
     def sampling(self, max_new_tokens: int, min_new_tokens: int = 0, constraint=None):
         """Greedy SamplingParams with the model's stop tokens, held to `constraint` (eval/constrained.py)."""
